@@ -1,0 +1,388 @@
+"""Chip configuration: pydantic v2 models with units, range checks and published presets.
+
+Conductances are in microsiemens (uS), times in seconds (s). Every model forbids unknown
+fields, and a wrong value raises a ``pydantic.ValidationError`` whose location names the field
+(e.g. ``tile.adc.bits``). Noise and drift models are tagged unions on ``kind``: each kind
+accepts only its own fields, so no setting is silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ---------------------------------------------------------------- programming (write) error
+class NoWriteNoise(_Strict):
+    """Devices are programmed exactly to their targets."""
+
+    kind: Literal["none"] = "none"
+
+
+class AbsoluteWriteNoise(_Strict):
+    """``G = G_target + N(0, sigma^2)``, the same std for every device."""
+
+    kind: Literal["absolute"] = "absolute"
+    sigma: float = Field(ge=0, description="standard deviation of the write error, uS")
+
+
+class ProportionalWriteNoise(_Strict):
+    """``G = G_target + N(0, (sigma * G_target)^2)``."""
+
+    kind: Literal["proportional"] = "proportional"
+    sigma: float = Field(ge=0, le=10, description="write-error std as a fraction of G_target")
+
+
+class PCMWriteNoise(_Strict):
+    """IBM's PCM polynomial: std(uS) = scale * (c0 + c1 * g + c2 * g^2), g = G_target / g_max."""
+
+    kind: Literal["pcm"] = "pcm"
+    c0: float = Field(0.26348, description="constant term, uS (Nandakumar et al., IBM PCM model)")
+    c1: float = Field(1.9650, description="linear term, uS")
+    c2: float = Field(-1.1731, description="quadratic term, uS")
+    scale: float = Field(1.0, ge=0, description="multiplies the polynomial (1 = published model)")
+
+
+WriteNoise = Annotated[
+    Union[NoWriteNoise, AbsoluteWriteNoise, ProportionalWriteNoise, PCMWriteNoise],
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- read noise
+class NoReadNoise(_Strict):
+    """Reads return the stored conductance exactly."""
+
+    kind: Literal["none"] = "none"
+
+
+class AdditiveReadNoise(_Strict):
+    """Every read adds ``N(0, sigma^2)`` to every device."""
+
+    kind: Literal["additive"] = "additive"
+    sigma: float = Field(ge=0, description="read-noise std per device, uS")
+
+
+class ProportionalReadNoise(_Strict):
+    """Every read adds ``N(0, (sigma * G)^2)`` to every device."""
+
+    kind: Literal["proportional"] = "proportional"
+    sigma: float = Field(ge=0, le=10, description="read-noise std as a fraction of G")
+
+
+class PCMReadNoise(_Strict):
+    """IBM's PCM 1/f read noise: std = |G| * Q * sqrt(ln((t + t0 + t_read) / (2 t_read))),
+    Q = min(q_coeff / max(g^q_exponent, 1e-3), q_max), g = G / g_max, t since programming."""
+
+    kind: Literal["pcm"] = "pcm"
+    q_coeff: float = Field(0.0088, gt=0, description="Q at g = 1 (dimensionless)")
+    q_exponent: float = Field(0.65, ge=0, description="exponent of g in Q")
+    q_max: float = Field(0.2, gt=0, description="upper bound of Q")
+    t_read_s: float = Field(250e-9, gt=0, description="duration of one read, s")
+    scale: float = Field(1.0, ge=0, description="multiplies the std (1 = published model)")
+
+
+ReadNoise = Annotated[
+    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise],
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- drift
+class NoDrift(_Strict):
+    """Conductances stay as programmed."""
+
+    kind: Literal["none"] = "none"
+
+
+class LogNormalDrift(_Strict):
+    """BayesFT memristor drift: ``G(t) = G_prog * exp(s(t) * n)``, n ~ N(0, 1) per device,
+    ``s(t) = sigma + sigma_per_decade * log10((t + t0) / t0)``."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    sigma: float = Field(ge=0, le=5, description="std of the log-conductance change (dimensionless)")
+    sigma_per_decade: float = Field(
+        0.0, ge=0, le=5, description="growth of that std per decade of time after t0"
+    )
+
+
+class PowerLawDrift(_Strict):
+    """``G(t) = G_prog * ((t + t0) / t0)^(-nu)``, nu = max(0, N(nu_mean, nu_std^2)) per device."""
+
+    kind: Literal["power_law"] = "power_law"
+    nu_mean: float = Field(ge=0, le=1, description="mean drift exponent (dimensionless)")
+    nu_std: float = Field(0.0, ge=0, le=1, description="device-to-device std of the exponent")
+
+
+class PCMDrift(_Strict):
+    """IBM's PCM drift: power law with a conductance-dependent exponent per device,
+    mu = clip(-0.0155 ln g + 0.0244, 0.049, 0.1), sd = clip(-0.0125 ln g - 0.0059, 0.008, 0.045),
+    nu = |mu + sd * n|, g = G_prog / g_max floored at 1e-7."""
+
+    kind: Literal["pcm"] = "pcm"
+    scale: float = Field(1.0, ge=0, le=10, description="multiplies nu (1 = published model)")
+
+
+Drift = Annotated[
+    Union[NoDrift, LogNormalDrift, PowerLawDrift, PCMDrift], Field(discriminator="kind")
+]
+
+
+class StuckAtFaults(_Strict):
+    """Per device, independently: stuck at g_max with ``p_on``, at g_min with ``p_off``."""
+
+    p_on: float = Field(0.0, ge=0, le=1, description="probability a device is stuck at g_max")
+    p_off: float = Field(0.0, ge=0, le=1, description="probability a device is stuck at g_min")
+
+    @model_validator(mode="after")
+    def _total(self) -> "StuckAtFaults":
+        if self.p_on + self.p_off > 1:
+            raise ValueError(f"p_on + p_off must be <= 1, got {self.p_on} + {self.p_off}")
+        return self
+
+
+class DeviceConfig(_Strict):
+    """One resistive device: conductance range and its non-idealities."""
+
+    g_min_us: float = Field(0.0, ge=0, description="lowest programmable conductance, uS")
+    g_max_us: float = Field(25.0, gt=0, le=1e6, description="highest programmable conductance, uS")
+    t0_s: float = Field(20.0, gt=0, description="time of the first read after programming, s")
+    write_noise: WriteNoise = Field(default_factory=NoWriteNoise)
+    read_noise: ReadNoise = Field(default_factory=NoReadNoise)
+    drift: Drift = Field(default_factory=NoDrift)
+    faults: StuckAtFaults = Field(default_factory=StuckAtFaults)
+
+    @model_validator(mode="after")
+    def _range(self) -> "DeviceConfig":
+        if self.g_min_us >= self.g_max_us:
+            raise ValueError(
+                f"g_min_us must be < g_max_us, got g_min_us={self.g_min_us}, g_max_us={self.g_max_us}"
+            )
+        return self
+
+
+# ---------------------------------------------------------------- converters and tiles
+class ConverterConfig(_Strict):
+    """A DAC or ADC: signed, symmetric, uniform quantizer with 2^(bits-1) - 1 levels a side.
+
+    ``range``: ``none`` (no clipping; only with ``bits=None``), ``fixed`` (``bound`` for every
+    tile), ``calibrated`` (a bound per tile, set from data; ``bound`` is its starting value) or
+    ``dynamic`` (DAC only: each input vector's abs-max per row block, aihwkit's noise management).
+    DAC bounds are in input units; ADC bounds in normalized output units (a full-scale input on a
+    full-scale weight gives 1).
+    """
+
+    bits: int | None = Field(None, ge=2, le=24, description="resolution; None = no quantization")
+    range: Literal["none", "fixed", "calibrated", "dynamic"] = "none"
+    bound: float | None = Field(None, gt=0, description="clipping bound (units: see class doc)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ConverterConfig":
+        if self.range == "none" and self.bits is not None:
+            raise ValueError("range 'none' (no clipping) needs bits=None: a quantizer needs a range")
+        if self.range in ("fixed", "calibrated") and self.bound is None:
+            raise ValueError(f"range '{self.range}' needs a bound > 0")
+        if self.range in ("none", "dynamic") and self.bound is not None:
+            raise ValueError(f"range '{self.range}' takes no bound (got {self.bound})")
+        return self
+
+    @property
+    def levels(self) -> int:
+        """Quantization levels on each side of zero (0 when ideal)."""
+        return 0 if self.bits is None else 2 ** (self.bits - 1) - 1
+
+
+class TileConfig(_Strict):
+    """One crossbar array and its periphery."""
+
+    rows: int = Field(512, ge=1, le=65536, description="inputs (word lines) per tile")
+    cols: int = Field(512, ge=1, le=65536, description="outputs (bit lines) per tile")
+    dac: ConverterConfig = Field(default_factory=ConverterConfig)
+    adc: ConverterConfig = Field(default_factory=ConverterConfig)
+    out_noise: float = Field(
+        0.0, ge=0, description="std of the additive output noise before the ADC, normalized units"
+    )
+    read_noise_path: Literal["output_referred", "per_device"] = Field(
+        "output_referred",
+        description="output_referred: one exact draw per output; per_device: every device's noise",
+    )
+
+    @model_validator(mode="after")
+    def _adc_range(self) -> "TileConfig":
+        if self.adc.range == "dynamic":
+            raise ValueError("adc.range 'dynamic' is a DAC mode; an ADC range is none, fixed or calibrated")
+        return self
+
+
+class MappingConfig(_Strict):
+    """How weights become conductances."""
+
+    weight_scale: Literal["column", "tile", "layer"] = Field(
+        "column", description="the abs-max that maps onto g_max - g_min: per column of each tile, per tile, per layer"
+    )
+
+
+class ChipConfig(_Strict):
+    """A whole chip: devices, tiles and mapping. ``ChipConfig.preset(name)`` for published ones."""
+
+    name: str = Field("custom", description="a label for reports")
+    description: str = Field("", description="where the numbers come from")
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    tile: TileConfig = Field(default_factory=TileConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+
+    @classmethod
+    def preset(cls, name: str) -> "ChipConfig":
+        """A named preset: one of ``PRESETS``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+        return cls.model_validate(PRESETS[name])
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ChipConfig":
+        """Load a YAML (.yaml/.yml) or JSON file. A top-level ``preset: NAME`` key starts from
+        that preset and deep-merges the rest of the file over it."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise FileNotFoundError(f"chip config {path}: cannot read ({exc.strerror})") from exc
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            elif path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                raise ValueError("expected a .yaml, .yml or .json file")
+        except ValueError as exc:  # json.JSONDecodeError and our own
+            raise ValueError(f"chip config {path}: {exc}") from exc
+        except Exception as exc:  # yaml.YAMLError
+            raise ValueError(f"chip config {path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"chip config {path}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChipConfig":
+        """Validate a dict; ``preset: NAME`` deep-merges the rest over that preset."""
+        data = dict(data)
+        base = data.pop("preset", None)
+        if base is not None:
+            if base not in PRESETS:
+                raise ValueError(f"unknown preset {base!r}; choose from {', '.join(sorted(PRESETS))}")
+            data = _deep_merge(PRESETS[base], data)
+        return cls.model_validate(data)
+
+    def with_values(self, values: dict[str, Any]) -> "ChipConfig":
+        """A copy with dotted paths set, e.g. ``{"tile.adc.bits": 6}``; validated again."""
+        data = self.model_dump()
+        for dotted, value in values.items():
+            node = data
+            parts = dotted.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise KeyError(f"{dotted!r}: {part!r} is not a section of the chip config")
+                node = node[part]
+            if parts[-1] not in node:
+                raise KeyError(f"{dotted!r}: no field {parts[-1]!r} here")
+            node[parts[-1]] = value
+        return type(self).model_validate(data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "kind" not in value:
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+_IDEAL_CONVERTER: dict[str, Any] = {"bits": None, "range": "none"}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ideal": {
+        "name": "ideal",
+        "description": "Noise-free devices and ideal converters: reproduces the float32 network.",
+        "device": {"g_min_us": 0.0, "g_max_us": 25.0},
+        "tile": {"rows": 512, "cols": 512, "dac": _IDEAL_CONVERTER, "adc": _IDEAL_CONVERTER},
+    },
+    "pcm": {
+        "name": "pcm",
+        "description": (
+            "IBM PCM statistical model (Nandakumar et al. 2019; Joshi et al., Nat. Commun. 2020; "
+            "aihwkit PCMLikeNoiseModel): g_max 25 uS, polynomial programming noise, "
+            "conductance-dependent power-law drift, 1/f read noise; 8-bit DAC (per-vector "
+            "abs-max) and 8-bit ADC (bound 10, output noise 0.04) as in aihwkit's hardware-aware "
+            "preset; 512x512 tiles."
+        ),
+        "device": {
+            "g_min_us": 0.0,
+            "g_max_us": 25.0,
+            "t0_s": 20.0,
+            "write_noise": {"kind": "pcm"},
+            "read_noise": {"kind": "pcm"},
+            "drift": {"kind": "pcm"},
+        },
+        "tile": {
+            "rows": 512,
+            "cols": 512,
+            "dac": {"bits": 8, "range": "dynamic"},
+            "adc": {"bits": 8, "range": "fixed", "bound": 10.0},
+            "out_noise": 0.04,
+        },
+    },
+    "rram": {
+        "name": "rram",
+        "description": (
+            "RRAM-like: 1-100 uS, 5% proportional write error, 2% proportional read noise, "
+            "BayesFT log-normal drift (sigma 0.1, +0.05 per decade), 0.1% stuck-on and 0.1% "
+            "stuck-off devices; 8-bit converters, 256x256 tiles. Illustrative, not one measured "
+            "device."
+        ),
+        "device": {
+            "g_min_us": 1.0,
+            "g_max_us": 100.0,
+            "t0_s": 1.0,
+            "write_noise": {"kind": "proportional", "sigma": 0.05},
+            "read_noise": {"kind": "proportional", "sigma": 0.02},
+            "drift": {"kind": "lognormal", "sigma": 0.1, "sigma_per_decade": 0.05},
+            "faults": {"p_on": 0.001, "p_off": 0.001},
+        },
+        "tile": {
+            "rows": 256,
+            "cols": 256,
+            "dac": {"bits": 8, "range": "dynamic"},
+            "adc": {"bits": 8, "range": "fixed", "bound": 10.0},
+            "out_noise": 0.02,
+        },
+    },
+    "gaussian": {
+        "name": "gaussian",
+        "description": (
+            "Additive Gaussian write (1 uS) and read (0.5 uS) noise on 0-25 uS devices, ideal "
+            "converters, no drift: the paper-style noise studies."
+        ),
+        "device": {
+            "g_min_us": 0.0,
+            "g_max_us": 25.0,
+            "write_noise": {"kind": "absolute", "sigma": 1.0},
+            "read_noise": {"kind": "additive", "sigma": 0.5},
+        },
+        "tile": {"rows": 512, "cols": 512, "dac": _IDEAL_CONVERTER, "adc": _IDEAL_CONVERTER},
+    },
+}

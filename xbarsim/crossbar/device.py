@@ -1,0 +1,160 @@
+"""Device physics as functions over conductance arrays (DESIGN.md §3, §7).
+
+Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Every random draw
+comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j
+(the pair's first normal for G+, the second for G-), so a draw does not depend on the tiling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import (
+    AbsoluteWriteNoise,
+    AdditiveReadNoise,
+    DeviceConfig,
+    LogNormalDrift,
+    NoDrift,
+    NoReadNoise,
+    NoWriteNoise,
+    PCMDrift,
+    PCMReadNoise,
+    PCMWriteNoise,
+    PowerLawDrift,
+    ProportionalReadNoise,
+    ProportionalWriteNoise,
+    StuckAtFaults,
+)
+from . import rng
+
+STUCK_ON = 1
+STUCK_OFF = -1
+
+
+def device_normals(seed: int, purpose: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Standard normals, float32, one per device of a (2, n_in, n_out) array."""
+    _, n_in, n_out = shape
+    return rng.normals(rng.stream_key(seed, purpose), n_in * n_out).reshape(shape)
+
+
+def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
+    """Std (uS) of the programming error of every device, same shape as ``g_target``."""
+    g = g_target.astype(np.float64)
+    if isinstance(noise, NoWriteNoise):
+        return np.zeros_like(g)
+    if isinstance(noise, AbsoluteWriteNoise):
+        return np.full_like(g, noise.sigma)
+    if isinstance(noise, ProportionalWriteNoise):
+        return noise.sigma * np.abs(g)
+    if isinstance(noise, PCMWriteNoise):
+        gh = g / g_max
+        return noise.scale * np.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
+    raise TypeError(f"unknown write-noise model {noise!r}")
+
+
+def stuck_faults(faults: StuckAtFaults, shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device."""
+    stuck = np.zeros(shape, np.int8)
+    if faults.p_on == 0 and faults.p_off == 0:
+        return stuck
+    _, n_in, n_out = shape
+    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), n_in * n_out).reshape(shape)
+    stuck[u < faults.p_on] = STUCK_ON
+    stuck[(u >= faults.p_on) & (u < faults.p_on + faults.p_off)] = STUCK_OFF
+    return stuck
+
+
+def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``g_target`` with programming error, then apply stuck-at faults.
+
+    ``G = max(0, G_target + std(G_target) * n)``; stuck devices sit at g_max (on) or g_min (off).
+    Returns (programmed conductances float32, stuck codes int8).
+    """
+    std = write_noise_std(g_target, device.write_noise, device.g_max_us)
+    if np.any(std > 0):
+        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape)
+        g = np.maximum(g_target + (std * z).astype(np.float32), np.float32(0.0))
+    else:
+        g = g_target.astype(np.float32, copy=True)
+    stuck = stuck_faults(device.faults, g_target.shape, seed)
+    g[stuck == STUCK_ON] = device.g_max_us
+    g[stuck == STUCK_OFF] = device.g_min_us
+    return g.astype(np.float32, copy=False), stuck
+
+
+def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray | None:
+    """Multiplicative drift ``G(t) / G_prog`` per device (float64), or None without drift.
+
+    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
+    The per-device draws come from one stream, so drift at any t is one consistent trajectory.
+    """
+    law = device.drift
+    if isinstance(law, NoDrift):
+        return None
+    t0 = device.t0_s
+    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape).astype(np.float64)
+    if isinstance(law, LogNormalDrift):
+        s = law.sigma + law.sigma_per_decade * np.log10((t_s + t0) / t0)
+        return np.exp(s * z)
+    if isinstance(law, PowerLawDrift):
+        nu = np.maximum(law.nu_mean + law.nu_std * z, 0.0)
+    elif isinstance(law, PCMDrift):
+        nu = law.scale * np.abs(pcm_drift_mean(g_prog, device.g_max_us) + pcm_drift_std(g_prog, device.g_max_us) * z)
+    else:
+        raise TypeError(f"unknown drift model {law!r}")
+    return ((t_s + t0) / t0) ** (-nu)
+
+
+def pcm_drift_mean(g: np.ndarray, g_max: float) -> np.ndarray:
+    """Mean drift exponent of IBM's PCM model for conductance g (uS)."""
+    gh = np.maximum(g.astype(np.float64) / g_max, 1e-7)
+    return np.clip(-0.0155 * np.log(gh) + 0.0244, 0.049, 0.1)
+
+
+def pcm_drift_std(g: np.ndarray, g_max: float) -> np.ndarray:
+    """Device-to-device std of the drift exponent in IBM's PCM model."""
+    gh = np.maximum(g.astype(np.float64) / g_max, 1e-7)
+    return np.clip(-0.0125 * np.log(gh) - 0.0059, 0.008, 0.045)
+
+
+def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
+    """Conductances t_s seconds after programming (float32); stuck devices do not drift."""
+    if t_s < 0 or not np.isfinite(t_s):
+        raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
+    factor = drift_factor(g_prog, device, t_s, seed)
+    if factor is None:
+        return g_prog.copy()
+    g = (g_prog * factor).astype(np.float32)
+    g[stuck != 0] = g_prog[stuck != 0]
+    return g
+
+
+def read_noise_is_constant(device: DeviceConfig) -> bool:
+    """True when every device has the same read-noise std (no conductance dependence)."""
+    return isinstance(device.read_noise, (NoReadNoise, AdditiveReadNoise))
+
+
+def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
+    """Std (uS, float32) of one read of every device with conductance g, t_s after programming.
+
+    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))).
+    """
+    noise = device.read_noise
+    if isinstance(noise, NoReadNoise):
+        return np.zeros_like(g)
+    if isinstance(noise, AdditiveReadNoise):
+        return np.full_like(g, noise.sigma)
+    if isinstance(noise, ProportionalReadNoise):
+        return (noise.sigma * np.abs(g)).astype(np.float32)
+    if isinstance(noise, PCMReadNoise):
+        return (noise.scale * np.abs(g) * pcm_read_relative_std(g, device, t_s)).astype(np.float32)
+    raise TypeError(f"unknown read-noise model {noise!r}")
+
+
+def pcm_read_relative_std(g: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
+    """IBM PCM 1/f read noise relative to |G| (float64): Q(g) * sqrt(ln((t + t0 + t_read) / (2 t_read)))."""
+    noise = device.read_noise
+    gh = np.abs(g.astype(np.float64)) / device.g_max_us
+    q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
+    t_read = noise.t_read_s
+    return q * np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))

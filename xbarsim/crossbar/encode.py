@@ -1,0 +1,64 @@
+"""Weights <-> differential conductance pairs (DESIGN.md §3, Encoding).
+
+Arrays are in crossbar order: ``w_t`` is (n_in, n_out), i.e. the transpose of a torch weight,
+and a conductance array is (2, n_in, n_out) with [0] = G+ and [1] = G-, in uS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grid import TileGrid
+
+
+def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
+    """(P, n_out) float32: the |w| that maps onto g_max - g_min, per row block and column.
+
+    ``column``: abs-max of each column within each tile; ``tile``: abs-max of each tile;
+    ``layer``: abs-max of the whole matrix. An all-zero group gets scale 1.
+    """
+    n_p, n_q = grid.shape
+    absw = np.abs(w_t)
+    scales = np.empty((n_p, w_t.shape[1]), np.float32)
+    for p in range(n_p):
+        rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
+        col_max = absw[rows].max(axis=0)
+        if mode == "column":
+            scales[p] = col_max
+        elif mode == "tile":
+            for q in range(n_q):
+                cols = slice(int(grid.col_edges[q]), int(grid.col_edges[q + 1]))
+                scales[p, cols] = col_max[cols].max()
+        elif mode == "layer":
+            scales[p] = absw.max()
+        else:
+            raise ValueError(f"unknown weight_scale {mode!r}; choose column, tile or layer")
+    scales[scales == 0] = 1.0
+    return scales
+
+
+def expand_rows(per_block: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """(P, ...) -> (n_in, ...): repeat each row block's values over its rows."""
+    return np.repeat(per_block, np.diff(grid.row_edges), axis=0)
+
+
+def encode(w_t: np.ndarray, scales: np.ndarray, grid: TileGrid, g_min: float, g_max: float) -> np.ndarray:
+    """(2, n_in, n_out) float32 target conductances, uS:
+    G+ = g_min + (g_max - g_min) * max(w, 0) / scale, G- likewise with max(-w, 0)."""
+    w = w_t.astype(np.float64) / expand_rows(scales, grid).astype(np.float64)
+    span = g_max - g_min
+    g = np.empty((2,) + w_t.shape, np.float32)
+    g[0] = g_min + span * np.maximum(w, 0.0)
+    g[1] = g_min + span * np.maximum(-w, 0.0)
+    return g
+
+
+def normalized_difference(g: np.ndarray, g_min: float, g_max: float) -> np.ndarray:
+    """(n_in, n_out) float32 (G+ - G-) / (g_max - g_min): the weight a tile computes with,
+    in units of its scale."""
+    return (g[0] - g[1]) / np.float32(g_max - g_min)
+
+
+def decode(g: np.ndarray, scales: np.ndarray, grid: TileGrid, g_min: float, g_max: float) -> np.ndarray:
+    """(n_in, n_out) float32 effective weights ``scale * (G+ - G-) / (g_max - g_min)``."""
+    return normalized_difference(g, g_min, g_max) * expand_rows(scales, grid)

@@ -1,0 +1,122 @@
+"""The tiled noisy MVM: BLAS block products, then one fused Numba pass per output.
+
+Pipeline for a batch (DESIGN.md §3): DAC (``converters.dac_into_*``) -> per row block p,
+``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS) -> read noise (one exact draw per output,
+or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
+summed over row blocks in order.
+
+Determinism: BLAS is called on fixed ``CHUNK``-row slices (the last zero-padded), because
+OpenBLAS picks kernels by shape and a row's result would otherwise depend on the batch it came
+in. Normals come from ``rng`` streams keyed per row block, counter = global vector index, so
+the same seed gives the same bits whatever the chunking or thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .converters import clip, quantize
+from .jit import parallel_and_serial
+from .rng import normal_pair
+
+CHUNK = 32  # rows per BLAS call; a multiple of every sgemm kernel's row unroll
+SERIAL_BELOW = 8  # batches smaller than this run serial kernels (waking threads costs more)
+
+VAR_NONE = 0  # no read noise on this path
+VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2
+VAR_MATRIX = 2  # read variance = (xq^2 @ var_t) per row block (a second GEMM)
+
+_F = np.float32
+
+
+def padded_rows(n: int) -> int:
+    """Rows of the work buffers for a batch of n: a multiple of CHUNK."""
+    return -(-n // CHUNK) * CHUNK
+
+
+def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, out: np.ndarray) -> None:
+    """out[p] = xq[:, block p] @ g_t[block p] for every row block p, in CHUNK-row BLAS calls.
+
+    xq (Bp, n_in) float32 with Bp a multiple of CHUNK; g_t (n_in, n_out); out (P, Bp, n_out).
+    """
+    n_rows = xq.shape[0]
+    for p in range(len(row_edges) - 1):
+        r0, r1 = int(row_edges[p]), int(row_edges[p + 1])
+        g_block = g_t[r0:r1]
+        for c0 in range(0, n_rows, CHUNK):
+            np.matmul(xq[c0 : c0 + CHUNK, r0:r1], g_block, out=out[p, c0 : c0 + CHUNK])
+
+
+def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, keys, first_vector):
+    """Add every device's read noise to the block products, in place (the honest path).
+
+    y (P, >=B, n_out); xq (>=B, n_in), first n_batch rows used; sigma_*_t (n_in, n_out) normalized read std of G+ / G-;
+    keys (P,) uint64. Device (i, j) of vector v in block p uses counter
+    ((v * rows_p + i - r0) * n_out + j): first normal for G+, second for G-.
+    y[p, b, j] += sum_i xq[b, i] * (sigma_pos[i, j] z+ - sigma_neg[i, j] z-), i in order.
+    """
+    n_out = y.shape[2]
+    for b in prange(n_batch):
+        vector = np.uint64(first_vector + b)
+        for p in range(row_edges.shape[0] - 1):
+            r0 = row_edges[p]
+            rows = np.uint64(row_edges[p + 1] - r0)
+            key = keys[p]
+            for i in range(r0, row_edges[p + 1]):
+                xi = xq[b, i]
+                if xi == 0:
+                    continue
+                base = (vector * rows + np.uint64(i - r0)) * np.uint64(n_out)
+                for j in range(n_out):
+                    z_pos, z_neg = normal_pair(key, base + np.uint64(j))
+                    y[p, b, j] += xi * (sigma_pos_t[i, j] * z_pos - sigma_neg_t[i, j] * z_neg)
+
+
+def _noisy_adc_accumulate(
+    y, var_mode, var, sq, var_const, out_var, keys, first_vector, noisy,
+    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out,
+):  # fmt: skip
+    """Noise, ADC and digital accumulation over row blocks, fused; writes out (B, n_out).
+
+    y (P, >=B, n_out) block products; var (P, >=B, n_out) per-output read variance (VAR_MATRIX);
+    sq (>=B, P) squared input norms (VAR_CONSTANT); out_var: output-noise variance; all in
+    normalized units. keys (P,) uint64; output j of vector v in block p draws from counter
+    v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
+    draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
+    w_scale (P, n_out); z (>=B, 2 * half) scratch.
+    """
+    n_batch = out.shape[0]
+    n_out = out.shape[1]
+    half = (n_out + 1) // 2
+    for b in prange(n_batch):
+        for j in range(n_out):
+            out[b, j] = 0.0
+        base = np.uint64(first_vector + b) * np.uint64(half)
+        for p in range(y.shape[0]):
+            if noisy:
+                key = keys[p]
+                for jp in range(half):
+                    z0, z1 = normal_pair(key, base + np.uint64(jp))
+                    z[b, jp] = z0
+                    z[b, jp + half] = z1
+            block_scale = dac_scale[b, p]
+            read_const = var_const * sq[b, p]
+            for j in range(n_out):
+                v = y[p, b, j]
+                if noisy:
+                    variance = out_var
+                    if var_mode == VAR_CONSTANT:
+                        variance = read_const + out_var
+                    elif var_mode == VAR_MATRIX:
+                        variance = var[p, b, j] + out_var
+                    v = v + np.sqrt(variance) * z[b, j]
+                if adc_levels > 0:
+                    v = quantize(v, adc_bound[p, j], adc_to_int[p, j], adc_step[p, j])
+                elif adc_clip:
+                    v = clip(v, adc_bound[p, j])
+                out[b, j] += v * block_scale * w_scale[p, j]
+
+
+add_device_read_noise_parallel, add_device_read_noise_serial = parallel_and_serial(_add_device_read_noise)
+noisy_adc_accumulate_parallel, noisy_adc_accumulate_serial = parallel_and_serial(_noisy_adc_accumulate)

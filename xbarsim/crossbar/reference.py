@@ -1,0 +1,169 @@
+"""The tiled noisy MVM in plain, readable NumPy: the independent truth for the Numba kernels.
+
+Used only by tests. It follows DESIGN.md §3 step by step, with its own NumPy version of the
+counter-based normals, and does float32 arithmetic in the same order as the kernels, so the two
+agree bit for bit. The block products call NumPy's BLAS in the same fixed row chunks as the
+kernels do (``kernels.block_products``), since BLAS results depend on the call's shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import device, rng
+from .grid import TileGrid
+from .kernels import block_products, padded_rows
+from .tile import TileArray
+
+_F = np.float32
+_U = np.uint64
+
+
+def hash64(key: np.uint64, counters: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer of key + counter * golden, for a uint64 array of counters."""
+    with np.errstate(over="ignore"):
+        z = _U(key) + counters.astype(_U) * _U(rng.GOLDEN)
+        z = (z ^ (z >> _U(30))) * _U(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U(27))) * _U(0x94D049BB133111EB)
+    return z ^ (z >> _U(31))
+
+
+def log_f32(u: np.ndarray) -> np.ndarray:
+    """Cephes logf on float32: log(u) = e ln2 + log(m), m in [sqrt(1/2), sqrt(2))."""
+    bits = u.view(np.uint32)
+    e = (bits >> np.uint32(23)).astype(np.int32) - np.int32(127)
+    m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F800000)).view(np.float32)
+    big = m > _F(2.0) * _F(0.70710678118654752)
+    m = np.where(big, m * _F(0.5), m)
+    e = np.where(big, e + 1, e)
+    x = m - _F(1.0)
+    z = x * x
+    y = np.full_like(x, _F(7.0376836292e-2))
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):  # fmt: skip
+        y = y * x + _F(c) if c > 0 else y * x - _F(-c)
+    y = y * x * z
+    fe = e.astype(np.float32)
+    y = y + fe * _F(-2.12194440e-4)
+    y = y - _F(0.5) * z
+    return x + y + fe * _F(0.693359375)
+
+
+def normal_pairs(key: np.uint64, counters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Box-Muller on the hash: 31 bits for the radius, 2 + 24 bits for the angle."""
+    h = hash64(key, counters)
+    u = ((h >> _U(33)).astype(np.int32).astype(np.float32) + _F(0.5)) * _F(2.0**-31)
+    r = np.sqrt(_F(-2.0) * log_f32(u))
+    low = (h & _U(0xFFFFFFFF)).astype(np.uint32)
+    quadrant = low >> np.uint32(30)
+    a = (((low & np.uint32(0x3FFFFFFF)) >> np.uint32(6)).astype(np.float32) * _F(2.0**-24) - _F(0.5)) * _F(np.pi / 2)
+    z = a * a
+    s = a + a * z * (_F(-1.6666654611e-1) + z * (_F(8.3321608736e-3) + z * _F(-1.9515295891e-4)))
+    c = (_F(1.0) - _F(0.5) * z) + z * z * (
+        _F(4.166664568298827e-2) + z * (_F(-1.388731625493765e-3) + z * _F(2.443315711809948e-5))
+    )
+    # rotate (c, s) by quadrant * 90 degrees
+    cos_t = np.choose(quadrant, [c, -s, -c, s])
+    sin_t = np.choose(quadrant, [s, c, -s, -c])
+    return r * cos_t, r * sin_t
+
+
+def quantize(v: np.ndarray, bound: np.ndarray, levels: int) -> np.ndarray:
+    """Signed symmetric uniform quantizer; levels = 0 only clips."""
+    bound = np.asarray(bound, np.float32)
+    clipped = np.clip(v, -bound, bound)
+    if levels == 0:
+        return clipped
+    return np.rint(clipped * (_F(levels) / bound)) * (bound / _F(levels))
+
+
+def dac(x: np.ndarray, grid: TileGrid, mode: str, bounds: np.ndarray, levels: int):
+    """Per row block: divide by the block's bound, clip to [-1, 1], quantize.
+    Returns (xq (B, n_in), scale (B, P), squared norms of xq blocks (B, P))."""
+    n_batch, n_p = x.shape[0], grid.shape[0]
+    xq = np.empty_like(x)
+    scale = np.ones((n_batch, n_p), np.float32)
+    sq = np.zeros((n_batch, n_p), np.float32)
+    for p in range(n_p):
+        cols = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
+        block = x[:, cols]
+        if mode == "none":
+            xq[:, cols] = block
+        else:
+            if mode == "dynamic":
+                peak = np.abs(block).max(axis=1)
+                scale[:, p] = np.where(peak > 0, peak, _F(1.0))
+            else:
+                scale[:, p] = bounds[p]
+            normalized = block / scale[:, p : p + 1]
+            if levels:
+                xq[:, cols] = np.rint(np.clip(normalized, -1, 1) * _F(levels)) * (_F(1.0) / _F(levels))
+            else:
+                xq[:, cols] = np.clip(normalized, -1, 1)
+        for i in range(cols.start, cols.stop):  # sequential sum, as the kernel adds
+            sq[:, p] = sq[:, p] + xq[:, i] * xq[:, i]
+    return xq, scale, sq
+
+
+def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
+    """What ``tiles.mvm(x)`` returns when ``tiles.reads == first_vector``; does not change tiles."""
+    cfg, grid = tiles.cfg, tiles.grid
+    dev = cfg.device
+    x = np.asarray(x, np.float32)
+    n_batch, n_out = x.shape[0], grid.n_out
+    n_p = grid.shape[0]
+    half = (n_out + 1) // 2
+
+    xq, dac_scale, sq = dac(x, grid, cfg.tile.dac.range, tiles.dac_bounds, cfg.tile.dac.levels)
+    rows = padded_rows(n_batch)
+    xq_padded = np.zeros((rows, grid.n_in), np.float32)
+    xq_padded[:n_batch] = xq
+    span = _F(dev.g_max_us - dev.g_min_us)
+    g_t = (tiles.g_now[0] - tiles.g_now[1]) / span
+    y = np.empty((n_p, rows, n_out), np.float32)
+    block_products(xq_padded, g_t, grid.row_edges, y)
+    y = y[:, :n_batch]
+
+    sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s)  # (2, n_in, n_out), uS
+    per_device = cfg.tile.read_noise_path == "per_device"
+    if per_device:
+        purpose = rng.PURPOSE_OUTPUT
+        for p in range(n_p):
+            key = rng.stream_key(tiles.seed, rng.PURPOSE_READ_DEVICE, p)
+            r0, r1 = int(grid.row_edges[p]), int(grid.row_edges[p + 1])
+            vectors = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None]
+            for i in range(r0, r1):
+                counters = (vectors * _U(r1 - r0) + _U(i - r0)) * _U(n_out) + np.arange(n_out, dtype=np.uint64)
+                z_pos, z_neg = normal_pairs(key, counters)
+                noise = (sigma[0, i] / span) * z_pos - (sigma[1, i] / span) * z_neg
+                nonzero = xq[:, i] != 0
+                y[p, nonzero] = y[p, nonzero] + xq[nonzero, i : i + 1] * noise[nonzero]
+        read_var = np.zeros_like(y)
+    else:
+        purpose = rng.PURPOSE_READ
+        span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
+        if device.read_noise_is_constant(dev):
+            var_const = _F(2.0) * sigma.flat[0] * sigma.flat[0] / span2
+            read_var = (var_const * sq.T)[:, :, None] * np.ones(n_out, np.float32)
+        else:
+            var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
+            read_var = np.empty((n_p, rows, n_out), np.float32)
+            block_products(xq_padded * xq_padded, var_t, grid.row_edges, read_var)
+            read_var = read_var[:, :n_batch]
+    out_var = _F(cfg.tile.out_noise**2)
+
+    bound_col = tiles.adc_bounds[:, grid.col_block_of()]
+    out = np.zeros((n_batch, n_out), np.float32)
+    for p in range(n_p):
+        # output j < half takes the first normal of counter j, output j >= half the second of
+        # j - half; with zero variance the noise adds exactly 0 (the kernel then skips drawing)
+        key = rng.stream_key(tiles.seed, purpose, p)
+        counters = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None] * _U(half)
+        z0, z1 = normal_pairs(key, counters + np.arange(half, dtype=np.uint64))
+        z = np.concatenate([z0, z1], axis=1)[:, :n_out]
+        v = y[p] + np.sqrt(read_var[p] + out_var) * z
+        if cfg.tile.adc.range != "none":
+            v = quantize(v, bound_col[p], cfg.tile.adc.levels)
+        out = out + (v * dac_scale[:, p : p + 1]) * tiles.scales[p]
+    return out
+

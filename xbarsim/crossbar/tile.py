@@ -1,0 +1,193 @@
+"""TileArray: one weight matrix programmed onto a grid of crossbar tiles, and its noisy MVM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ChipConfig
+from . import converters, device, kernels, rng
+from .encode import decode, encode, normalized_difference, weight_scales
+from .grid import TileGrid
+
+
+@dataclass(frozen=True)
+class TileConductances:
+    """Conductances of tile (p, q), uS, shape (rows, cols) = (inputs, outputs)."""
+
+    p: int
+    q: int
+    inputs: slice
+    outputs: slice
+    g_pos: np.ndarray
+    g_neg: np.ndarray
+
+
+class TileArray:
+    """A weight matrix W (out x in) on tiles: programmed conductances, drift state, converters.
+
+    Build with ``TileArray.from_weights(W, cfg, seed)``. ``mvm(x)`` computes ``x @ W_eff.T`` the
+    way the chip does, with fresh read noise for every input vector: vector k (counting every
+    vector this array has seen since programming) always draws the same noise for a given seed,
+    so results do not depend on how a batch is split into calls.
+    """
+
+    def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
+        self.cfg = cfg
+        self.grid = grid
+        self.scales = scales  # (P, n_out) float32
+        self.g_target = g_target  # (2, n_in, n_out) float32, uS
+        n_p, n_q = grid.shape
+        dac, adc = cfg.tile.dac, cfg.tile.adc
+        self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
+        self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
+        self.program(seed)
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0) -> "TileArray":
+        """Encode W (out x in, finite) into differential conductances and program them."""
+        w = np.asarray(weights)
+        if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
+            raise ValueError(f"weights must be a non-empty 2-D (out x in) array, got shape {w.shape}")
+        if not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
+            raise ValueError("weights contain NaN or Inf (or are not numeric)")
+        w_t = np.ascontiguousarray(w.T, dtype=np.float32)
+        grid = TileGrid.for_matrix(w_t.shape[0], w_t.shape[1], cfg.tile.rows, cfg.tile.cols)
+        scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
+        g_target = encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)
+        return cls(cfg, grid, scales, g_target, seed)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(out, in), like the torch weight."""
+        return self.grid.n_out, self.grid.n_in
+
+    def program(self, seed: int) -> None:
+        """(Re)program every device from its target with write error and faults; resets drift
+        time and the read counter."""
+        self.seed = int(seed)
+        self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
+        self.t_s = 0.0
+        self.reads = 0
+        self._set_conductances(self.g_prog)
+
+    def drift(self, t_s: float) -> None:
+        """Conductances as they are t_s seconds after programming (absolute time, not a step)."""
+        t_s = float(t_s)
+        self.t_s = t_s  # validated by drifted()
+        self._set_conductances(device.drifted(self.g_prog, self.stuck, self.cfg.device, t_s, self.seed))
+
+    def _set_conductances(self, g_now: np.ndarray) -> None:
+        """Set the conductances now, and what the kernels derive from them (normalized units:
+        conductances divided by g_max - g_min)."""
+        dev = self.cfg.device
+        self.g_now = g_now
+        self.gdiff_t = np.ascontiguousarray(normalized_difference(g_now, dev.g_min_us, dev.g_max_us))
+        span = np.float32(dev.g_max_us - dev.g_min_us)
+        span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
+        sigma = device.read_noise_std(g_now, dev, self.t_s)  # (2, n_in, n_out) uS
+        self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
+        self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
+        self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
+        if self.cfg.tile.read_noise_path == "per_device":
+            self.read_sigma_t = (sigma[0] / span, sigma[1] / span)
+        elif device.read_noise_is_constant(dev):
+            self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
+        else:
+            self.read_var_t = np.ascontiguousarray((sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2)
+
+    def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
+        """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
+        n_p, n_q = self.grid.shape
+        for name, value, shape, cfg in (("dac", dac, (n_p,), self.cfg.tile.dac), ("adc", adc, (n_p, n_q), self.cfg.tile.adc)):
+            if value is None:
+                continue
+            if cfg.range != "calibrated":
+                raise ValueError(f"tile.{name}.range is {cfg.range!r}; only 'calibrated' ranges can be set")
+            arr = np.asarray(value, np.float32)
+            if arr.shape != shape or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
+            setattr(self, f"{name}_bounds", arr.copy())
+
+    def weights(self) -> np.ndarray:
+        """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
+        dev = self.cfg.device
+        return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+
+    def conductances(self) -> list[TileConductances]:
+        """G+ and G- of every tile now, uS, row-major over the tile grid."""
+        n_p, n_q = self.grid.shape
+        tiles = []
+        for p in range(n_p):
+            for q in range(n_q):
+                rows, cols = self.grid.tile_slices(p, q)
+                tiles.append(TileConductances(p, q, rows, cols, self.g_now[0, rows, cols], self.g_now[1, rows, cols]))
+        return tiles
+
+    def read_keys(self, purpose: int) -> np.ndarray:
+        """(P,) uint64 stream keys of this array's read-time draws for ``purpose``."""
+        return np.array([rng.stream_key(self.seed, purpose, p) for p in range(self.grid.shape[0])], np.uint64)
+
+    def adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
+        bound = np.ascontiguousarray(self.adc_bounds[:, self.grid.col_block_of()])
+        to_int, step = converters.quantizer_steps(bound, self.cfg.tile.adc.levels)
+        return bound, to_int, step
+
+    # ------------------------------------------------------------------ compute
+    def mvm(self, x: np.ndarray) -> np.ndarray:
+        """x (batch, in) or (in,) -> (batch, out) or (out,), float32."""
+        x = np.asarray(x)
+        single = x.ndim == 1
+        x2 = np.ascontiguousarray(x[None] if single else x, dtype=np.float32)
+        n_in = self.grid.n_in
+        if x2.ndim != 2 or x2.shape[1] != n_in:
+            raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
+        out = self._mvm(x2)
+        return out[0] if single else out
+
+    def _mvm(self, x: np.ndarray) -> np.ndarray:
+        tile_cfg = self.cfg.tile
+        n_batch, n_out = x.shape[0], self.grid.n_out
+        n_p = self.grid.shape[0]
+        parallel = n_batch >= kernels.SERIAL_BELOW
+        rows = kernels.padded_rows(n_batch)
+
+        xq = np.zeros((rows, self.grid.n_in), np.float32)
+        dac_scale = np.ones((rows, n_p), np.float32)
+        sq = np.zeros((rows, n_p), np.float32)
+        dac = converters.dac_into_parallel if parallel else converters.dac_into_serial
+        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, xq, dac_scale, sq)
+        if bad:
+            raise ValueError(f"mvm input contains {bad} NaN or Inf value(s)")
+
+        y = np.empty((n_p, rows, n_out), np.float32)
+        kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, y)
+
+        var_mode, var = kernels.VAR_NONE, y[:0]
+        if self.read_sigma_t is not None:
+            add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
+            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, self.read_keys(rng.PURPOSE_READ_DEVICE), self.reads)
+            keys = self.read_keys(rng.PURPOSE_OUTPUT)
+        else:
+            keys = self.read_keys(rng.PURPOSE_READ)
+            if self.read_var_t is not None:
+                var_mode, var = kernels.VAR_MATRIX, np.empty_like(y)
+                kernels.block_products(xq * xq, self.read_var_t, self.grid.row_edges, var)
+            elif self.read_var_const > 0:
+                var_mode = kernels.VAR_CONSTANT
+        out_var = np.float32(tile_cfg.out_noise**2)
+        noisy = var_mode != kernels.VAR_NONE or out_var > 0
+
+        bound, to_int, step = self.adc_parameters()
+        z = np.empty((rows, 2 * ((n_out + 1) // 2)), np.float32)
+        out = np.empty((n_batch, n_out), np.float32)
+        finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
+        finish(
+            y, var_mode, var, sq, self.read_var_const, out_var, keys, self.reads, noisy,
+            tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.scales, z, out,
+        )  # fmt: skip
+        self.reads += n_batch
+        return out
