@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from ..config import ConverterConfig
 from .jit import parallel_and_serial
+from .rng import _bits_from_f32, _f32_from_bits
 
 # DAC modes, as the kernels see them
 DAC_NONE = 0  # no clipping, no quantization: x passes unchanged
@@ -59,13 +60,18 @@ def quantize_array(v, bound, levels):
     return out.reshape(v.shape)
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, xq, scale, sq):
+SQ_LANES = 16  # the squared norms add element i into lane i % SQ_LANES, then the lanes in order
+_ABS_BITS = np.uint32(0x7FFFFFFF)
+_INF_BITS = np.uint32(0x7F800000)
+
+
+def _dac_into(x, row_edges, mode, bounds, levels, want_sq, xq, scale, sq):
     """DAC every row block of every input vector.
 
     x (B, n_in) float32; row_edges (P+1,); bounds (P,) float32 (mode DAC_BOUNDED);
     writes xq (>= B, n_in) normalized inputs, scale (>= B, P) the bound each block was divided
-    by (so x ~ xq * scale) and sq (>= B, P) the squared norm of each block of xq.
-    Returns the number of non-finite inputs (the caller refuses them).
+    by (so x ~ xq * scale) and, if want_sq, sq (>= B, P) the squared norm of each block of xq.
+    Returns the number of blocks holding NaN or Inf (the caller refuses them).
     """
     n_batch = x.shape[0]
     n_blocks = row_edges.shape[0] - 1
@@ -74,30 +80,48 @@ def _dac_into(x, row_edges, mode, bounds, levels, xq, scale, sq):
     step = one / _F(levels) if levels > 0 else one
     bad = 0
     for b in prange(n_batch):
+        lanes = np.empty(SQ_LANES, np.float32)
         for p in range(n_blocks):
-            r0 = row_edges[p]
-            r1 = row_edges[p + 1]
+            # loops run over block views from 0: Numba then knows indices are >= 0 and
+            # LLVM vectorises (a loop from a variable start checks for negative indices)
+            x_block = x[b, row_edges[p] : row_edges[p + 1]]
+            q_block = xq[b, row_edges[p] : row_edges[p + 1]]
+            n = x_block.shape[0]
+            # abs-max and the NaN/Inf check on the IEEE bits: non-negative floats order like
+            # their bit patterns, and integer reductions vectorise where float ones do not
+            peak_bits = np.uint32(0)
+            for i in range(n):
+                peak_bits = max(peak_bits, _bits_from_f32(x_block[i]) & _ABS_BITS)
+            bad += peak_bits >= _INF_BITS
             s = one
             if mode == DAC_BOUNDED:
                 s = bounds[p]
-            elif mode == DAC_DYNAMIC:
-                m = _F(0.0)
-                for i in range(r0, r1):
-                    m = max(m, abs(x[b, i]))
-                s = m if m > 0 else one
-            acc = _F(0.0)
-            nonfinite = 0
-            for i in range(r0, r1):
-                v = x[b, i]
-                nonfinite += not np.isfinite(v)
-                if mode != DAC_NONE:
-                    v = v / s
-                    v = quantize(v, one, to_int, step) if levels > 0 else clip(v, one)
-                xq[b, i] = v
-                acc += v * v
+            elif mode == DAC_DYNAMIC and peak_bits > 0:
+                s = _f32_from_bits(peak_bits)
+            if mode == DAC_NONE:
+                for i in range(n):
+                    q_block[i] = x_block[i]
+            elif levels > 0:
+                for i in range(n):
+                    q_block[i] = quantize(x_block[i] / s, one, to_int, step)
+            else:
+                for i in range(n):
+                    q_block[i] = clip(x_block[i] / s, one)
             scale[b, p] = s
-            sq[b, p] = acc
-            bad += nonfinite
+            if want_sq:
+                lanes[:] = 0.0
+                n_full = n // SQ_LANES * SQ_LANES
+                for i0 in range(0, n_full, SQ_LANES):
+                    for lane in range(SQ_LANES):
+                        v = q_block[i0 + lane]
+                        lanes[lane] += v * v
+                for i in range(n_full, n):
+                    v = q_block[i]
+                    lanes[i - n_full] += v * v
+                total = _F(0.0)
+                for lane in range(SQ_LANES):
+                    total += lanes[lane]
+                sq[b, p] = total
     return bad
 
 

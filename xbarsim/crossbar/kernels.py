@@ -20,7 +20,7 @@ from .converters import clip, quantize
 from .jit import parallel_and_serial
 from .rng import normal_pair
 
-CHUNK = 32  # rows per BLAS call; a multiple of every sgemm kernel's row unroll
+CHUNK = 64  # rows per BLAS call; a multiple of every sgemm kernel's row unroll
 SERIAL_BELOW = 8  # batches smaller than this run serial kernels (waking threads costs more)
 
 VAR_NONE = 0  # no read noise on this path
@@ -90,32 +90,39 @@ def _noisy_adc_accumulate(
     n_out = out.shape[1]
     half = (n_out + 1) // 2
     for b in prange(n_batch):
-        for j in range(n_out):
-            out[b, j] = 0.0
+        out_row = out[b]
+        out_row[:] = 0.0
         base = np.uint64(first_vector + b) * np.uint64(half)
+        # views indexed from 0, so that LLVM vectorises (see converters._dac_into)
+        z_row = z[b]
+        z_first = z_row[:half]
+        z_second = z_row[half:]
         for p in range(y.shape[0]):
             if noisy:
                 key = keys[p]
                 for jp in range(half):
                     z0, z1 = normal_pair(key, base + np.uint64(jp))
-                    z[b, jp] = z0
-                    z[b, jp + half] = z1
+                    z_first[jp] = z0
+                    z_second[jp] = z1
+            y_row = y[p, b]
+            var_row = var[p, b] if var_mode == VAR_MATRIX else y_row
+            bound, to_int, step, w_row = adc_bound[p], adc_to_int[p], adc_step[p], w_scale[p]
             block_scale = dac_scale[b, p]
             read_const = var_const * sq[b, p]
             for j in range(n_out):
-                v = y[p, b, j]
+                v = y_row[j]
                 if noisy:
                     variance = out_var
                     if var_mode == VAR_CONSTANT:
                         variance = read_const + out_var
                     elif var_mode == VAR_MATRIX:
-                        variance = var[p, b, j] + out_var
-                    v = v + np.sqrt(variance) * z[b, j]
+                        variance = var_row[j] + out_var
+                    v = v + np.sqrt(variance) * z_row[j]
                 if adc_levels > 0:
-                    v = quantize(v, adc_bound[p, j], adc_to_int[p, j], adc_step[p, j])
+                    v = quantize(v, bound[j], to_int[j], step[j])
                 elif adc_clip:
-                    v = clip(v, adc_bound[p, j])
-                out[b, j] += v * block_scale * w_scale[p, j]
+                    v = clip(v, bound[j])
+                out_row[j] += v * block_scale * w_row[j]
 
 
 add_device_read_noise_parallel, add_device_read_noise_serial = parallel_and_serial(_add_device_read_noise)

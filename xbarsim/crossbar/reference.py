@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import device, rng
+from .converters import SQ_LANES
 from .grid import TileGrid
 from .kernels import block_products, padded_rows
 from .tile import TileArray
@@ -100,9 +101,22 @@ def dac(x: np.ndarray, grid: TileGrid, mode: str, bounds: np.ndarray, levels: in
                 xq[:, cols] = np.rint(np.clip(normalized, -1, 1) * _F(levels)) * (_F(1.0) / _F(levels))
             else:
                 xq[:, cols] = np.clip(normalized, -1, 1)
-        for i in range(cols.start, cols.stop):  # sequential sum, as the kernel adds
-            sq[:, p] = sq[:, p] + xq[:, i] * xq[:, i]
+        sq[:, p] = lane_sum_of_squares(xq[:, cols])
     return xq, scale, sq
+
+
+def lane_sum_of_squares(v: np.ndarray) -> np.ndarray:
+    """Row sums of v**2 in the kernel's order: element i into lane i % SQ_LANES, lanes in order."""
+    n_batch, n = v.shape
+    padded = np.zeros((n_batch, -(-n // SQ_LANES) * SQ_LANES), np.float32)
+    padded[:, :n] = v * v
+    lanes = np.zeros((n_batch, SQ_LANES), np.float32)
+    for group in padded.reshape(n_batch, -1, SQ_LANES).transpose(1, 0, 2):
+        lanes = lanes + group
+    total = np.zeros(n_batch, np.float32)
+    for lane in range(SQ_LANES):
+        total = total + lanes[:, lane]
+    return total
 
 
 def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:

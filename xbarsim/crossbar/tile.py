@@ -42,6 +42,7 @@ class TileArray:
         dac, adc = cfg.tile.dac, cfg.tile.adc
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
+        self._adc_columns = self._adc_parameters()
         self.program(seed)
 
     @classmethod
@@ -68,6 +69,7 @@ class TileArray:
         """(Re)program every device from its target with write error and faults; resets drift
         time and the read counter."""
         self.seed = int(seed)
+        self._keys = {purpose: self.read_keys(purpose) for purpose in (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)}
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
         self.t_s = 0.0
         self.reads = 0
@@ -110,6 +112,7 @@ class TileArray:
             if arr.shape != shape or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
                 raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
             setattr(self, f"{name}_bounds", arr.copy())
+        self._adc_columns = self._adc_parameters()
 
     def weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
@@ -130,7 +133,7 @@ class TileArray:
         """(P,) uint64 stream keys of this array's read-time draws for ``purpose``."""
         return np.array([rng.stream_key(self.seed, purpose, p) for p in range(self.grid.shape[0])], np.uint64)
 
-    def adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
         bound = np.ascontiguousarray(self.adc_bounds[:, self.grid.col_block_of()])
         to_int, step = converters.quantizer_steps(bound, self.cfg.tile.adc.levels)
@@ -159,9 +162,10 @@ class TileArray:
         dac_scale = np.ones((rows, n_p), np.float32)
         sq = np.zeros((rows, n_p), np.float32)
         dac = converters.dac_into_parallel if parallel else converters.dac_into_serial
-        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, xq, dac_scale, sq)
+        want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
+        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, want_sq, xq, dac_scale, sq)
         if bad:
-            raise ValueError(f"mvm input contains {bad} NaN or Inf value(s)")
+            raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
         y = np.empty((n_p, rows, n_out), np.float32)
         kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, y)
@@ -169,10 +173,10 @@ class TileArray:
         var_mode, var = kernels.VAR_NONE, y[:0]
         if self.read_sigma_t is not None:
             add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, self.read_keys(rng.PURPOSE_READ_DEVICE), self.reads)
-            keys = self.read_keys(rng.PURPOSE_OUTPUT)
+            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, self._keys[rng.PURPOSE_READ_DEVICE], self.reads)
+            keys = self._keys[rng.PURPOSE_OUTPUT]
         else:
-            keys = self.read_keys(rng.PURPOSE_READ)
+            keys = self._keys[rng.PURPOSE_READ]
             if self.read_var_t is not None:
                 var_mode, var = kernels.VAR_MATRIX, np.empty_like(y)
                 kernels.block_products(xq * xq, self.read_var_t, self.grid.row_edges, var)
@@ -181,7 +185,7 @@ class TileArray:
         out_var = np.float32(tile_cfg.out_noise**2)
         noisy = var_mode != kernels.VAR_NONE or out_var > 0
 
-        bound, to_int, step = self.adc_parameters()
+        bound, to_int, step = self._adc_columns
         z = np.empty((rows, 2 * ((n_out + 1) // 2)), np.float32)
         out = np.empty((n_batch, n_out), np.float32)
         finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
