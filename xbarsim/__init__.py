@@ -10,4 +10,15 @@ from .config import ChipConfig  # noqa: E402
 from .crossbar.tile import TileArray  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ChipConfig", "TileArray", "__version__"]
+__all__ = ["AnalogModel", "ChipConfig", "TileArray", "load_chip", "map_model", "__version__"]
+
+_TORCH_API = {"map_model": "chip", "AnalogModel": "chip", "VirtualChip": "chip", "load_chip": "chipfile"}
+
+
+def __getattr__(name: str):
+    """The torch-facing API, imported on first use so that ``import xbarsim`` stays light."""
+    if name in _TORCH_API:
+        from importlib import import_module
+
+        return getattr(import_module(f".mapping.{_TORCH_API[name]}", __name__), name)
+    raise AttributeError(f"module 'xbarsim' has no attribute {name!r}")

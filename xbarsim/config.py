@@ -105,7 +105,8 @@ class NoDrift(_Strict):
 
 class LogNormalDrift(_Strict):
     """BayesFT memristor drift: ``G(t) = G_prog * exp(s(t) * n)``, n ~ N(0, 1) per device,
-    ``s(t) = sigma + sigma_per_decade * log10((t + t0) / t0)``."""
+    ``s(t) = sigma + sigma_per_decade * log10((t + t0) / t0)``; the spread ``sigma`` is there
+    from t = 0, right after programming."""
 
     kind: Literal["lognormal"] = "lognormal"
     sigma: float = Field(ge=0, le=5, description="std of the log-conductance change (dimensionless)")
@@ -228,6 +229,10 @@ class MappingConfig(_Strict):
     weight_scale: Literal["column", "tile", "layer"] = Field(
         "column", description="the abs-max that maps onto g_max - g_min: per column of each tile, per tile, per layer"
     )
+    bias: Literal["digital", "rows"] = Field(
+        "digital", description="digital: added after the ADC; rows: stored in an extra row driven by a constant 1"
+    )
+    fold_batchnorm: bool = Field(True, description="fold a BatchNorm that follows a conv or linear layer into it")
 
 
 class ChipConfig(_Strict):

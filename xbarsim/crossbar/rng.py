@@ -26,6 +26,7 @@ PURPOSE_DRIFT = 3  # drift coefficients, per device
 PURPOSE_READ = 4  # read (+ output) noise per output, index = row block
 PURPOSE_READ_DEVICE = 5  # read noise per device (the honest path), index = row block
 PURPOSE_OUTPUT = 6  # output noise per output on the per-device path, index = row block
+PURPOSE_MATRIX = 7  # a chip's seed -> the seed of its k-th weight matrix, index = k
 
 _GOLDEN_U = np.uint64(GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

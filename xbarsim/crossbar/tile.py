@@ -66,14 +66,16 @@ class TileArray:
         return self.grid.n_out, self.grid.n_in
 
     def program(self, seed: int) -> None:
-        """(Re)program every device from its target with write error and faults; resets drift
-        time and the read counter."""
-        self.seed = int(seed)
-        self._keys = {purpose: self.read_keys(purpose) for purpose in (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)}
+        """(Re)program every device from its target with write error and faults; sets the drift
+        time to 0 and resets the read counter."""
+        self._set_seed(seed)
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
-        self.t_s = 0.0
         self.reads = 0
-        self._set_conductances(self.g_prog)
+        self.drift(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
+
+    def _set_seed(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._keys = {p: self.read_keys(p) for p in (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)}
 
     def drift(self, t_s: float) -> None:
         """Conductances as they are t_s seconds after programming (absolute time, not a step)."""
@@ -195,3 +197,32 @@ class TileArray:
         )  # fmt: skip
         self.reads += n_batch
         return out
+
+    # ------------------------------------------------------------------ persistence
+    STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
+
+    def state(self) -> dict:
+        """Everything needed to rebuild this array exactly: arrays and scalars."""
+        arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
+        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads}
+
+    @classmethod
+    def from_state(cls, cfg: ChipConfig, state: dict) -> "TileArray":
+        """Rebuild an array saved with ``state()``: the same conductances, drift time and read
+        counter, so it continues exactly where the saved one stopped."""
+        tiles = cls.__new__(cls)
+        tiles.cfg = cfg
+        n_in, n_out = state["g_target"].shape[1:]
+        tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
+        expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
+                    "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
+        for name in cls.STATE_ARRAYS:
+            value = np.asarray(state[name])
+            if value.shape != expected[name]:
+                raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
+            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32))
+        tiles._set_seed(state["seed"])
+        tiles._adc_columns = tiles._adc_parameters()
+        tiles.drift(float(state["t_s"]))
+        tiles.reads = int(state["reads"])
+        return tiles

@@ -1,0 +1,1 @@
+"""Trained torch layers onto crossbar tiles, and the chip as a whole."""

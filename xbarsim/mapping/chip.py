@@ -1,0 +1,174 @@
+"""map_model: a trained network onto a virtual chip; VirtualChip and AnalogModel."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import ChipConfig
+from ..crossbar import rng
+from .fold import fold_batchnorm, set_submodule
+from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
+from .matrix import AnalogMatrix
+
+
+def matrix_seed(chip_seed: int, index: int) -> int:
+    """The seed of a chip's index-th weight matrix (in mapping order)."""
+    return int(rng.stream_key(chip_seed, rng.PURPOSE_MATRIX, index))
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    name: str
+    kind: str
+    shape: str  # e.g. "64x576 (x2 groups)"
+    tiles: int
+    utilization: float  # used devices / devices of the tiles
+    devices: int  # devices holding weights (G+ and G-)
+
+
+@dataclass
+class ModelSource:
+    """How to rebuild the network's structure: an importable class and its arguments."""
+
+    class_path: str
+    kwargs: dict[str, Any] | None
+    folded: list[tuple[str, str]] = field(default_factory=list)
+
+
+class VirtualChip:
+    """Every analog layer of a mapped network and the tiles they hold."""
+
+    def __init__(self, cfg: ChipConfig, seed: int, layers: dict[str, AnalogLayer]):
+        self.cfg = cfg
+        self.seed = seed
+        self.layers = layers
+
+    def matrices(self) -> Iterator[AnalogMatrix]:
+        for layer in self.layers.values():
+            yield from layer.matrices()
+
+    @property
+    def t_s(self) -> float:
+        """Seconds since programming that the chip is at now."""
+        return next(self.matrices()).tiles.t_s
+
+    def program(self, seed: int | None = None) -> None:
+        """(Re)program every device (new write errors and faults for a new seed); resets drift."""
+        self.seed = self.seed if seed is None else int(seed)
+        for index, matrix in enumerate(self.matrices()):
+            matrix.tiles.program(matrix_seed(self.seed, index))
+
+    def drift(self, t_s: float) -> None:
+        """Move every device to t_s seconds after programming."""
+        for matrix in self.matrices():
+            matrix.tiles.drift(t_s)
+
+    def summary(self) -> list[LayerSummary]:
+        rows, cols = self.cfg.tile.rows, self.cfg.tile.cols
+        out = []
+        for name, layer in self.layers.items():
+            tiles = used = 0
+            for matrix in layer.matrices():
+                n_p, n_q = matrix.tiles.grid.shape
+                tiles += n_p * n_q
+                used += matrix.tiles.grid.n_in * matrix.tiles.grid.n_out
+            m = layer.matrices()[0].tiles.grid
+            shape = f"{m.n_out}x{m.n_in}" + (f" (x{len(layer.matrices())})" if len(layer.matrices()) > 1 else "")
+            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * used))
+        return out
+
+    def format_summary(self) -> str:
+        rows = self.summary()
+        head = f"{'layer':<28} {'kind':<10} {'matrix (out x in)':<20} {'tiles':>6} {'util.':>6} {'devices':>11}"
+        lines = [head, "-" * len(head)]
+        for r in rows:
+            lines.append(f"{r.name:<28} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,}")
+        tiles = sum(r.tiles for r in rows)
+        devices = sum(r.devices for r in rows)
+        capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2
+        lines.append("-" * len(head))
+        lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,}")
+        lines.append(f"chip: {self.cfg.name}, tiles {self.cfg.tile.rows}x{self.cfg.tile.cols}, seed {self.seed}, t = {self.t_s:g} s")
+        return "\n".join(lines)
+
+
+class AnalogModel(nn.Module):
+    """A network whose mapped layers run on a ``VirtualChip``; everything else stays digital.
+    ``network`` keeps the original structure; ``chip`` programs, drifts and summarizes."""
+
+    def __init__(self, network: nn.Module, chip: VirtualChip, source: ModelSource):
+        super().__init__()
+        self.network = network
+        self.chip = chip
+        self.source = source
+
+    def forward(self, *args, **kwargs):
+        return self.network(*args, **kwargs)
+
+    def program(self, seed: int | None = None) -> None:
+        self.chip.program(seed)
+
+    def drift(self, t_s: float) -> None:
+        self.chip.drift(t_s)
+
+    def summary(self) -> str:
+        return self.chip.format_summary()
+
+    def save(self, path: str | Path) -> None:
+        """Write the chip file (HDF5) atomically: the old file survives a failed save."""
+        from .chipfile import save_chip
+
+        save_chip(self, path)
+
+
+def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
+    """Names of the modules to map; errors name the module path and type."""
+    modules = dict(model.named_modules())
+    if layers is not None:
+        names = list(layers)
+        for name in names:
+            if name not in modules:
+                raise ValueError(f"no module named {name!r} in {type(model).__name__}")
+            if analog_type_for(modules[name]) is None:
+                raise ValueError(f"module {name!r} of type {type(modules[name]).__name__} cannot be mapped onto tiles")
+        return names
+    names, skip = [], ()
+    for name, module in modules.items():
+        if skip and name.startswith(skip):
+            continue
+        if analog_type_for(module) is not None:
+            names.append(name)
+            skip = (name + ".",)
+        elif isinstance(module, UNMAPPABLE) or (type(module) is not nn.Linear and isinstance(module, nn.Linear)):
+            raise ValueError(
+                f"module {name!r} of type {type(module).__name__} cannot be mapped onto tiles; "
+                f"pass layers=[...] to map only the others and leave it digital"
+            )
+    return names
+
+
+def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable[str] | None = None) -> AnalogModel:
+    """Map every supported layer of ``model`` (or only ``layers``, by module name) onto a chip.
+
+    The model is copied and put in eval mode; BatchNorms that follow a conv or linear layer are
+    folded into it first (``cfg.mapping.fold_batchnorm``). Linear, Conv1d/2d, LSTM, GRU and RNN
+    layers are supported; anything else stays digital.
+    """
+    network = copy.deepcopy(model).eval()
+    folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
+    names = _selected(network, layers)
+    seeds = (matrix_seed(seed, k) for k in range(1 << 62))
+    analog: dict[str, AnalogLayer] = {}
+    for name in names:
+        module = network.get_submodule(name)
+        analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
+        set_submodule(network, name, analog[name])
+    kwargs = getattr(model, "init_kwargs", None)
+    source = ModelSource(f"{type(model).__module__}:{type(model).__qualname__}", kwargs, [list(p) for p in folded])
+    return AnalogModel(network, VirtualChip(cfg, seed, analog), source)

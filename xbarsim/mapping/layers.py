@@ -1,0 +1,274 @@
+"""Analog layers: drop-in ``nn.Module``s whose matrix products run on crossbar tiles.
+
+Each layer holds ``AnalogMatrix`` objects and knows how to describe itself for a chip file:
+``spec()`` (JSON-able hyperparameters) and ``from_spec(spec, matrices)``. ``from_torch`` maps a
+trained torch layer, taking one seed per matrix from ``seeds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ChipConfig
+from .matrix import AnalogMatrix
+
+ROWS_PER_CALL = 65536  # im2col rows per tile call: bounds the memory of the unfolded input
+
+
+class AnalogLayer(nn.Module):
+    """Base of the analog layers: a list of matrices and a description for the chip file."""
+
+    kind: str = ""
+
+    def __init__(self, matrices: list[AnalogMatrix]):
+        super().__init__()
+        self._matrices = matrices
+
+    def matrices(self) -> list[AnalogMatrix]:
+        return self._matrices
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.spec().items())
+
+
+class AnalogLinear(AnalogLayer):
+    """``nn.Linear`` on tiles."""
+
+    kind = "linear"
+
+    def __init__(self, matrix: AnalogMatrix):
+        super().__init__([matrix])
+        self.in_features, self.out_features = matrix.in_features, matrix.out_features
+
+    @classmethod
+    def from_torch(cls, module: nn.Linear, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogLinear":
+        return cls(AnalogMatrix.from_weight(module.weight, module.bias, cfg, next(seeds), name))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogLinear":
+        return cls(matrices[0])
+
+    def spec(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._matrices[0](x.reshape(-1, self.in_features))
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class AnalogConv(AnalogLayer):
+    """``nn.Conv1d`` / ``nn.Conv2d`` on tiles through im2col; one matrix per group.
+
+    Zero padding only (int, tuple, 'valid' or 'same'); stride, dilation and groups as torch has them.
+    """
+
+    kind = "conv"
+
+    def __init__(self, matrices: list[AnalogMatrix], dims: int, in_channels: int, out_channels: int,
+                 kernel_size: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...] | str,
+                 dilation: tuple[int, ...], groups: int):  # fmt: skip
+        super().__init__(matrices)
+        self.dims, self.in_channels, self.out_channels, self.groups = dims, in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = tuple(kernel_size), tuple(stride), tuple(dilation)
+        self.padding = padding if isinstance(padding, str) else tuple(padding)
+
+    @classmethod
+    def from_torch(cls, module: nn.Conv1d | nn.Conv2d, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogConv":
+        if module.padding_mode != "zeros":
+            raise ValueError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
+        groups, out = module.groups, module.out_channels
+        per_group = out // groups
+        weight = module.weight.reshape(out, -1)  # (out, in/groups * prod(kernel)), the im2col order
+        matrices = [
+            AnalogMatrix.from_weight(
+                weight[g * per_group : (g + 1) * per_group],
+                None if module.bias is None else module.bias[g * per_group : (g + 1) * per_group],
+                cfg, next(seeds), name if groups == 1 else f"{name}[group {g}]",
+            )
+            for g in range(groups)
+        ]  # fmt: skip
+        dims = 1 if isinstance(module, nn.Conv1d) else 2
+        return cls(matrices, dims, module.in_channels, out, module.kernel_size, module.stride, module.padding,
+                   module.dilation, groups)  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogConv":
+        return cls(matrices, **spec)
+
+    def spec(self) -> dict[str, Any]:
+        return {"dims": self.dims, "in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+                "dilation": list(self.dilation), "groups": self.groups}  # fmt: skip
+
+    def _as_2d(self, values: tuple[int, ...], fill: int) -> tuple[int, int]:
+        return (fill, values[0]) if self.dims == 1 else (values[0], values[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unbatched = x.dim() == self.dims + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self.dims == 1:
+            x = x.unsqueeze(2)
+        kernel, stride, dilation = self._as_2d(self.kernel_size, 1), self._as_2d(self.stride, 1), self._as_2d(self.dilation, 1)
+        if self.padding == "same":  # stride 1 (torch's rule): total dilation * (k - 1), the extra pixel after
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+            padding = (0, 0)
+        else:
+            padding = (0, 0) if self.padding == "valid" else self._as_2d(self.padding, 0)
+        batch, _, height, width = x.shape
+        out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        if out_h < 1 or out_w < 1:
+            raise ValueError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
+        out = torch.empty(batch, self.out_channels, out_h * out_w)
+        per_group_in = self._matrices[0].in_features
+        per_group_out = self.out_channels // self.groups
+        samples = max(1, ROWS_PER_CALL // (out_h * out_w))
+        for b0 in range(0, batch, samples):
+            cols = F.unfold(x[b0 : b0 + samples], kernel, dilation, padding, stride)  # (b, C*k, L)
+            n = cols.shape[0]
+            for g, matrix in enumerate(self._matrices):
+                part = cols[:, g * per_group_in : (g + 1) * per_group_in].transpose(1, 2).reshape(-1, per_group_in)
+                y = matrix(part).reshape(n, out_h * out_w, per_group_out)
+                out[b0 : b0 + n, g * per_group_out : (g + 1) * per_group_out] = y.transpose(1, 2)
+        out = out.reshape(batch, self.out_channels, out_h, out_w)
+        if self.dims == 1:
+            out = out.squeeze(2)
+        return out.squeeze(0) if unbatched else out
+
+
+class AnalogRecurrent(AnalogLayer):
+    """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` on tiles: multi-layer, bidirectional, batch_first,
+    with or without biases, as torch has them. Every gate product at every time step is a tile MVM:
+    the input products of all steps in one call, the hidden products step by step.
+    Matrices are ordered layer, direction, (input, hidden)."""
+
+    kind = "recurrent"
+    GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+    def __init__(self, matrices: list[AnalogMatrix], mode: str, input_size: int, hidden_size: int, num_layers: int,
+                 batch_first: bool, bidirectional: bool):  # fmt: skip
+        super().__init__(matrices)
+        self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
+        self.batch_first, self.bidirectional = batch_first, bidirectional
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogRecurrent":
+        if getattr(module, "proj_size", 0):
+            raise ValueError(f"layer {name!r}: LSTM with proj_size > 0 is not supported")
+        matrices = []
+        for layer in range(module.num_layers):
+            for suffix in ("", "_reverse")[: 2 if module.bidirectional else 1]:
+                for kind in ("ih", "hh"):
+                    weight = getattr(module, f"weight_{kind}_l{layer}{suffix}")
+                    bias = getattr(module, f"bias_{kind}_l{layer}{suffix}") if module.bias else None
+                    matrices.append(AnalogMatrix.from_weight(weight, bias, cfg, next(seeds), f"{name}.{kind}_l{layer}{suffix}"))
+        return cls(matrices, module.mode, module.input_size, module.hidden_size, module.num_layers, module.batch_first,
+                   module.bidirectional)  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogRecurrent":
+        return cls(matrices, **spec)
+
+    def spec(self) -> dict[str, Any]:
+        return {"mode": self.mode, "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "batch_first": self.batch_first, "bidirectional": self.bidirectional}  # fmt: skip
+
+    def _step(self, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, hidden: AnalogMatrix):
+        """One time step: gi = input products (+ bias) of this step, h/c the state."""
+        gh = hidden(h)
+        if self.mode == "LSTM":
+            i, f, g, o = (gi + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        if self.mode == "GRU":
+            ir, iz, in_ = gi.chunk(3, dim=1)
+            hr, hz, hn = gh.chunk(3, dim=1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            n = torch.tanh(in_ + r * hn)
+            return (1 - z) * n + z * h, None
+        pre = gi + gh
+        return (torch.tanh(pre) if self.mode == "RNN_TANH" else torch.relu(pre)), None
+
+    def forward(self, x: torch.Tensor, hx=None):
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            raise ValueError("analog recurrent layers take padded tensors, not PackedSequence")
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[:2]
+        directions = 2 if self.bidirectional else 1
+        lstm = self.mode == "LSTM"
+        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        if h0 is not None and unbatched:
+            h0, c0 = h0.unsqueeze(1), (c0.unsqueeze(1) if c0 is not None else None)
+        zeros = torch.zeros(self.num_layers * directions, batch, self.hidden_size)
+        h0 = zeros if h0 is None else h0
+        c0 = zeros if (c0 is None and lstm) else c0
+        h_n, c_n = [], []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for d in range(directions):
+                index = layer * directions + d
+                inputs, hidden = self._matrices[2 * index], self._matrices[2 * index + 1]
+                seq = layer_input if d == 0 else layer_input.flip(0)
+                gi = inputs(seq.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+                h, c = h0[index], (c0[index] if lstm else None)
+                out = []
+                for t in range(steps):
+                    h, c = self._step(gi[t], h, c, hidden)
+                    out.append(h)
+                out = torch.stack(out)
+                outputs.append(out if d == 0 else out.flip(0))
+                h_n.append(h)
+                c_n.append(c)
+            layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
+        output = layer_input
+        h_n = torch.stack(h_n)
+        state = (h_n, torch.stack(c_n)) if lstm else h_n
+        if unbatched:
+            output = output.squeeze(1)
+            state = (state[0].squeeze(1), state[1].squeeze(1)) if lstm else state.squeeze(1)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, state
+
+
+LAYER_KINDS: dict[str, type[AnalogLayer]] = {cls.kind: cls for cls in (AnalogLinear, AnalogConv, AnalogRecurrent)}
+
+# torch layer type -> analog layer type
+MAPPABLE: dict[type[nn.Module], type[AnalogLayer]] = {
+    nn.Linear: AnalogLinear,
+    nn.Conv1d: AnalogConv,
+    nn.Conv2d: AnalogConv,
+    nn.LSTM: AnalogRecurrent,
+    nn.GRU: AnalogRecurrent,
+    nn.RNN: AnalogRecurrent,
+}
+
+# layers with weights that would compute a product we cannot map (so no silent digital leftovers)
+UNMAPPABLE: tuple[type[nn.Module], ...] = (
+    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MultiheadAttention, nn.Bilinear,
+    nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.modules.lazy.LazyModuleMixin,
+)  # fmt: skip
+
+
+def analog_type_for(module: nn.Module) -> type[AnalogLayer] | None:
+    """The analog layer for this exact torch layer type (subclasses with their own forward are not mapped)."""
+    for torch_type, analog in MAPPABLE.items():
+        if isinstance(module, torch_type) and type(module).forward is torch_type.forward:
+            return analog
+    return None

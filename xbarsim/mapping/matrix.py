@@ -1,0 +1,79 @@
+"""AnalogMatrix: one torch weight matrix (and its bias) on a TileArray, callable on tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import ChipConfig
+from ..crossbar.tile import TileArray
+
+
+class AnalogMatrix:
+    """``y = x @ W.T + b`` computed by the tiles. The bias is added digitally after the ADC, or
+    (``mapping.bias: rows``) stored in an extra row of devices driven by a constant input 1.
+
+    Backward passes straight through the effective weights the tiles hold now, so trainable
+    modules before an analog layer can learn on the noisy chip.
+    """
+
+    def __init__(self, tiles: TileArray, bias: torch.Tensor | None, bias_in_rows: bool, name: str = ""):
+        self.tiles = tiles
+        self.bias = bias  # digital bias (None when absent or stored in rows)
+        self.bias_in_rows = bias_in_rows
+        self.name = name
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "") -> "AnalogMatrix":
+        """Map ``weight`` (out x in) and ``bias`` (out,) onto tiles; refuses NaN/Inf with the layer name."""
+        w = weight.detach().to("cpu", torch.float32)
+        b = None if bias is None else bias.detach().to("cpu", torch.float32)
+        for label, tensor in (("weights", w), ("bias", b)):
+            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"layer {name!r}: {label} contain NaN or Inf")
+        in_rows = b is not None and cfg.mapping.bias == "rows"
+        matrix = torch.cat([w, b[:, None]], dim=1) if in_rows else w
+        tiles = TileArray.from_weights(matrix.numpy(), cfg, seed)
+        return cls(tiles, None if in_rows else b, in_rows, name)
+
+    @property
+    def in_features(self) -> int:
+        return self.tiles.shape[1] - int(self.bias_in_rows)
+
+    @property
+    def out_features(self) -> int:
+        return self.tiles.shape[0]
+
+    def effective_weight(self) -> torch.Tensor:
+        """(out, in) float32: the weights the devices hold now (without a bias row)."""
+        return torch.from_numpy(self.tiles.weights()[:, : self.in_features])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, in) float -> (batch, out) float32, on the CPU."""
+        if x.device.type != "cpu":
+            raise ValueError(f"layer {self.name!r}: analog layers run on the CPU, got a tensor on {x.device}")
+        y = _TileProduct.apply(x, self)
+        return y if self.bias is None else y + self.bias
+
+    def _mvm(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to(torch.float32)
+        if self.bias_in_rows:
+            x = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
+        try:
+            y = self.tiles.mvm(np.ascontiguousarray(x.numpy()))
+        except ValueError as exc:
+            raise ValueError(f"layer {self.name!r}: {exc}") from exc
+        return torch.from_numpy(y)
+
+
+class _TileProduct(torch.autograd.Function):
+    """Forward on the tiles; backward straight through the tiles' effective weights."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, matrix: AnalogMatrix) -> torch.Tensor:
+        ctx.matrix = matrix
+        return matrix._mvm(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad @ ctx.matrix.effective_weight(), None

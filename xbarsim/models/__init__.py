@@ -1,0 +1,1 @@
+"""Networks, data sets and training (torch only)."""

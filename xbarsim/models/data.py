@@ -1,0 +1,151 @@
+"""Data sets: scikit-learn's digits (built in, the default), MNIST and CIFAR-10 from local
+files, and a synthetic set. Images are float32 tensors (N, C, H, W) in [0, 1]; labels int64."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A labelled data set with a train and a test split."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max()) + 1)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. (1, 8, 8)."""
+        return tuple(self.x_train.shape[1:])
+
+
+def load(spec: str, seed: int = 0) -> DataSplit:
+    """``digits``, ``mnist:PATH``, ``cifar10:PATH`` or ``synthetic``."""
+    name, _, path = spec.partition(":")
+    if name == "digits" and not path:
+        return digits(seed)
+    if name == "synthetic" and not path:
+        return synthetic(seed=seed)
+    if name == "mnist" and path:
+        return mnist(Path(path))
+    if name == "cifar10" and path:
+        return cifar10(Path(path))
+    raise ValueError(f"unknown data set {spec!r}; use digits, synthetic, mnist:PATH or cifar10:PATH")
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> DataSplit:
+    """Stratified split with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), bool)
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        test[rng.permutation(idx)[: int(round(test_fraction * len(idx)))]] = True
+    tx, ty = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.int64))
+    return DataSplit(name, tx[~test], ty[~test], tx[test], ty[test])
+
+
+def digits(seed: int = 0) -> DataSplit:
+    """scikit-learn's 1797 8x8 handwritten digits, scaled to [0, 1]; 20% held out for test."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _split("digits", bunch.images[:, None] / 16.0, bunch.target, 0.2, seed)
+
+
+def synthetic(n: int = 2000, shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 10, seed: int = 0) -> DataSplit:
+    """Gaussian class prototypes plus noise: a quick, learnable stand-in for image data."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.uniform(0, 1, (num_classes,) + shape)
+    y = rng.integers(0, num_classes, n)
+    x = np.clip(prototypes[y] + 0.25 * rng.standard_normal((n,) + shape), 0, 1)
+    return _split("synthetic", x, y, 0.2, seed)
+
+
+_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} values)")
+    return data.reshape(dims)
+
+
+def mnist(folder: Path) -> DataSplit:
+    """MNIST from the four IDX files (optionally .gz) in ``folder``."""
+    arrays = {}
+    for key, stem in _MNIST_FILES.items():
+        candidates = [folder / stem, folder / (stem + ".gz")]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"MNIST: {folder} lacks {stem}[.gz]; expected the files {', '.join(_MNIST_FILES.values())}")
+        arrays[key] = _read_idx(found)
+    to_x = lambda a: torch.from_numpy(a[:, None].astype(np.float32) / 255.0)  # noqa: E731
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return DataSplit("mnist", to_x(arrays["x_train"]), to_y(arrays["y_train"]), to_x(arrays["x_test"]), to_y(arrays["y_test"]))
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's batch files (dicts of NumPy arrays, bytes and lists) and nothing else."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as f:
+        batch = _ArrayUnpickler(f, encoding="bytes").load()
+    try:
+        x = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(batch[b"labels"], np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({exc})") from exc
+    return x, y
+
+
+def cifar10(folder: Path) -> DataSplit:
+    """CIFAR-10 from the python-pickle batches (``cifar-10-batches-py``) in ``folder``."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"CIFAR-10: {folder} lacks {', '.join(missing)}; expected {', '.join(names)}")
+    train = [_cifar_batch(folder / n) for n in names[:5]]
+    x_test, y_test = _cifar_batch(folder / "test_batch")
+    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)  # noqa: E731
+    return DataSplit(
+        "cifar10",
+        to_x(np.concatenate([b[0] for b in train])),
+        torch.from_numpy(np.concatenate([b[1] for b in train])),
+        to_x(x_test),
+        torch.from_numpy(y_test),
+    )
