@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -52,6 +53,78 @@ def cmd_bench_tile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    rows, summary = demo.run(epochs=args.epochs, chips=args.chips, preset=args.chip, seed=args.seed)
+    print(summary)
+    print()
+    print(demo.format_table(rows, args.chips, args.chip))
+    return 0
+
+
+def _chip_config(spec: str):
+    from .config import PRESETS, ChipConfig
+
+    return ChipConfig.preset(spec) if spec in PRESETS else ChipConfig.from_file(spec)
+
+
+def _json_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("--model-args must be a JSON object, e.g. '{\"num_classes\": 10}'")
+    return value
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from .mapping.chip import map_model
+    from .models.checkpoint import load_network
+
+    cfg = _chip_config(args.chip)
+    network = load_network(args.checkpoint, args.model, _json_arg(args.model_args), args.allow_pickle)
+    layers = args.layers.split(",") if args.layers else None
+    chip = map_model(network, cfg, seed=args.seed, layers=layers)
+    chip.save(args.output)
+    print(chip.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '3600', '90s', '15m', '1h', '1d', '2w' or '10y' (365.25 days)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365.25 * 86400.0}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 3600, 1h, 1d, 1y)") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration must be finite and >= 0, got {text!r}")
+    return value
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .mapping.chipfile import load_chip
+    from .models import data
+    from .models.checkpoint import build_model
+    from .models.training import accuracy
+
+    model = build_model(args.model, _json_arg(args.model_args)) if args.model else None
+    chip = load_chip(args.chip_file, model)
+    if args.reprogram is not None:
+        chip.program(args.reprogram)
+    if args.drift is not None:
+        chip.drift(args.drift)
+    split = data.load(args.data)
+    acc = accuracy(chip, split.x_test, split.y_test, args.batch_size)
+    print(f"{args.chip_file}: {split.name} test accuracy {100 * acc:.2f}% ({len(split.y_test)} samples, "
+          f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s)")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xbarsim", description="Simulate analog in-memory-computing chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,12 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tile.add_argument("--seconds", type=float, default=0.3, help="minimum timed seconds per measurement")
     bench_tile.add_argument("-o", "--output", default="bench-results/tile.json", help="JSON file for the results")
     bench_tile.set_defaults(func=cmd_bench_tile)
+
+    demo = sub.add_parser("demo", help="LeNet-5 on digits: accuracy in float, on an ideal chip, on PCM chips over time")
+    demo.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    demo.add_argument("--chips", type=int, default=5, help="chips programmed per point (default 5)")
+    demo.add_argument("--chip", default="pcm", help="chip preset (default pcm)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    map_cmd = sub.add_parser("map", help="map a trained checkpoint onto a chip and save the chip file")
+    map_cmd.add_argument("checkpoint", help="state_dict, xbarsim checkpoint, or (with --allow-pickle) a pickled module")
+    map_cmd.add_argument("--model", help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class")
+    map_cmd.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    map_cmd.add_argument("--chip", required=True, help="a preset name or a chip YAML/JSON file")
+    map_cmd.add_argument("--layers", help="comma-separated module names to map (default: every supported layer)")
+    map_cmd.add_argument("--seed", type=int, default=0, help="programming seed (default 0)")
+    map_cmd.add_argument("--allow-pickle", action="store_true", help="load a pickled module (only for files you trust)")
+    map_cmd.add_argument("-o", "--output", required=True, help="chip file to write (HDF5)")
+    map_cmd.set_defaults(func=cmd_map)
+
+    eval_cmd = sub.add_parser("eval", help="test accuracy of a saved chip")
+    eval_cmd.add_argument("chip_file", help="chip file written by `xbarsim map`")
+    eval_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    eval_cmd.add_argument("--drift", type=parse_duration, help="evaluate at this time after programming (e.g. 1h, 1d, 1y)")
+    eval_cmd.add_argument("--reprogram", type=int, metavar="SEED", help="program the chip again with this seed first")
+    eval_cmd.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
+    eval_cmd.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    eval_cmd.add_argument("--batch-size", type=int, default=512)
+    eval_cmd.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # bad input: say what, not a traceback
+        print(f"xbarsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
