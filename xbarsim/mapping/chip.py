@@ -168,7 +168,7 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     for name in names:
         module = network.get_submodule(name)
         analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
-        set_submodule(network, name, analog[name])
+        network = set_submodule(network, name, analog[name])
     kwargs = getattr(model, "init_kwargs", None)
     source = ModelSource(f"{type(model).__module__}:{type(model).__qualname__}", kwargs, [list(p) for p in folded])
     return AnalogModel(network, VirtualChip(cfg, seed, analog), source)

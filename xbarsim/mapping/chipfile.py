@@ -39,7 +39,7 @@ from .matrix import AnalogMatrix
 
 FORMAT = "xbarsim-chip"
 FORMAT_VERSION = 1
-_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}  # checksums catch corruption
 
 
 class ChipFileError(ValueError):
@@ -132,7 +132,7 @@ def _read(f: h5py.File, path: Path, model, model_kwargs) -> AnalogModel:
             network.get_submodule(name)
         except AttributeError as exc:
             raise ChipFileError(f"{path}: the network has no layer {name!r} to put on the chip (wrong model class?)") from exc
-        set_submodule(network, name, layers[name])
+        network = set_submodule(network, name, layers[name])
     digital = {key: torch.from_numpy(np.asarray(f["digital"][key])) for key in _dataset_keys(f["digital"])}
     try:
         network.load_state_dict(digital, strict=True)

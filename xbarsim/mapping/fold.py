@@ -55,9 +55,14 @@ def _foldable(layer: nn.Module, bn: nn.Module) -> bool:
     return type(layer) in _FOLDABLE and type(bn) is _FOLDABLE[type(layer)] and bn.track_running_stats
 
 
-def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> nn.Module:
+    """Put ``module`` at dotted ``name`` inside ``model``; returns the root (``module`` itself
+    when ``name`` is empty, i.e. the model is the layer)."""
+    if not name:
+        return module
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+    return model
 
 
 def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:

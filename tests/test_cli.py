@@ -1,0 +1,71 @@
+import argparse
+
+import pytest
+import torch
+
+from xbarsim.cli import main, parse_duration
+from xbarsim.models import data, zoo
+from xbarsim.models.checkpoint import load_network, save_checkpoint
+from xbarsim.models.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    model = zoo.build("lenet5", image_size=8)
+    train(model, data.digits(), TrainConfig(epochs=8), progress=False)
+    checkpoint = folder / "lenet5.pt"
+    save_checkpoint(model, checkpoint)
+    torch.save(model.state_dict(), folder / "state.pt")
+    torch.save(model, folder / "whole.pt")
+    return folder
+
+
+def test_map_then_eval(trained, capsys):
+    chip_file = trained / "chip.h5"
+    assert main(["map", str(trained / "lenet5.pt"), "--chip", "pcm", "-o", str(chip_file)]) == 0
+    assert "features.0" in capsys.readouterr().out
+    assert main(["eval", str(chip_file), "--data", "digits"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("accuracy ")[1].split("%")[0])
+    assert accuracy > 80, out
+    assert main(["eval", str(chip_file), "--drift", "1d"]) == 0
+    assert "t = 86400 s" in capsys.readouterr().out
+
+
+def test_state_dicts_need_the_model_name(trained, capsys):
+    assert main(["map", str(trained / "state.pt"), "--chip", "ideal", "-o", str(trained / "x.h5")]) == 2
+    assert "plain state_dict: name the model" in capsys.readouterr().err
+    args = ["map", str(trained / "state.pt"), "--model", "lenet5", "--model-args", '{"image_size": 8}', "--chip", "ideal", "-o", str(trained / "x.h5")]
+    assert main(args) == 0
+
+
+def test_pickled_modules_need_consent(trained, capsys):
+    with pytest.raises(ValueError, match="pickled Python objects"):
+        load_network(trained / "whole.pt")
+    assert isinstance(load_network(trained / "whole.pt", allow_pickle=True), zoo.LeNet5)
+    assert main(["map", str(trained / "whole.pt"), "--chip", "nosuchchip.yaml", "--allow-pickle", "-o", str(trained / "y.h5")]) == 2
+    assert "nosuchchip.yaml" in capsys.readouterr().err
+
+
+def test_chip_yaml_files(trained, tmp_path):
+    config = tmp_path / "chip.yaml"
+    config.write_text("preset: pcm\ntile: {rows: 64, cols: 64}\n")
+    assert main(["map", str(trained / "lenet5.pt"), "--chip", str(config), "-o", str(tmp_path / "c.h5")]) == 0
+
+
+def test_durations():
+    assert parse_duration("3600") == 3600
+    assert parse_duration("1h") == 3600 and parse_duration("1d") == 86400 and parse_duration("2w") == 14 * 86400
+    assert parse_duration("1y") == pytest.approx(365.25 * 86400)
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        parse_duration("soon")
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 0"):
+        parse_duration("-5s")
+
+
+def test_demo_runs_and_prints_the_table(capsys):
+    assert main(["demo", "--epochs", "3", "--chips", "2"]) == 0
+    out = capsys.readouterr().out
+    for label in ("float32 (torch)", "ideal chip", "pcm, after programming", "pcm, drift 1 year"):
+        assert label in out
