@@ -67,10 +67,12 @@ def test_dac_kernel_equals_the_reference(dac, n_batch):
     xq = np.zeros_like(x)
     scale = np.zeros((n_batch, 3), np.float32)
     sq = np.zeros((n_batch, 3), np.float32)
-    bad = converters.dac_into_parallel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, xq, scale, sq)
+    squares = np.zeros_like(x)
+    bad = converters.dac_into_parallel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares)
     ref_xq, ref_scale, ref_sq = reference.dac(x, grid, cfg.range, bounds, cfg.levels)
     assert bad == 0
     assert np.array_equal(xq, ref_xq) and np.array_equal(scale, ref_scale) and np.array_equal(sq, ref_sq)
+    assert np.array_equal(squares, ref_xq * ref_xq)
     if dac["range"] == "dynamic":  # every non-zero block uses its full range
         peaks = np.array([np.abs(xq[:, a:b]).max(axis=1) for a, b in zip(grid.row_edges[:-1], grid.row_edges[1:])]).T
         assert np.all((peaks == 1) | (scale == 1))
@@ -81,5 +83,5 @@ def test_dac_counts_blocks_with_nan_or_inf():
     x = np.ones((3, 20), np.float32)
     x[0, 3] = np.nan
     x[2, 15] = -np.inf
-    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
-    assert converters.dac_into_serial(x, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, *out) == 2
+    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), x[:0]
+    assert converters.dac_into_serial(x, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out) == 2

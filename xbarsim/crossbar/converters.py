@@ -65,12 +65,13 @@ _ABS_BITS = np.uint32(0x7FFFFFFF)
 _INF_BITS = np.uint32(0x7F800000)
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, want_sq, xq, scale, sq):
+def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
     """DAC every row block of every input vector.
 
     x (B, n_in) float32; row_edges (P+1,); bounds (P,) float32 (mode DAC_BOUNDED);
     writes xq (>= B, n_in) normalized inputs, scale (>= B, P) the bound each block was divided
-    by (so x ~ xq * scale) and, if want_sq, sq (>= B, P) the squared norm of each block of xq.
+    by (so x ~ xq * scale), if want_sq sq (>= B, P) the squared norm of each block of xq, and if
+    want_squares squares (>= B, n_in) = xq * xq. Rows from B on are left as they are.
     Returns the number of blocks holding NaN or Inf (the caller refuses them).
     """
     n_batch = x.shape[0]
@@ -108,6 +109,10 @@ def _dac_into(x, row_edges, mode, bounds, levels, want_sq, xq, scale, sq):
                 for i in range(n):
                     q_block[i] = clip(x_block[i] / s, one)
             scale[b, p] = s
+            if want_squares:
+                s_block = squares[b, row_edges[p] : row_edges[p + 1]]
+                for i in range(n):
+                    s_block[i] = q_block[i] * q_block[i]
             if want_sq:
                 lanes[:] = 0.0
                 n_full = n // SQ_LANES * SQ_LANES

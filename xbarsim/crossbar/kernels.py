@@ -5,9 +5,9 @@ Pipeline for a batch (DESIGN.md §3): DAC (``converters.dac_into_*``) -> per row
 or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
 summed over row blocks in order.
 
-Determinism: BLAS is called on fixed ``CHUNK``-row slices (the last zero-padded), because
-OpenBLAS picks kernels by shape and a row's result would otherwise depend on the batch it came
-in. Normals come from ``rng`` streams keyed per row block, counter = global vector index, so
+Determinism: BLAS is called on row chunks of a size fixed per weight matrix (the last one
+zero-padded), because OpenBLAS picks kernels by shape and a row's result would otherwise depend
+on the batch it came in. Normals come from ``rng`` streams keyed per row block, counter = global vector index, so
 the same seed gives the same bits whatever the chunking or thread count.
 """
 
@@ -20,7 +20,9 @@ from .converters import clip, quantize
 from .jit import parallel_and_serial
 from .rng import normal_pair
 
-CHUNK = 64  # rows per BLAS call; a multiple of every sgemm kernel's row unroll
+MIN_CHUNK = 64  # rows per BLAS call at least: a multiple of every sgemm kernel's row unroll
+MAX_CHUNK = 4096
+CHUNK_WORK = 1 << 23  # multiply-adds per BLAS call we aim for: smaller calls lose to call overhead
 SERIAL_BELOW = 8  # batches smaller than this run serial kernels (waking threads costs more)
 
 VAR_NONE = 0  # no read noise on this path
@@ -30,22 +32,31 @@ VAR_MATRIX = 2  # read variance = (xq^2 @ var_t) per row block (a second GEMM)
 _F = np.float32
 
 
-def padded_rows(n: int) -> int:
-    """Rows of the work buffers for a batch of n: a multiple of CHUNK."""
-    return -(-n // CHUNK) * CHUNK
+def chunk_rows(block_rows: int, n_out: int) -> int:
+    """Rows per BLAS call for blocks of (block_rows x n_out): a power of two from MIN_CHUNK to
+    MAX_CHUNK giving about CHUNK_WORK multiply-adds per call."""
+    chunk = MIN_CHUNK
+    while chunk < MAX_CHUNK and chunk * block_rows * n_out < CHUNK_WORK:
+        chunk *= 2
+    return chunk
 
 
-def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, out: np.ndarray) -> None:
-    """out[p] = xq[:, block p] @ g_t[block p] for every row block p, in CHUNK-row BLAS calls.
+def padded_rows(n: int, chunk: int) -> int:
+    """Rows of the work buffers for a batch of n: a multiple of the chunk."""
+    return -(-n // chunk) * chunk
 
-    xq (Bp, n_in) float32 with Bp a multiple of CHUNK; g_t (n_in, n_out); out (P, Bp, n_out).
+
+def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, chunk: int, out: np.ndarray) -> None:
+    """out[p] = xq[:, block p] @ g_t[block p] for every row block p, in BLAS calls of ``chunk`` rows.
+
+    xq (Bp, n_in) float32 with Bp a multiple of chunk; g_t (n_in, n_out); out (P, Bp, n_out).
     """
     n_rows = xq.shape[0]
     for p in range(len(row_edges) - 1):
         r0, r1 = int(row_edges[p]), int(row_edges[p + 1])
         g_block = g_t[r0:r1]
-        for c0 in range(0, n_rows, CHUNK):
-            np.matmul(xq[c0 : c0 + CHUNK, r0:r1], g_block, out=out[p, c0 : c0 + CHUNK])
+        for c0 in range(0, n_rows, chunk):
+            np.matmul(xq[c0 : c0 + chunk, r0:r1], g_block, out=out[p, c0 : c0 + chunk])
 
 
 def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, keys, first_vector):

@@ -129,13 +129,13 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     half = (n_out + 1) // 2
 
     xq, dac_scale, sq = dac(x, grid, cfg.tile.dac.range, tiles.dac_bounds, cfg.tile.dac.levels)
-    rows = padded_rows(n_batch)
+    rows = padded_rows(n_batch, tiles.chunk)
     xq_padded = np.zeros((rows, grid.n_in), np.float32)
     xq_padded[:n_batch] = xq
     span = _F(dev.g_max_us - dev.g_min_us)
     g_t = (tiles.g_now[0] - tiles.g_now[1]) / span
     y = np.empty((n_p, rows, n_out), np.float32)
-    block_products(xq_padded, g_t, grid.row_edges, y)
+    block_products(xq_padded, g_t, grid.row_edges, tiles.chunk, y)
     y = y[:, :n_batch]
 
     sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s)  # (2, n_in, n_out), uS
@@ -162,7 +162,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
         else:
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             read_var = np.empty((n_p, rows, n_out), np.float32)
-            block_products(xq_padded * xq_padded, var_t, grid.row_edges, read_var)
+            block_products(xq_padded * xq_padded, var_t, grid.row_edges, tiles.chunk, read_var)
             read_var = read_var[:, :n_batch]
     out_var = _F(cfg.tile.out_noise**2)
 

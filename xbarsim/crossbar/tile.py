@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ChipConfig
-from . import converters, device, kernels, rng
+from . import converters, device, kernels, rng, workspace
 from .encode import decode, encode, normalized_difference, weight_scales
 from .grid import TileGrid
 
@@ -36,6 +36,7 @@ class TileArray:
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
         self.cfg = cfg
         self.grid = grid
+        self.chunk = grid.blas_chunk()
         self.scales = scales  # (P, n_out) float32
         self.g_target = g_target  # (2, n_in, n_out) float32, uS
         n_p, n_q = grid.shape
@@ -155,22 +156,27 @@ class TileArray:
 
     def _mvm(self, x: np.ndarray) -> np.ndarray:
         tile_cfg = self.cfg.tile
-        n_batch, n_out = x.shape[0], self.grid.n_out
+        n_batch, n_in, n_out = x.shape[0], self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
         parallel = n_batch >= kernels.SERIAL_BELOW
-        rows = kernels.padded_rows(n_batch)
+        rows = kernels.padded_rows(n_batch, self.chunk)
 
-        xq = np.zeros((rows, self.grid.n_in), np.float32)
+        want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
+        want_squares = self.read_sigma_t is None and self.read_var_t is not None
+        xq = workspace.buffer("xq", (rows, n_in))
+        xq[n_batch:] = 0.0
+        squares = workspace.buffer("squares", (rows, n_in)) if want_squares else xq[:0]
+        squares[n_batch:] = 0.0
         dac_scale = np.ones((rows, n_p), np.float32)
         sq = np.zeros((rows, n_p), np.float32)
         dac = converters.dac_into_parallel if parallel else converters.dac_into_serial
-        want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
-        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, want_sq, xq, dac_scale, sq)
+        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
+                  want_sq, want_squares, xq, dac_scale, sq, squares)  # fmt: skip
         if bad:
             raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
-        y = np.empty((n_p, rows, n_out), np.float32)
-        kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, y)
+        y = workspace.buffer("y", (n_p, rows, n_out))
+        kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, self.chunk, y)
 
         var_mode, var = kernels.VAR_NONE, y[:0]
         if self.read_sigma_t is not None:
@@ -180,15 +186,15 @@ class TileArray:
         else:
             keys = self._keys[rng.PURPOSE_READ]
             if self.read_var_t is not None:
-                var_mode, var = kernels.VAR_MATRIX, np.empty_like(y)
-                kernels.block_products(xq * xq, self.read_var_t, self.grid.row_edges, var)
+                var_mode, var = kernels.VAR_MATRIX, workspace.buffer("var", y.shape)
+                kernels.block_products(squares, self.read_var_t, self.grid.row_edges, self.chunk, var)
             elif self.read_var_const > 0:
                 var_mode = kernels.VAR_CONSTANT
         out_var = np.float32(tile_cfg.out_noise**2)
         noisy = var_mode != kernels.VAR_NONE or out_var > 0
 
         bound, to_int, step = self._adc_columns
-        z = np.empty((rows, 2 * ((n_out + 1) // 2)), np.float32)
+        z = workspace.buffer("z", (rows, 2 * ((n_out + 1) // 2)))
         out = np.empty((n_batch, n_out), np.float32)
         finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
         finish(
@@ -214,6 +220,7 @@ class TileArray:
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
+        tiles.chunk = tiles.grid.blas_chunk()
         expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
                     "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
         for name in cls.STATE_ARRAYS:

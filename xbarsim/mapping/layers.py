@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
+from ..crossbar import workspace
+from .im2col import im2col_nhwc
 from .matrix import AnalogMatrix
 
-ROWS_PER_CALL = 65536  # im2col rows per tile call: bounds the memory of the unfolded input
+IM2COL_ELEMENTS = 1 << 22  # patch values per tile call (16 MB): bounds memory, keeps buffers in cache
 
 
 class AnalogLayer(nn.Module):
@@ -67,7 +69,10 @@ class AnalogLinear(AnalogLayer):
 class AnalogConv(AnalogLayer):
     """``nn.Conv1d`` / ``nn.Conv2d`` on tiles through im2col; one matrix per group.
 
-    Zero padding only (int, tuple, 'valid' or 'same'); stride, dilation and groups as torch has them.
+    Zero padding only (int, tuple, 'valid' or 'same'); stride, dilation and groups as torch has
+    them. The matrices' columns are in (kernel row, kernel column, channel) order, so that the
+    patches are gathered from a channels-last copy of the input. Backward passes straight
+    through the effective weights (the gradient of an ideal convolution with them).
     """
 
     kind = "conv"
@@ -86,7 +91,8 @@ class AnalogConv(AnalogLayer):
             raise ValueError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
         groups, out = module.groups, module.out_channels
         per_group = out // groups
-        weight = module.weight.reshape(out, -1)  # (out, in/groups * prod(kernel)), the im2col order
+        weight = module.weight if module.weight.dim() == 4 else module.weight.unsqueeze(2)
+        weight = weight.permute(0, 2, 3, 1).reshape(out, -1)  # columns in (i, j, channel) order
         matrices = [
             AnalogMatrix.from_weight(
                 weight[g * per_group : (g + 1) * per_group],
@@ -112,39 +118,76 @@ class AnalogConv(AnalogLayer):
     def _as_2d(self, values: tuple[int, ...], fill: int) -> tuple[int, int]:
         return (fill, values[0]) if self.dims == 1 else (values[0], values[1])
 
+    def geometry(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(kernel, stride, dilation) as 2-D (rows, cols)."""
+        return self._as_2d(self.kernel_size, 1), self._as_2d(self.stride, 1), self._as_2d(self.dilation, 1)
+
+    def effective_weight(self) -> torch.Tensor:
+        """(out, in/groups, kh, kw) float32: the convolution the devices compute now."""
+        (kh, kw), _, _ = self.geometry()
+        parts = [m.effective_weight().reshape(m.out_features, kh, kw, -1) for m in self._matrices]
+        return torch.cat(parts).permute(0, 3, 1, 2).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = x.dim() == self.dims + 1
         if unbatched:
             x = x.unsqueeze(0)
         if self.dims == 1:
             x = x.unsqueeze(2)
-        kernel, stride, dilation = self._as_2d(self.kernel_size, 1), self._as_2d(self.stride, 1), self._as_2d(self.dilation, 1)
+        kernel, _, dilation = self.geometry()
         if self.padding == "same":  # stride 1 (torch's rule): total dilation * (k - 1), the extra pixel after
             total = [d * (k - 1) for d, k in zip(dilation, kernel)]
             x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
             padding = (0, 0)
         else:
             padding = (0, 0) if self.padding == "valid" else self._as_2d(self.padding, 0)
-        batch, _, height, width = x.shape
-        out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-        out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        if out_h < 1 or out_w < 1:
-            raise ValueError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
-        out = torch.empty(batch, self.out_channels, out_h * out_w)
-        per_group_in = self._matrices[0].in_features
-        per_group_out = self.out_channels // self.groups
-        samples = max(1, ROWS_PER_CALL // (out_h * out_w))
-        for b0 in range(0, batch, samples):
-            cols = F.unfold(x[b0 : b0 + samples], kernel, dilation, padding, stride)  # (b, C*k, L)
-            n = cols.shape[0]
-            for g, matrix in enumerate(self._matrices):
-                part = cols[:, g * per_group_in : (g + 1) * per_group_in].transpose(1, 2).reshape(-1, per_group_in)
-                y = matrix(part).reshape(n, out_h * out_w, per_group_out)
-                out[b0 : b0 + n, g * per_group_out : (g + 1) * per_group_out] = y.transpose(1, 2)
-        out = out.reshape(batch, self.out_channels, out_h, out_w)
+        out = _ConvOnTiles.apply(x, self, padding)
         if self.dims == 1:
             out = out.squeeze(2)
         return out.squeeze(0) if unbatched else out
+
+    def conv_on_tiles(self, x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, out, OH, OW) with symmetric zero ``padding``, on the tiles."""
+        kernel, stride, dilation = self.geometry()
+        batch, _, height, width = x.shape
+        out_size = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                         for n, p, d, k, s in zip((height, width), padding, dilation, kernel, stride))  # fmt: skip
+        if min(out_size) < 1:
+            raise ValueError(f"input of spatial size {(height, width)} is smaller than the kernel")
+        pixels = out_size[0] * out_size[1]
+        x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
+        out = torch.empty(batch, self.out_channels, *out_size)
+        per_group_in = self.in_channels // self.groups
+        per_group_out = self.out_channels // self.groups
+        patch = kernel[0] * kernel[1] * per_group_in
+        samples = max(1, IM2COL_ELEMENTS // (pixels * patch))
+        for b0 in range(0, batch, samples):
+            n = min(samples, batch - b0)
+            for g, matrix in enumerate(self._matrices):
+                cols = workspace.buffer("im2col", (n * pixels, patch))
+                im2col_nhwc(x_nhwc[b0 : b0 + n], kernel, stride, padding, dilation, out_size, g * per_group_in, per_group_in, cols)
+                y = torch.from_numpy(matrix.product(cols, with_bias=True))
+                out[b0 : b0 + n, g * per_group_out : (g + 1) * per_group_out] = y.reshape(n, *out_size, per_group_out).permute(0, 3, 1, 2)
+        return out
+
+
+class _ConvOnTiles(torch.autograd.Function):
+    """Forward on the tiles; backward: the input gradient of an ideal convolution with the
+    effective weights (straight through the noise)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: AnalogConv, padding: tuple[int, int]) -> torch.Tensor:
+        ctx.layer, ctx.padding, ctx.input_shape = layer, padding, x.shape
+        return layer.conv_on_tiles(x, padding)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        layer = ctx.layer
+        _, stride, dilation = layer.geometry()
+        grad_x = torch.nn.grad.conv2d_input(
+            ctx.input_shape, layer.effective_weight(), grad, stride, ctx.padding, dilation, layer.groups
+        )
+        return grad_x, None, None
 
 
 class AnalogRecurrent(AnalogLayer):

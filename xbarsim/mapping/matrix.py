@@ -55,15 +55,21 @@ class AnalogMatrix:
         y = _TileProduct.apply(x, self)
         return y if self.bias is None else y + self.bias
 
-    def _mvm(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().to(torch.float32)
+    def product(self, x: np.ndarray, with_bias: bool = False) -> np.ndarray:
+        """x (batch, in) float32 NumPy -> (batch, out): the tiles' product (plus a bias stored in
+        rows), and the digital bias too if ``with_bias``."""
         if self.bias_in_rows:
-            x = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
+            x = np.concatenate([x, np.ones((x.shape[0], 1), np.float32)], axis=1)
         try:
-            y = self.tiles.mvm(np.ascontiguousarray(x.numpy()))
+            y = self.tiles.mvm(x)
         except ValueError as exc:
             raise ValueError(f"layer {self.name!r}: {exc}") from exc
-        return torch.from_numpy(y)
+        if with_bias and self.bias is not None:
+            y += self.bias.numpy()
+        return y
+
+    def _mvm(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.product(np.ascontiguousarray(x.detach().to(torch.float32).numpy())))
 
 
 class _TileProduct(torch.autograd.Function):
