@@ -83,5 +83,5 @@ def test_dac_counts_blocks_with_nan_or_inf():
     x = np.ones((3, 20), np.float32)
     x[0, 3] = np.nan
     x[2, 15] = -np.inf
-    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), x[:0]
+    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1])
     assert converters.dac_into_serial(x, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out) == 2

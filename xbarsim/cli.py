@@ -53,6 +53,23 @@ def cmd_bench_tile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bench import model
+
+    unknown = [m for m in args.models if m not in model.MODELS]
+    if unknown:
+        print(f"unknown model(s) {unknown}; choose from: {list(model.MODELS)}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(args.models), desc="bench model", unit="model", file=sys.stderr) as bar:
+        rows = model.run(tuple(args.models), args.chip, args.batch, args.seconds, progress=lambda _: bar.update())
+    print(model.format_table(rows))
+    model.write_json(rows, Path(args.output))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -142,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tile.add_argument("--seconds", type=float, default=0.3, help="minimum timed seconds per measurement")
     bench_tile.add_argument("-o", "--output", default="bench-results/tile.json", help="JSON file for the results")
     bench_tile.set_defaults(func=cmd_bench_tile)
+    bench_model = bench_sub.add_parser("model", help="images per second of whole networks on a chip vs torch")
+    bench_model.add_argument("--models", nargs="+", default=["lenet5", "vgg11", "resnet18"], help="default: lenet5 vgg11 resnet18")
+    bench_model.add_argument("--chip", default="pcm", help="chip preset (default pcm)")
+    bench_model.add_argument("--batch", type=int, default=64, help="images per forward (default 64)")
+    bench_model.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per model")
+    bench_model.add_argument("-o", "--output", default="bench-results/model.json", help="JSON file for the results")
+    bench_model.set_defaults(func=cmd_bench_model)
 
     demo = sub.add_parser("demo", help="LeNet-5 on digits: accuracy in float, on an ideal chip, on PCM chips over time")
     demo.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")

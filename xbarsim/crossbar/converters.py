@@ -65,68 +65,77 @@ _ABS_BITS = np.uint32(0x7FFFFFFF)
 _INF_BITS = np.uint32(0x7F800000)
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
-    """DAC every row block of every input vector.
+@njit(inline="always", error_model="numpy", cache=True)
+def dac_row(x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq_row, scale_row, sq_row, squares_row, lanes):
+    """DAC one input vector, block by block (may run in place: x_row is xq_row).
 
-    x (B, n_in) float32; row_edges (P+1,); bounds (P,) float32 (mode DAC_BOUNDED);
-    writes xq (>= B, n_in) normalized inputs, scale (>= B, P) the bound each block was divided
-    by (so x ~ xq * scale), if want_sq sq (>= B, P) the squared norm of each block of xq, and if
-    want_squares squares (>= B, n_in) = xq * xq. Rows from B on are left as they are.
+    Writes xq_row (n_in,) normalized inputs, scale_row (P,) the bound each block was divided by
+    (so x ~ xq * scale), if want_sq sq_row (P,) the squared norm of each block of xq, and if
+    want_squares squares_row (n_in,) = xq * xq; lanes is (SQ_LANES,) scratch.
     Returns the number of blocks holding NaN or Inf (the caller refuses them).
     """
-    n_batch = x.shape[0]
-    n_blocks = row_edges.shape[0] - 1
     one = _F(1.0)
     to_int = _F(levels)
     step = one / _F(levels) if levels > 0 else one
     bad = 0
-    for b in prange(n_batch):
-        lanes = np.empty(SQ_LANES, np.float32)
-        for p in range(n_blocks):
-            # loops run over block views from 0: Numba then knows indices are >= 0 and
-            # LLVM vectorises (a loop from a variable start checks for negative indices)
-            x_block = x[b, row_edges[p] : row_edges[p + 1]]
-            q_block = xq[b, row_edges[p] : row_edges[p + 1]]
-            n = x_block.shape[0]
-            # abs-max and the NaN/Inf check on the IEEE bits: non-negative floats order like
-            # their bit patterns, and integer reductions vectorise where float ones do not
-            peak_bits = np.uint32(0)
+    for p in range(row_edges.shape[0] - 1):
+        # loops run over block views from 0: Numba then knows indices are >= 0 and
+        # LLVM vectorises (a loop from a variable start checks for negative indices)
+        x_block = x_row[row_edges[p] : row_edges[p + 1]]
+        q_block = xq_row[row_edges[p] : row_edges[p + 1]]
+        n = x_block.shape[0]
+        # abs-max and the NaN/Inf check on the IEEE bits: non-negative floats order like
+        # their bit patterns, and integer reductions vectorise where float ones do not
+        peak_bits = np.uint32(0)
+        for i in range(n):
+            peak_bits = max(peak_bits, _bits_from_f32(x_block[i]) & _ABS_BITS)
+        bad += peak_bits >= _INF_BITS
+        s = one
+        if mode == DAC_BOUNDED:
+            s = bounds[p]
+        elif mode == DAC_DYNAMIC and peak_bits > 0:
+            s = _f32_from_bits(peak_bits)
+        if mode == DAC_NONE:
             for i in range(n):
-                peak_bits = max(peak_bits, _bits_from_f32(x_block[i]) & _ABS_BITS)
-            bad += peak_bits >= _INF_BITS
-            s = one
-            if mode == DAC_BOUNDED:
-                s = bounds[p]
-            elif mode == DAC_DYNAMIC and peak_bits > 0:
-                s = _f32_from_bits(peak_bits)
-            if mode == DAC_NONE:
-                for i in range(n):
-                    q_block[i] = x_block[i]
-            elif levels > 0:
-                for i in range(n):
-                    q_block[i] = quantize(x_block[i] / s, one, to_int, step)
-            else:
-                for i in range(n):
-                    q_block[i] = clip(x_block[i] / s, one)
-            scale[b, p] = s
-            if want_squares:
-                s_block = squares[b, row_edges[p] : row_edges[p + 1]]
-                for i in range(n):
-                    s_block[i] = q_block[i] * q_block[i]
-            if want_sq:
-                lanes[:] = 0.0
-                n_full = n // SQ_LANES * SQ_LANES
-                for i0 in range(0, n_full, SQ_LANES):
-                    for lane in range(SQ_LANES):
-                        v = q_block[i0 + lane]
-                        lanes[lane] += v * v
-                for i in range(n_full, n):
-                    v = q_block[i]
-                    lanes[i - n_full] += v * v
-                total = _F(0.0)
+                q_block[i] = x_block[i]
+        elif levels > 0:
+            for i in range(n):
+                q_block[i] = quantize(x_block[i] / s, one, to_int, step)
+        else:
+            for i in range(n):
+                q_block[i] = clip(x_block[i] / s, one)
+        scale_row[p] = s
+        if want_squares:
+            s_block = squares_row[row_edges[p] : row_edges[p + 1]]
+            for i in range(n):
+                s_block[i] = q_block[i] * q_block[i]
+        if want_sq:
+            lanes[:] = 0.0
+            n_full = n // SQ_LANES * SQ_LANES
+            for i0 in range(0, n_full, SQ_LANES):
                 for lane in range(SQ_LANES):
-                    total += lanes[lane]
-                sq[b, p] = total
+                    v = q_block[i0 + lane]
+                    lanes[lane] += v * v
+            for i in range(n_full, n):
+                v = q_block[i]
+                lanes[i - n_full] += v * v
+            total = _F(0.0)
+            for lane in range(SQ_LANES):
+                total += lanes[lane]
+            sq_row[p] = total
+    return bad
+
+
+def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
+    """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, n_in),
+    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array).
+    Rows from B on are left as they are. Returns the number of blocks holding NaN or Inf."""
+    bad = 0
+    for b in prange(x.shape[0]):
+        lanes = np.empty(SQ_LANES, np.float32)
+        squares_row = squares[b] if want_squares else squares[0]
+        bad += dac_row(x[b], row_edges, mode, bounds, levels, want_sq, want_squares, xq[b], scale[b], sq[b],
+                       squares_row, lanes)  # fmt: skip
     return bad
 
 

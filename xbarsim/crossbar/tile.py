@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import converters, device, kernels, rng, workspace
+from . import converters, device, kernels, patches, rng, workspace
 from .encode import decode, encode, normalized_difference, weight_scales
 from .grid import TileGrid
 
@@ -151,12 +152,34 @@ class TileArray:
         n_in = self.grid.n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
-        out = self._mvm(x2)
+        dac = lambda parallel, *args: (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x2, *args)  # noqa: E731
+        out = self._mvm(x2.shape[0], dac)
         return out[0] if single else out
 
-    def _mvm(self, x: np.ndarray) -> np.ndarray:
+    def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                    dilation: tuple[int, int], out_size: tuple[int, int], first_channel: int = 0, ones: int = 0) -> np.ndarray:  # fmt: skip
+        """A convolution's product: the input vectors are the patches of x_nhwc (B, H, W, C)
+        float32 channels-last, gathered in (kernel row, kernel column, channel) order
+        (``patches.gather_patch``; padding is (top, left)), followed by ``ones`` inputs fixed at 1.
+        Returns (B * out_h * out_w, out), rows in (b, oh, ow) order: the same as ``mvm`` of the
+        im2col matrix, without building it."""
+        channels = (self.grid.n_in - ones) // (kernel[0] * kernel[1])
+        if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
+            raise ValueError(f"mvm_patches needs a C-contiguous float32 NHWC image and a kernel that covers {self.grid.n_in} inputs")
+        scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
+        geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
+
+        def dac(parallel, *args):
+            kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
+            return kernel_fn(x_nhwc, *geometry, *args)
+
+        return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], dac)
+
+    def _mvm(self, n_batch: int, dac) -> np.ndarray:
+        """The pipeline after the input rows: ``dac(parallel, row_edges, mode, bounds, levels,
+        want_sq, want_squares, xq, scale, sq, squares)`` fills the DAC outputs of n_batch rows."""
         tile_cfg = self.cfg.tile
-        n_batch, n_in, n_out = x.shape[0], self.grid.n_in, self.grid.n_out
+        n_in, n_out = self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
         parallel = n_batch >= kernels.SERIAL_BELOW
         rows = kernels.padded_rows(n_batch, self.chunk)
@@ -165,12 +188,12 @@ class TileArray:
         want_squares = self.read_sigma_t is None and self.read_var_t is not None
         xq = workspace.buffer("xq", (rows, n_in))
         xq[n_batch:] = 0.0
-        squares = workspace.buffer("squares", (rows, n_in)) if want_squares else xq[:0]
-        squares[n_batch:] = 0.0
+        squares = workspace.buffer("squares", (rows, n_in)) if want_squares else xq[:1]
+        if want_squares:
+            squares[n_batch:] = 0.0
         dac_scale = np.ones((rows, n_p), np.float32)
         sq = np.zeros((rows, n_p), np.float32)
-        dac = converters.dac_into_parallel if parallel else converters.dac_into_serial
-        bad = dac(x, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
+        bad = dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
                   want_sq, want_squares, xq, dac_scale, sq, squares)  # fmt: skip
         if bad:
             raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")

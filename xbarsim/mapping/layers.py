@@ -15,11 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
-from ..crossbar import workspace
-from .im2col import im2col_nhwc
 from .matrix import AnalogMatrix
 
-IM2COL_ELEMENTS = 1 << 22  # patch values per tile call (16 MB): bounds memory, keeps buffers in cache
+PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
 
 
 class AnalogLayer(nn.Module):
@@ -154,21 +152,20 @@ class AnalogConv(AnalogLayer):
                          for n, p, d, k, s in zip((height, width), padding, dilation, kernel, stride))  # fmt: skip
         if min(out_size) < 1:
             raise ValueError(f"input of spatial size {(height, width)} is smaller than the kernel")
-        pixels = out_size[0] * out_size[1]
+        # channels-last in and out: a network running in channels_last memory format (as it
+        # does after the first analog conv) needs no layout copies between layers
         x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
-        out = torch.empty(batch, self.out_channels, *out_size)
+        out = torch.empty(batch, *out_size, self.out_channels)
         per_group_in = self.in_channels // self.groups
         per_group_out = self.out_channels // self.groups
-        patch = kernel[0] * kernel[1] * per_group_in
-        samples = max(1, IM2COL_ELEMENTS // (pixels * patch))
+        samples = max(1, PATCH_VALUES // (out_size[0] * out_size[1] * kernel[0] * kernel[1] * per_group_in))
+        geometry = (kernel, stride, padding, dilation, out_size)
         for b0 in range(0, batch, samples):
             n = min(samples, batch - b0)
             for g, matrix in enumerate(self._matrices):
-                cols = workspace.buffer("im2col", (n * pixels, patch))
-                im2col_nhwc(x_nhwc[b0 : b0 + n], kernel, stride, padding, dilation, out_size, g * per_group_in, per_group_in, cols)
-                y = torch.from_numpy(matrix.product(cols, with_bias=True))
-                out[b0 : b0 + n, g * per_group_out : (g + 1) * per_group_out] = y.reshape(n, *out_size, per_group_out).permute(0, 3, 1, 2)
-        return out
+                y = torch.from_numpy(matrix.product_patches(x_nhwc[b0 : b0 + n], geometry, g * per_group_in))
+                out[b0 : b0 + n, :, :, g * per_group_out : (g + 1) * per_group_out] = y.reshape(n, *out_size, per_group_out)
+        return out.permute(0, 3, 1, 2)
 
 
 class _ConvOnTiles(torch.autograd.Function):

@@ -60,8 +60,16 @@ class AnalogMatrix:
         rows), and the digital bias too if ``with_bias``."""
         if self.bias_in_rows:
             x = np.concatenate([x, np.ones((x.shape[0], 1), np.float32)], axis=1)
+        return self._finish(lambda: self.tiles.mvm(x), with_bias)
+
+    def product_patches(self, x_nhwc: np.ndarray, geometry: tuple, first_channel: int) -> np.ndarray:
+        """A convolution on the tiles (``TileArray.mvm_patches``), digital bias included:
+        x_nhwc (B, H, W, C) -> (B * out_h * out_w, out)."""
+        return self._finish(lambda: self.tiles.mvm_patches(x_nhwc, *geometry, first_channel, int(self.bias_in_rows)), True)
+
+    def _finish(self, compute, with_bias: bool) -> np.ndarray:
         try:
-            y = self.tiles.mvm(x)
+            y = compute()
         except ValueError as exc:
             raise ValueError(f"layer {self.name!r}: {exc}") from exc
         if with_bias and self.bias is not None:

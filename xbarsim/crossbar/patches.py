@@ -1,0 +1,74 @@
+"""Convolution inputs as rows: each output pixel's receptive field, gathered from a channels-last
+image straight into the DAC's buffer (im2col fused with the DAC: no unfolded copy in memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+from .converters import SQ_LANES, dac_row
+from .jit import parallel_and_serial
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row):
+    """Row r = (b, oh, ow) of the im2col matrix, in (kernel row, kernel column, channel) order:
+    row[(i * kw + j) * channels + c] = x[b, oh * sh - pt + i * dh, ow * sw - pl + j * dw,
+    first_channel + c], 0 outside the image. x (B, H, W, C) float32; padding is (top, left)."""
+    height, width = x.shape[1], x.shape[2]
+    kh, kw = kernel
+    out_h, out_w = out_size
+    pixels = out_h * out_w
+    b = r // pixels
+    oh = (r - b * pixels) // out_w
+    ow = r - b * pixels - oh * out_w
+    for i in range(kh):
+        ih = oh * stride[0] - padding[0] + i * dilation[0]
+        for j in range(kw):
+            iw = ow * stride[1] - padding[1] + j * dilation[1]
+            segment = row[(i * kw + j) * channels : (i * kw + j + 1) * channels]
+            if 0 <= ih < height and 0 <= iw < width:
+                source = x[b, ih, iw, first_channel : first_channel + channels]
+                for c in range(channels):
+                    segment[c] = source[c]
+            else:
+                for c in range(channels):
+                    segment[c] = 0.0
+
+
+def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
+                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
+    """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
+    stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
+    xq (>= B * out_h * out_w, n_in) (``converters.dac_row``; not in place: LLVM would find the
+    arrays overlapping and give up vectorising). Returns the number of blocks with NaN or Inf."""
+    n_rows = x.shape[0] * out_size[0] * out_size[1]
+    patch = kernel[0] * kernel[1] * channels
+    bad = 0
+    for r in prange(n_rows):
+        lanes = np.empty(SQ_LANES, np.float32)
+        row = scratch[get_thread_id()]
+        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row)
+        for t in range(ones):
+            row[patch + t] = 1.0
+        squares_row = squares[r] if want_squares else squares[0]
+        bad += dac_row(row, row_edges, mode, bounds, levels, want_sq, want_squares, xq[r], scale[r], sq[r],
+                       squares_row, lanes)  # fmt: skip
+    return bad
+
+
+dac_patches_into_parallel, dac_patches_into_serial = parallel_and_serial(_dac_patches_into)
+
+
+def im2col(x: np.ndarray, kernel, stride, padding, dilation, out_size, first_channel: int, channels: int) -> np.ndarray:
+    """The plain im2col matrix (B * out_h * out_w, kh * kw * channels) of x (B, H, W, C)."""
+    rows = x.shape[0] * out_size[0] * out_size[1]
+    out = np.empty((rows, kernel[0] * kernel[1] * channels), np.float32)
+    _im2col(x, kernel, stride, padding, dilation, out_size, first_channel, channels, out)
+    return out
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _im2col(x, kernel, stride, padding, dilation, out_size, first_channel, channels, out):
+    for r in prange(out.shape[0]):
+        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, out[r])
