@@ -106,12 +106,15 @@ def test_batchnorm_is_folded_and_can_be_kept():
         _check_close(folded(x), kept(x))
 
 
-def test_bias_in_rows_equals_digital_bias_on_an_ideal_chip():
+@pytest.mark.parametrize("name, shape", [("gru", (4, 7, 8)), ("lenet5", (3, 1, 8, 8))])
+def test_bias_in_rows_equals_digital_bias_on_an_ideal_chip(name, shape):
     torch.manual_seed(2)
-    model = zoo.build("gru", input_size=5, hidden_size=12, num_layers=1)
-    x = torch.randn(4, 7, 5)
+    model = zoo.build(name, image_size=8) if name == "lenet5" else zoo.build(name)
+    x = torch.randn(*shape)
+    chip = map_model(model, ChipConfig.preset("ideal").with_values({"mapping.bias": "rows"}))
+    assert all(m.bias_in_rows for m in chip.chip.matrices())
     with torch.no_grad():
-        _check_close(map_model(model, ChipConfig.preset("ideal").with_values({"mapping.bias": "rows"}))(x), model(x))
+        _check_close(chip(x), model(x))
 
 
 def test_only_selected_layers_are_mapped():

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xbarsim.config import ChipConfig
+from xbarsim.crossbar import patches
+from xbarsim.crossbar.tile import TileArray
+
+GEOMETRIES = [  # kernel, stride, padding (top, left), dilation, channels, first channel, image (H, W)
+    ((3, 3), (1, 1), (1, 1), (1, 1), 5, 0, (7, 6)),
+    ((5, 2), (2, 1), (2, 0), (1, 3), 3, 2, (9, 11)),
+    ((1, 1), (2, 2), (0, 0), (1, 1), 8, 0, (4, 4)),
+]
+
+
+def _out_size(image, kernel, stride, padding, dilation):
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(image, padding, dilation, kernel, stride))
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, channels, first, image", GEOMETRIES)
+def test_im2col_matches_torch_unfold(kernel, stride, padding, dilation, channels, first, image):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, first + channels + 1, *image)).astype(np.float32)
+    out_size = _out_size(image, kernel, stride, padding, dilation)
+    cols = patches.im2col(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), kernel, stride, padding, dilation, out_size, first, channels)
+    unfold = F.unfold(torch.from_numpy(x[:, first : first + channels]), kernel, dilation, padding, stride)  # (B, C*kh*kw, L)
+    expected = unfold.reshape(2, channels, kernel[0] * kernel[1], -1).permute(0, 3, 2, 1).reshape(cols.shape)
+    assert np.array_equal(cols, expected.numpy())
+
+
+@pytest.mark.parametrize("preset", ["pcm", "rram", "gaussian"])
+@pytest.mark.parametrize("kernel, stride, padding, dilation, channels, first, image", GEOMETRIES)
+def test_patch_mvm_equals_mvm_of_the_im2col_matrix(preset, kernel, stride, padding, dilation, channels, first, image):
+    rng = np.random.default_rng(1)
+    x = np.ascontiguousarray(rng.standard_normal((3, *image, first + channels + 2)).astype(np.float32))
+    out_size = _out_size(image, kernel, stride, padding, dilation)
+    cfg = ChipConfig.preset(preset).with_values({"tile.rows": 16, "tile.cols": 8})
+    weights = rng.standard_normal((10, kernel[0] * kernel[1] * channels)).astype(np.float32)
+    a, b = TileArray.from_weights(weights, cfg, seed=4), TileArray.from_weights(weights, cfg, seed=4)
+    cols = patches.im2col(x, kernel, stride, padding, dilation, out_size, first, channels)
+    assert np.array_equal(a.mvm_patches(x, kernel, stride, padding, dilation, out_size, first), b.mvm(cols))
+    assert a.reads == b.reads == cols.shape[0]
