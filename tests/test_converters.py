@@ -68,7 +68,7 @@ def test_dac_kernel_equals_the_reference(dac, n_batch):
     scale = np.zeros((n_batch, 3), np.float32)
     sq = np.zeros((n_batch, 3), np.float32)
     squares = np.zeros_like(x)
-    bad = converters.dac_into_parallel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares)
+    bad = converters.dac_into_parallel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares, np.empty((4, converters.SQ_LANES), np.float32))
     ref_xq, ref_scale, ref_sq = reference.dac(x, grid, cfg.range, bounds, cfg.levels)
     assert bad == 0
     assert np.array_equal(xq, ref_xq) and np.array_equal(scale, ref_scale) and np.array_equal(sq, ref_sq)
@@ -83,5 +83,5 @@ def test_dac_counts_blocks_with_nan_or_inf():
     x = np.ones((3, 20), np.float32)
     x[0, 3] = np.nan
     x[2, 15] = -np.inf
-    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1])
+    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1]), np.empty((4, 16), np.float32)
     assert converters.dac_into_serial(x, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out) == 2

@@ -10,7 +10,7 @@ output units with one bound per tile.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
 from ..config import ConverterConfig
 from .jit import parallel_and_serial
@@ -126,13 +126,14 @@ def dac_row(x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq_ro
     return bad
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
+def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):
     """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, n_in),
-    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array).
+    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array);
+    lanes_per_thread (threads, SQ_LANES) is scratch (no allocation per row).
     Rows from B on are left as they are. Returns the number of blocks holding NaN or Inf."""
     bad = 0
     for b in prange(x.shape[0]):
-        lanes = np.empty(SQ_LANES, np.float32)
+        lanes = lanes_per_thread[get_thread_id()]
         squares_row = squares[b] if want_squares else squares[0]
         bad += dac_row(x[b], row_edges, mode, bounds, levels, want_sq, want_squares, xq[b], scale[b], sq[b],
                        squares_row, lanes)  # fmt: skip

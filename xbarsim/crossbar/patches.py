@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .converters import SQ_LANES, dac_row
+from .converters import dac_row
 from .jit import parallel_and_serial
 
 
@@ -37,7 +37,7 @@ def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channe
 
 
 def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
-                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
+                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):  # fmt: skip
     """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
     stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
     xq (>= B * out_h * out_w, n_in) (``converters.dac_row``; not in place: LLVM would find the
@@ -46,8 +46,9 @@ def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_chan
     patch = kernel[0] * kernel[1] * channels
     bad = 0
     for r in prange(n_rows):
-        lanes = np.empty(SQ_LANES, np.float32)
-        row = scratch[get_thread_id()]
+        thread = get_thread_id()
+        lanes = lanes_per_thread[thread]
+        row = scratch[thread]
         gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row)
         for t in range(ones):
             row[patch + t] = 1.0

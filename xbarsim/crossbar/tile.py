@@ -177,7 +177,7 @@ class TileArray:
 
     def _mvm(self, n_batch: int, dac) -> np.ndarray:
         """The pipeline after the input rows: ``dac(parallel, row_edges, mode, bounds, levels,
-        want_sq, want_squares, xq, scale, sq, squares)`` fills the DAC outputs of n_batch rows."""
+        want_sq, want_squares, xq, scale, sq, squares, lanes)`` fills the DAC outputs of n_batch rows."""
         tile_cfg = self.cfg.tile
         n_in, n_out = self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
@@ -193,8 +193,9 @@ class TileArray:
             squares[n_batch:] = 0.0
         dac_scale = np.ones((rows, n_p), np.float32)
         sq = np.zeros((rows, n_p), np.float32)
+        lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
         bad = dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
-                  want_sq, want_squares, xq, dac_scale, sq, squares)  # fmt: skip
+                  want_sq, want_squares, xq, dac_scale, sq, squares, lanes)  # fmt: skip
         if bad:
             raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
