@@ -17,13 +17,11 @@ leaves the previous file untouched. Every read error names the file and what is 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
 import h5py
 import numpy as np
 import torch
@@ -35,6 +33,7 @@ from ..crossbar.tile import TileArray
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS
+from ..models.checkpoint import import_class
 from .matrix import AnalogMatrix
 
 FORMAT = "xbarsim-chip"
@@ -156,22 +155,15 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, name: str) -> AnalogMatrix:
 
 def _structure(path: Path, source: ModelSource, model, model_kwargs) -> nn.Module:
     if isinstance(model, nn.Module):
-        return _fresh_copy(model)
+        return copy.deepcopy(model)
     if isinstance(model, type):
         return model(**model_kwargs)
-    module_name, _, qualname = source.class_path.partition(":")
     if source.kwargs is None and not model_kwargs:
         raise ChipFileError(
             f"{path}: the file does not record how to build {source.class_path}; pass the model (or its class and arguments) to load_chip"
         )
     try:
-        cls: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as exc:
-        raise ChipFileError(f"{path}: cannot import the model class {source.class_path} ({exc}); pass the model to load_chip") from exc
+        cls = import_class(source.class_path)
+    except ValueError as exc:
+        raise ChipFileError(f"{path}: {exc}; pass the model to load_chip") from exc
     return cls(**{**(source.kwargs or {}), **model_kwargs})
-
-
-def _fresh_copy(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)

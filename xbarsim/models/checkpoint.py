@@ -28,19 +28,22 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     torch.save({"format": FORMAT, "model": name, "kwargs": model.init_kwargs, "state_dict": model.state_dict()}, path)
 
 
-def build_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    """A zoo name (``lenet5``) or an importable ``package.module:Class``, built with kwargs."""
-    kwargs = kwargs or {}
-    if ":" not in spec:
-        return zoo.build(spec, **kwargs)
+def import_class(spec: str) -> Any:
+    """The object named by ``package.module:Qualified.Name``."""
     module_name, _, qualname = spec.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"cannot import model class {spec!r}: {exc}") from exc
-    return obj(**kwargs)
+    return obj
+
+
+def build_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """A zoo name (``lenet5``) or an importable ``package.module:Class``, built with kwargs."""
+    kwargs = kwargs or {}
+    return zoo.build(spec, **kwargs) if ":" not in spec else import_class(spec)(**kwargs)
 
 
 def load_network(path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None,
