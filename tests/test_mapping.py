@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from xbarsim import ChipConfig, map_model
-from xbarsim.mapping.layers import AnalogConv, AnalogLinear, AnalogRecurrent
+from xbarsim.mapping.layers import AnalogConv1d, AnalogConv2d, AnalogGRU, AnalogLinear, AnalogLSTM, AnalogRNN
 from xbarsim.models import zoo
 
 
@@ -80,6 +80,10 @@ def test_ideal_chip_reproduces_the_torch_model(name, tile):
         chip = map_model(model, ChipConfig.preset("ideal").with_values({"tile.rows": tile, "tile.cols": tile}))
         _check_close(chip(x), ref)
     assert not any(type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN) for m in chip.network.modules())
+    analog_types = {type(m) for m in chip.network.modules()}
+    expected = {"conv1d": AnalogConv1d, "lstm-2x-bidirectional": AnalogLSTM, "gru-2x-bidirectional": AnalogGRU,
+                "rnn-relu-no-bias": AnalogRNN, "mlp": AnalogLinear, "resnet18": AnalogConv2d}.get(name)  # fmt: skip
+    assert expected is None or expected in analog_types
 
 
 def test_results_do_not_depend_on_tile_size_without_noise():
@@ -120,7 +124,7 @@ def test_only_selected_layers_are_mapped():
     model = zoo.build("lenet5", image_size=8)
     chip = map_model(model, ChipConfig.preset("pcm"), layers=["features.0", "classifier.5"])
     assert list(chip.chip.layers) == ["features.0", "classifier.5"]
-    assert isinstance(chip.network.features[0], AnalogConv) and isinstance(chip.network.classifier[5], AnalogLinear)
+    assert isinstance(chip.network.features[0], AnalogConv2d) and isinstance(chip.network.classifier[5], AnalogLinear)
     assert type(chip.network.classifier[1]) is nn.Linear
 
 
@@ -155,7 +159,7 @@ def test_recurrent_state_and_layouts_match_torch():
     torch.manual_seed(3)
     lstm = nn.LSTM(4, 6, num_layers=2, bidirectional=True).eval()
     chip = map_model(lstm, ChipConfig.preset("ideal"))
-    assert isinstance(chip.network, AnalogRecurrent)
+    assert isinstance(chip.network, AnalogLSTM)
     x = torch.randn(5, 3, 4)
     h0, c0 = torch.randn(4, 3, 6), torch.randn(4, 3, 6)
     with torch.no_grad():

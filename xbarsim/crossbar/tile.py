@@ -193,6 +193,7 @@ class TileArray:
             squares[n_batch:] = 0.0
         dac_scale = np.ones((rows, n_p), np.float32)
         sq = np.zeros((rows, n_p), np.float32)
+        numba.get_num_threads()  # starts the thread pool: the kernels' get_thread_id() needs it, even when serial
         lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
         bad = dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
                   want_sq, want_squares, xq, dac_scale, sq, squares, lanes)  # fmt: skip

@@ -100,12 +100,12 @@ class AnalogConv(AnalogLayer):
             for g in range(groups)
         ]  # fmt: skip
         dims = 1 if isinstance(module, nn.Conv1d) else 2
-        return cls(matrices, dims, module.in_channels, out, module.kernel_size, module.stride, module.padding,
-                   module.dilation, groups)  # fmt: skip
+        return _CONV[dims](matrices, dims, module.in_channels, out, module.kernel_size, module.stride, module.padding,
+                           module.dilation, groups)  # fmt: skip
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogConv":
-        return cls(matrices, **spec)
+        return _CONV[spec["dims"]](matrices, **spec)
 
     def spec(self) -> dict[str, Any]:
         return {"dims": self.dims, "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -213,12 +213,12 @@ class AnalogRecurrent(AnalogLayer):
                     weight = getattr(module, f"weight_{kind}_l{layer}{suffix}")
                     bias = getattr(module, f"bias_{kind}_l{layer}{suffix}") if module.bias else None
                     matrices.append(AnalogMatrix.from_weight(weight, bias, cfg, next(seeds), f"{name}.{kind}_l{layer}{suffix}"))
-        return cls(matrices, module.mode, module.input_size, module.hidden_size, module.num_layers, module.batch_first,
-                   module.bidirectional)  # fmt: skip
+        return _RECURRENT[module.mode](matrices, module.mode, module.input_size, module.hidden_size, module.num_layers,
+                                       module.batch_first, module.bidirectional)  # fmt: skip
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogRecurrent":
-        return cls(matrices, **spec)
+        return _RECURRENT[spec["mode"]](matrices, **spec)
 
     def spec(self) -> dict[str, Any]:
         return {"mode": self.mode, "input_size": self.input_size, "hidden_size": self.hidden_size,
@@ -286,6 +286,29 @@ class AnalogRecurrent(AnalogLayer):
             output = output.transpose(0, 1)
         return output, state
 
+
+class AnalogConv1d(AnalogConv):
+    """``nn.Conv1d`` on tiles."""
+
+
+class AnalogConv2d(AnalogConv):
+    """``nn.Conv2d`` on tiles."""
+
+
+class AnalogLSTM(AnalogRecurrent):
+    """``nn.LSTM`` on tiles."""
+
+
+class AnalogGRU(AnalogRecurrent):
+    """``nn.GRU`` on tiles."""
+
+
+class AnalogRNN(AnalogRecurrent):
+    """``nn.RNN`` (tanh or relu) on tiles."""
+
+
+_CONV = {1: AnalogConv1d, 2: AnalogConv2d}
+_RECURRENT = {"LSTM": AnalogLSTM, "GRU": AnalogGRU, "RNN_TANH": AnalogRNN, "RNN_RELU": AnalogRNN}
 
 LAYER_KINDS: dict[str, type[AnalogLayer]] = {cls.kind: cls for cls in (AnalogLinear, AnalogConv, AnalogRecurrent)}
 
