@@ -10,6 +10,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 
 def _version(package: str) -> str:
     try:
@@ -142,6 +144,85 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_kwargs(model: str, split, given: dict) -> dict:
+    """Defaults for a zoo model from the data: channels, image size, classes (given ones win)."""
+    channels, height, width = (split.input_shape + (1, 1))[:3] if len(split.input_shape) == 3 else (1, 1, split.input_shape[-1])
+    defaults = {
+        "mlp": {"in_features": int(np.prod(split.input_shape)), "num_classes": split.num_classes},
+        "lenet5": {"in_channels": channels, "image_size": height, "num_classes": split.num_classes},
+        "vgg11": {"in_channels": channels, "image_size": height, "num_classes": split.num_classes},
+        "resnet18": {"in_channels": channels, "num_classes": split.num_classes},
+        "lstm": {"input_size": width * channels, "num_classes": split.num_classes},
+        "gru": {"input_size": width * channels, "num_classes": split.num_classes},
+    }.get(model, {})
+    return {**defaults, **given}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .models import data
+    from .models.checkpoint import build_model, load_network, save_checkpoint
+    from .models.quant import QATConfig
+    from .models.training import TrainConfig, accuracy, train
+
+    import torch
+
+    split = data.load(args.data, seed=args.seed)
+    kwargs = _zoo_kwargs(args.model, split, _json_arg(args.model_args)) if ":" not in args.model else _json_arg(args.model_args)
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, kwargs)
+    teacher = load_network(args.distill, allow_pickle=args.allow_pickle) if args.distill else None
+    cfg = TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        noise_sigma=args.noisy, noise_mode=args.noise_mode,
+        qat=QATConfig(args.qat, not args.asymmetric, args.scale) if args.qat else None,
+        weight_noise_eta=args.weight_noise, bayesft_sigma=args.bayesft,
+        gate_noise_sigma=args.gate_noise, gate_noise_relative=args.gate_noise_relative,
+        distill_temperature=args.temperature, distill_beta=args.beta,
+        hwa=_chip_config(args.hwa) if args.hwa else None,
+    )  # fmt: skip
+    losses = train(model, split, cfg, teacher=teacher)
+    print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, "
+          f"clean test accuracy {100 * accuracy(model, split.x_test, split.y_test):.2f}%")  # fmt: skip
+    save_checkpoint(model, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def parse_sigmas(text: str) -> list[float]:
+    """'logspace(-2, 2, 17)' (decades, points) or a comma-separated list."""
+    text = text.strip()
+    if text.startswith("logspace(") and text.endswith(")"):
+        low, high, n = (float(v) for v in text[9:-1].split(","))
+        return list(np.logspace(low, high, int(n)))
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sigmas: use 'logspace(-2, 2, 17)' or '0.1,0.3,1', got {text!r}") from None
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .models import data
+    from .models.checkpoint import load_network
+    from .sweeps.metrics import NoMidpointError, noise_curve
+    from .sweeps.plots import plot_noise_curves
+
+    network = load_network(args.checkpoint, args.model, _json_arg(args.model_args), args.allow_pickle)
+    split = data.load(args.data)
+    where = "all" if args.where == "all" else args.where.split(",")
+    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, where, args.mode, progress=True)
+    print(f"{'sigma':>10} {'accuracy':>9} {'std':>7}")
+    for sigma, mean, std in zip(curve.sigmas, curve.mean, curve.std):
+        print(f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
+    try:
+        fit = curve.midpoint()
+        print(f"midpoint noise level: {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
+    except NoMidpointError as exc:
+        print(f"midpoint noise level: none ({exc})")
+    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}, noise after {args.where} ({args.mode})")
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xbarsim", description="Simulate analog in-memory-computing chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +275,44 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--model-args", help="JSON object of the model's constructor arguments")
     eval_cmd.add_argument("--batch-size", type=int, default=512)
     eval_cmd.set_defaults(func=cmd_eval)
+
+    train_cmd = sub.add_parser("train", help="train a network, optionally with robustness options")
+    train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class")
+    train_cmd.add_argument("--model-args", help="JSON object of constructor arguments (zoo defaults come from the data)")
+    train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    train_cmd.add_argument("--epochs", type=int, default=30)
+    train_cmd.add_argument("--lr", type=float, default=2e-3)
+    train_cmd.add_argument("--batch-size", type=int, default=64)
+    train_cmd.add_argument("--seed", type=int, default=0)
+    train_cmd.add_argument("--noisy", type=float, default=0.0, metavar="SIGMA", help="noisy training: activation noise after every module")
+    train_cmd.add_argument("--noise-mode", default="additive", choices=["additive", "multiplicative", "both"])
+    train_cmd.add_argument("--qat", type=int, metavar="BITS", help="quantization-aware training with this many bits")
+    train_cmd.add_argument("--scale", default="dynamic", help="QAT activation scale: dynamic or const:<max> (default dynamic)")
+    train_cmd.add_argument("--asymmetric", action="store_true", help="asymmetric QAT quantizers (default symmetric)")
+    train_cmd.add_argument("--weight-noise", type=float, default=0.0, metavar="ETA", help="Noisy Machines weight noise eta")
+    train_cmd.add_argument("--bayesft", type=float, default=0.0, metavar="SIGMA", help="BayesFT log-normal weight perturbation")
+    train_cmd.add_argument("--gate-noise", type=float, default=0.0, metavar="SIGMA", help="deep noise injection at RNN gates")
+    train_cmd.add_argument("--gate-noise-relative", action="store_true", help="gate noise relative to the pre-activation std")
+    train_cmd.add_argument("--distill", metavar="TEACHER", help="distil from this trained checkpoint")
+    train_cmd.add_argument("--temperature", type=float, default=4.0)
+    train_cmd.add_argument("--beta", type=float, default=0.5, help="weight of the distillation term")
+    train_cmd.add_argument("--hwa", metavar="CHIP", help="hardware-aware training on this preset or chip YAML")
+    train_cmd.add_argument("--allow-pickle", action="store_true", help="let --distill load a pickled module (trusted files only)")
+    train_cmd.add_argument("-o", "--output", required=True, help="checkpoint to write")
+    train_cmd.set_defaults(func=cmd_train)
+
+    rob = sub.add_parser("robustness", help="accuracy vs activation noise, the midpoint noise level and a plot")
+    rob.add_argument("checkpoint")
+    rob.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    rob.add_argument("--sigmas", type=parse_sigmas, default=parse_sigmas("logspace(-2, 2, 17)"), help="default logspace(-2, 2, 17)")
+    rob.add_argument("--repeats", type=int, default=10)
+    rob.add_argument("--mode", default="additive", choices=["additive", "multiplicative", "both"])
+    rob.add_argument("--where", default="all", help="all, or comma-separated module names (the per-layer study)")
+    rob.add_argument("--model", help="the model, for a plain state_dict")
+    rob.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
+    rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
+    rob.set_defaults(func=cmd_robustness)
     return parser
 
 

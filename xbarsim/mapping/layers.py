@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
+from ..models.recurrent import RecurrentShape, run_recurrent, shape_of
 from .matrix import AnalogMatrix
 
 PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
@@ -194,7 +195,6 @@ class AnalogRecurrent(AnalogLayer):
     Matrices are ordered layer, direction, (input, hidden)."""
 
     kind = "recurrent"
-    GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
     def __init__(self, matrices: list[AnalogMatrix], mode: str, input_size: int, hidden_size: int, num_layers: int,
                  batch_first: bool, bidirectional: bool):  # fmt: skip
@@ -204,8 +204,10 @@ class AnalogRecurrent(AnalogLayer):
 
     @classmethod
     def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogRecurrent":
-        if getattr(module, "proj_size", 0):
-            raise ValueError(f"layer {name!r}: LSTM with proj_size > 0 is not supported")
+        try:
+            shape_of(module)
+        except ValueError as exc:
+            raise ValueError(f"layer {name!r}: {exc}") from exc
         matrices = []
         for layer in range(module.num_layers):
             for suffix in ("", "_reverse")[: 2 if module.bidirectional else 1]:
@@ -224,67 +226,10 @@ class AnalogRecurrent(AnalogLayer):
         return {"mode": self.mode, "input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "batch_first": self.batch_first, "bidirectional": self.bidirectional}  # fmt: skip
 
-    def _step(self, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, hidden: AnalogMatrix):
-        """One time step: gi = input products (+ bias) of this step, h/c the state."""
-        gh = hidden(h)
-        if self.mode == "LSTM":
-            i, f, g, o = (gi + gh).chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(c), c
-        if self.mode == "GRU":
-            ir, iz, in_ = gi.chunk(3, dim=1)
-            hr, hz, hn = gh.chunk(3, dim=1)
-            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-            n = torch.tanh(in_ + r * hn)
-            return (1 - z) * n + z * h, None
-        pre = gi + gh
-        return (torch.tanh(pre) if self.mode == "RNN_TANH" else torch.relu(pre)), None
-
     def forward(self, x: torch.Tensor, hx=None):
-        if isinstance(x, nn.utils.rnn.PackedSequence):
-            raise ValueError("analog recurrent layers take padded tensors, not PackedSequence")
-        unbatched = x.dim() == 2
-        if unbatched:
-            x = x.unsqueeze(1)
-        elif self.batch_first:
-            x = x.transpose(0, 1)
-        steps, batch = x.shape[:2]
-        directions = 2 if self.bidirectional else 1
-        lstm = self.mode == "LSTM"
-        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
-        if h0 is not None and unbatched:
-            h0, c0 = h0.unsqueeze(1), (c0.unsqueeze(1) if c0 is not None else None)
-        zeros = torch.zeros(self.num_layers * directions, batch, self.hidden_size)
-        h0 = zeros if h0 is None else h0
-        c0 = zeros if (c0 is None and lstm) else c0
-        h_n, c_n = [], []
-        layer_input = x
-        for layer in range(self.num_layers):
-            outputs = []
-            for d in range(directions):
-                index = layer * directions + d
-                inputs, hidden = self._matrices[2 * index], self._matrices[2 * index + 1]
-                seq = layer_input if d == 0 else layer_input.flip(0)
-                gi = inputs(seq.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-                h, c = h0[index], (c0[index] if lstm else None)
-                out = []
-                for t in range(steps):
-                    h, c = self._step(gi[t], h, c, hidden)
-                    out.append(h)
-                out = torch.stack(out)
-                outputs.append(out if d == 0 else out.flip(0))
-                h_n.append(h)
-                c_n.append(c)
-            layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
-        output = layer_input
-        h_n = torch.stack(h_n)
-        state = (h_n, torch.stack(c_n)) if lstm else h_n
-        if unbatched:
-            output = output.squeeze(1)
-            state = (state[0].squeeze(1), state[1].squeeze(1)) if lstm else state.squeeze(1)
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, state
+        shape = RecurrentShape(self.mode, self.hidden_size, self.num_layers, self.batch_first, self.bidirectional)
+        pairs = list(zip(self._matrices[0::2], self._matrices[1::2]))
+        return run_recurrent(shape, x, hx, pairs)
 
 
 class AnalogConv1d(AnalogConv):

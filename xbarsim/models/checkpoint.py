@@ -7,6 +7,8 @@ trusts the file, a whole pickled module.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib
 import pickle
 from pathlib import Path
@@ -16,16 +18,26 @@ import torch
 from torch import nn
 
 from . import zoo
+from .quant import QATConfig, QuantizationAware
 
 FORMAT = "xbarsim-checkpoint"
 
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Save a zoo model so that ``load_network(path)`` rebuilds it without further arguments."""
+    """Save a zoo model so that ``load_network(path)`` rebuilds it without further arguments,
+    with its QAT quantizers (``model.qat``) if it was trained with them."""
     name = getattr(type(model), "zoo_name", None)
     if name is None:
         raise ValueError(f"{type(model).__name__} is not a zoo model; save its state_dict and name the class when loading")
-    torch.save({"format": FORMAT, "model": name, "kwargs": model.init_kwargs, "state_dict": model.state_dict()}, path)
+    content = {"format": FORMAT, "model": name, "kwargs": model.init_kwargs}
+    qat = getattr(model, "qat", None)
+    if qat is not None:  # the float weights under the quantizers, and how to put them back
+        plain = copy.deepcopy(model)
+        plain.qat.remove()
+        content.update(state_dict=plain.state_dict(), qat=dataclasses.asdict(qat.cfg))
+    else:
+        content["state_dict"] = model.state_dict()
+    torch.save(content, path)
 
 
 def import_class(spec: str) -> Any:
@@ -67,9 +79,11 @@ def load_network(path: str | Path, model: str | None = None, model_kwargs: dict[
         return content.eval()
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a state_dict or a module, found {type(content).__name__}")
+    qat = None
     if content.get("format") == FORMAT:
         network = zoo.build(content["model"], **content["kwargs"]) if model is None else build_model(model, model_kwargs)
         state = content["state_dict"]
+        qat = content.get("qat")
     else:
         state = content.get("state_dict", content)
         if model is None:
@@ -79,4 +93,6 @@ def load_network(path: str | Path, model: str | None = None, model_kwargs: dict[
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: the weights do not fit {type(network).__name__}: {exc}") from exc
+    if qat is not None:
+        network.qat = QuantizationAware(network, QATConfig(**qat))
     return network.eval()

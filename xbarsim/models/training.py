@@ -1,7 +1,9 @@
-"""Training and evaluating torch networks: one loop (Adam, cosine schedule, progress bar, seed)."""
+"""Training and evaluating torch networks: one loop (Adam, cosine schedule, progress bar, seed)
+with composable robustness options (DESIGN.md §4)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 
@@ -10,40 +12,109 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..config import ChipConfig
 from .data import DataSplit
+from .hwa import HardwareAware
+from .noise import NOISE_MODES, GateNoise, NoiseInjection
+from .perturb import LogNormalPerturbation, WeightNoise
+from .quant import QATConfig, QuantizationAware
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Training settings; every robustness option is off by default and they combine freely."""
+
     epochs: int = 30
     lr: float = 2e-3
     batch_size: int = 64
     weight_decay: float = 0.0
     seed: int = 0
+    noise_sigma: float = 0.0  # noisy training: activation noise after every module, as at test time
+    noise_mode: str = "additive"
+    qat: QATConfig | None = None  # fake quantization; stays on the model after training
+    weight_noise_eta: float = 0.0  # Noisy Machines: sigma_l = eta * (max W_l - min W_l), every forward
+    distill_temperature: float = 4.0  # with a teacher: L = (1-beta) CE + beta T^2 CE(soft targets)
+    distill_beta: float = 0.5
+    bayesft_sigma: float = 0.0  # BayesFT: theta * exp(N(0, sigma^2)), redrawn every step
+    gate_noise_sigma: float = 0.0  # deep noise injection at every gate pre-activation (RNNs)
+    gate_noise_relative: bool = False  # gate noise relative to the pre-activation's std (an SNR)
+    hwa: ChipConfig | None = None  # hardware-aware: the chip's write/read noise and converters
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "noise_sigma", "weight_noise_eta", "bayesft_sigma", "gate_noise_sigma", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode {self.noise_mode!r}: choose from {', '.join(NOISE_MODES)}")
+        if not (self.distill_temperature > 0 and 0 <= self.distill_beta <= 1):
+            raise ValueError("distillation needs temperature > 0 and 0 <= beta <= 1")
 
 
-def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> list[float]:
-    """Train on ``data``'s train split with cross-entropy; returns the mean loss of every epoch."""
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, beta: float) -> torch.Tensor:
+    """``(1 - beta) CE(z_s, y) + beta T^2 CE(softmax(z_t / T), z_s / T)``."""
+    soft = F.softmax(teacher / temperature, dim=1)
+    soft_ce = -(soft * F.log_softmax(student / temperature, dim=1)).sum(dim=1).mean()
+    return (1 - beta) * F.cross_entropy(student, labels) + beta * temperature**2 * soft_ce
+
+
+def _perturbations(model: nn.Module, cfg: TrainConfig, stack: contextlib.ExitStack) -> LogNormalPerturbation | None:
+    """Enter the training-time options; returns the BayesFT perturbation (resampled every step)."""
+    if cfg.qat is not None:
+        stack.enter_context(QuantizationAware(model, cfg.qat))
+    if cfg.noise_sigma > 0:
+        stack.enter_context(NoiseInjection(model, cfg.noise_sigma, "all", cfg.noise_mode))
+    if cfg.weight_noise_eta > 0:
+        stack.enter_context(WeightNoise(model, cfg.weight_noise_eta))
+    if cfg.gate_noise_sigma > 0:
+        stack.enter_context(GateNoise(model, cfg.gate_noise_sigma, cfg.gate_noise_relative))
+    if cfg.hwa is not None:
+        stack.enter_context(HardwareAware(model, cfg.hwa))
+    return stack.enter_context(LogNormalPerturbation(model, cfg.bayesft_sigma)) if cfg.bayesft_sigma > 0 else None
+
+
+def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), teacher: nn.Module | None = None,
+          progress: bool = True) -> list[float]:  # fmt: skip
+    """Train on ``data``'s train split (cross-entropy, or distillation from ``teacher``); returns
+    the mean loss of every epoch. Training-time noise is removed afterwards; QAT quantizers stay
+    on the model (``model.qat``), since the quantized network is what was trained."""
+    torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(data.y_train) // cfg.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    if teacher is not None:
+        teacher.eval()
     losses = []
-    model.train()
-    with tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress, file=sys.stderr) as bar:
-        for _ in bar:
-            order = torch.randperm(len(data.y_train), generator=generator)
-            total = 0.0
-            for start in range(0, len(order), cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
-                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += loss.item() * len(idx)
-            losses.append(total / len(order))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    with contextlib.ExitStack() as stack:
+        bayes = _perturbations(model, cfg, stack)
+        model.train()
+        with tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress, file=sys.stderr) as bar:
+            for _ in bar:
+                order = torch.randperm(len(data.y_train), generator=generator)
+                total = 0.0
+                for start in range(0, len(order), cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    if bayes is not None:
+                        bayes.resample()
+                    logits = model(data.x_train[idx])
+                    if teacher is None:
+                        loss = F.cross_entropy(logits, data.y_train[idx])
+                    else:
+                        with torch.no_grad():
+                            target = teacher(data.x_train[idx])
+                        loss = distillation_loss(logits, target, data.y_train[idx], cfg.distill_temperature, cfg.distill_beta)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    total += loss.item() * len(idx)
+                losses.append(total / len(order))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    if cfg.qat is not None:
+        model.qat = QuantizationAware(model, cfg.qat)
     model.eval()
     return losses
 

@@ -1,0 +1,140 @@
+"""Hardware-aware training: the chip's own physics in the torch forward pass (DESIGN.md §3-4).
+
+Each Linear / Conv layer computes what a freshly programmed TileArray of the chip config would:
+weights encoded per tile onto (G+, G-) with a write error drawn anew at every forward, DAC per
+row block, the exact per-output read + output noise (variance ``sum_i x_i^2 var_ij + out_noise^2``),
+ADC per tile, digital sum over row blocks. Quantizers pass gradients straight through; noise is
+added, never differentiated. Drift and stuck-at faults are not trained against.
+The standard deviations come from ``crossbar.device``, so the physics is the kernels' own.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ChipConfig
+from ..crossbar import device
+from ..crossbar.encode import weight_scales
+from ..crossbar.grid import TileGrid
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def _quantize(v: torch.Tensor, bound: float | torch.Tensor, levels: int) -> torch.Tensor:
+    """Clip to [-bound, bound]; with levels > 0 round onto the signed grid (straight through)."""
+    v = torch.clamp(v, -bound, bound) if isinstance(bound, float) else torch.maximum(torch.minimum(v, bound), -bound)
+    return v if levels == 0 else _ste_round(v * levels / bound) * bound / levels
+
+
+def hwa_matmul(x: torch.Tensor, weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> torch.Tensor:
+    """x (batch, in) @ weight.T (out x in) the way the chip computes it (one fresh chip per call)."""
+    dev, tile = cfg.device, cfg.tile
+    n_out, n_in = weight.shape
+    grid = TileGrid.for_matrix(n_in, n_out, tile.rows, tile.cols)
+    w_t = weight.t()
+    scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale))
+    span = dev.g_max_us - dev.g_min_us
+    out = torch.zeros(x.shape[0], n_out, dtype=x.dtype)
+    for p in range(grid.shape[0]):
+        rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
+        w_norm = w_t[rows] / scales[p]
+        target = torch.stack([dev.g_min_us + span * torch.relu(w_norm), dev.g_min_us + span * torch.relu(-w_norm)])
+        write_std = torch.from_numpy(device.write_noise_std(target.detach().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32))
+        g = torch.clamp(target + write_std * torch.randn_like(target), min=0.0)
+        read_std = torch.from_numpy(device.read_noise_std(g.detach().numpy().astype(np.float32), dev, t_s))
+        read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2
+        xb = x[:, rows]
+        if tile.dac.range == "none":
+            scale, xn = torch.ones(x.shape[0], 1), xb
+        else:
+            if tile.dac.range == "dynamic":
+                peak = xb.detach().abs().amax(dim=1, keepdim=True)
+                scale = torch.where(peak > 0, peak, torch.ones_like(peak))
+            else:
+                scale = torch.full((x.shape[0], 1), float(tile.dac.bound))
+            xn = _quantize(xb / scale, 1.0, tile.dac.levels)
+        y = xn @ ((g[0] - g[1]) / span)
+        with torch.no_grad():
+            std = torch.sqrt((xn.detach() ** 2) @ read_var + tile.out_noise**2)
+        y = y + std * torch.randn_like(y)
+        if tile.adc.range != "none":
+            y = _quantize(y, float(tile.adc.bound), tile.adc.levels)
+        out = out + y * scale * scales[p]
+    return out
+
+
+def _linear_forward(cfg: ChipConfig):
+    def forward(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        y = hwa_matmul(x.reshape(-1, module.in_features), module.weight, cfg)
+        y = y if module.bias is None else y + module.bias
+        return y.reshape(*x.shape[:-1], module.out_features)
+
+    return forward
+
+
+def _conv_forward(cfg: ChipConfig):
+    def forward(module: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        one_d = isinstance(module, nn.Conv1d)
+        x4 = x.unsqueeze(2) if one_d else x
+        kernel, stride, dilation = (tuple(v) if not one_d else (1, v[0]) for v in (module.kernel_size, module.stride, module.dilation))
+        padding = module.padding
+        if padding == "same":
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            x4 = F.pad(x4, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+            padding = (0, 0)
+        elif padding == "valid":
+            padding = (0, 0)
+        elif one_d:
+            padding = (0, padding[0])
+        batch, _, height, width = x4.shape
+        out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        cols = F.unfold(x4, kernel, dilation, padding, stride)  # (B, C*k, L)
+        groups, per_in = module.groups, cols.shape[1] // module.groups
+        per_out = module.out_channels // groups
+        weight = module.weight.reshape(module.out_channels, -1)
+        parts = []
+        for g in range(groups):
+            patches = cols[:, g * per_in : (g + 1) * per_in].transpose(1, 2).reshape(-1, per_in)
+            parts.append(hwa_matmul(patches, weight[g * per_out : (g + 1) * per_out], cfg).reshape(batch, -1, per_out))
+        y = torch.cat(parts, dim=2).transpose(1, 2).reshape(batch, module.out_channels, out_h, out_w)
+        if module.bias is not None:
+            y = y + module.bias.reshape(1, -1, 1, 1)
+        return y.squeeze(2) if one_d else y
+
+    return forward
+
+
+class HardwareAware:
+    """Every Linear / Conv1d / Conv2d of ``model`` computes on a simulated chip of ``cfg`` (in
+    training and evaluation) until ``remove()``; parameters and state_dict stay as they are."""
+
+    def __init__(self, model: nn.Module, cfg: ChipConfig):
+        self._modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+        if not self._modules:
+            raise ValueError(f"{type(model).__name__} has no Linear or Conv layer for hardware-aware training")
+        for m in self._modules:
+            if isinstance(m, nn.Linear):
+                m.forward = types.MethodType(_linear_forward(cfg), m)
+            else:
+                if m.padding_mode != "zeros":
+                    raise ValueError(f"hardware-aware convolution supports zero padding only, not {m.padding_mode!r}")
+                m.forward = types.MethodType(_conv_forward(cfg), m)
+
+    def remove(self) -> None:
+        for m in self._modules:
+            m.__dict__.pop("forward", None)
+        self._modules = []
+
+    def __enter__(self) -> "HardwareAware":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

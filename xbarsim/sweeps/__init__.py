@@ -1,0 +1,1 @@
+"""Experiments over many chips and noise levels."""

@@ -1,0 +1,113 @@
+"""Accuracy under noise and the midpoint noise level (DESIGN.md §4).
+
+The accuracy-vs-sigma curve is fitted with ``A(s) = a / (1 + exp(k (log10 s - x_mid))) + b`` by
+weighted least squares (``scipy.optimize.curve_fit`` with the per-point std over repeats as
+``sigma``, ``absolute_sigma=True``); ``sigma_mid = 10**x_mid`` is where the curve is halfway
+between its plateaus a + b and b, and its standard error comes from the fit's covariance.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import curve_fit
+from torch import nn
+from tqdm import tqdm
+
+from ..models.noise import NoiseInjection
+
+STD_FLOOR = 1e-3  # a point with zero spread over repeats still has this much (binomial resolution)
+
+
+def logistic(log_sigma: np.ndarray, a: float, k: float, x_mid: float, b: float) -> np.ndarray:
+    return a / (1.0 + np.exp(k * (log_sigma - x_mid))) + b
+
+
+@dataclass(frozen=True)
+class MidpointFit:
+    sigma_mid: float
+    sigma_mid_err: float
+    params: tuple[float, float, float, float]  # a, k, x_mid, b
+    covariance: np.ndarray
+
+    def curve(self, sigmas: np.ndarray) -> np.ndarray:
+        """The fitted accuracy at ``sigmas``."""
+        return logistic(np.log10(np.asarray(sigmas, float)), *self.params)
+
+
+class NoMidpointError(ValueError):
+    """The accuracy never falls through a midpoint inside the sampled noise range."""
+
+
+def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc_std: Sequence[float]) -> MidpointFit:
+    """Fit the logistic in log10(sigma) and return sigma_mid with its standard error."""
+    s, m, sd = (np.asarray(v, float) for v in (sigmas, acc_mean, acc_std))
+    if not (s.shape == m.shape == sd.shape and s.ndim == 1 and s.size >= 5):
+        raise ValueError("need sigmas, acc_mean and acc_std of the same length, at least 5 points")
+    if np.any(s <= 0) or not np.all(np.isfinite(np.concatenate([s, m, sd]))):
+        raise ValueError("sigmas must be > 0 and every value finite")
+    order = np.argsort(s)
+    s, m, sd = s[order], m[order], np.maximum(sd[order], STD_FLOOR)
+    x = np.log10(s)
+    top, bottom = m[: max(2, s.size // 5)].mean(), m[-max(2, s.size // 5) :].mean()
+    half = (top + bottom) / 2
+    below = np.flatnonzero(m < half)
+    if top - bottom < 3 * np.median(sd) or below.size == 0 or below[0] == 0:
+        raise NoMidpointError(
+            f"the accuracy does not fall through a midpoint between sigma={s[0]:g} and {s[-1]:g} "
+            f"(from {top:.3f} to {bottom:.3f}): widen the noise range"
+        )
+    i = below[0]
+    x_guess = x[i - 1] + (x[i] - x[i - 1]) * (m[i - 1] - half) / (m[i - 1] - m[i])
+    guess = (top - bottom, 5.0, x_guess, bottom)
+    try:
+        params, cov = curve_fit(logistic, x, m, p0=guess, sigma=sd, absolute_sigma=True, maxfev=20000)
+    except RuntimeError as exc:
+        raise NoMidpointError(f"the logistic fit did not converge: {exc}") from exc
+    if not (x[0] <= params[2] <= x[-1]) or params[0] * params[1] <= 0 or not np.all(np.isfinite(cov)):
+        raise NoMidpointError(f"the fitted midpoint 10**{params[2]:.3g} lies outside the data or the fit is degenerate")
+    sigma_mid = 10.0 ** params[2]
+    return MidpointFit(float(sigma_mid), float(np.log(10) * sigma_mid * np.sqrt(cov[2, 2])), tuple(map(float, params)), cov)
+
+
+@dataclass(frozen=True)
+class NoiseCurve:
+    sigmas: np.ndarray  # (S,)
+    accuracies: np.ndarray  # (S, repeats)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.accuracies.mean(axis=1)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.accuracies.std(axis=1, ddof=1) if self.accuracies.shape[1] > 1 else np.zeros(len(self.sigmas))
+
+    def midpoint(self) -> MidpointFit:
+        return midpoint_noise_level(self.sigmas, self.mean, self.std)
+
+
+@torch.no_grad()
+def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float], repeats: int = 10,
+                where="all", mode: str = "additive", seed: int = 0, batch_size: int = 1024, progress: bool = False) -> NoiseCurve:  # fmt: skip
+    """Test accuracy of ``model`` with Gaussian noise of each sigma after its modules, ``repeats``
+    times per sigma (fresh noise each time)."""
+    model.eval()
+    torch.manual_seed(seed)
+    accuracies = np.zeros((len(sigmas), repeats))
+    with NoiseInjection(model, 0.0, where, mode) as noise:
+        with tqdm(total=len(sigmas) * repeats, desc="noise curve", disable=not progress, file=sys.stderr) as bar:
+            for i, sigma in enumerate(sigmas):
+                noise.set_sigma(sigma)
+                for r in range(repeats):
+                    correct = 0
+                    for start in range(0, len(y), batch_size):
+                        logits = model(x[start : start + batch_size])
+                        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+                    accuracies[i, r] = correct / len(y)
+                    bar.update()
+    return NoiseCurve(np.asarray(sigmas, float), accuracies)
