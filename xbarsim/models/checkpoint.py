@@ -7,10 +7,10 @@ trusts the file, a whole pickled module.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from . import zoo
 from .quant import QATConfig, QuantizationAware
 
 FORMAT = "xbarsim-checkpoint"
+_PARAMETRIZED = re.compile(r"\.parametrizations\.(\w+)\.original$")
 
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> None:
@@ -30,13 +31,11 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     if name is None:
         raise ValueError(f"{type(model).__name__} is not a zoo model; save its state_dict and name the class when loading")
     content = {"format": FORMAT, "model": name, "kwargs": model.init_kwargs}
+    # under QAT the float weights sit at "<layer>.parametrizations.weight.original"
+    content["state_dict"] = {_PARAMETRIZED.sub(r".\1", key): value for key, value in model.state_dict().items()}
     qat = getattr(model, "qat", None)
-    if qat is not None:  # the float weights under the quantizers, and how to put them back
-        plain = copy.deepcopy(model)
-        plain.qat.remove()
-        content.update(state_dict=plain.state_dict(), qat=dataclasses.asdict(qat.cfg))
-    else:
-        content["state_dict"] = model.state_dict()
+    if qat is not None:
+        content["qat"] = dataclasses.asdict(qat.cfg)
     torch.save(content, path)
 
 
