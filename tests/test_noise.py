@@ -45,6 +45,15 @@ def test_injection_after_every_module_and_removal():
         assert torch.equal(model(x), clean)
 
 
+def test_quantized_layers_keep_their_noise_sites():
+    from xbarsim.models.quant import QATConfig, QuantizationAware
+
+    model = zoo.build("lenet5", image_size=8)
+    plain = noise_sites(model)
+    with QuantizationAware(model, QATConfig(8)):
+        assert noise_sites(model) == plain  # noise goes after the layers, never onto their weights
+
+
 def test_per_layer_injection_and_unknown_names():
     model = zoo.build("mlp").eval()
     x = torch.randn(4, 1, 8, 8)

@@ -50,8 +50,16 @@ _NO_NOISE_AFTER = (nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity, GaussianNo
 def noise_sites(model: nn.Module) -> list[str]:
     """Names of the modules that get noise after them with ``where="all"``: every leaf module
     (conv, linear, activation, pooling, normalization, recurrent, ...) except reshapes,
-    dropout and identities."""
-    return [name for name, m in model.named_modules() if not list(m.children()) and not isinstance(m, _NO_NOISE_AFTER)]
+    dropout and identities. A layer with parametrized weights (QAT, weight noise) is still a
+    leaf; the parametrizations themselves are not sites (their outputs are weights)."""
+    sites = []
+    for name, module in model.named_modules():
+        if "parametrizations" in name.split("."):
+            continue
+        children = [child for child, _ in module.named_children() if child != "parametrizations"]
+        if not children and not isinstance(module, _NO_NOISE_AFTER):
+            sites.append(name)
+    return sites
 
 
 class NoiseInjection:
