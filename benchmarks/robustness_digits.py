@@ -4,7 +4,7 @@ For the MLP and the LeNet-5-style CNN: the midpoint noise level (DESIGN.md §4) 
 - plain training, evaluated with noise after every module at each sigma;
 - noisy training, one network per sigma trained with that sigma and tested at it (the seed
   papers' protocol);
-- 8-bit QAT with dynamic vs constant (const:1) activation scaling, trained clean.
+- 8-bit QAT with dynamic vs constant (const:1 and const:4) activation scaling, trained clean.
 Prints a markdown table and writes the curves to benchmarks/results/robustness_digits.png.
 Runs in a few minutes on 2 cores: ``python benchmarks/robustness_digits.py [--quick]``.
 """
@@ -62,9 +62,9 @@ def main() -> int:
             "QAT 8-bit, dynamic scale": lambda: noise_curve(
                 _trained(build, split, TrainConfig(**{**base.__dict__, "qat": QATConfig(8, True, "dynamic")})),
                 split.x_test, split.y_test, sigmas, repeats),
-            "QAT 8-bit, constant scale (1.0)": lambda: noise_curve(
-                _trained(build, split, TrainConfig(**{**base.__dict__, "qat": QATConfig(8, True, "const:1")})),
-                split.x_test, split.y_test, sigmas, repeats),
+            **{f"QAT 8-bit, constant scale ({c:g})": lambda c=c: noise_curve(
+                _trained(build, split, TrainConfig(**{**base.__dict__, "qat": QATConfig(8, True, f"const:{c:g}")})),
+                split.x_test, split.y_test, sigmas, repeats) for c in (1.0, 4.0)},
         }  # fmt: skip
         for variant, run in variants.items():
             curve = run()

@@ -243,6 +243,9 @@ class ChipConfig(_Strict):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     tile: TileConfig = Field(default_factory=TileConfig)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
+    drift_compensation: Literal["none", "global", "column"] = Field(
+        "none", description="rescale each array's outputs by a probe read after drift: one factor, or one per column"
+    )
 
     @classmethod
     def preset(cls, name: str) -> "ChipConfig":
@@ -333,7 +336,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "aihwkit PCMLikeNoiseModel): g_max 25 uS, polynomial programming noise, "
             "conductance-dependent power-law drift, 1/f read noise; 8-bit DAC (per-vector "
             "abs-max) and 8-bit ADC (bound 10, output noise 0.04) as in aihwkit's hardware-aware "
-            "preset; 512x512 tiles."
+            "preset; global drift compensation; 512x512 tiles."
         ),
         "device": {
             "g_min_us": 0.0,
@@ -350,6 +353,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "adc": {"bits": 8, "range": "fixed", "bound": 10.0},
             "out_noise": 0.04,
         },
+        "drift_compensation": "global",
     },
     "rram": {
         "name": "rram",

@@ -179,5 +179,5 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
         if cfg.tile.adc.range != "none":
             v = quantize(v, bound_col[p], cfg.tile.adc.levels)
         out = out + (v * dac_scale[:, p : p + 1]) * tiles.scales[p]
-    return out
+    return out if tiles.gain is None else out * tiles.gain  # drift compensation, digital
 

@@ -27,6 +27,8 @@ PURPOSE_READ = 4  # read (+ output) noise per output, index = row block
 PURPOSE_READ_DEVICE = 5  # read noise per device (the honest path), index = row block
 PURPOSE_OUTPUT = 6  # output noise per output on the per-device path, index = row block
 PURPOSE_MATRIX = 7  # a chip's seed -> the seed of its k-th weight matrix, index = k
+PURPOSE_PROBE = 8  # the read noise of a drift-compensation probe read, index = round(t in s)
+PURPOSE_PROBE_INPUT = 9  # the drift-compensation probe inputs
 
 _GOLDEN_U = np.uint64(GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

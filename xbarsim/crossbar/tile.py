@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import converters, device, kernels, patches, rng, workspace
+from . import compensation, converters, device, kernels, patches, rng, workspace
 from .encode import decode, encode, normalized_difference, weight_scales
 from .grid import TileGrid
 
@@ -73,17 +73,52 @@ class TileArray:
         self._set_seed(seed)
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
         self.reads = 0
-        self.drift(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
+        self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
+        self._take_reference()
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
-        self._keys = {p: self.read_keys(p) for p in (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)}
+        self._keys = self._stream_keys(self.seed)
+
+    def _stream_keys(self, seed: int) -> dict[int, np.ndarray]:
+        """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed``."""
+        purposes = (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)
+        return {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
 
     def drift(self, t_s: float) -> None:
-        """Conductances as they are t_s seconds after programming (absolute time, not a step)."""
-        t_s = float(t_s)
+        """Conductances as they are t_s seconds after programming (absolute time, not a step);
+        with drift compensation on, the outputs are rescaled by a fresh probe read."""
+        self._move_to(float(t_s))
+        self._compensate()
+
+    def _move_to(self, t_s: float) -> None:
         self.t_s = t_s  # validated by drifted()
         self._set_conductances(device.drifted(self.g_prog, self.stuck, self.cfg.device, t_s, self.seed))
+
+    # ------------------------------------------------------------------ drift compensation
+    def _probe_level(self) -> np.ndarray:
+        """mean |output| of the probe read now, with its own read noise (no inference read used)."""
+        x = compensation.probe_inputs(self.seed, self.grid.n_in)
+        dac = lambda parallel, *args: (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x, *args)  # noqa: E731
+        outputs = self._mvm(len(x), dac, (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        return compensation.response_level(outputs, self.cfg.drift_compensation)
+
+    def _take_reference(self) -> None:
+        """Read the probe at t = 0 with the current converter ranges, then return to t_s."""
+        self.gain = None
+        self.reference = None
+        if self.cfg.drift_compensation == "none":
+            return
+        t_s = self.t_s
+        if t_s != 0:
+            self._move_to(0.0)
+        self.reference = self._probe_level()
+        if t_s != 0:
+            self._move_to(t_s)
+            self._compensate()
+
+    def _compensate(self) -> None:
+        self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
     def _set_conductances(self, g_now: np.ndarray) -> None:
         """Set the conductances now, and what the kernels derive from them (normalized units:
@@ -117,6 +152,7 @@ class TileArray:
                 raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
             setattr(self, f"{name}_bounds", arr.copy())
         self._adc_columns = self._adc_parameters()
+        self._take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
@@ -132,10 +168,6 @@ class TileArray:
                 rows, cols = self.grid.tile_slices(p, q)
                 tiles.append(TileConductances(p, q, rows, cols, self.g_now[0, rows, cols], self.g_now[1, rows, cols]))
         return tiles
-
-    def read_keys(self, purpose: int) -> np.ndarray:
-        """(P,) uint64 stream keys of this array's read-time draws for ``purpose``."""
-        return np.array([rng.stream_key(self.seed, purpose, p) for p in range(self.grid.shape[0])], np.uint64)
 
     def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
@@ -175,9 +207,12 @@ class TileArray:
 
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], dac)
 
-    def _mvm(self, n_batch: int, dac) -> np.ndarray:
+    def _mvm(self, n_batch: int, dac, stream: tuple[dict, int] | None = None) -> np.ndarray:
         """The pipeline after the input rows: ``dac(parallel, row_edges, mode, bounds, levels,
-        want_sq, want_squares, xq, scale, sq, squares, lanes)`` fills the DAC outputs of n_batch rows."""
+        want_sq, want_squares, xq, scale, sq, squares, lanes)`` fills the DAC outputs of n_batch rows.
+        ``stream`` = (keys, first vector) draws the read noise elsewhere than the inference reads
+        (and leaves the read counter and the drift gain alone): the compensation probe."""
+        keys_by_purpose, first_vector = (self._keys, self.reads) if stream is None else stream
         tile_cfg = self.cfg.tile
         n_in, n_out = self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
@@ -206,10 +241,10 @@ class TileArray:
         var_mode, var = kernels.VAR_NONE, y[:0]
         if self.read_sigma_t is not None:
             add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, self._keys[rng.PURPOSE_READ_DEVICE], self.reads)
-            keys = self._keys[rng.PURPOSE_OUTPUT]
+            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)
+            keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
         else:
-            keys = self._keys[rng.PURPOSE_READ]
+            keys = keys_by_purpose[rng.PURPOSE_READ]
             if self.read_var_t is not None:
                 var_mode, var = kernels.VAR_MATRIX, workspace.buffer("var", y.shape)
                 kernels.block_products(squares, self.read_var_t, self.grid.row_edges, self.chunk, var)
@@ -223,10 +258,13 @@ class TileArray:
         out = np.empty((n_batch, n_out), np.float32)
         finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
         finish(
-            y, var_mode, var, sq, self.read_var_const, out_var, keys, self.reads, noisy,
+            y, var_mode, var, sq, self.read_var_const, out_var, keys, first_vector, noisy,
             tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.scales, z, out,
         )  # fmt: skip
-        self.reads += n_batch
+        if stream is None:
+            self.reads += n_batch
+            if self.gain is not None:
+                out *= self.gain
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -255,6 +293,7 @@ class TileArray:
             setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32))
         tiles._set_seed(state["seed"])
         tiles._adc_columns = tiles._adc_parameters()
-        tiles.drift(float(state["t_s"]))
+        tiles._move_to(float(state["t_s"]))
+        tiles._take_reference()
         tiles.reads = int(state["reads"])
         return tiles
