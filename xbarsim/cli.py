@@ -223,6 +223,63 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration.drift import set_drift_compensation
+    from .calibration.ranges import calibrate_ranges
+    from .mapping.chipfile import load_chip
+    from .models import data
+    from .models.checkpoint import build_model
+
+    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    split = data.load(args.data)
+    cfg = model.chip.cfg.tile
+    if cfg.dac.range == "calibrated" or cfg.adc.range == "calibrated":
+        x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
+        for row in calibrate_ranges(model, x, args.method, args.q):
+            dac = "-" if row.dac is None else f"{row.dac.min():.3g}..{row.dac.max():.3g}"
+            adc = "-" if row.adc is None else f"{row.adc.min():.3g}..{row.adc.max():.3g}"
+            print(f"{row.layer:<28} DAC {dac:<18} ADC {adc}")
+    else:
+        print("no calibrated converter ranges in this chip (tile.dac/adc.range); skipping range calibration")
+    if args.compensation:
+        set_drift_compensation(model, args.compensation)
+    print(f"drift compensation: {model.chip.cfg.drift_compensation} (reference read at t = 0)")
+    output = args.output or args.chip_file
+    model.save(output)
+    print(f"wrote {output}")
+    return 0
+
+
+def torch_randperm(n: int, seed: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from .calibration.denoise import denoise
+    from .mapping.chipfile import load_chip
+    from .models import data
+    from .models.checkpoint import build_model
+
+    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    split = data.load(args.data)
+    result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed)
+    print("sensitivity (accuracy drop with only that layer on the chip):")
+    for name, drop in result.sensitivity.items():
+        print(f"  {name:<28} {100 * drop:6.2f}%")
+    print(f"accuracy on the chip: {100 * result.baseline_accuracy:.2f}%")
+    for name, acc in result.steps:
+        print(f"  + block after {name:<24} -> {100 * acc:.2f}%")
+    reached = "reached" if result.final_accuracy >= args.target else "not reached"
+    print(f"target {100 * args.target:.2f}% {reached}; {result.block_parameters:,} block parameters = "
+          f"{result.overhead_percent:.2f}% of the network's {result.model_parameters:,}")  # fmt: skip
+    output = args.output or args.chip_file
+    model.save(output)
+    print(f"wrote {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xbarsim", description="Simulate analog in-memory-computing chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +370,32 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     rob.set_defaults(func=cmd_robustness)
+
+    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data")
+    cal.add_argument("chip_file")
+    cal.add_argument("--data", default="digits", help="calibration inputs come from its train split")
+    cal.add_argument("--method", default="percentile", choices=["absmax", "percentile", "mse"])
+    cal.add_argument("--q", type=float, default=99.99, help="percentile (default 99.99)")
+    cal.add_argument("--samples", type=int, default=512, help="calibration inputs (default 512)")
+    cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
+    cal.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
+    cal.set_defaults(func=cmd_calibrate)
+
+    den = sub.add_parser("denoise", help="add and train denoising blocks until a target accuracy")
+    den.add_argument("chip_file")
+    den.add_argument("--data", default="digits")
+    den.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.98")
+    den.add_argument("--max-blocks", type=int, help="at most this many blocks (default: one per analog layer)")
+    den.add_argument("--epochs", type=int, default=5, help="training epochs after each added block")
+    den.add_argument("--ratio", type=float, default=0.25, help="block width as a fraction of the layer's channels")
+    den.add_argument("--seed", type=int, default=0)
+    den.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
+    den.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
+    den.set_defaults(func=cmd_denoise)
     return parser
 
 

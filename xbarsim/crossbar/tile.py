@@ -45,6 +45,8 @@ class TileArray:
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
         self._adc_columns = self._adc_parameters()
+        self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
+        self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
         self.program(seed)
 
     @classmethod
@@ -74,7 +76,7 @@ class TileArray:
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
         self.reads = 0
         self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
-        self._take_reference()
+        self.take_reference()
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
@@ -103,8 +105,9 @@ class TileArray:
         outputs = self._mvm(len(x), dac, (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
         return compensation.response_level(outputs, self.cfg.drift_compensation)
 
-    def _take_reference(self) -> None:
-        """Read the probe at t = 0 with the current converter ranges, then return to t_s."""
+    def take_reference(self) -> None:
+        """Read the drift-compensation probe at t = 0 with the current ranges and compensation
+        mode (the reference), then return to t_s and compensate."""
         self.gain = None
         self.reference = None
         if self.cfg.drift_compensation == "none":
@@ -152,12 +155,17 @@ class TileArray:
                 raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
             setattr(self, f"{name}_bounds", arr.copy())
         self._adc_columns = self._adc_parameters()
-        self._take_reference()  # new ranges, new reference response
+        self.take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
         dev = self.cfg.device
         return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+
+    def target_weights(self) -> np.ndarray:
+        """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
+        dev = self.cfg.device
+        return np.ascontiguousarray(decode(self.g_target, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
 
     def conductances(self) -> list[TileConductances]:
         """G+ and G- of every tile now, uS, row-major over the tile grid."""
@@ -185,7 +193,9 @@ class TileArray:
         if x2.ndim != 2 or x2.shape[1] != n_in:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         dac = lambda parallel, *args: (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x2, *args)  # noqa: E731
-        out = self._mvm(x2.shape[0], dac)
+        if self.recorder is not None:
+            self.recorder.inputs(self, x2)
+        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], dac)
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -204,6 +214,14 @@ class TileArray:
         def dac(parallel, *args):
             kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
             return kernel_fn(x_nhwc, *geometry, *args)
+
+        if self.recorder is not None or self.ideal:
+            rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
+            rows = np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1)
+            if self.recorder is not None:
+                self.recorder.inputs(self, rows)
+            if self.ideal:
+                return rows @ self.target_weights().T
 
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], dac)
 
@@ -237,6 +255,8 @@ class TileArray:
 
         y = workspace.buffer("y", (n_p, rows, n_out))
         kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, self.chunk, y)
+        if self.recorder is not None and stream is None:
+            self.recorder.partials(self, y[:, :n_batch])
 
         var_mode, var = kernels.VAR_NONE, y[:0]
         if self.read_sigma_t is not None:
@@ -293,7 +313,9 @@ class TileArray:
             setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32))
         tiles._set_seed(state["seed"])
         tiles._adc_columns = tiles._adc_parameters()
+        tiles.recorder = None
+        tiles.ideal = False
         tiles._move_to(float(state["t_s"]))
-        tiles._take_reference()
+        tiles.take_reference()
         tiles.reads = int(state["reads"])
         return tiles

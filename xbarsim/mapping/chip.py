@@ -13,6 +13,7 @@ from torch import nn
 from ..config import ChipConfig
 from ..crossbar import rng
 from .fold import fold_batchnorm, set_submodule
+from .blocks import DenoisingBlock, apply_block, block_key
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
 from .matrix import AnalogMatrix
 
@@ -107,9 +108,23 @@ class AnalogModel(nn.Module):
         self.network = network
         self.chip = chip
         self.source = source
+        self.blocks = nn.ModuleDict()  # digital denoising blocks, by layer (see attach_block)
+        self.block_layers: dict[str, str] = {}  # block key -> layer name
+        self._block_hooks: dict[str, object] = {}
 
     def forward(self, *args, **kwargs):
         return self.network(*args, **kwargs)
+
+    def attach_block(self, layer_name: str, block: DenoisingBlock) -> None:
+        """Run ``block`` on the output of the analog layer ``layer_name`` (replacing any block there)."""
+        if layer_name not in self.chip.layers:
+            raise ValueError(f"{layer_name!r} is not an analog layer of this chip; choose from {', '.join(self.chip.layers)}")
+        key = block_key(layer_name)
+        if key in self._block_hooks:
+            self._block_hooks.pop(key).remove()
+        self.blocks[key] = block
+        self.block_layers[key] = layer_name
+        self._block_hooks[key] = self.network.get_submodule(layer_name).register_forward_hook(apply_block(block))
 
     def program(self, seed: int | None = None) -> None:
         self.chip.program(seed)

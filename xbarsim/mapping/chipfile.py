@@ -6,6 +6,7 @@ Layout (format version 1)::
     /config           attr json: the ChipConfig
     /model            attrs: class_path, kwargs_json ("null" if unknown), folded_json
     /digital/<key>    the network's remaining (digital) state_dict, one dataset per tensor
+    /blocks/<key>     a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
         /m<k>         g_target, g_prog, stuck, scales, dac_bounds, adc_bounds, [bias];
                       attrs: seed, t_s, reads, bias_in_rows
@@ -30,6 +31,7 @@ from torch import nn
 from .. import __version__
 from ..config import ChipConfig
 from ..crossbar.tile import TileArray
+from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS
@@ -71,6 +73,12 @@ def _write(f: h5py.File, model: AnalogModel) -> None:
     digital = f.create_group("digital")
     for key, tensor in model.network.state_dict().items():
         digital.create_dataset(key, data=tensor.detach().cpu().numpy())
+    blocks = f.create_group("blocks")
+    for key, block in model.blocks.items():
+        group = blocks.create_group(key)
+        group.attrs.update({"layer": model.block_layers[key], "spec_json": json.dumps(block.spec())})
+        for name, tensor in block.state_dict().items():
+            group.create_dataset(name, data=tensor.detach().cpu().numpy())
     layers = f.create_group("layers")
     for order, (name, layer) in enumerate(chip.layers.items()):
         group = layers.create_group(name)
@@ -137,7 +145,12 @@ def _read(f: h5py.File, path: Path, model, model_kwargs) -> AnalogModel:
         network.load_state_dict(digital, strict=True)
     except RuntimeError as exc:
         raise ChipFileError(f"{path}: the stored digital weights do not fit the network ({exc})") from exc
-    return AnalogModel(network, VirtualChip(cfg, int(f.attrs["seed"]), layers), source)
+    model = AnalogModel(network, VirtualChip(cfg, int(f.attrs["seed"]), layers), source)
+    for group in f.get("blocks", {}).values():
+        block = DenoisingBlock(**json.loads(group.attrs["spec_json"]))
+        block.load_state_dict({key: torch.from_numpy(np.asarray(group[key])) for key in group})
+        model.attach_block(group.attrs["layer"], block)
+    return model
 
 
 def _dataset_keys(group: h5py.Group) -> list[str]:
