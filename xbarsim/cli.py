@@ -75,10 +75,16 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    rows, summary = demo.run(epochs=args.epochs, chips=args.chips, preset=args.chip, seed=args.seed)
+    rows, summary, files = demo.run(epochs=args.epochs, chips=args.chips, preset=args.chip, seed=args.seed, output=Path(args.output))
     print(summary)
     print()
     print(demo.format_table(rows, args.chips, args.chip))
+    from .sweeps.report import format_report
+    from .sweeps.store import read_results
+
+    print()
+    print(format_report(read_results(files[0])))
+    print("files: " + ", ".join(str(f) for f in files))
     return 0
 
 
@@ -280,6 +286,33 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeps.report import format_report
+    from .sweeps.runner import run_sweep
+    from .sweeps.spec import SweepSpec
+    from .sweeps.store import read_results
+
+    spec = SweepSpec.from_file(args.spec)
+    store = run_sweep(spec, args.output, args.executor, args.workers, args.retries)
+    print(format_report(read_results(store.path)))
+    print(f"wrote {store.path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .sweeps.plots import plot_sweep
+    from .sweeps.report import format_report
+    from .sweeps.store import read_results
+
+    results = read_results(args.store)
+    print(format_report(results))
+    for path in plot_sweep(results, args.plot or Path(args.store).with_suffix(".png")):
+        print(f"wrote {path}")
+    if args.csv:
+        print(f"wrote {results.to_csv(args.csv)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xbarsim", description="Simulate analog in-memory-computing chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -310,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--chips", type=int, default=5, help="chips programmed per point (default 5)")
     demo.add_argument("--chip", default="pcm", help="chip preset (default pcm)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("-o", "--output", default="xbarsim-demo", help="folder for the sweep store and plots")
     demo.set_defaults(func=cmd_demo)
 
     map_cmd = sub.add_parser("map", help="map a trained checkpoint onto a chip and save the chip file")
@@ -396,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--model-args", help="JSON object of the model's constructor arguments")
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
+
+    sweep = sub.add_parser("sweep", help="evaluate a grid of chip configurations (resumable)")
+    sweep.add_argument("spec", help="sweep spec (YAML or JSON); see examples/")
+    sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
+    sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
+    sweep.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    sweep.add_argument("--retries", type=int, default=1, help="retries of a failing point before it is stored as failed")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="table and plots of a sweep store")
+    report.add_argument("store")
+    report.add_argument("--plot", help="figure path (.png or .pdf; default next to the store)")
+    report.add_argument("--csv", help="also export every row as CSV")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,12 @@ from tqdm import tqdm
 from .config import ChipConfig
 from .mapping.chip import map_model
 from .models import data, zoo
+from .models.checkpoint import save_checkpoint
 from .models.training import TrainConfig, accuracy, train
+from .sweeps.plots import plot_sweep
+from .sweeps.runner import run_sweep
+from .sweeps.spec import SweepSpec
+from .sweeps.store import read_results
 
 DRIFT_TIMES = (("1 hour", 3600.0), ("1 day", 86400.0), ("1 year", 365.25 * 86400.0))
 
@@ -31,8 +37,9 @@ class DemoRow:
         return text
 
 
-def run(epochs: int = 40, chips: int = 5, preset: str = "pcm", seed: int = 0, progress: bool = True) -> tuple[list[DemoRow], str]:
-    """Returns the table rows and the chip summary."""
+def run(epochs: int = 40, chips: int = 5, preset: str = "pcm", seed: int = 0, progress: bool = True,
+        output: Path | None = None) -> tuple[list[DemoRow], str, list[Path]]:  # fmt: skip
+    """Returns the table rows, the chip summary and the sweep's files (written under ``output``)."""
     torch.manual_seed(seed)
     digits = data.digits(seed)
     model = zoo.build("lenet5", in_channels=1, num_classes=10, image_size=8)
@@ -49,7 +56,25 @@ def run(epochs: int = 40, chips: int = 5, preset: str = "pcm", seed: int = 0, pr
             chip.drift(t_s)
             timeline[f"drift {label}"].append(accuracy(chip, x, y))
     rows += [DemoRow(f"{preset}, {label}", values) for label, values in timeline.items()]
-    return rows, chip.summary()
+    files = sweep_read_noise_and_adc(model, preset, seed, output or Path("xbarsim-demo"), progress)
+    return rows, chip.summary(), files
+
+
+def sweep_read_noise_and_adc(model, preset: str, seed: int, output: Path, progress: bool) -> list[Path]:
+    """A small sweep (read noise x ADC bits, 3 chips a point) of the trained model: store, report, plots."""
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = output / "lenet5_digits.pt"
+    save_checkpoint(model, checkpoint)
+    spec = SweepSpec.model_validate({
+        "name": "demo: read noise x ADC bits", "model": {"checkpoint": str(checkpoint)}, "data": "digits", "chip": preset,
+        "axes": {"device.read_noise.scale": [0.5, 1, 2, 4, 8], "tile.adc.bits": [4, 6, 8]}, "repeats": 3, "seed": seed,
+    })  # fmt: skip
+    store = output / "sweep.h5"
+    if store.exists():
+        store.unlink()  # a fresh demo each time (the model was retrained)
+    run_sweep(spec, store, executor="serial", progress=progress)
+    results = read_results(store)
+    return [store, *plot_sweep(results, output / "sweep.png")]
 
 
 def format_table(rows: list[DemoRow], chips: int, preset: str) -> str:

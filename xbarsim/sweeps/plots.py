@@ -49,3 +49,68 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_sweep(results, path: str | Path) -> list[Path]:
+    """The figures of a sweep: accuracy vs its first axis (one line per value of the second),
+    a heat map when it has two or more axes, noise curves when it sweeps activation noise.
+    ``path`` names the first figure; the others get suffixes. Returns the files written."""
+    from .report import noise_curves, summarize
+    from .spec import NOISE_AXIS
+
+    plt = _pyplot()
+    path = Path(path)
+    spec = results.spec
+    axes = [a for a in spec.axes if a != NOISE_AXIS]
+    written = []
+    if NOISE_AXIS in spec.axes:
+        written.append(plot_noise_curves(noise_curves(results), path.with_stem(path.stem + "_noise"), spec.name))
+    if not axes:
+        return written
+    summary = summarize(results)
+    fixed_noise = summary if NOISE_AXIS not in spec.axes else [s for s in summary if s.point[NOISE_AXIS] == spec.axes[NOISE_AXIS][0]]
+    x_axis, line_axis = axes[0], (axes[1] if len(axes) > 1 else None)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for line_value in (spec.axes[line_axis] if line_axis else [None]):
+        rows = [s for s in fixed_noise if line_axis is None or s.point[line_axis] == line_value]
+        xs = [s.point[x_axis] for s in rows]
+        numeric = all(isinstance(v, (int, float)) for v in xs)
+        positions = xs if numeric else list(range(len(xs)))
+        ax.errorbar(positions, [s.mean for s in rows], yerr=[s.std for s in rows], marker="o", ms=4, capsize=2,
+                    label=None if line_axis is None else f"{line_axis} = {line_value}")  # fmt: skip
+        if not numeric:
+            ax.set_xticks(positions, [str(v) for v in xs])
+    if all(isinstance(v, (int, float)) and v > 0 for v in spec.axes[x_axis]) and max(spec.axes[x_axis]) / min(spec.axes[x_axis]) > 50:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_axis)
+    ax.set_ylabel(f"accuracy (mean ± std of {spec.repeats})")
+    ax.grid(True, alpha=0.3)
+    if line_axis:
+        ax.legend(fontsize=8)
+    ax.set_title(spec.name)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written.append(path)
+    if line_axis:
+        grid = np.full((len(spec.axes[line_axis]), len(spec.axes[x_axis])), np.nan)
+        for s in fixed_noise:
+            grid[spec.axes[line_axis].index(s.point[line_axis]), spec.axes[x_axis].index(s.point[x_axis])] = s.mean
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(spec.axes[x_axis])), [f"{v:g}" if isinstance(v, float) else str(v) for v in spec.axes[x_axis]])
+        ax.set_yticks(range(len(spec.axes[line_axis])), [f"{v:g}" if isinstance(v, float) else str(v) for v in spec.axes[line_axis]])
+        for (i, j), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", fontsize=8, color="w" if value < 0.6 else "k")
+        ax.set_xlabel(x_axis)
+        ax.set_ylabel(line_axis)
+        fig.colorbar(image, ax=ax, label="accuracy")
+        ax.set_title(spec.name)
+        fig.tight_layout()
+        heat = path.with_stem(path.stem + "_heatmap")
+        fig.savefig(heat, dpi=120)
+        plt.close(fig)
+        written.append(heat)
+    return written

@@ -1,0 +1,65 @@
+"""What a sweep does at one (point, repeat): program a chip, age it, inject noise, measure."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ChipConfig
+from ..mapping.chip import AnalogModel, map_model
+from ..models import data as datasets
+from ..models import zoo
+from ..models.checkpoint import load_network
+from ..models.noise import NoiseInjection
+from ..models.training import TrainConfig, accuracy, train
+from .spec import DRIFT_AXIS, NOISE_AXIS, SPECIAL_AXES, SweepSpec
+
+
+@dataclass
+class Payload:
+    """Everything a worker needs, shipped to it once: the trained network, the test data, the
+    base chip config."""
+
+    network: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    base_cfg_json: str
+
+
+def build_payload(spec: SweepSpec, progress: bool = False) -> Payload:
+    """Load (or train, seeded) the network and the test split of the spec's data set."""
+    split = datasets.load(spec.data, seed=spec.seed)
+    model = spec.model
+    if model.checkpoint is not None:
+        network = load_network(model.checkpoint, model.zoo, model.kwargs or None)
+    else:
+        torch.manual_seed(spec.seed)
+        network = zoo.build(model.zoo, **model.kwargs)
+        train(network, split, TrainConfig(**{"seed": spec.seed, **model.train}), progress=progress)
+    n = spec.test_samples or len(split.y_test)
+    return Payload(network.eval(), split.x_test[:n], split.y_test[:n], spec.chip_config().to_json())
+
+
+_chips: dict[str, AnalogModel] = {}  # per process: the mapped chip of the last config seen
+
+
+def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
+    """Accuracy of the network on a chip of the point's config, programmed with ``seed``, at the
+    point's drift time, with the point's activation noise (noise drawn from ``seed`` too)."""
+    base = ChipConfig.model_validate_json(payload.base_cfg_json)
+    cfg = base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES})
+    key = cfg.to_json()
+    chip = _chips.get(key)
+    if chip is None:
+        _chips.clear()
+        chip = _chips[key] = map_model(payload.network, cfg, seed=seed)
+    chip.program(seed)
+    if point.get(DRIFT_AXIS, 0):
+        chip.drift(float(point[DRIFT_AXIS]))
+    sigma = float(point.get(NOISE_AXIS, 0.0))
+    torch.manual_seed(seed)
+    with NoiseInjection(chip.network, sigma) if sigma > 0 else contextlib.nullcontext():
+        return {"accuracy": accuracy(chip, payload.x, payload.y)}

@@ -1,0 +1,83 @@
+"""Summaries of a sweep store: mean ± std over repeats per point, and midpoints per group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import NoiseCurve, NoMidpointError
+from .spec import NOISE_AXIS
+from .store import SweepResults
+
+
+@dataclass(frozen=True)
+class PointSummary:
+    point: dict  # axis -> value
+    mean: float
+    std: float
+    n: int  # successful repeats
+    failed: int
+
+
+def summarize(results: SweepResults, metric: str = "accuracy") -> list[PointSummary]:
+    """One summary per point of the spec, in spec order."""
+    points = results.spec.points()
+    cols = results.columns
+    out = []
+    for pid, point in enumerate(points):
+        mine = cols["point_id"] == pid
+        ok = mine & (cols["status"] == "ok")
+        values = cols[metric][ok]
+        std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        out.append(PointSummary(point, float(values.mean()) if values.size else float("nan"), std, int(ok.sum()), int((mine & ~ok).sum())))
+    return out
+
+
+def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
+    """Accuracy vs activation noise for every combination of the other axes (label -> curve)."""
+    spec = results.spec
+    sigmas = [float(s) for s in spec.axes[NOISE_AXIS]]
+    others = [a for a in spec.axes if a != NOISE_AXIS]
+    cols = results.ok().columns
+    groups: dict[tuple, dict[float, list[float]]] = {}
+    for i in range(len(cols["point_id"])):
+        key = tuple(cols[a][i] for a in others)
+        groups.setdefault(key, {}).setdefault(float(cols[NOISE_AXIS][i]), []).append(float(cols["accuracy"][i]))
+    curves = {}
+    for key, by_sigma in groups.items():
+        if set(by_sigma) != set(sigmas):
+            continue  # an incomplete group has no curve yet
+        repeats = min(len(v) for v in by_sigma.values())
+        label = ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in zip(others, key)) or "all"
+        curves[label] = NoiseCurve(np.array(sigmas), np.array([by_sigma[s][:repeats] for s in sigmas]))
+    return curves
+
+
+def format_report(results: SweepResults) -> str:
+    """A text table: every point's accuracy, then midpoints where the spec asks for them."""
+    spec = results.spec
+    axes = list(spec.axes)
+    summary = summarize(results)
+    widths = [max(len(a), 10) for a in axes]
+    head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18} {'repeats':>8}"
+    lines = [f"sweep {spec.name!r}: {len(summary)} points x {spec.repeats} repeats", head, "-" * len(head)]
+    for s in summary:
+        cells = " ".join(f"{_fmt(s.point[a]):>{w}}" for a, w in zip(axes, widths))
+        acc = f"{100 * s.mean:6.2f} ± {100 * s.std:5.2f}%" if s.n else "(none)"
+        failed = f" ({s.failed} failed)" if s.failed else ""
+        lines.append(f"{cells} {acc:>18} {s.n:>8}{failed}")
+    if "midpoint" in spec.metrics:
+        lines.append("")
+        lines.append("midpoint noise level:")
+        for label, curve in noise_curves(results).items():
+            try:
+                fit = curve.midpoint()
+                lines.append(f"  {label}: {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
+            except NoMidpointError as exc:
+                lines.append(f"  {label}: none ({exc})")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,179 @@
+"""Running a sweep: executors behind one interface, retries, and the store.
+
+- ``serial``: in this process;
+- ``processes`` (default): a local pool, one worker per core, each with one thread for Numba,
+  BLAS and torch so the machine is not oversubscribed;
+- ``dask:local`` (a ``distributed.LocalCluster``) or ``tcp://host:8786`` (an existing scheduler).
+The payload (network, data, base config) reaches each worker once. A point that raises is
+retried, then stored as failed with its error; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+
+from tqdm import tqdm
+
+from .evaluate import Payload, build_payload, evaluate
+from .spec import SweepSpec
+from .store import FAILED, OK, ResultRow, SweepStore
+
+SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+Task = tuple[int, int, int]  # point_id, repeat, seed
+
+_payload: Payload | None = None  # a worker's copy
+
+
+def _install(payload: Payload) -> None:
+    global _payload
+    _payload = payload
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_task(point: dict, seed: int) -> dict[str, float]:
+    return evaluate(_payload, point, seed)
+
+
+def _run_with(payload: Payload, point: dict, seed: int) -> dict[str, float]:
+    """For Dask: the payload arrives as a (cached) argument; threads are limited at first use."""
+    if _payload is not payload:
+        _install(payload)
+        import numba
+
+        numba.set_num_threads(1)
+    return evaluate(payload, point, seed)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Environment variables for processes started inside (their libraries read them at import)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Outcome:
+    def __init__(self, task: Task, wall_s: float, metrics: dict | None = None, error: str = ""):
+        self.task, self.wall_s, self.metrics, self.error = task, wall_s, metrics, error
+
+
+def _serial(payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
+    for task in tasks:
+        start = time.perf_counter()
+        try:
+            metrics = evaluate(payload, points[task[0]], task[2])
+            yield Outcome(task, time.perf_counter() - start, metrics)
+        except Exception as exc:  # noqa: BLE001 - a failing point is recorded, the sweep goes on
+            yield Outcome(task, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+
+
+def _processes(payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
+    with _environment(SINGLE_THREAD_ENV), ProcessPoolExecutor(workers, get_context("spawn"), _install, (payload,)) as pool:
+        yield from _drain(pool.submit, points, tasks, workers, _run_task)
+
+
+def _dask(address: str, payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise RuntimeError("the Dask executor needs dask.distributed: pip install 'xbarsim[dask]'") from exc
+    with contextlib.ExitStack() as stack:
+        if address == "dask:local":
+            with _environment(SINGLE_THREAD_ENV):
+                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None, silence_logs=logging.ERROR))  # fmt: skip
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(address))
+        remote = client.scatter(payload, broadcast=True)
+        submit = lambda fn, point, seed: client.submit(fn, remote, point, seed, pure=False)  # noqa: E731
+        yield from _drain(submit, points, tasks, workers, _run_with)
+
+
+def _drain(submit, points, tasks, workers, fn) -> Iterator[Outcome]:
+    """Keep about two tasks per worker in flight; yield outcomes as they finish."""
+    pending, queue = {}, list(tasks)
+    while queue or pending:
+        while queue and len(pending) < 2 * workers:
+            task = queue.pop(0)
+            pending[submit(fn, points[task[0]], task[2])] = (task, time.perf_counter())
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED) if not _is_dask(pending) else _dask_wait(pending)
+        for future in done:
+            task, start = pending.pop(future)
+            try:
+                yield Outcome(task, time.perf_counter() - start, future.result())
+            except Exception as exc:  # noqa: BLE001
+                yield Outcome(task, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+
+
+def _is_dask(pending) -> bool:
+    return bool(pending) and type(next(iter(pending))).__module__.startswith("distributed")
+
+
+def _dask_wait(pending):
+    from distributed import wait as dask_wait
+
+    result = dask_wait(list(pending), return_when="FIRST_COMPLETED")
+    return result.done, result.not_done
+
+
+def task_seed(spec: SweepSpec, repeat: int) -> int:
+    """The programming seed of a repeat: the same chips at every point (paired comparisons)."""
+    return spec.seed + repeat
+
+
+def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers: int | None = None, retries: int = 1,
+              progress: bool = True) -> SweepStore:  # fmt: skip
+    """Evaluate every missing (point, repeat) of ``spec`` into the store at ``store_path``."""
+    store = SweepStore(store_path, spec)
+    points = spec.points()
+    done = store.done()
+    tasks = [(p, r, task_seed(spec, r)) for p in range(len(points)) for r in range(spec.repeats) if (p, r) not in done]
+    if not tasks:
+        store.finish()
+        return store
+    workers = workers or os.cpu_count() or 1
+    payload = build_payload(spec, progress=progress)
+    attempts: dict[Task, int] = {}
+    with tqdm(total=len(points) * spec.repeats, initial=len(done), desc=spec.name, unit="pt", disable=not progress,
+              file=sys.stderr) as bar:  # fmt: skip
+        while tasks:
+            failed = []
+            for outcome in _executor(executor)(payload, points, tasks, workers):
+                task = outcome.task
+                if outcome.metrics is None and attempts.get(task, 0) < retries:
+                    attempts[task] = attempts.get(task, 0) + 1
+                    failed.append(task)
+                    continue
+                status = OK if outcome.metrics is not None else FAILED
+                store.add(ResultRow(task[0], task[1], task[2], outcome.wall_s, status, outcome.metrics or {}, outcome.error))
+                bar.update()
+            tasks = failed
+    store.finish()
+    return store
+
+
+def _executor(name: str):
+    if name == "serial":
+        return _serial
+    if name == "processes":
+        return _processes
+    if name == "dask:local" or name.startswith("tcp://"):
+        return lambda *args: _dask(name, *args)
+    raise ValueError(f"unknown executor {name!r}: use serial, processes, dask:local or tcp://host:port")

@@ -1,0 +1,140 @@
+"""SweepSpec: what a sweep evaluates, over which axes, how often (DESIGN.md §1, 2).
+
+Axes are dotted chip-config paths (``device.read_noise.sigma``, ``tile.adc.bits``, ...) plus two
+special ones: ``drift.t`` (seconds after programming) and ``activation_noise`` (sigma of Gaussian
+noise after every module, for the midpoint metric). Values are lists or ``logspace(a, b, n)`` /
+``linspace(a, b, n)``. Every value is checked against the chip config before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import PRESETS, ChipConfig
+
+DRIFT_AXIS = "drift.t"
+NOISE_AXIS = "activation_noise"
+SPECIAL_AXES = (DRIFT_AXIS, NOISE_AXIS)
+Value = float | int | str | bool | None
+
+
+class ModelSpec(BaseModel):
+    """A trained checkpoint, or a zoo model trained (once, seeded) before the sweep."""
+
+    model_config = ConfigDict(extra="forbid")
+    checkpoint: str | None = Field(None, description="checkpoint file (xbarsim checkpoint or state_dict with zoo)")
+    zoo: str | None = Field(None, description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields when training a zoo model")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        if self.checkpoint is None and self.zoo is None:
+            raise ValueError("give a checkpoint or a zoo model name")
+        if self.checkpoint is not None and self.train:
+            raise ValueError("a checkpoint is already trained: remove 'train'")
+        return self
+
+
+def parse_values(spec: Any) -> list[Value]:
+    """A list of values, or ``logspace(a, b, n)`` / ``linspace(a, b, n)``."""
+    if isinstance(spec, str):
+        text = spec.replace(" ", "")
+        for name, fn in (("logspace", np.logspace), ("linspace", np.linspace)):
+            if text.startswith(name + "(") and text.endswith(")"):
+                try:
+                    low, high, n = (float(v) for v in text[len(name) + 1 : -1].split(","))
+                except ValueError:
+                    break
+                return [float(v) for v in fn(low, high, int(n))]
+        raise ValueError(f"axis values {spec!r}: use a list, logspace(a, b, n) or linspace(a, b, n)")
+    if not isinstance(spec, list) or not spec:
+        raise ValueError("axis values must be a non-empty list")
+    return list(spec)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "sweep"
+    model: ModelSpec
+    data: str = Field("digits", description="digits, synthetic, mnist:PATH or cifar10:PATH")
+    test_samples: int | None = Field(None, ge=1, description="evaluate on the first N test samples")
+    chip: str | dict[str, Any] = Field("pcm", description="a preset name or a chip config (may start from 'preset:')")
+    axes: dict[str, list[Value] | str]
+    mode: Literal["grid", "zip"] = "grid"
+    repeats: int = Field(3, ge=1, le=10000, description="chips (programming seeds) per point")
+    seed: int = Field(0, ge=0)
+    metrics: list[Literal["accuracy", "midpoint"]] = Field(default_factory=lambda: ["accuracy"])
+
+    @field_validator("axes")
+    @classmethod
+    def _values(cls, axes: dict[str, Any]) -> dict[str, list[Value]]:
+        if not axes:
+            raise ValueError("give at least one axis")
+        return {path: parse_values(values) for path, values in axes.items()}
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepSpec":
+        base = self.chip_config()
+        for path, values in self.axes.items():
+            for value in values:
+                if path in SPECIAL_AXES:
+                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
+                        raise ValueError(f"axis {path}: values must be finite numbers >= 0, got {value!r}")
+                    continue
+                try:
+                    base.with_values({path: value})
+                except KeyError as exc:
+                    raise ValueError(f"axis {path}: {exc.args[0]}") from None
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise ValueError(f"axis {path} = {value!r}: {first['msg']}") from None
+        if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
+            raise ValueError("zipped axes must all have the same number of values")
+        if "midpoint" in self.metrics and len(self.axes.get(NOISE_AXIS, [])) < 5:
+            raise ValueError("the midpoint metric needs an activation_noise axis with at least 5 values")
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SweepSpec":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise FileNotFoundError(f"sweep spec {path}: cannot read ({exc.strerror})") from exc
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+            raise ValueError(f"sweep spec {path}: cannot parse ({exc})") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"sweep spec {path}: {exc}") from None
+
+    def chip_config(self) -> ChipConfig:
+        if isinstance(self.chip, str):
+            return ChipConfig.preset(self.chip) if self.chip in PRESETS else ChipConfig.from_file(self.chip)
+        return ChipConfig.from_dict(self.chip)
+
+    def points(self) -> list[dict[str, Value]]:
+        """Every point: {axis: value}, in a fixed order (grid: the last axis varies fastest)."""
+        names = list(self.axes)
+        combos = itertools.product(*self.axes.values()) if self.mode == "grid" else zip(*self.axes.values())
+        return [dict(zip(names, combo)) for combo in combos]
+
+    def digest(self) -> str:
+        """Identifies the spec (its canonical JSON): a store belongs to exactly one."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
