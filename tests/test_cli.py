@@ -64,8 +64,9 @@ def test_durations():
         parse_duration("-5s")
 
 
-def test_demo_runs_and_prints_the_table(capsys):
-    assert main(["demo", "--epochs", "3", "--chips", "2"]) == 0
+def test_demo_runs_and_prints_the_table(capsys, tmp_path):
+    assert main(["demo", "--epochs", "3", "--chips", "2", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for label in ("float32 (torch)", "ideal chip", "pcm, after programming", "pcm, drift 1 year"):
+    for label in ("float32 (torch)", "ideal chip", "pcm, after programming", "pcm, drift 1 year", "read noise x ADC bits"):
         assert label in out
+    assert (tmp_path / "sweep.h5").is_file() and (tmp_path / "sweep_heatmap.png").is_file()
