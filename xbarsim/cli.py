@@ -313,6 +313,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class")
+    parser.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xbarsim", description="Simulate analog in-memory-computing chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,8 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
     eval_cmd.add_argument("--drift", type=parse_duration, help="evaluate at this time after programming (e.g. 1h, 1d, 1y)")
     eval_cmd.add_argument("--reprogram", type=int, metavar="SEED", help="program the chip again with this seed first")
-    eval_cmd.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
-    eval_cmd.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    _model_arguments(eval_cmd, "the network class, when the chip file cannot rebuild it by itself")
     eval_cmd.add_argument("--batch-size", type=int, default=512)
     eval_cmd.set_defaults(func=cmd_eval)
 
@@ -399,8 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--repeats", type=int, default=10)
     rob.add_argument("--mode", default="additive", choices=["additive", "multiplicative", "both"])
     rob.add_argument("--where", default="all", help="all, or comma-separated module names (the per-layer study)")
-    rob.add_argument("--model", help="the model, for a plain state_dict")
-    rob.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    _model_arguments(rob, "the model, for a plain state_dict")
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     rob.set_defaults(func=cmd_robustness)
@@ -413,8 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--samples", type=int, default=512, help="calibration inputs (default 512)")
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
     cal.add_argument("--seed", type=int, default=0)
-    cal.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
-    cal.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    _model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
     cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     cal.set_defaults(func=cmd_calibrate)
 
@@ -426,8 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--epochs", type=int, default=5, help="training epochs after each added block")
     den.add_argument("--ratio", type=float, default=0.25, help="block width as a fraction of the layer's channels")
     den.add_argument("--seed", type=int, default=0)
-    den.add_argument("--model", help="the network class, when the chip file cannot rebuild it by itself")
-    den.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+    _model_arguments(den, "the network class, when the chip file cannot rebuild it by itself")
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
 

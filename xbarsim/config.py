@@ -258,27 +258,7 @@ class ChipConfig(_Strict):
     def from_file(cls, path: str | Path) -> "ChipConfig":
         """Load a YAML (.yaml/.yml) or JSON file. A top-level ``preset: NAME`` key starts from
         that preset and deep-merges the rest of the file over it."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise FileNotFoundError(f"chip config {path}: cannot read ({exc.strerror})") from exc
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            elif path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                raise ValueError("expected a .yaml, .yml or .json file")
-        except ValueError as exc:  # json.JSONDecodeError and our own
-            raise ValueError(f"chip config {path}: {exc}") from exc
-        except Exception as exc:  # yaml.YAMLError
-            raise ValueError(f"chip config {path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"chip config {path}: expected a mapping at the top level")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping_file(path, "chip config"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ChipConfig":
@@ -308,6 +288,31 @@ class ChipConfig(_Strict):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in a YAML (.yaml/.yml) or JSON file; errors name ``what`` and the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FileNotFoundError(f"{what} {path}: cannot read ({exc.strerror})") from exc
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ValueError("expected a .yaml, .yml or .json file")
+    except ValueError as exc:  # json.JSONDecodeError and our own
+        raise ValueError(f"{what} {path}: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError
+        raise ValueError(f"{what} {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path}: expected a mapping at the top level")
+    return data
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, ChipConfig
+from ..config import PRESETS, ChipConfig, read_mapping_file
 
 DRIFT_AXIS = "drift.t"
 NOISE_AXIS = "activation_noise"
@@ -105,17 +105,8 @@ class SweepSpec(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepSpec":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise FileNotFoundError(f"sweep spec {path}: cannot read ({exc.strerror})") from exc
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
-            raise ValueError(f"sweep spec {path}: cannot parse ({exc})") from exc
+        """Load a YAML or JSON spec; every error names the file."""
+        data = read_mapping_file(path, "sweep spec")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
