@@ -9,12 +9,13 @@ between its plateaus a + b and b, and its standard error comes from the fit's co
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from torch import nn
 from tqdm import tqdm
 
@@ -65,7 +66,9 @@ def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc
     x_guess = x[i - 1] + (x[i] - x[i - 1]) * (m[i - 1] - half) / (m[i - 1] - m[i])
     guess = (top - bottom, 5.0, x_guess, bottom)
     try:
-        params, cov = curve_fit(logistic, x, m, p0=guess, sigma=sd, absolute_sigma=True, maxfev=20000)
+        with warnings.catch_warnings():  # an inestimable covariance is reported below, as an error
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, cov = curve_fit(logistic, x, m, p0=guess, sigma=sd, absolute_sigma=True, maxfev=20000)
     except RuntimeError as exc:
         raise NoMidpointError(f"the logistic fit did not converge: {exc}") from exc
     if not (x[0] <= params[2] <= x[-1]) or params[0] * params[1] <= 0 or not np.all(np.isfinite(cov)):

@@ -81,6 +81,9 @@ class SweepStore:
                     rows.create_dataset(name, (0,), h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
                 for metric in self._metric_names():
                     rows.create_dataset(f"metric_{metric}", (0,), "f8", maxshape=(None,), chunks=(1024,))
+                for k, axis in enumerate(self.spec.axes):  # the axis values of each row, for readers without the spec
+                    dtype = "f8" if _numeric(self.spec.axes[axis]) else h5py.string_dtype()
+                    rows.create_dataset(f"axis_{k}", (0,), dtype, maxshape=(None,), chunks=(1024,)).attrs["path"] = axis
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -152,6 +155,8 @@ class SweepStore:
             values = {"point_id": row.point_id, "repeat": row.repeat, "seed": row.seed, "wall_s": row.wall_s,
                       "status": row.status, "error": row.error}  # fmt: skip
             values.update({f"metric_{m}": row.metrics.get(m, np.nan) for m in self._metric_names()})
+            point = self.points[row.point_id]
+            values.update({f"axis_{k}": _cell(point[axis], _numeric(values_)) for k, (axis, values_) in enumerate(self.spec.axes.items())})
             for name, value in values.items():
                 rows[name][index] = value
             f.flush()
@@ -205,9 +210,18 @@ def read_results(path: str | Path) -> SweepResults:
         for name in rows:
             if name.startswith("metric_"):
                 columns[name[7:]] = rows[name][:]
-    points = spec.points()
-    for axis in spec.axes:
-        values = [points[int(p)][axis] for p in columns["point_id"]]
-        numeric = all(isinstance(v, (int, float)) or v is None for v in values)
-        columns[axis] = np.array([np.nan if v is None else v for v in values], float) if numeric else np.array([str(v) for v in values])
+            elif name.startswith("axis_"):
+                values = rows[name][:]
+                columns[rows[name].attrs["path"]] = values if values.dtype.kind == "f" else np.array([v.decode() for v in values])
     return SweepResults(spec, columns)
+
+
+def _numeric(values: list) -> bool:
+    return all((isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None for v in values)
+
+
+def _cell(value, numeric: bool):
+    """An axis value as stored: on a numeric axis a float (None as NaN), else text."""
+    if numeric:
+        return np.nan if value is None else float(value)
+    return str(value)
