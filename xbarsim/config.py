@@ -144,7 +144,7 @@ class StuckAtFaults(_Strict):
     p_off: float = Field(0.0, ge=0, le=1, description="probability a device is stuck at g_min")
 
     @model_validator(mode="after")
-    def _total(self) -> "StuckAtFaults":
+    def _total(self) -> StuckAtFaults:
         if self.p_on + self.p_off > 1:
             raise ValueError(f"p_on + p_off must be <= 1, got {self.p_on} + {self.p_off}")
         return self
@@ -162,7 +162,7 @@ class DeviceConfig(_Strict):
     faults: StuckAtFaults = Field(default_factory=StuckAtFaults)
 
     @model_validator(mode="after")
-    def _range(self) -> "DeviceConfig":
+    def _range(self) -> DeviceConfig:
         if self.g_min_us >= self.g_max_us:
             raise ValueError(
                 f"g_min_us must be < g_max_us, got g_min_us={self.g_min_us}, g_max_us={self.g_max_us}"
@@ -186,7 +186,7 @@ class ConverterConfig(_Strict):
     bound: float | None = Field(None, gt=0, description="clipping bound (units: see class doc)")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ConverterConfig":
+    def _consistent(self) -> ConverterConfig:
         if self.range == "none" and self.bits is not None:
             raise ValueError("range 'none' (no clipping) needs bits=None: a quantizer needs a range")
         if self.range in ("fixed", "calibrated") and self.bound is None:
@@ -217,7 +217,7 @@ class TileConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _adc_range(self) -> "TileConfig":
+    def _adc_range(self) -> TileConfig:
         if self.adc.range == "dynamic":
             raise ValueError("adc.range 'dynamic' is a DAC mode; an ADC range is none, fixed or calibrated")
         return self
@@ -248,20 +248,20 @@ class ChipConfig(_Strict):
     )
 
     @classmethod
-    def preset(cls, name: str) -> "ChipConfig":
+    def preset(cls, name: str) -> ChipConfig:
         """A named preset: one of ``PRESETS``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
         return cls.model_validate(PRESETS[name])
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ChipConfig":
+    def from_file(cls, path: str | Path) -> ChipConfig:
         """Load a YAML (.yaml/.yml) or JSON file. A top-level ``preset: NAME`` key starts from
         that preset and deep-merges the rest of the file over it."""
         return cls.from_dict(read_mapping_file(path, "chip config"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ChipConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ChipConfig:
         """Validate a dict; ``preset: NAME`` deep-merges the rest over that preset."""
         data = dict(data)
         base = data.pop("preset", None)
@@ -271,7 +271,7 @@ class ChipConfig(_Strict):
             data = _deep_merge(PRESETS[base], data)
         return cls.model_validate(data)
 
-    def with_values(self, values: dict[str, Any]) -> "ChipConfig":
+    def with_values(self, values: dict[str, Any]) -> ChipConfig:
         """A copy with dotted paths set, e.g. ``{"tile.adc.bits": 6}``; validated again."""
         data = self.model_dump()
         for dotted, value in values.items():

@@ -28,7 +28,7 @@ class TileGrid:
     col_edges: np.ndarray  # (Q+1,) int64
 
     @classmethod
-    def for_matrix(cls, n_in: int, n_out: int, rows: int, cols: int) -> "TileGrid":
+    def for_matrix(cls, n_in: int, n_out: int, rows: int, cols: int) -> TileGrid:
         return cls(balanced_edges(n_in, rows), balanced_edges(n_out, cols))
 
     @property

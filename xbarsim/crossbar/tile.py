@@ -50,7 +50,7 @@ class TileArray:
         self.program(seed)
 
     @classmethod
-    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0) -> "TileArray":
+    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0) -> TileArray:
         """Encode W (out x in, finite) into differential conductances and program them."""
         w = np.asarray(weights)
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
@@ -296,7 +296,7 @@ class TileArray:
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads}
 
     @classmethod
-    def from_state(cls, cfg: ChipConfig, state: dict) -> "TileArray":
+    def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time and read
         counter, so it continues exactly where the saved one stopped."""
         tiles = cls.__new__(cls)

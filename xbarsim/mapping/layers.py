@@ -50,11 +50,11 @@ class AnalogLinear(AnalogLayer):
         self.in_features, self.out_features = matrix.in_features, matrix.out_features
 
     @classmethod
-    def from_torch(cls, module: nn.Linear, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogLinear":
+    def from_torch(cls, module: nn.Linear, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogLinear:
         return cls(AnalogMatrix.from_weight(module.weight, module.bias, cfg, next(seeds), name))
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogLinear":
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> AnalogLinear:
         return cls(matrices[0])
 
     def spec(self) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class AnalogConv(AnalogLayer):
         self.padding = padding if isinstance(padding, str) else tuple(padding)
 
     @classmethod
-    def from_torch(cls, module: nn.Conv1d | nn.Conv2d, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogConv":
+    def from_torch(cls, module: nn.Conv1d | nn.Conv2d, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogConv:
         if module.padding_mode != "zeros":
             raise ValueError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
         groups, out = module.groups, module.out_channels
@@ -105,7 +105,7 @@ class AnalogConv(AnalogLayer):
                            module.dilation, groups)  # fmt: skip
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogConv":
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> AnalogConv:
         return _CONV[spec["dims"]](matrices, **spec)
 
     def spec(self) -> dict[str, Any]:
@@ -203,7 +203,7 @@ class AnalogRecurrent(AnalogLayer):
         self.batch_first, self.bidirectional = batch_first, bidirectional
 
     @classmethod
-    def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str) -> "AnalogRecurrent":
+    def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogRecurrent:
         try:
             shape_of(module)
         except ValueError as exc:
@@ -219,7 +219,7 @@ class AnalogRecurrent(AnalogLayer):
                                        module.batch_first, module.bidirectional)  # fmt: skip
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> "AnalogRecurrent":
+    def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> AnalogRecurrent:
         return _RECURRENT[spec["mode"]](matrices, **spec)
 
     def spec(self) -> dict[str, Any]:

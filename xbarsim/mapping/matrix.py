@@ -24,7 +24,7 @@ class AnalogMatrix:
         self.name = name
 
     @classmethod
-    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "") -> "AnalogMatrix":
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "") -> AnalogMatrix:
         """Map ``weight`` (out x in) and ``bias`` (out,) onto tiles; refuses NaN/Inf with the layer name."""
         w = weight.detach().to("cpu", torch.float32)
         b = None if bias is None else bias.detach().to("cpu", torch.float32)

@@ -133,7 +133,7 @@ class HardwareAware:
             m.__dict__.pop("forward", None)
         self._modules = []
 
-    def __enter__(self) -> "HardwareAware":
+    def __enter__(self) -> HardwareAware:
         return self
 
     def __exit__(self, *exc) -> None:

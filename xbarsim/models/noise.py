@@ -93,7 +93,7 @@ class NoiseInjection:
             handle.remove()
         self._handles = []
 
-    def __enter__(self) -> "NoiseInjection":
+    def __enter__(self) -> NoiseInjection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -136,7 +136,7 @@ class GateNoise:
             module.__dict__.pop("forward", None)
         self._modules = []
 
-    def __enter__(self) -> "GateNoise":
+    def __enter__(self) -> GateNoise:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -36,7 +36,7 @@ class ModelSpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields when training a zoo model")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
+    def _one_source(self) -> ModelSpec:
         if self.checkpoint is None and self.zoo is None:
             raise ValueError("give a checkpoint or a zoo model name")
         if self.checkpoint is not None and self.train:
@@ -82,7 +82,7 @@ class SweepSpec(BaseModel):
         return {path: parse_values(values) for path, values in axes.items()}
 
     @model_validator(mode="after")
-    def _check(self) -> "SweepSpec":
+    def _check(self) -> SweepSpec:
         base = self.chip_config()
         for path, values in self.axes.items():
             for value in values:
@@ -104,7 +104,7 @@ class SweepSpec(BaseModel):
         return self
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SweepSpec":
+    def from_file(cls, path: str | Path) -> SweepSpec:
         """Load a YAML or JSON spec; every error names the file."""
         data = read_mapping_file(path, "sweep spec")
         try:

@@ -177,7 +177,7 @@ class SweepResults:
     spec: SweepSpec
     columns: dict[str, np.ndarray]  # point_id, repeat, seed, wall_s, status, error, <axis paths>, <metrics>
 
-    def ok(self) -> "SweepResults":
+    def ok(self) -> SweepResults:
         keep = self.columns["status"] == OK
         return SweepResults(self.spec, {k: v[keep] for k, v in self.columns.items()})
 
