@@ -13,6 +13,15 @@ from .encode import decode, encode, normalized_difference, weight_scales
 from .grid import TileGrid
 
 
+def _rows_dac(x: np.ndarray):
+    """The DAC step of ``TileArray._mvm`` for input rows x (B, n_in) float32."""
+
+    def dac(parallel: bool, *args):
+        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x, *args)
+
+    return dac
+
+
 @dataclass(frozen=True)
 class TileConductances:
     """Conductances of tile (p, q), uS, shape (rows, cols) = (inputs, outputs)."""
@@ -101,8 +110,7 @@ class TileArray:
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
         x = compensation.probe_inputs(self.seed, self.grid.n_in)
-        dac = lambda parallel, *args: (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x, *args)  # noqa: E731
-        outputs = self._mvm(len(x), dac, (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        outputs = self._mvm(len(x), _rows_dac(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
         return compensation.response_level(outputs, self.cfg.drift_compensation)
 
     def take_reference(self) -> None:
@@ -192,10 +200,9 @@ class TileArray:
         n_in = self.grid.n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
-        dac = lambda parallel, *args: (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x2, *args)  # noqa: E731
         if self.recorder is not None:
             self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], dac)
+        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], _rows_dac(x2))
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
