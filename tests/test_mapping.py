@@ -155,6 +155,15 @@ def test_nan_inputs_are_refused_with_the_layer_name():
         chip(x)
 
 
+def test_inputs_of_the_wrong_shape_name_the_layer():
+    chip = map_model(zoo.build("lenet5", image_size=8), ChipConfig.preset("ideal"))
+    with pytest.raises(ValueError, match=r"layer 'features.0' takes 1 input channels in a 2-d input, got shape \(2, 3, 8, 8\)"):
+        chip(torch.rand(2, 3, 8, 8))
+    mlp = map_model(zoo.build("mlp"), ChipConfig.preset("ideal"))
+    with pytest.raises(ValueError, match="layer 'net.1' takes 64 input features"):
+        mlp(torch.rand(2, 1, 4, 4))
+
+
 def test_recurrent_state_and_layouts_match_torch():
     torch.manual_seed(3)
     lstm = nn.LSTM(4, 6, num_layers=2, bidirectional=True).eval()

@@ -61,6 +61,8 @@ class AnalogLinear(AnalogLayer):
         return {"in_features": self.in_features, "out_features": self.out_features}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"layer {self._matrices[0].name!r} takes {self.in_features} input features, got shape {tuple(x.shape)}")
         y = self._matrices[0](x.reshape(-1, self.in_features))
         return y.reshape(*x.shape[:-1], self.out_features)
 
@@ -128,6 +130,9 @@ class AnalogConv(AnalogLayer):
         return torch.cat(parts).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (self.dims + 1, self.dims + 2) or x.shape[-self.dims - 1] != self.in_channels:
+            raise ValueError(f"layer {self._matrices[0].name!r} takes {self.in_channels} input channels in a "
+                             f"{self.dims}-d input, got shape {tuple(x.shape)}")  # fmt: skip
         unbatched = x.dim() == self.dims + 1
         if unbatched:
             x = x.unsqueeze(0)
