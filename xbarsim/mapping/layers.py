@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
+from ..models.convolution import output_size, pad_same
 from ..models.recurrent import RecurrentShape, run_recurrent, shape_of
 from .matrix import AnalogMatrix
 
@@ -139,9 +139,8 @@ class AnalogConv(AnalogLayer):
         if self.dims == 1:
             x = x.unsqueeze(2)
         kernel, _, dilation = self.geometry()
-        if self.padding == "same":  # stride 1 (torch's rule): total dilation * (k - 1), the extra pixel after
-            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-            x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+        if self.padding == "same":
+            x = pad_same(x, kernel, dilation)
             padding = (0, 0)
         else:
             padding = (0, 0) if self.padding == "valid" else self._as_2d(self.padding, 0)
@@ -153,11 +152,8 @@ class AnalogConv(AnalogLayer):
     def conv_on_tiles(self, x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
         """x (B, C, H, W) -> (B, out, OH, OW) with symmetric zero ``padding``, on the tiles."""
         kernel, stride, dilation = self.geometry()
-        batch, _, height, width = x.shape
-        out_size = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                         for n, p, d, k, s in zip((height, width), padding, dilation, kernel, stride))  # fmt: skip
-        if min(out_size) < 1:
-            raise ValueError(f"input of spatial size {(height, width)} is smaller than the kernel")
+        batch = x.shape[0]
+        out_size = output_size(tuple(x.shape[2:]), kernel, stride, padding, dilation)
         # channels-last in and out: a network running in channels_last memory format (as it
         # does after the first analog conv) needs no layout copies between layers
         x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()

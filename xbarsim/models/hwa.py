@@ -10,8 +10,6 @@ The standard deviations come from ``crossbar.device``, so the physics is the ker
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +19,8 @@ from ..config import ChipConfig
 from ..crossbar import device
 from ..crossbar.encode import weight_scales
 from ..crossbar.grid import TileGrid
+from .convolution import output_size, pad_same
+from .overrides import ForwardOverrides
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -86,16 +86,14 @@ def _conv_forward(cfg: ChipConfig):
         kernel, stride, dilation = (tuple(v) if not one_d else (1, v[0]) for v in (module.kernel_size, module.stride, module.dilation))
         padding = module.padding
         if padding == "same":
-            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-            x4 = F.pad(x4, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+            x4 = pad_same(x4, kernel, dilation)
             padding = (0, 0)
         elif padding == "valid":
             padding = (0, 0)
         elif one_d:
             padding = (0, padding[0])
-        batch, _, height, width = x4.shape
-        out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-        out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        batch = x4.shape[0]
+        out_h, out_w = output_size(tuple(x4.shape[2:]), kernel, stride, padding, dilation)
         cols = F.unfold(x4, kernel, dilation, padding, stride)  # (B, C*k, L)
         groups, per_in = module.groups, cols.shape[1] // module.groups
         per_out = module.out_channels // groups
@@ -112,29 +110,15 @@ def _conv_forward(cfg: ChipConfig):
     return forward
 
 
-class HardwareAware:
+class HardwareAware(ForwardOverrides):
     """Every Linear / Conv1d / Conv2d of ``model`` computes on a simulated chip of ``cfg`` (in
     training and evaluation) until ``remove()``; parameters and state_dict stay as they are."""
 
     def __init__(self, model: nn.Module, cfg: ChipConfig):
-        self._modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-        if not self._modules:
+        modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+        if not modules:
             raise ValueError(f"{type(model).__name__} has no Linear or Conv layer for hardware-aware training")
-        for m in self._modules:
-            if isinstance(m, nn.Linear):
-                m.forward = types.MethodType(_linear_forward(cfg), m)
-            else:
-                if m.padding_mode != "zeros":
-                    raise ValueError(f"hardware-aware convolution supports zero padding only, not {m.padding_mode!r}")
-                m.forward = types.MethodType(_conv_forward(cfg), m)
-
-    def remove(self) -> None:
-        for m in self._modules:
-            m.__dict__.pop("forward", None)
-        self._modules = []
-
-    def __enter__(self) -> HardwareAware:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
+        for m in modules:
+            if not isinstance(m, nn.Linear) and m.padding_mode != "zeros":
+                raise ValueError(f"hardware-aware convolution supports zero padding only, not {m.padding_mode!r}")
+        super().__init__(modules, lambda m: _linear_forward(cfg) if isinstance(m, nn.Linear) else _conv_forward(cfg))

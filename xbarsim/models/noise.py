@@ -5,12 +5,12 @@ straight through."""
 
 from __future__ import annotations
 
-import types
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from .overrides import ForwardOverrides
 from .recurrent import run_recurrent, shape_of, torch_products
 
 NOISE_MODES = ("additive", "multiplicative", "both")
@@ -106,7 +106,7 @@ def inject_noise(model: nn.Module, sigma: float, where: str | Sequence[str] = "a
     return NoiseInjection(model, sigma, where, mode)
 
 
-class GateNoise:
+class GateNoise(ForwardOverrides):
     """Deep noise injection: additive Gaussian noise on every gate pre-activation of every time
     step of every nn.LSTM / nn.GRU / nn.RNN in ``model``. ``relative=True`` scales the noise by
     the pre-activation's own std (sigma is then a noise-to-signal ratio). The layers keep their
@@ -116,11 +116,10 @@ class GateNoise:
         if not sigma >= 0:
             raise ValueError(f"gate noise sigma must be >= 0, got {sigma}")
         self.sigma, self.relative = float(sigma), relative
-        self._modules = [m for m in model.modules() if isinstance(m, (nn.LSTM, nn.GRU, nn.RNN))]
-        if not self._modules:
+        modules = [m for m in model.modules() if isinstance(m, (nn.LSTM, nn.GRU, nn.RNN))]
+        if not modules:
             raise ValueError(f"{type(model).__name__} has no LSTM, GRU or RNN layer for gate noise")
-        for module in self._modules:
-            module.forward = types.MethodType(self._noisy_forward, module)
+        super().__init__(modules, lambda m: self._noisy_forward)
 
     def _hook(self, pre: torch.Tensor) -> torch.Tensor:
         if self.sigma == 0:
@@ -130,14 +129,3 @@ class GateNoise:
 
     def _noisy_forward(self, module: nn.RNNBase, x, hx=None):
         return run_recurrent(shape_of(module), x, hx, torch_products(module), self._hook)
-
-    def remove(self) -> None:
-        for module in self._modules:
-            module.__dict__.pop("forward", None)
-        self._modules = []
-
-    def __enter__(self) -> GateNoise:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
