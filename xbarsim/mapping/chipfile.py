@@ -30,6 +30,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import ChipConfig
+from ..errors import XbarsimError
 from ..crossbar.tile import TileArray
 from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
@@ -43,7 +44,7 @@ FORMAT_VERSION = 1
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}  # checksums catch corruption
 
 
-class ChipFileError(ValueError):
+class ChipFileError(XbarsimError):
     """A chip file that cannot be read: names the file and the problem."""
 
 
