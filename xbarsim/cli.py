@@ -286,13 +286,35 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_spec_file(args: argparse.Namespace) -> str | Path:
+    """The spec file a sweep runs: the positional SPEC, or the shipped example --example names."""
+    from . import examples
+
+    if (args.spec is None) == (args.example is None):
+        raise ValueError("give a sweep spec file or --example NAME (one of them); `xbarsim examples` lists the examples")
+    return args.spec if args.example is None else examples.path(args.example)
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from . import examples
+
+    if args.folder is None:
+        for name in examples.names():
+            print(f"{name:<20} {examples.summary(name)}")
+        print("run one: xbarsim sweep --example NAME -o results.h5; copy them to edit: xbarsim examples FOLDER")
+        return 0
+    for path in examples.copy_to(args.folder, args.force):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweeps.report import format_report
     from .sweeps.runner import run_sweep
     from .sweeps.spec import SweepSpec
     from .sweeps.store import read_results
 
-    spec = SweepSpec.from_file(args.spec)
+    spec = SweepSpec.from_file(_sweep_spec_file(args))
     store = run_sweep(spec, args.output, args.executor, args.workers, args.retries)
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
@@ -433,12 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     den.set_defaults(func=cmd_denoise)
 
     sweep = sub.add_parser("sweep", help="evaluate a grid of chip configurations (resumable)")
-    sweep.add_argument("spec", help="sweep spec (YAML or JSON); see examples/")
+    sweep.add_argument("spec", nargs="?", help="sweep spec (YAML or JSON); or use --example")
+    sweep.add_argument("--example", metavar="NAME", help="run a spec shipped with xbarsim (list them: xbarsim examples)")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
     sweep.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     sweep.add_argument("--retries", type=int, default=1, help="retries of a failing point before it is stored as failed")
     sweep.set_defaults(func=cmd_sweep)
+
+    examples_cmd = sub.add_parser("examples", help="list the example sweep specs, or copy them into a folder")
+    examples_cmd.add_argument("folder", nargs="?", help="copy every example here (default: only list them)")
+    examples_cmd.add_argument("--force", action="store_true", help="overwrite example files already in the folder")
+    examples_cmd.set_defaults(func=cmd_examples)
 
     report = sub.add_parser("report", help="table and plots of a sweep store")
     report.add_argument("store")
