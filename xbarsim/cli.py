@@ -230,27 +230,22 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration.drift import set_drift_compensation
-    from .calibration.ranges import calibrate_ranges
+    from .calibration.calibrate import calibrate_chip, format_report
     from .mapping.chipfile import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
     model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
     split = data.load(args.data)
-    cfg = model.chip.cfg.tile
-    if cfg.dac.range == "calibrated" or cfg.adc.range == "calibrated":
-        x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
-        for row in calibrate_ranges(model, x, args.method, args.q):
-            dac = "-" if row.dac is None else f"{row.dac.min():.3g}..{row.dac.max():.3g}"
-            adc = "-" if row.adc is None else f"{row.adc.min():.3g}..{row.adc.max():.3g}"
-            print(f"{row.layer:<28} DAC {dac:<18} ADC {adc}")
-    else:
-        print("no calibrated converter ranges in this chip (tile.dac/adc.range); skipping range calibration")
-    if args.compensation:
-        set_drift_compensation(model, args.compensation)
-    print(f"drift compensation: {model.chip.cfg.drift_compensation} (reference read at t = 0)")
+    x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
+    print(f"{args.chip_file}: chip '{model.chip.cfg.name}', t = {model.chip.t_s:g} s; calibration inputs: {len(x)} "
+          f"{split.name} train samples (seed {args.seed}); accuracy on the {len(split.y_test)} held-out test samples")  # fmt: skip
+    report = calibrate_chip(model, x, split.x_test, split.y_test, args.ranges, args.q, args.compensation, progress=True)
+    print(format_report(report, f"{split.name} test"))
     output = args.output or args.chip_file
+    if not report.changed and output == args.chip_file:
+        print(f"{args.chip_file} left unchanged")
+        return 0
     model.save(output)
     print(f"wrote {output}")
     return 0
@@ -430,11 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     rob.set_defaults(func=cmd_robustness)
 
-    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data")
+    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data; "
+                         "prints what changed and the test accuracy before and after")  # fmt: skip
     cal.add_argument("chip_file")
-    cal.add_argument("--data", default="digits", help="calibration inputs come from its train split")
-    cal.add_argument("--method", default="percentile", choices=["absmax", "percentile", "mse"])
-    cal.add_argument("--q", type=float, default=99.99, help="percentile (default 99.99)")
+    cal.add_argument("--data", default="digits", help="calibration inputs come from its train split, accuracy from its test split")
+    cal.add_argument("--ranges", metavar="METHOD", choices=["absmax", "percentile", "mse"],
+                     help="switch fixed converter ranges to calibrated ones and set them by METHOD: absmax, percentile "
+                          "or mse (default: percentile, for ranges that are already calibrated only)")  # fmt: skip
+    cal.add_argument("--q", type=float, default=99.99, help="percentile of the percentile method (default 99.99)")
     cal.add_argument("--samples", type=int, default=512, help="calibration inputs (default 512)")
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
     cal.add_argument("--seed", type=int, default=0)
