@@ -258,24 +258,24 @@ def torch_randperm(n: int, seed: int):
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from .calibration.denoise import denoise
+    from .calibration.denoise import denoise, format_result
     from .mapping.chipfile import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
     model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
     split = data.load(args.data)
-    result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed)
-    print("sensitivity (accuracy drop with only that layer on the chip):")
-    for name, drop in result.sensitivity.items():
-        print(f"  {name:<28} {100 * drop:6.2f}%")
-    print(f"accuracy on the chip: {100 * result.baseline_accuracy:.2f}%")
-    for name, acc in result.steps:
-        print(f"  + block after {name:<24} -> {100 * acc:.2f}%")
-    reached = "reached" if result.final_accuracy >= args.target else "not reached"
-    print(f"target {100 * args.target:.2f}% {reached}; {result.block_parameters:,} block parameters = "
-          f"{result.overhead_percent:.2f}% of the network's {result.model_parameters:,}")  # fmt: skip
+    result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed, validation=args.validation)
+    print(format_result(result, f"{split.name} test"))
     output = args.output or args.chip_file
+    if result.final_accuracy < result.baseline_accuracy:
+        print(f"xbarsim denoise: NOT SAVED: the blocks kept on validation lower the test accuracy "
+              f"({100 * result.baseline_accuracy:.2f}% -> {100 * result.final_accuracy:.2f}%); {output} was not written. "
+              f"Try more --epochs, another --seed or a lower --ratio.", file=sys.stderr)  # fmt: skip
+        return 1
+    if not result.steps and output == args.chip_file:
+        print(f"no block kept: {args.chip_file} left unchanged")
+        return 0
     model.save(output)
     print(f"wrote {output}")
     return 0
@@ -435,19 +435,21 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--q", type=float, default=99.99, help="percentile of the percentile method (default 99.99)")
     cal.add_argument("--samples", type=int, default=512, help="calibration inputs (default 512)")
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
-    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--seed", type=int, default=0, help="seed of the draw of calibration inputs (default 0)")
     _model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
     cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     cal.set_defaults(func=cmd_calibrate)
 
-    den = sub.add_parser("denoise", help="add and train denoising blocks until a target accuracy")
+    den = sub.add_parser("denoise", help="add denoising blocks where they raise the held-out accuracy, up to a target; "
+                         "exits 1 without writing if the test accuracy would fall")  # fmt: skip
     den.add_argument("chip_file")
-    den.add_argument("--data", default="digits")
-    den.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.98")
-    den.add_argument("--max-blocks", type=int, help="at most this many blocks (default: one per analog layer)")
+    den.add_argument("--data", default="digits", help="blocks train on its train split less a validation part; test split reported")
+    den.add_argument("--target", type=float, required=True, help="validation accuracy at which to stop adding blocks, e.g. 0.98")
+    den.add_argument("--max-blocks", type=int, help="keep at most this many blocks (default: one per analog layer)")
+    den.add_argument("--validation", type=float, default=0.2, help="fraction of the train split held out to accept blocks (default 0.2)")
     den.add_argument("--epochs", type=int, default=5, help="training epochs after each added block")
     den.add_argument("--ratio", type=float, default=0.25, help="block width as a fraction of the layer's channels")
-    den.add_argument("--seed", type=int, default=0)
+    den.add_argument("--seed", type=int, default=0, help="seed of the validation draw, block initialization and data order (default 0)")
     _model_arguments(den, "the network class, when the chip file cannot rebuild it by itself")
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
