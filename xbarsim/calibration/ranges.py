@@ -1,4 +1,4 @@
-"""DAC and ADC range calibration from data (DESIGN.md §3, Converters).
+"""DAC and ADC range calibration from data.
 
 Weight matrices are calibrated one after the other in the order the network uses them, so that
 each one sees inputs from already-calibrated layers: the calibration set runs through the chip
