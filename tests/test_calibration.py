@@ -185,10 +185,13 @@ def _accuracies(text: str, label: str) -> tuple[float, float]:
     return before, after
 
 
-@pytest.fixture
-def chip_files(lenet, tmp_path):
+@pytest.fixture(scope="module")
+def chip_files(lenet, tmp_path_factory):
+    """A LeNet-5 mapped on the pcm preset and on pcm with 4x programming noise; the tests below
+    never change these two files (the checks that they stay unchanged are part of the tests)."""
     from xbarsim.models.checkpoint import save_checkpoint
 
+    tmp_path = tmp_path_factory.mktemp("chips")
     save_checkpoint(lenet, tmp_path / "l.pt")
     (tmp_path / "noisy.yaml").write_text("preset: pcm\ndevice:\n  write_noise: {scale: 4.0}\n")
     assert main(["map", str(tmp_path / "l.pt"), "--chip", "pcm", "-o", str(tmp_path / "pcm.h5")]) == 0
