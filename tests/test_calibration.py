@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from xbarsim import ChipConfig, TileArray, load_chip, map_model
-from xbarsim.calibration.denoise import block_for, denoise, layer_sensitivity, only_noisy, train_blocks
+from xbarsim.calibration.chipstate import accuracy_from, read_counters
+from xbarsim.calibration.denoise import block_for, denoise, hold_out, layer_sensitivity, only_noisy, train_blocks
 from xbarsim.calibration.drift import compensation_gains, set_drift_compensation
-from xbarsim.calibration.ranges import RangeRecorder, calibrate_ranges, clipping_bound
+from xbarsim.calibration.ranges import RangeRecorder, calibrate_ranges, clipping_bound, switch_to_calibrated
 from xbarsim.cli import main
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy, train
@@ -133,14 +134,126 @@ def test_denoising_blocks_train_only_their_own_parameters(lenet, digits):
 
 def test_denoise_search_improves_a_noisy_chip_and_saves_its_blocks(lenet, digits, tmp_path):
     chip = map_model(lenet, ChipConfig.preset("pcm").with_values({"device.write_noise.scale": 4.0}), seed=8)
+    counters = read_counters(chip)
     result = denoise(chip, digits, target=0.99, max_blocks=2, epochs=3, progress=False)
-    assert len(result.steps) == 2 and result.final_accuracy > result.baseline_accuracy
+    assert 1 <= len(result.steps) <= 2 and result.final_accuracy > result.baseline_accuracy
     assert 0 < result.overhead_percent < 50
+    assert read_counters(chip) == counters  # measuring and training left the read state alone
+    # the acceptance rule: kept exactly when the validation accuracy rose above the best so far
+    best = result.validation_before
+    for trial in result.trials:
+        assert trial.kept == (trial.validation_accuracy > best)
+        best = max(best, trial.validation_accuracy)
+    assert {chip.block_layers[k] for k in chip.blocks} == {name for name, _ in result.steps}
+    # independently: the model as left scores what the search reported (a rejected trial would
+    # otherwise have left its training in the attached blocks)
+    validation = hold_out(digits, 0.2, 0)
+    assert accuracy_from(chip, counters, validation.x_test, validation.y_test) == result.validation_after
+    assert accuracy_from(chip, counters, digits.x_test, digits.y_test) == result.final_accuracy
     chip.save(tmp_path / "d.h5")
     loaded = load_chip(tmp_path / "d.h5")
     assert set(loaded.blocks) == set(chip.blocks)
     with torch.no_grad():
         assert torch.equal(loaded(digits.x_test[:30]), chip(digits.x_test[:30]))
+
+
+def test_denoise_is_seeded(lenet, digits):
+    cfg = ChipConfig.preset("pcm").with_values({"device.write_noise.scale": 4.0})
+    runs = [denoise(map_model(lenet, cfg, seed=9), digits, 0.99, max_blocks=1, epochs=1, progress=False) for _ in range(2)]
+    assert runs[0].trials == runs[1].trials and runs[0].final_accuracy == runs[1].final_accuracy
+
+
+def test_hold_out_is_a_seeded_partition_of_the_train_split(digits):
+    split = hold_out(digits, 0.25, seed=3)
+    assert len(split.y_test) == round(0.25 * len(digits.y_train)) and len(split.y_train) + len(split.y_test) == len(digits.y_train)
+    rows = {tuple(r.ravel().tolist()) for r in torch.cat([split.x_train, split.x_test])}
+    assert len(rows) == len({tuple(r.ravel().tolist()) for r in digits.x_train})  # nothing lost, nothing doubled
+    assert torch.equal(hold_out(digits, 0.25, seed=3).x_test, split.x_test)
+    assert not torch.equal(hold_out(digits, 0.25, seed=4).x_test, split.x_test)
+    with pytest.raises(ValueError, match="validation fraction"):
+        hold_out(digits, 1.0, 0)
+
+
+def _eval_line(path, capsys) -> str:
+    assert main(["eval", str(path)]) == 0
+    return capsys.readouterr().out.strip()
+
+
+def _accuracies(text: str, label: str) -> tuple[float, float]:
+    line = next(line for line in text.splitlines() if line.startswith(label))
+    before, after = (float(part.split("%")[0].split()[-1]) for part in line.split("->"))
+    return before, after
+
+
+@pytest.fixture(scope="module")
+def chip_files(lenet, tmp_path_factory):
+    """A LeNet-5 mapped on the pcm preset and on pcm with 4x programming noise; the tests below
+    never change these two files (the checks that they stay unchanged are part of the tests)."""
+    from xbarsim.models.checkpoint import save_checkpoint
+
+    tmp_path = tmp_path_factory.mktemp("chips")
+    save_checkpoint(lenet, tmp_path / "l.pt")
+    (tmp_path / "noisy.yaml").write_text("preset: pcm\ndevice:\n  write_noise: {scale: 4.0}\n")
+    assert main(["map", str(tmp_path / "l.pt"), "--chip", "pcm", "-o", str(tmp_path / "pcm.h5")]) == 0
+    assert main(["map", str(tmp_path / "l.pt"), "--chip", str(tmp_path / "noisy.yaml"), "-o", str(tmp_path / "noisy.h5")]) == 0
+    return tmp_path
+
+
+def test_calibrate_says_when_there_is_nothing_to_do(chip_files, capsys):
+    path = chip_files / "pcm.h5"
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert main(["calibrate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to calibrate" in out and "--ranges percentile" in out and "left unchanged" in out
+    assert path.read_bytes() == before
+
+
+def test_calibrate_ranges_switches_a_preset_chip_and_reports_every_bound(chip_files, digits, capsys):
+    path, calibrated = chip_files / "pcm.h5", chip_files / "calibrated.h5"
+    eval_before = _eval_line(path, capsys)
+    assert main(["calibrate", str(path), "--ranges", "mse", "--samples", "200", "-o", str(calibrated)]) == 0
+    out = capsys.readouterr().out
+    assert "ADC ranges switched from fixed to calibrated" in out
+    chip = load_chip(calibrated)
+    assert chip.chip.cfg.tile.adc.range == "calibrated" and chip.chip.cfg.tile.dac.range == "dynamic"
+    # every matrix's new ADC bound is printed, and it is what an independent calibration finds
+    reference = load_chip(path)
+    switch_to_calibrated(reference)
+    calibrate_ranges(reference, digits.x_train[torch.randperm(len(digits.x_train), generator=torch.Generator().manual_seed(0))[:200]], "mse")
+    for mine, theirs in zip(chip.chip.matrices(), reference.chip.matrices()):
+        assert np.array_equal(mine.tiles.adc_bounds, theirs.tiles.adc_bounds)
+        assert f"{mine.name}" in out and f"-> {float(mine.tiles.adc_bounds.max()):.4g} (calibrated)" in out
+    # the accuracy before is what eval said before; the accuracy after is what eval says now
+    before, after = _accuracies(out, "digits test accuracy")
+    assert f"{before:.2f}%" in eval_before
+    assert f"{after:.2f}%" in _eval_line(calibrated, capsys)
+
+
+def test_denoise_with_the_target_met_leaves_eval_unchanged(chip_files, capsys):
+    path = chip_files / "pcm.h5"
+    eval_before = _eval_line(path, capsys)
+    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1", "-o", str(chip_files / "same.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "target already met" in out and "0 block(s) kept" in out
+    assert _eval_line(chip_files / "same.h5", capsys).split(":", 1)[1] == eval_before.split(":", 1)[1]
+    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1"]) == 0  # in place: not even rewritten
+    assert "left unchanged" in capsys.readouterr().out
+    assert _eval_line(path, capsys) == eval_before
+
+
+def test_denoise_with_a_high_target_never_saves_a_worse_chip(chip_files, capsys):
+    path, output = chip_files / "noisy.h5", chip_files / "denoised.h5"
+    eval_before = _eval_line(path, capsys)
+    code = main(["denoise", str(path), "--target", "0.999", "--max-blocks", "2", "--epochs", "2", "-o", str(output)])
+    captured = capsys.readouterr()
+    before, after = _accuracies(captured.out, "digits test accuracy")
+    assert f"{before:.2f}%" in eval_before
+    if code == 0:
+        assert after >= before and f"{after:.2f}%" in _eval_line(output, capsys)
+        assert after > before  # a 4x-noisy chip: the blocks kept on validation help on test too
+    else:
+        assert code == 1 and "NOT SAVED" in captured.err and not output.exists()
 
 
 def test_calibrate_and_denoise_commands(lenet, tmp_path, capsys):
@@ -151,7 +264,8 @@ def test_calibrate_and_denoise_commands(lenet, tmp_path, capsys):
     config.write_text("preset: pcm\ntile:\n  adc: {bits: 6, range: calibrated, bound: 10}\n")
     assert main(["map", str(tmp_path / "l.pt"), "--chip", str(config), "-o", str(tmp_path / "c.h5")]) == 0
     assert main(["calibrate", str(tmp_path / "c.h5"), "--samples", "200", "--compensation", "column"]) == 0
-    assert "ADC" in capsys.readouterr().out
-    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "ADC" in out and "drift compensation: global -> column" in out
+    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1"]) in (0, 1)
     assert "block parameters" in capsys.readouterr().out
     assert load_chip(tmp_path / "c.h5").chip.cfg.drift_compensation == "column"

@@ -104,7 +104,7 @@ def test_a_failed_save_leaves_the_old_file_untouched(saved_chip, monkeypatch):
     _, chip, path = saved_chip
     before = path.read_bytes()
 
-    def explode(f, model):
+    def explode(f, model, *_):
         f.attrs["format"] = "half-written"
         raise RuntimeError("disk full")
 

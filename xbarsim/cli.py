@@ -230,27 +230,22 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration.drift import set_drift_compensation
-    from .calibration.ranges import calibrate_ranges
+    from .calibration.calibrate import calibrate_chip, format_report
     from .mapping.chipfile import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
     model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
     split = data.load(args.data)
-    cfg = model.chip.cfg.tile
-    if cfg.dac.range == "calibrated" or cfg.adc.range == "calibrated":
-        x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
-        for row in calibrate_ranges(model, x, args.method, args.q):
-            dac = "-" if row.dac is None else f"{row.dac.min():.3g}..{row.dac.max():.3g}"
-            adc = "-" if row.adc is None else f"{row.adc.min():.3g}..{row.adc.max():.3g}"
-            print(f"{row.layer:<28} DAC {dac:<18} ADC {adc}")
-    else:
-        print("no calibrated converter ranges in this chip (tile.dac/adc.range); skipping range calibration")
-    if args.compensation:
-        set_drift_compensation(model, args.compensation)
-    print(f"drift compensation: {model.chip.cfg.drift_compensation} (reference read at t = 0)")
+    x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
+    print(f"{args.chip_file}: chip '{model.chip.cfg.name}', t = {model.chip.t_s:g} s; calibration inputs: {len(x)} "
+          f"{split.name} train samples (seed {args.seed}); accuracy on the {len(split.y_test)} held-out test samples")  # fmt: skip
+    report = calibrate_chip(model, x, split.x_test, split.y_test, args.ranges, args.q, args.compensation, progress=True)
+    print(format_report(report, f"{split.name} test"))
     output = args.output or args.chip_file
+    if not report.changed and output == args.chip_file:
+        print(f"{args.chip_file} left unchanged")
+        return 0
     model.save(output)
     print(f"wrote {output}")
     return 0
@@ -263,26 +258,48 @@ def torch_randperm(n: int, seed: int):
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from .calibration.denoise import denoise
+    from .calibration.denoise import denoise, format_result
     from .mapping.chipfile import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
     model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
     split = data.load(args.data)
-    result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed)
-    print("sensitivity (accuracy drop with only that layer on the chip):")
-    for name, drop in result.sensitivity.items():
-        print(f"  {name:<28} {100 * drop:6.2f}%")
-    print(f"accuracy on the chip: {100 * result.baseline_accuracy:.2f}%")
-    for name, acc in result.steps:
-        print(f"  + block after {name:<24} -> {100 * acc:.2f}%")
-    reached = "reached" if result.final_accuracy >= args.target else "not reached"
-    print(f"target {100 * args.target:.2f}% {reached}; {result.block_parameters:,} block parameters = "
-          f"{result.overhead_percent:.2f}% of the network's {result.model_parameters:,}")  # fmt: skip
+    result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed, validation=args.validation)
+    print(format_result(result, f"{split.name} test"))
     output = args.output or args.chip_file
+    if result.final_accuracy < result.baseline_accuracy:
+        print(f"xbarsim denoise: NOT SAVED: the blocks kept on validation lower the test accuracy "
+              f"({100 * result.baseline_accuracy:.2f}% -> {100 * result.final_accuracy:.2f}%); {output} was not written. "
+              f"Try more --epochs, another --seed or a lower --ratio.", file=sys.stderr)  # fmt: skip
+        return 1
+    if not result.steps and output == args.chip_file:
+        print(f"no block kept: {args.chip_file} left unchanged")
+        return 0
     model.save(output)
     print(f"wrote {output}")
+    return 0
+
+
+def _sweep_spec_file(args: argparse.Namespace) -> str | Path:
+    """The spec file a sweep runs: the positional SPEC, or the shipped example --example names."""
+    from . import examples
+
+    if (args.spec is None) == (args.example is None):
+        raise ValueError("give a sweep spec file or --example NAME (one of them); `xbarsim examples` lists the examples")
+    return args.spec if args.example is None else examples.path(args.example)
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from . import examples
+
+    if args.folder is None:
+        for name in examples.names():
+            print(f"{name:<20} {examples.summary(name)}")
+        print("run one: xbarsim sweep --example NAME -o results.h5; copy them to edit: xbarsim examples FOLDER")
+        return 0
+    for path in examples.copy_to(args.folder, args.force):
+        print(f"wrote {path}")
     return 0
 
 
@@ -292,7 +309,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweeps.spec import SweepSpec
     from .sweeps.store import read_results
 
-    spec = SweepSpec.from_file(args.spec)
+    spec = SweepSpec.from_file(_sweep_spec_file(args))
     store = run_sweep(spec, args.output, args.executor, args.workers, args.retries)
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
@@ -408,37 +425,48 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     rob.set_defaults(func=cmd_robustness)
 
-    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data")
+    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data; "
+                         "prints what changed and the test accuracy before and after")  # fmt: skip
     cal.add_argument("chip_file")
-    cal.add_argument("--data", default="digits", help="calibration inputs come from its train split")
-    cal.add_argument("--method", default="percentile", choices=["absmax", "percentile", "mse"])
-    cal.add_argument("--q", type=float, default=99.99, help="percentile (default 99.99)")
+    cal.add_argument("--data", default="digits", help="calibration inputs come from its train split, accuracy from its test split")
+    cal.add_argument("--ranges", metavar="METHOD", choices=["absmax", "percentile", "mse"],
+                     help="switch fixed converter ranges to calibrated ones and set them by METHOD: absmax, percentile "
+                          "or mse (default: percentile, for ranges that are already calibrated only)")  # fmt: skip
+    cal.add_argument("--q", type=float, default=99.99, help="percentile of the percentile method (default 99.99)")
     cal.add_argument("--samples", type=int, default=512, help="calibration inputs (default 512)")
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
-    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--seed", type=int, default=0, help="seed of the draw of calibration inputs (default 0)")
     _model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
     cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     cal.set_defaults(func=cmd_calibrate)
 
-    den = sub.add_parser("denoise", help="add and train denoising blocks until a target accuracy")
+    den = sub.add_parser("denoise", help="add denoising blocks where they raise the held-out accuracy, up to a target; "
+                         "exits 1 without writing if the test accuracy would fall")  # fmt: skip
     den.add_argument("chip_file")
-    den.add_argument("--data", default="digits")
-    den.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.98")
-    den.add_argument("--max-blocks", type=int, help="at most this many blocks (default: one per analog layer)")
+    den.add_argument("--data", default="digits", help="blocks train on its train split less a validation part; test split reported")
+    den.add_argument("--target", type=float, required=True, help="validation accuracy at which to stop adding blocks, e.g. 0.98")
+    den.add_argument("--max-blocks", type=int, help="keep at most this many blocks (default: one per analog layer)")
+    den.add_argument("--validation", type=float, default=0.2, help="fraction of the train split held out to accept blocks (default 0.2)")
     den.add_argument("--epochs", type=int, default=5, help="training epochs after each added block")
     den.add_argument("--ratio", type=float, default=0.25, help="block width as a fraction of the layer's channels")
-    den.add_argument("--seed", type=int, default=0)
+    den.add_argument("--seed", type=int, default=0, help="seed of the validation draw, block initialization and data order (default 0)")
     _model_arguments(den, "the network class, when the chip file cannot rebuild it by itself")
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
 
     sweep = sub.add_parser("sweep", help="evaluate a grid of chip configurations (resumable)")
-    sweep.add_argument("spec", help="sweep spec (YAML or JSON); see examples/")
+    sweep.add_argument("spec", nargs="?", help="sweep spec (YAML or JSON); or use --example")
+    sweep.add_argument("--example", metavar="NAME", help="run a spec shipped with xbarsim (list them: xbarsim examples)")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
     sweep.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     sweep.add_argument("--retries", type=int, default=1, help="retries of a failing point before it is stored as failed")
     sweep.set_defaults(func=cmd_sweep)
+
+    examples_cmd = sub.add_parser("examples", help="list the example sweep specs, or copy them into a folder")
+    examples_cmd.add_argument("folder", nargs="?", help="copy every example here (default: only list them)")
+    examples_cmd.add_argument("--force", action="store_true", help="overwrite example files already in the folder")
+    examples_cmd.set_defaults(func=cmd_examples)
 
     report = sub.add_parser("report", help="table and plots of a sweep store")
     report.add_argument("store")

@@ -39,7 +39,8 @@ class DemoRow:
 
 def run(epochs: int = 40, chips: int = 5, preset: str = "pcm", seed: int = 0, progress: bool = True,
         output: Path | None = None) -> tuple[list[DemoRow], str, list[Path]]:  # fmt: skip
-    """Returns the table rows, the chip summary and the sweep's files (written under ``output``)."""
+    """Returns the table rows, the chip layout (a titled layer table: how the network sits on the
+    chip's tiles) and the sweep's files (written under ``output``)."""
     torch.manual_seed(seed)
     digits = data.digits(seed)
     model = zoo.build("lenet5", in_channels=1, num_classes=10, image_size=8)
@@ -57,7 +58,9 @@ def run(epochs: int = 40, chips: int = 5, preset: str = "pcm", seed: int = 0, pr
             timeline[f"drift {label}"].append(accuracy(chip, x, y))
     rows += [DemoRow(f"{preset}, {label}", values) for label, values in timeline.items()]
     files = sweep_read_noise_and_adc(model, preset, seed, output or Path("xbarsim-demo"), progress)
-    return rows, chip.summary(), files
+    layout = (f"How LeNet-5 sits on a '{preset}' chip: each layer's weight matrix, the tiles it takes and the "
+              f"devices that hold it (the same for all {chips} chips below; the last one programmed is shown).")  # fmt: skip
+    return rows, layout + "\n" + chip.summary(), files
 
 
 def sweep_read_noise_and_adc(model, preset: str, seed: int, output: Path, progress: bool) -> list[Path]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..mapping.chip import AnalogModel
+from .chipstate import replace_config
 
 MODES = ("none", "global", "column")
 
@@ -16,11 +17,7 @@ def set_drift_compensation(model: AnalogModel, mode: str) -> None:
     the references are read again at t = 0 and the chip stays at its drift time."""
     if mode not in MODES:
         raise ValueError(f"drift compensation {mode!r}: choose from {', '.join(MODES)}")
-    cfg = model.chip.cfg.model_copy(update={"drift_compensation": mode})
-    model.chip.cfg = cfg
-    for matrix in model.chip.matrices():
-        matrix.tiles.cfg = cfg
-        matrix.tiles.take_reference()
+    replace_config(model, model.chip.cfg.model_copy(update={"drift_compensation": mode}))
 
 
 def compensation_gains(model: AnalogModel) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""DAC and ADC range calibration from data (DESIGN.md §3, Converters).
+"""DAC and ADC range calibration from data.
 
 Weight matrices are calibrated one after the other in the order the network uses them, so that
 each one sees inputs from already-calibrated layers: the calibration set runs through the chip
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..crossbar.tile import TileArray
 from ..mapping.chip import AnalogModel
+from .chipstate import replace_config
 
 METHODS = ("absmax", "percentile", "mse")
 MAX_VALUES = 400_000  # values kept per converter group (a deterministic subsample beyond that)
@@ -77,6 +78,18 @@ class LayerRanges:
     layer: str
     dac: np.ndarray | None  # per matrix: (P,) bounds, concatenated
     adc: np.ndarray | None  # per matrix: (P*Q,) bounds, concatenated
+
+
+def switch_to_calibrated(model: AnalogModel) -> list[str]:
+    """Make every converter with a ``fixed`` range ``calibrated`` (starting from its fixed bound,
+    so the chip computes the same until ``calibrate_ranges`` sets the bounds). A ``dynamic`` DAC
+    (per-vector abs-max) and ideal converters (``none``) are left as they are. Returns the
+    stages switched ("dac", "adc")."""
+    tile = model.chip.cfg.tile
+    switched = [stage for stage in ("dac", "adc") if getattr(tile, stage).range == "fixed"]
+    if switched:
+        replace_config(model, model.chip.cfg.with_values({f"tile.{stage}.range": "calibrated" for stage in switched}))
+    return switched
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import ChipConfig
 from ..crossbar import rng
+from ..progress import progress_bar
 from .fold import fold_batchnorm, set_submodule
 from .blocks import DenoisingBlock, apply_block, block_key
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
@@ -135,11 +136,12 @@ class AnalogModel(nn.Module):
     def summary(self) -> str:
         return self.chip.format_summary()
 
-    def save(self, path: str | Path) -> None:
-        """Write the chip file (HDF5) atomically: the old file survives a failed save."""
+    def save(self, path: str | Path, progress: bool | None = None) -> None:
+        """Write the chip file (HDF5) atomically: the old file survives a failed save.
+        ``progress``: a bar per layer (True), none (False), or only after a few seconds (None)."""
         from .chipfile import save_chip
 
-        save_chip(self, path)
+        save_chip(self, path, progress)
 
 
 def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
@@ -168,19 +170,21 @@ def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
     return names
 
 
-def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable[str] | None = None) -> AnalogModel:
+def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable[str] | None = None,
+              progress: bool | None = None) -> AnalogModel:  # fmt: skip
     """Map every supported layer of ``model`` (or only ``layers``, by module name) onto a chip.
 
     The model is copied and put in eval mode; BatchNorms that follow a conv or linear layer are
     folded into it first (``cfg.mapping.fold_batchnorm``). Linear, Conv1d/2d, LSTM, GRU and RNN
-    layers are supported; anything else stays digital.
+    layers are supported; anything else stays digital. ``progress``: a bar per layer (True),
+    none (False), or only once mapping has taken a few seconds (None).
     """
     network = copy.deepcopy(model).eval()
     folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
     names = _selected(network, layers)
     seeds = (matrix_seed(seed, k) for k in range(1 << 62))
     analog: dict[str, AnalogLayer] = {}
-    for name in names:
+    for name in progress_bar(names, "map", "layer", progress):
         module = network.get_submodule(name)
         analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
         network = set_submodule(network, name, analog[name])

@@ -38,6 +38,7 @@ from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS
 from ..models.checkpoint import import_class
 from .matrix import AnalogMatrix
+from ..progress import progress_bar
 
 FORMAT = "xbarsim-chip"
 FORMAT_VERSION = 1
@@ -48,14 +49,15 @@ class ChipFileError(XbarsimError):
     """A chip file that cannot be read: names the file and the problem."""
 
 
-def save_chip(model: AnalogModel, path: str | Path) -> None:
+def save_chip(model: AnalogModel, path: str | Path, progress: bool | None = None) -> None:
+    """Write ``model`` to ``path`` atomically; ``progress`` as in ``AnalogModel.save``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with h5py.File(tmp_name, "w") as f:
-            _write(f, model)
+            _write(f, model, progress)
         with open(tmp_name, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -64,7 +66,7 @@ def save_chip(model: AnalogModel, path: str | Path) -> None:
         raise
 
 
-def _write(f: h5py.File, model: AnalogModel) -> None:
+def _write(f: h5py.File, model: AnalogModel, progress: bool | None) -> None:
     chip = model.chip
     f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "xbarsim_version": __version__, "seed": chip.seed})
     f.create_group("config").attrs["json"] = chip.cfg.to_json()
@@ -81,7 +83,7 @@ def _write(f: h5py.File, model: AnalogModel) -> None:
         for name, tensor in block.state_dict().items():
             group.create_dataset(name, data=tensor.detach().cpu().numpy())
     layers = f.create_group("layers")
-    for order, (name, layer) in enumerate(chip.layers.items()):
+    for order, (name, layer) in enumerate(progress_bar(chip.layers.items(), "save chip", "layer", progress, len(chip.layers))):
         group = layers.create_group(name)
         group.attrs.update({"kind": layer.kind, "spec_json": json.dumps(layer.spec()), "order": order})
         for k, matrix in enumerate(layer.matrices()):
@@ -94,11 +96,13 @@ def _write(f: h5py.File, model: AnalogModel) -> None:
                 m.create_dataset("bias", data=matrix.bias.numpy())
 
 
-def load_chip(path: str | Path, model: nn.Module | type | None = None, **model_kwargs: Any) -> AnalogModel:
+def load_chip(path: str | Path, model: nn.Module | type | None = None, progress: bool | None = None,
+              **model_kwargs: Any) -> AnalogModel:  # fmt: skip
     """Rebuild the AnalogModel saved in ``path``.
 
     The network's structure comes from ``model`` (an instance, or a class built with
     ``model_kwargs``) or, when omitted, from the class path and arguments stored in the file.
+    ``progress``: a bar per layer (True), none (False), or only after a few seconds (None).
     """
     path = Path(path)
     if not path.is_file():
@@ -109,14 +113,14 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, **model_k
         raise ChipFileError(f"{path}: not a readable HDF5 file ({exc})") from exc
     try:
         with f:
-            return _read(f, path, model, model_kwargs)
+            return _read(f, path, model, model_kwargs, progress)
     except ChipFileError:
         raise
     except (KeyError, OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise ChipFileError(f"{path}: damaged or incomplete chip file ({type(exc).__name__}: {exc})") from exc
 
 
-def _read(f: h5py.File, path: Path, model, model_kwargs) -> AnalogModel:
+def _read(f: h5py.File, path: Path, model, model_kwargs, progress: bool | None) -> AnalogModel:
     if f.attrs.get("format") != FORMAT:
         raise ChipFileError(f"{path}: not an xbarsim chip file (no format={FORMAT!r} attribute)")
     version = int(f.attrs.get("format_version", -1))
@@ -129,7 +133,7 @@ def _read(f: h5py.File, path: Path, model, model_kwargs) -> AnalogModel:
     network = _structure(path, source, model, model_kwargs).eval()
     replace_folded(network, source.folded)
     layers = {}
-    for name in sorted(f["layers"], key=lambda n: f["layers"][n].attrs["order"]):
+    for name in progress_bar(sorted(f["layers"], key=lambda n: f["layers"][n].attrs["order"]), "load chip", "layer", progress):
         group = f["layers"][name]
         kind = group.attrs["kind"]
         if kind not in LAYER_KINDS:

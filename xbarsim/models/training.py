@@ -1,5 +1,5 @@
 """Training and evaluating torch networks: one loop (Adam, cosine schedule, progress bar, seed)
-with composable robustness options (DESIGN.md §4)."""
+with composable robustness options."""
 
 from __future__ import annotations
 
@@ -53,11 +53,59 @@ class TrainConfig:
             raise ValueError("distillation needs temperature > 0 and 0 <= beta <= 1")
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, beta: float) -> torch.Tensor:
-    """``(1 - beta) CE(z_s, y) + beta T^2 CE(softmax(z_t / T), z_s / T)``."""
+def distillation_terms(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two cross-entropies of distillation: ``CE(z_s, y)`` against the labels and the soft
+    ``CE(softmax(z_t / T), z_s / T)`` against the teacher (batch means, nats)."""
     soft = F.softmax(teacher / temperature, dim=1)
     soft_ce = -(soft * F.log_softmax(student / temperature, dim=1)).sum(dim=1).mean()
-    return (1 - beta) * F.cross_entropy(student, labels) + beta * temperature**2 * soft_ce
+    return F.cross_entropy(student, labels), soft_ce
+
+
+def combined_loss(hard_ce, soft_ce, temperature: float, beta: float):
+    """``(1 - beta) hard_ce + beta T^2 soft_ce`` (tensors or floats)."""
+    return (1 - beta) * hard_ce + beta * temperature**2 * soft_ce
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, beta: float) -> torch.Tensor:
+    """``(1 - beta) CE(z_s, y) + beta T^2 CE(softmax(z_t / T), z_s / T)``."""
+    return combined_loss(*distillation_terms(student, teacher, labels, temperature), temperature, beta)
+
+
+@dataclass
+class DistillationParts:
+    """An epoch's mean distillation loss taken apart. The soft cross-entropy is the teacher's own
+    entropy at temperature T (a floor no student can go below) plus the KL divergence from the
+    teacher to the student, so a large loss at T > 1 is mostly that floor times beta T^2."""
+
+    temperature: float
+    beta: float
+    samples: int = 0
+    hard_ce: float = 0.0  # sums over the samples seen (``describe`` divides by ``samples``)
+    soft_ce: float = 0.0
+    teacher_entropy: float = 0.0
+    agreeing: int = 0  # samples where the student's top class is the teacher's
+
+    @torch.no_grad()
+    def add(self, hard_ce: torch.Tensor, soft_ce: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor) -> None:
+        """Add a batch: its two cross-entropies (``distillation_terms``) and both networks' logits."""
+        soft = F.softmax(teacher / self.temperature, dim=1)
+        entropy = -(soft * F.log_softmax(teacher / self.temperature, dim=1)).sum(dim=1).mean()
+        n = len(teacher)
+        self.samples += n
+        self.hard_ce += float(hard_ce) * n
+        self.soft_ce += float(soft_ce) * n
+        self.teacher_entropy += float(entropy) * n
+        self.agreeing += int((student.argmax(dim=1) == teacher.argmax(dim=1)).sum())
+
+    def describe(self) -> str:
+        n = max(self.samples, 1)
+        hard, soft, floor = self.hard_ce / n, self.soft_ce / n, self.teacher_entropy / n
+        total = combined_loss(hard, soft, self.temperature, self.beta)
+        return (f"distillation loss {total:.4f} = {1 - self.beta:g} x CE vs labels {hard:.4f} + {self.beta:g} x T^2 "
+                f"({self.temperature**2:g}) x soft CE vs teacher {soft:.4f}\n"
+                f"  soft CE = the teacher's entropy at T = {self.temperature:g} ({floor:.4f}: a floor no student goes below) "
+                f"+ KL teacher->student ({soft - floor:.4f}); the student's top class is the teacher's on "
+                f"{100 * self.agreeing / n:.1f}% of the last epoch's training samples")  # fmt: skip
 
 
 def _perturbations(model: nn.Module, cfg: TrainConfig, stack: contextlib.ExitStack) -> LogNormalPerturbation | None:
@@ -88,6 +136,7 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
     if teacher is not None:
         teacher.eval()
     losses = []
+    parts = None
     with contextlib.ExitStack() as stack:
         bayes = _perturbations(model, cfg, stack)
         model.train()
@@ -95,6 +144,8 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
             for _ in bar:
                 order = torch.randperm(len(data.y_train), generator=generator)
                 total = 0.0
+                if teacher is not None:
+                    parts = DistillationParts(cfg.distill_temperature, cfg.distill_beta)
                 for start in range(0, len(order), cfg.batch_size):
                     idx = order[start : start + cfg.batch_size]
                     if bayes is not None:
@@ -105,7 +156,9 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
                     else:
                         with torch.no_grad():
                             target = teacher(data.x_train[idx])
-                        loss = distillation_loss(logits, target, data.y_train[idx], cfg.distill_temperature, cfg.distill_beta)
+                        hard_ce, soft_ce = distillation_terms(logits, target, data.y_train[idx], cfg.distill_temperature)
+                        loss = combined_loss(hard_ce, soft_ce, cfg.distill_temperature, cfg.distill_beta)
+                        parts.add(hard_ce, soft_ce, logits, target)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -113,6 +166,8 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
                     total += loss.item() * len(idx)
                 losses.append(total / len(order))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if parts is not None and progress:
+            tqdm.write(parts.describe(), file=sys.stderr)
     if cfg.qat is not None:
         model.qat = QuantizationAware(model, cfg.qat)
     model.eval()

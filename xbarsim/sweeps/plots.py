@@ -1,4 +1,6 @@
-"""Figures (matplotlib, Agg backend): noise curves with their midpoint fits."""
+"""Figures (matplotlib, Agg backend): noise curves with their midpoint fits, and a sweep's
+accuracy against its axes (a logarithmic axis where the swept values are log-spaced) and as a
+heat map in percent."""
 
 from __future__ import annotations
 
@@ -16,6 +18,22 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def log_spaced(values: list) -> bool:
+    """Whether swept values read better on a log axis: positive numbers spanning a factor of at
+    least 4 whose steps are more even in log than in linear terms (0.5, 1, 2, 4, 8 or 1 s..10 y:
+    yes; 4, 6, 8 bits: no)."""
+    if len(values) < 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        return False
+    ordered = np.sort(np.asarray(values, np.float64))
+    if ordered[-1] / ordered[0] < 4:
+        return False
+
+    def unevenness(steps: np.ndarray) -> float:
+        return float(np.std(steps) / np.mean(steps)) if np.mean(steps) > 0 else np.inf
+
+    return unevenness(np.diff(np.log(ordered))) < unevenness(np.diff(ordered))
 
 
 def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: str = "") -> Path:
@@ -80,7 +98,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
                     label=None if line_axis is None else f"{line_axis} = {line_value}")  # fmt: skip
         if not numeric:
             ax.set_xticks(positions, [str(v) for v in xs])
-    if all(isinstance(v, (int, float)) and v > 0 for v in spec.axes[x_axis]) and max(spec.axes[x_axis]) / min(spec.axes[x_axis]) > 50:
+    if log_spaced(spec.axes[x_axis]):
         ax.set_xscale("log")
     ax.set_xlabel(x_axis)
     ax.set_ylabel(f"accuracy (mean ± std of {spec.repeats})")
@@ -98,15 +116,16 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
         for s in fixed_noise:
             grid[spec.axes[line_axis].index(s.point[line_axis]), spec.axes[x_axis].index(s.point[x_axis])] = s.mean
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        percent = 100 * grid  # the cells, their labels and the colour bar all in %
+        image = ax.imshow(percent, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=100)
         ax.set_xticks(range(len(spec.axes[x_axis])), [f"{v:g}" if isinstance(v, float) else str(v) for v in spec.axes[x_axis]])
         ax.set_yticks(range(len(spec.axes[line_axis])), [f"{v:g}" if isinstance(v, float) else str(v) for v in spec.axes[line_axis]])
-        for (i, j), value in np.ndenumerate(grid):
+        for (i, j), value in np.ndenumerate(percent):
             if np.isfinite(value):
-                ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", fontsize=8, color="w" if value < 0.6 else "k")
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8, color="w" if value < 60 else "k")
         ax.set_xlabel(x_axis)
         ax.set_ylabel(line_axis)
-        fig.colorbar(image, ax=ax, label="accuracy")
+        fig.colorbar(image, ax=ax, label=f"accuracy, % (mean of {spec.repeats})")
         ax.set_title(spec.name)
         fig.tight_layout()
         heat = path.with_stem(path.stem + "_heatmap")
