@@ -236,7 +236,8 @@ def _problem(error: dict[str, Any], field: FieldInfo | None, parent: type | None
     expected = _expected(field) if field is not None else None
     if expected is not None:
         return f"must be {expected}"
-    return _one_line(error["msg"]).replace("Input should be", "must be").replace("Input", "the value")
+    text = _one_line(error["msg"]).replace("Input should be", "must be").replace("Input", "the value")
+    return text.replace("a valid integer", "an integer").replace("a valid ", "a ")
 
 
 def _expected(field: FieldInfo) -> str | None:
