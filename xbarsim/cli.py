@@ -49,6 +49,15 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, *, 
     return parse
 
 
+def preset_name(text: str) -> str:
+    """An argparse ``type=`` for a chip preset's name; any other name gets the list of presets."""
+    from .config import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text[:40]!r}; choose from {', '.join(sorted(PRESETS))}")
+    return text
+
+
 POSITIVE_INT = bounded(int, 1)
 NON_NEGATIVE_INT = bounded(int, 0)
 SEED = bounded(int, 0, 2**63 - 1, high_text="2**63 - 1")
@@ -249,25 +258,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_SIGMAS = 1000
+MIN_SIGMAS, MAX_SIGMAS = 5, 1000
 
 
 def parse_sigmas(text: str) -> list[float]:
-    """'logspace(-2, 2, 17)' (decades, points; at most ``MAX_SIGMAS``) or a comma-separated list of
-    finite values >= 0."""
+    """'logspace(-2, 2, 17)' (decades, points) or a comma-separated list: ``MIN_SIGMAS`` (the midpoint fit
+    needs them) to ``MAX_SIGMAS`` finite values > 0 (the curve is fitted and drawn in log10(sigma))."""
     text = text.strip()
-    usage = f"use 'logspace(-2, 2, 17)' or '0.1,0.3,1' (finite values >= 0, at most {MAX_SIGMAS}), got {text[:60]!r}"
+    usage = (f"use 'logspace(-2, 2, 17)' or '0.01,0.1,0.3,1,3' ({MIN_SIGMAS} to {MAX_SIGMAS} finite values > 0), "
+             f"got {text[:60]!r}")  # fmt: skip
     try:
         if text.startswith("logspace(") and text.endswith(")"):
             low, high, n = text[9:-1].split(",")
-            if not 1 <= int(n) <= MAX_SIGMAS or max(abs(float(low)), abs(float(high))) > 300:
+            if not MIN_SIGMAS <= int(n) <= MAX_SIGMAS or max(abs(float(low)), abs(float(high))) > 300:
                 raise ValueError
             values = list(np.logspace(float(low), float(high), int(n)))
         else:
             values = [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
-    if not 1 <= len(values) <= MAX_SIGMAS or not all(math.isfinite(v) and v >= 0 for v in values):
+    if not MIN_SIGMAS <= len(values) <= MAX_SIGMAS or not all(math.isfinite(v) and v > 0 for v in values):
         raise argparse.ArgumentTypeError(usage)
     return values
 
@@ -406,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tile.set_defaults(func=cmd_bench_tile)
     bench_model = bench_sub.add_parser("model", help="images per second of whole networks on a chip vs torch")
     bench_model.add_argument("--models", nargs="+", default=["lenet5", "vgg11", "resnet18"], help="networks to time")
-    bench_model.add_argument("--chip", default="pcm", help="chip preset")
+    bench_model.add_argument("--chip", type=preset_name, default="pcm", help="chip preset")
     bench_model.add_argument("--batch", type=POSITIVE_INT, default=64, help="images per forward")
     bench_model.add_argument("--seconds", type=POSITIVE, default=3.0, help="minimum timed seconds per model")
     bench_model.add_argument("-o", "--output", default="bench-results/model.json", help="JSON file for the results")
@@ -415,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="LeNet-5 on digits: accuracy in float, on an ideal chip, on PCM chips over time")
     demo.add_argument("--epochs", type=POSITIVE_INT, default=40, help="training epochs")
     demo.add_argument("--chips", type=POSITIVE_INT, default=5, help="chips programmed per point")
-    demo.add_argument("--chip", default="pcm", help="chip preset")
+    demo.add_argument("--chip", type=preset_name, default="pcm", help="chip preset")
     demo.add_argument("--seed", type=SEED, default=0, help="seed of the training and of the chips")
     demo.add_argument("-o", "--output", default="xbarsim-demo", help="folder for the sweep store and plots")
     demo.set_defaults(func=cmd_demo)
@@ -583,7 +593,17 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: list[str | Path
             raise XbarsimError(f"{option} {path}: cannot write in {ancestor} (permission denied)")
 
 
+_REQUIRED_INPUTS = ("checkpoint", "chip_file", "spec", "store")
+"""Positional file arguments: checked before any work, so a typo costs nothing."""
+
+
 def _check_files(args: argparse.Namespace) -> None:
+    for name in _REQUIRED_INPUTS:
+        path = getattr(args, name, None)
+        if path is not None and Path(path).is_dir():
+            raise XbarsimError(f"{path}: is a folder, not a file")
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file")
     inputs, outputs, folders = _FILES.get(args.command, ((), (), ()))
     given = [getattr(args, name, None) for name in inputs]
     check_outputs({_option(name): getattr(args, name, None) for name in outputs}, given)
