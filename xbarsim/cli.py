@@ -71,7 +71,8 @@ def json_object(text: str) -> dict:
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); give an object, e.g. '{{\"num_classes\": 10}}'") from None
+        example = '{"num_classes": 10}'
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); give an object, e.g. '{example}'") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object, e.g. '{{\"num_classes\": 10}}', got {text[:60]!r}")
     return value
@@ -539,7 +540,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, unless it has none (None or an off switch)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False or action.default is argparse.SUPPRESS or action.help is None:
+        if action.help is None or any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)):
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -552,7 +553,8 @@ def _finish_commands(parser: argparse.ArgumentParser) -> None:
         for child in set(action.choices.values()):
             _finish_commands(child)
     if not subcommands and parser.prog != "xbarsim":
-        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show the full traceback of an error")
 
 
 # command: (its input files, the files it writes, the folders it writes); an output may not be an input
@@ -569,7 +571,8 @@ _FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def check_outputs(outputs: dict[str, str | Path | None], inputs: list[str | Path | None], folders: bool = False) -> None:
+def check_outputs(outputs: dict[str, str | Path | None], inputs: list[str | Path | None],
+                  folders: bool = False) -> None:  # fmt: skip
     """Refuse, before any work, an output that is one of the inputs (the same file, by any path) or
     that cannot be written where it is: below a regular file, or a folder where a file goes (or the reverse)."""
     existing = [Path(i) for i in inputs if i is not None and Path(i).is_file()]

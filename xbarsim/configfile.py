@@ -50,7 +50,8 @@ class _PlainDataLoader(yaml.SafeLoader):
             if not isinstance(key, typing.Hashable):
                 continue  # SafeConstructor refuses it, with its own message
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {short_repr(key)}", key_node.start_mark)
+                problem = f"duplicate key {short_repr(key)}"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -74,7 +75,10 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path}: expected a .yaml, .yml or .json file")
     text = _read_text(path, what)
     try:
-        data = yaml.load(text, Loader=_PlainDataLoader) if suffix != ".json" else json.loads(text, parse_constant=_no_constant)
+        if suffix == ".json":
+            data = json.loads(text, parse_constant=_no_constant)
+        else:
+            data = yaml.load(text, Loader=_PlainDataLoader)  # noqa: S506 - a SafeLoader, stricter still
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except yaml.YAMLError as exc:
@@ -90,7 +94,7 @@ def _read_text(path: Path, what: str) -> str:
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{what} {path}: {size:,} bytes is too large for a config file (limit {MAX_CONFIG_BYTES:,})")
+            raise ConfigError(f"{what} {path}: {size:,} bytes is too large for a config (limit {MAX_CONFIG_BYTES:,})")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path}: no such file") from None
@@ -132,7 +136,8 @@ def validate(model: type[BaseModel], data: Any, source: str | None = None) -> An
         raise ConfigError(format_validation_error(exc, model, source)) from None
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None, source: str | None = None) -> str:
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None,
+                            source: str | None = None) -> str:  # fmt: skip
     """One line per problem, ``SOURCE: field.path: what is wrong (got VALUE)``.
 
     Errors of the alternatives of one union at one place become one line ("must be a string or a mapping").

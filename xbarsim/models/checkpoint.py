@@ -76,7 +76,7 @@ def load_network(path: str | Path, model: str | None = None, model_kwargs: dict[
     """The trained network in ``path``, in eval mode."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: no such file" if not path.exists() else f"checkpoint {path}: not a file")
+        raise FileNotFoundError(f"checkpoint {path}: {'not a file' if path.exists() else 'no such file'}")
     _check_torch_format(path)
     content = _load(path, allow_pickle)
     if isinstance(content, nn.Module):
@@ -88,7 +88,7 @@ def load_network(path: str | Path, model: str | None = None, model_kwargs: dict[
         saved_model, saved_kwargs, state, qat = (content.get(k) for k in ("model", "kwargs", "state_dict", "qat"))
         if not (isinstance(saved_model, str) and isinstance(saved_kwargs, dict) and isinstance(state, dict)
                 and isinstance(qat, (dict, type(None)))):  # fmt: skip
-            raise CheckpointError(f"{path}: a damaged xbarsim checkpoint (model, kwargs, state_dict or qat of the wrong type)")
+            raise CheckpointError(f"{path}: a damaged xbarsim checkpoint (model, kwargs, state_dict or qat mistyped)")
         try:
             network = build_model(saved_model, saved_kwargs) if model is None else build_model(model, model_kwargs)
         except XbarsimError as exc:
@@ -126,8 +126,8 @@ def _check_torch_format(path: Path) -> None:
     if head == _LEGACY_MAGIC:
         return
     if head.startswith(_HDF5_MAGIC):
-        raise CheckpointError(f"{path}: not a torch checkpoint but an HDF5 file (a chip file is evaluated with `xbarsim eval`)")
-    raise CheckpointError(f"{path}: not a torch checkpoint (torch.save writes a zip archive; this file is neither that nor torch's older format)")
+        raise CheckpointError(f"{path}: not a torch checkpoint but an HDF5 file (chip files go to `xbarsim eval`)")
+    raise CheckpointError(f"{path}: not a torch checkpoint (neither torch.save's zip archive nor its older format)")
 
 
 def _load(path: Path, allow_pickle: bool) -> Any:

@@ -147,7 +147,7 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         problem = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DataError(f"{path}: not a CIFAR-10 python batch ({problem})") from None
     if y.shape != (len(x),) or (y.size and not 0 <= y.min() <= y.max() < 10):
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({len(x)} images, labels {y.shape} outside 0..9 or of another count)")
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({len(x)} images; labels {y.shape}, not one in 0..9 each)")
     return x, y
 
 
