@@ -552,7 +552,7 @@ def _finish_commands(parser: argparse.ArgumentParser) -> None:
     for action in subcommands:
         for child in set(action.choices.values()):
             _finish_commands(child)
-    if not subcommands and parser.prog != "xbarsim":
+    if not subcommands:
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                             help="show the full traceback of an error")
 
