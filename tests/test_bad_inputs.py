@@ -109,7 +109,7 @@ CASES = [
     Case("sigmas-zero", "robustness {good}/lenet5.pt --sigmas 0,0.1,0.3,1,3", r"argument --sigmas: use"),
     Case("demo-unknown-preset", "demo --chip pcmm -o {tmp}/demo", rf"argument --chip: unknown preset 'pcmm'; choose from {PRESET_LIST}"),
     Case("bench-unknown-preset", "bench model --chip pcmm -o {tmp}/m.json", rf"argument --chip: unknown preset 'pcmm'; choose from {PRESET_LIST}"),
-    Case("noise-after-unknown-module", "robustness {good}/lenet5.pt --where nope --sigmas 0.1,0.2,0.3,0.4,0.5 --repeats 1 --plot {tmp}/r.png",
+    Case("noise-after-unknown-module", "robustness {good}/lenet5.pt --data synthetic --where nope --sigmas 0.1,0.2,0.3,0.4,0.5 --repeats 1 --plot {tmp}/r.png",
          r"no module named 'nope' in LeNet5"),
     Case("map-unknown-layer", "map {good}/lenet5.pt --chip pcm --layers nope -o {tmp}/out.h5", r"no module named 'nope' in LeNet5"),
     Case("percentile-0", "calibrate {good}/chip.h5 --q 0", r"argument --q: must be a number > 0 and <= 100, got '0'"),
@@ -243,3 +243,20 @@ def test_version_and_defaults_in_help(capsys):
         main(["eval", "--help"])
     out = capsys.readouterr().out
     assert "(default: 512)" in out and "(default: digits)" in out
+
+
+def test_the_installed_entry_point_answers_in_one_line(lenet_files, tmp_path):
+    """The same contract from a separate process (exit status 2, one stderr line), with a timeout: an anchor bomb
+    that were expanded would hang here instead of failing the test run."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "bomb.yaml").write_text(ANCHOR_BOMB)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "xbarsim.cli", "map", str(lenet_files / "lenet5.pt"), "--chip", str(tmp_path / "bomb.yaml"),
+               "-o", str(tmp_path / "out.h5")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "bomb.yaml: not valid YAML: anchors and aliases" in done.stderr
+    assert not (tmp_path / "out.h5").exists()

@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from xbarsim.config import PRESETS, ChipConfig, ConfigError, ConverterConfig
@@ -211,3 +213,31 @@ def test_a_huge_input_is_shown_in_short(tmp_path):
     path.write_text("name: [" + ", ".join(["x" * 100] * 500) + "]\n")
     message = str(pytest.raises(ConfigError, ChipConfig.from_file, path).value)
     assert message.startswith(f"{path}: name: must be a string (got [") and len(message) < 300 + len(str(path))
+
+
+_PATHS = ["name", "device", "device.t0_s", "device.g_max_us", "device.write_noise", "device.write_noise.sigma",
+          "device.read_noise", "device.faults.p_on", "tile", "tile.rows", "tile.adc", "tile.adc.bits", "tile.adc.range",
+          "mapping.bias", "drift_compensation", "preset", "bogus", "tile.bogus"]  # fmt: skip
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["kind", "sigma", "bits", "x"]), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from(_PATHS), _VALUES, max_size=4))
+def test_any_values_give_a_config_or_one_clear_line_per_problem(settings):
+    data: dict = {}
+    for dotted, value in settings.items():
+        node = data
+        *sections, last = dotted.split(".")
+        for section in sections:
+            node = node.setdefault(section, {}) if isinstance(node.get(section, {}), dict) else {}
+        node[last] = value
+    try:
+        cfg = ChipConfig.from_dict(data, source="chip.yaml")
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        assert lines and all(line.startswith("chip.yaml: ") and len(line) < 400 and "http" not in line for line in lines)
+    else:
+        assert ChipConfig.model_validate_json(cfg.to_json()) == cfg  # what is accepted can be saved and read back
