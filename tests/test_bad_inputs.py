@@ -260,3 +260,12 @@ def test_the_installed_entry_point_answers_in_one_line(lenet_files, tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "bomb.yaml: not valid YAML: anchors and aliases" in done.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_a_gzip_bomb_is_not_expanded(lenet_files, tmp_path, capsys, monkeypatch):
+    from xbarsim.models import data
+
+    monkeypatch.setattr(data, "MAX_IDX_BYTES", 1000)  # the tiny images file (3,152 bytes) stands in for a bomb
+    _write(tmp_path, lenet_files, _mnist())
+    assert main(["train", "--model", "mlp", "--data", f"mnist:{tmp_path / 'mnist'}", "-o", str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err.strip().endswith("train-images-idx3-ubyte.gz: more than 1,000 bytes; not an MNIST file")

@@ -89,13 +89,19 @@ _MNIST_FILES = {
 }
 
 
+MAX_IDX_BYTES = 2**30
+"""An IDX file (after gunzip) larger than this is refused: MNIST's largest is 47 MB; a gzip bomb is not read."""
+
+
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(MAX_IDX_BYTES + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: more than {MAX_IDX_BYTES:,} bytes; not an MNIST file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or len(raw) < 4 + 4 * raw[3]:
         raise DataError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
