@@ -140,12 +140,16 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
                             source: str | None = None) -> str:  # fmt: skip
     """One line per problem, ``SOURCE: field.path: what is wrong (got VALUE)``.
 
-    Errors of the alternatives of one union at one place become one line ("must be a string or a mapping").
+    Errors of the alternatives of one union at one place become one line ("must be a string or a mapping");
+    when one alternative fits the input's shape and fails deeper inside, only that deeper error is kept.
     """
+    errors = [(error, *_field_path(model, error["loc"])) for error in exc.errors(include_url=False)]
+    deeper = {site for _, path, _, _, sites in errors for site in sites if path != site}
     problems: dict[str, list[str]] = {}
     shown: dict[str, str] = {}
-    for error in exc.errors(include_url=False):
-        path, field, parent = _field_path(model, error["loc"])
+    for error, path, field, parent, _ in errors:
+        if path in deeper:
+            continue
         problems.setdefault(path, []).append(_problem(error, field, parent))
         if error["type"] not in ("missing", "extra_forbidden", "value_error", "assertion_error", "union_tag_invalid"):
             shown.setdefault(path, f" (got {short_repr(error['input'])})")
@@ -158,13 +162,16 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
     return "\n".join(lines)
 
 
-def _field_path(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> tuple[str, FieldInfo | None, type | None]:
-    """The dotted path a person wrote, the field it names and the model holding it.
+def _field_path(model: type[BaseModel] | None,
+                loc: tuple[Any, ...]) -> tuple[str, FieldInfo | None, type | None, list[str]]:  # fmt: skip
+    """The dotted path a person wrote, the field it names, the model holding it, and the paths of the unions
+    on the way.
 
     Pydantic's locations also hold the tag of a tagged union (``write_noise.absolute.sigma``) and labels of
     union alternatives (``chip.str``); those are not in the user's file and are dropped.
     """
     parts: list[str] = []
+    sites: list[str] = []
     expected: Any = model
     field: FieldInfo | None = None
     parent: type | None = None
@@ -179,6 +186,7 @@ def _field_path(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> tuple[st
             member = _member_for(members, part)
             if member is not None:
                 expected = member
+                sites.append(".".join(parts))
                 continue
         origin = typing.get_origin(expected)
         if origin is dict:
@@ -189,7 +197,7 @@ def _field_path(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> tuple[st
             expected = None
         field = None
         parts.append(_loc_part(part))
-    return ".".join(parts), field, parent
+    return ".".join(parts), field, parent, sites
 
 
 def _is_model(value: Any) -> bool:
