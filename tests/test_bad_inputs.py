@@ -171,6 +171,8 @@ CASES = [
     _spec("repeats: true\n", r"spec\.yaml: repeats: must be an integer >= 1 and <= 10000 \(got true\)", "spec-repeats-true"),
     _spec("seed: .inf\n", r"spec\.yaml: seed: ", "spec-seed-inf"),
     _spec("chip: [pcm]\n", r"spec\.yaml: chip: must be a string or a mapping \(key: value\) \(got \['pcm'\]\)", "spec-chip-list"),
+    Case("spec-axis-nested-list", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"spec\.yaml: axes\.tile\.rows\.0: must be a number or .*\(got \[1\]\)",
+         {"spec.yaml": "model: {checkpoint: '{good}/lenet5.pt'}\naxes:\n  tile.rows: [[1]]\n"}),
     _spec("colour: blue\n", r"spec\.yaml: colour: unknown field", "spec-unknown-field"),
     _spec(ANCHOR_BOMB.replace("a: &a", "x: &a"), r"spec\.yaml: not valid YAML: anchors and aliases", "spec-anchor-bomb"),
     Case("spec-axis-bits-7.5", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"spec\.yaml: axis tile\.adc\.bits: must be an integer .*\(got 7\.5\)",
