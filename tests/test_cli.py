@@ -70,3 +70,48 @@ def test_demo_runs_and_prints_the_table(capsys, tmp_path):
     for label in ("float32 (torch)", "ideal chip", "pcm, after programming", "pcm, drift 1 year", "read noise x ADC bits"):
         assert label in out
     assert (tmp_path / "sweep.h5").is_file() and (tmp_path / "sweep_heatmap.png").is_file()
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subcommands:
+        yield parser
+    for action in subcommands:
+        for child in set(action.choices.values()):
+            yield from _leaf_parsers(child)
+
+
+def test_every_option_has_help_and_shows_its_default(monkeypatch):
+    from xbarsim.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapped lines
+
+    leaves = list(_leaf_parsers(build_parser()))
+    assert len(leaves) >= 13  # every command and bench subcommand
+    for parser in leaves:
+        for action in parser._actions:
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
+        text = parser.format_help()
+        for action in parser._actions:
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                assert f"(default: {action.default})" in text, (parser.prog, action.dest)
+
+
+def test_numeric_option_types():
+    from xbarsim.cli import FRACTION, POSITIVE, POSITIVE_INT, SEED, bounded
+
+    assert POSITIVE_INT("3") == 3 and SEED("0") == 0 and FRACTION("1") == 1.0 and POSITIVE("1e-3") == 1e-3
+    assert bounded(float, 0, 100, above=True)("100") == 100.0
+    for parse, text in [(POSITIVE_INT, "0"), (POSITIVE_INT, "1e3"), (POSITIVE_INT, "2.0"), (SEED, str(2**63)),
+                        (POSITIVE, "0"), (POSITIVE, "inf"), (FRACTION, "nan"), (FRACTION, "-0.1")]:  # fmt: skip
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {text!r}"):
+            parse(text)
+
+
+def test_calibrate_may_still_write_in_place(lenet_files, tmp_path, capsys):
+    import shutil
+
+    chip_file = tmp_path / "chip.h5"
+    shutil.copy(lenet_files / "chip.h5", chip_file)
+    assert main(["calibrate", str(chip_file), "--compensation", "global", "-o", str(chip_file)]) == 0
+    assert "drift compensation: global" in capsys.readouterr().out

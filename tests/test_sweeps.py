@@ -52,7 +52,7 @@ def test_spec_expands_grid_and_zip():
 
 
 @pytest.mark.parametrize("axes, message", [
-    ({"tile.adc.bits": [0]}, "axis tile.adc.bits = 0: Input should be greater than or equal to 2"),
+    ({"tile.adc.bits": [0]}, "axis tile.adc.bits: must be an integer >= 2 and <= 24 or null (got 0)"),
     ({"tile.adc.bitz": [4]}, "axis tile.adc.bitz"),
     ({"device.nope.sigma": [1]}, "axis device.nope.sigma"),
     ({"drift.t": [-5]}, "axis drift.t: values must be finite numbers >= 0"),

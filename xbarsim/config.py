@@ -1,23 +1,30 @@
 """Chip configuration: pydantic v2 models with units, range checks and published presets.
 
 Conductances are in microsiemens (uS), times in seconds (s). Every model forbids unknown
-fields, and a wrong value raises a ``pydantic.ValidationError`` whose location names the field
-(e.g. ``tile.adc.bits``). Noise and drift models are tagged unions on ``kind``: each kind
+fields, takes strict types and refuses inf and NaN. ``from_file``/``from_dict`` raise
+``ConfigError`` with one line per problem naming the field (e.g. ``tile.adc.bits``);
+``model_validate`` and ``with_values`` raise pydantic's ``ValidationError``. Noise and drift models are tagged unions on ``kind``: each kind
 accepts only its own fields, so no setting is silently ignored.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .configfile import ConfigError, read_mapping_file, short_repr, validate
+
+__all__ = ["PRESETS", "ChipConfig", "ConfigError", "read_mapping_file"]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    """Unknown fields are errors; types are strict (a bool is not an int, 8.0 is not a bit count, "8" is
+    not a number; an int is a fine float); inf and NaN are refused everywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- programming (write) error
@@ -249,27 +256,31 @@ class ChipConfig(_Strict):
 
     @classmethod
     def preset(cls, name: str) -> ChipConfig:
-        """A named preset: one of ``PRESETS``."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
-        return cls.model_validate(PRESETS[name])
+        """A named preset: one of ``PRESETS``; ``ConfigError`` lists them for any other name."""
+        return cls.model_validate(_preset_fields(name))
 
     @classmethod
     def from_file(cls, path: str | Path) -> ChipConfig:
         """Load a YAML (.yaml/.yml) or JSON file. A top-level ``preset: NAME`` key starts from
-        that preset and deep-merges the rest of the file over it."""
-        return cls.from_dict(read_mapping_file(path, "chip config"))
+        that preset and deep-merges the rest of the file over it. Errors (``ConfigError``) name the
+        file and each field."""
+        labelled = {"name": Path(path).name, **read_mapping_file(path, "chip config")}
+        return cls.from_dict(labelled, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChipConfig:
-        """Validate a dict; ``preset: NAME`` deep-merges the rest over that preset."""
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> ChipConfig:
+        """Validate a dict; ``preset: NAME`` deep-merges the rest over that preset. A problem raises
+        ``ConfigError`` with one line per field, each starting with ``source`` when given."""
         data = dict(data)
         base = data.pop("preset", None)
         if base is not None:
-            if base not in PRESETS:
-                raise ValueError(f"unknown preset {base!r}; choose from {', '.join(sorted(PRESETS))}")
-            data = _deep_merge(PRESETS[base], data)
-        return cls.model_validate(data)
+            overridden = bool(set(data) - {"name", "description"})
+            data = {"name": f"{base} + overrides" if overridden else base, **data}  # a label that says what it is
+            try:
+                data = _deep_merge(_preset_fields(base), data)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: preset: {exc}" if source else f"preset: {exc}") from None
+        return validate(cls, data, source)
 
     def with_values(self, values: dict[str, Any]) -> ChipConfig:
         """A copy with dotted paths set, e.g. ``{"tile.adc.bits": 6}``; validated again."""
@@ -290,29 +301,19 @@ class ChipConfig(_Strict):
         return self.model_dump_json()
 
 
-def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
-    """The mapping in a YAML (.yaml/.yml) or JSON file; errors name ``what`` and the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FileNotFoundError(f"{what} {path}: cannot read ({exc.strerror})") from exc
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+def chip_config(spec: str) -> ChipConfig:
+    """A preset name, or else a chip YAML/JSON file; a name that is neither lists the presets."""
+    if spec in PRESETS:
+        return ChipConfig.preset(spec)
+    if not Path(spec).exists() and Path(spec).suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a chip YAML/JSON file")
+    return ChipConfig.from_file(spec)
 
-            data = yaml.safe_load(text)
-        elif path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            raise ValueError("expected a .yaml, .yml or .json file")
-    except ValueError as exc:  # json.JSONDecodeError and our own
-        raise ValueError(f"{what} {path}: {exc}") from exc
-    except Exception as exc:  # yaml.YAMLError
-        raise ValueError(f"{what} {path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} {path}: expected a mapping at the top level")
-    return data
+
+def _preset_fields(name: Any) -> dict[str, Any]:
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"unknown preset {short_repr(name)}; choose from {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

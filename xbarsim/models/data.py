@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import XbarsimError
+
+
+class DataError(XbarsimError):
+    """A data set that cannot be read: names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ def load(spec: str, seed: int = 0) -> DataSplit:
         return mnist(Path(path))
     if name == "cifar10" and path:
         return cifar10(Path(path))
-    raise ValueError(f"unknown data set {spec!r}; use digits, synthetic, mnist:PATH or cifar10:PATH")
+    raise DataError(f"unknown data set {spec!r}; use digits, synthetic, mnist:PATH or cifar10:PATH")
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> DataSplit:
@@ -82,17 +89,26 @@ _MNIST_FILES = {
 }
 
 
+MAX_IDX_BYTES = 2**30
+"""An IDX file (after gunzip) larger than this is refused: MNIST's largest is 47 MB; a gzip bomb is not read."""
+
+
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read(MAX_IDX_BYTES + 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: more than {MAX_IDX_BYTES:,} bytes; not an MNIST file")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or len(raw) < 4 + 4 * raw[3]:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
-    dims = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
+    dims = np.frombuffer(raw, ">u4", ndim, 4).astype(np.int64)
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} values)")
+        raise DataError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} values)")
     return data.reshape(dims)
 
 
@@ -105,6 +121,11 @@ def mnist(folder: Path) -> DataSplit:
         if found is None:
             raise FileNotFoundError(f"MNIST: {folder} lacks {stem}[.gz]; expected the files {', '.join(_MNIST_FILES.values())}")
         arrays[key] = _read_idx(found)
+    for part in ("train", "test"):
+        images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"MNIST {folder}: {part} images {images.shape} and labels {labels.shape} do not match "
+                            "(expected (N, H, W) and (N,))")  # fmt: skip
     to_x = lambda a: torch.from_numpy(a[:, None].astype(np.float32) / 255.0)  # noqa: E731
     to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
     return DataSplit("mnist", to_x(arrays["x_train"]), to_y(arrays["y_train"]), to_x(arrays["x_test"]), to_y(arrays["y_test"]))
@@ -123,13 +144,16 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        batch = _ArrayUnpickler(f, encoding="bytes").load()
     try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
         x = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(batch[b"labels"], np.int64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a CIFAR-10 python batch ({exc})") from exc
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        problem = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({problem})") from None
+    if y.shape != (len(x),) or (y.size and not 0 <= y.min() <= y.max() < 10):
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({len(x)} images; labels {y.shape}, not one in 0..9 each)")
     return x, y
 
 

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, ChipConfig, read_mapping_file
+from ..config import ChipConfig, chip_config, read_mapping_file
+from ..configfile import format_validation_error, validate
 
 DRIFT_AXIS = "drift.t"
 NOISE_AXIS = "activation_noise"
@@ -29,7 +30,7 @@ Value = float | int | str | bool | None
 class ModelSpec(BaseModel):
     """A trained checkpoint, or a zoo model trained (once, seeded) before the sweep."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     checkpoint: str | None = Field(None, description="checkpoint file (xbarsim checkpoint or state_dict with zoo)")
     zoo: str | None = Field(None, description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
@@ -62,7 +63,7 @@ def parse_values(spec: Any) -> list[Value]:
 
 
 class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     name: str = "sweep"
     model: ModelSpec
     data: str = Field("digits", description="digits, synthetic, mnist:PATH or cifar10:PATH")
@@ -95,8 +96,7 @@ class SweepSpec(BaseModel):
                 except KeyError as exc:
                     raise ValueError(f"axis {path}: {exc.args[0]}") from None
                 except ValidationError as exc:
-                    first = exc.errors()[0]
-                    raise ValueError(f"axis {path} = {value!r}: {first['msg']}") from None
+                    raise ValueError("axis " + format_validation_error(exc, ChipConfig)) from None
         if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
             raise ValueError("zipped axes must all have the same number of values")
         if "midpoint" in self.metrics and len(self.axes.get(NOISE_AXIS, [])) < 5:
@@ -105,17 +105,11 @@ class SweepSpec(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
-        """Load a YAML or JSON spec; every error names the file."""
-        data = read_mapping_file(path, "sweep spec")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ValueError(f"sweep spec {path}: {exc}") from None
+        """Load a YAML or JSON spec; every error (``ConfigError``) names the file and the field."""
+        return validate(cls, read_mapping_file(path, "sweep spec"), str(path))
 
     def chip_config(self) -> ChipConfig:
-        if isinstance(self.chip, str):
-            return ChipConfig.preset(self.chip) if self.chip in PRESETS else ChipConfig.from_file(self.chip)
-        return ChipConfig.from_dict(self.chip)
+        return chip_config(self.chip) if isinstance(self.chip, str) else ChipConfig.from_dict(self.chip, source="chip")
 
     def points(self) -> list[dict[str, Value]]:
         """Every point: {axis: value}, in a fixed order (grid: the last axis varies fastest)."""
