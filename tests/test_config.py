@@ -241,3 +241,12 @@ def test_any_values_give_a_config_or_one_clear_line_per_problem(settings):
         assert lines and all(line.startswith("chip.yaml: ") and len(line) < 400 and "http" not in line for line in lines)
     else:
         assert ChipConfig.model_validate_json(cfg.to_json()) == cfg  # what is accepted can be saved and read back
+
+
+def test_chip_label_says_where_the_config_came_from(tmp_path):
+    path = tmp_path / "my_chip.yaml"
+    path.write_text("preset: pcm\ntile: {adc: {bits: 6}}\n")
+    assert ChipConfig.from_file(path).name == "my_chip.yaml"
+    assert ChipConfig.from_dict({"preset": "pcm", "tile": {"rows": 64}}).name == "pcm + overrides"
+    assert ChipConfig.from_dict({"preset": "pcm"}).name == "pcm"
+    assert ChipConfig.from_dict({"preset": "pcm", "name": "mine"}).name == "mine"
