@@ -143,7 +143,7 @@ def _noisy_adc_accumulate(
                 out_row[j] += v * block_scale * w_row[j]
 
 
-BM_ROUNDS = 32  # counter stride per vector of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)
+BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)
 
 
 def _bound_managed_rereads(
@@ -159,10 +159,10 @@ def _bound_managed_rereads(
 
     raw (K, n_in) the vectors' input rows before the DAC; y (P, >=B, n_out) the first read's ADC
     outputs (overwritten for re-read tiles); saturated (>=B, P, Q). Products and variances of a
-    re-read are float32 sums over the tile's rows in order. Re-read number n (1, 2, ...) of vector
-    v: output j draws the first normal of counter (v * BM_ROUNDS + n) * n_out + j from keys[p]
-    (read + output noise, or output noise only when per_device); per device (i, j) the pair of
-    ((v * BM_ROUNDS + n) * rows_p + i - r0) * n_out + j from device_keys[p] (G+, G-).
+    re-read are float32 sums over the tile's rows in order. Re-read n (1, 2, ...) of tile (p, q)
+    for vector v, with base c = (v * Q + q) * BM_ROUNDS + n: output j draws the first normal of
+    counter c * n_out + j from keys[p] (read + output noise, or output noise only when
+    per_device); device (i, j) the pair of (c * rows_p + i - r0) * n_out + j from device_keys[p].
     """
     n_p = row_edges.shape[0] - 1
     n_q = col_edges.shape[0] - 1
@@ -188,10 +188,12 @@ def _bound_managed_rereads(
                 c0, c1 = col_edges[q], col_edges[q + 1]
                 reduction = _F(1.0)
                 exceeded = True
+                tile_round = 0
                 while exceeded and reduction <= max_reduction:
                     reduction = reduction * _F(2.0)
                     count += 1
-                    round_base = vector * np.uint64(BM_ROUNDS) + np.uint64(count)
+                    tile_round += 1
+                    round_base = (vector * np.uint64(n_q) + np.uint64(q)) * np.uint64(BM_ROUNDS) + np.uint64(tile_round)
                     s = dac_scale[b, p] * reduction
                     for i in range(r0, r1):
                         if dac_mode == DAC_NONE:

@@ -198,7 +198,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     if cfg.tile.bound_management == "iterative":
         noise = (sigma_t, None) if per_device else (None, var_const if var_const is not None else var_t)
         counts = np.zeros(n_batch, np.int64)  # re-reads per vector so far: the round number of its streams
-        for b, p, q in zip(*np.nonzero(saturated)):
+        for b, p, q in zip(*(axis.tolist() for axis in np.nonzero(saturated))):
             unit_scale[b, p, q], counts[b] = _reread(tiles, x[b], first_vector + b, counts[b], p, q, dac_scale[b, p], g_t,
                                                      noise, out_var, adc_out[p, b])  # fmt: skip
         mvm.rereads = int(counts.sum())
@@ -226,10 +226,12 @@ def _reread(tiles: TileArray, x_row, vector, count, p, q, dac_scale, g_t, noise,
     (sigma_t, var) = noise
     reduction = _F(1.0)
     exceeded = True
+    tile_round = 0
     while exceeded and reduction <= _F(limit):
         reduction = reduction * _F(2.0)
         count += 1
-        round_base = _U(vector) * _U(kernels.BM_ROUNDS) + _U(count)
+        tile_round += 1
+        round_base = (_U(vector) * _U(grid.shape[1]) + _U(q)) * _U(kernels.BM_ROUNDS) + _U(tile_round)
         s = _F(dac_scale) * reduction
         block = x_row[r0:r1] / s
         if tile.dac.range == "none":

@@ -238,15 +238,6 @@ class TileArray:
                 tiles.append(TileConductances(p, q, rows, cols, self.g_now[0, rows, cols], self.g_now[1, rows, cols]))
         return tiles
 
-    def _bm_max_reduction(self) -> float:
-        """The largest input-scale reduction after which bound management may read again:
-        aihwkit stops once the reduction exceeds max_bm_factor, or max_bm_res / (DAC step)."""
-        tile = self.cfg.tile
-        limit = tile.bm_max_factor
-        if tile.dac.levels > 0:
-            limit = min(limit, tile.bm_max_res * tile.dac.levels)
-        return float(limit)
-
     def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
         bound = np.ascontiguousarray(self.adc_bounds[:, self.grid.col_block_of()])
@@ -378,7 +369,7 @@ class TileArray:
             converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, dac_scale, self.gdiff_t,
             var_mode, var_t, self.read_var_const, per_device, sigma_pos, sigma_neg, out_var,
             keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
-            tile_cfg.adc.levels, bound, to_int, step, self.out_scales, np.float32(self._bm_max_reduction()), saturated, y, out, rereads,
+            tile_cfg.adc.levels, bound, to_int, step, self.out_scales, np.float32(converters.bm_max_reduction(tile_cfg)), saturated, y, out, rereads,
         )  # fmt: skip
         return int(rereads.sum())
 
