@@ -290,3 +290,25 @@ def test_hwa_follows_bound_management_and_unscaled_mapping():
     assert np.abs(kernel.mean(0) - exact).max() < 0.05 * np.abs(exact).max()  # bound management: not clipped at 0.6
     np.testing.assert_allclose(torch_out.mean(0), kernel.mean(0), atol=5 * np.sqrt(kernel.var(0).max() / repeats) + 0.01)
     assert abs(torch_out.var(0).sum() / kernel.var(0).sum() - 1) < 0.1
+
+
+# ------------------------------------------------------------------ a whole chip
+def test_chip_read_epochs_survive_a_chip_file_and_rereads_add_up_per_layer(tmp_path):
+    from xbarsim import load_chip, map_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 10))
+    cfg = ChipConfig.preset("aihwkit").with_values({"tile.adc.bound": 0.5})
+    chip = map_model(net, cfg, seed=3)
+    x = torch.randn(16, 40) * 3
+    with torch.no_grad():
+        first = chip(x)
+        chip.new_read_epoch()
+        assert not torch.equal(chip(x), first)  # new per-epoch deviations
+        chip.save(tmp_path / "chip.h5")
+        loaded = load_chip(tmp_path / "chip.h5", net)
+        assert torch.equal(loaded(x), chip(x))  # the same epoch, the same read counter
+    per_layer = chip.chip.bm_rereads()
+    assert set(per_layer) == {"0", "2"} and per_layer["0"] > 0
+    assert per_layer["0"] == sum(m.tiles.bm_rereads for m in chip.chip.layers["0"].matrices())
+    assert all(m.tiles.epoch == 1 for m in loaded.chip.matrices())

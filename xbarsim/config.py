@@ -411,7 +411,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": (
             "IBM PCM statistical model (Nandakumar et al. 2019; Joshi et al., Nat. Commun. 2020; "
             "aihwkit PCMLikeNoiseModel): g_max 25 uS, polynomial programming noise, "
-            "conductance-dependent power-law drift, 1/f read noise; 8-bit DAC (per-vector "
+            "conductance-dependent power-law drift, 1/f read noise drawn once per read epoch; 8-bit DAC (per-vector "
             "abs-max) and 8-bit ADC (bound 10, output noise 0.04) as in aihwkit's hardware-aware "
             "preset; global drift compensation; 512x512 tiles."
         ),

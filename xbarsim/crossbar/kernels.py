@@ -86,7 +86,7 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
 
 def _noisy_adc_accumulate(
     y, var_mode, var, sq, var_const, out_var, keys, first_vector, noisy,
-    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out, bm, col_block, saturated,
+    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out, col_block, saturated,
 ):  # fmt: skip
     """Noise, ADC and digital accumulation over row blocks, fused; writes out (B, n_out).
 
@@ -96,9 +96,10 @@ def _noisy_adc_accumulate(
     v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
     draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
     w_scale (P, n_out); z (>=B, 2 * half) scratch.
-    bm (bound management): also writes the ADC outputs back into y and sets
-    saturated[b, p, col_block[j]] = 1 (saturated (>=B, P, Q) int8, zeroed by the caller) when an
-    output of vector b's tile (p, q) is beyond the ADC bound before the ADC.
+    Bound management (col_block (n_out,) int64 and saturated (>=B, P, Q) int8 zeroed by the caller;
+    both None without it, and Numba then compiles the branches away): also writes the ADC outputs
+    back into y and sets saturated[b, p, col_block[j]] = 1 when an output of vector b's tile
+    (p, q) is beyond the ADC bound before the ADC.
     """
     n_batch = out.shape[0]
     n_out = out.shape[1]
@@ -132,13 +133,14 @@ def _noisy_adc_accumulate(
                     elif var_mode == VAR_MATRIX:
                         variance = var_row[j] + out_var
                     v = v + np.sqrt(variance) * z_row[j]
-                if bm and abs(v) > bound[j]:
-                    saturated[b, p, col_block[j]] = 1
+                if saturated is not None:
+                    if abs(v) > bound[j]:
+                        saturated[b, p, col_block[j]] = 1
                 if adc_levels > 0:
                     v = quantize(v, bound[j], to_int[j], step[j])
                 elif adc_clip:
                     v = clip(v, bound[j])
-                if bm:
+                if saturated is not None:
                     y_row[j] = v
                 out_row[j] += v * block_scale * w_row[j]
 

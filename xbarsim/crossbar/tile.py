@@ -142,10 +142,12 @@ class TileArray:
         self._compensate()
 
     def new_read_epoch(self) -> None:
-        """Start a new read epoch: new per-epoch read-noise deviations at the same time (the drift
-        compensation gain stays)."""
+        """Start a new read epoch: new per-epoch read-noise deviations at the same time; with drift
+        compensation on, its probe is read again (every epoch after the first measures its gain,
+        so the gain follows from the drift time and the epoch)."""
         self.epoch += 1
         self._move_to(self.t_s)
+        self._compensate()
 
     def _move_to(self, t_s: float, epoch: int | None = None) -> None:
         """Go to t_s in read epoch ``epoch`` (default: the current one)."""
@@ -333,13 +335,14 @@ class TileArray:
         z = workspace.buffer("z", (rows, 2 * ((n_out + 1) // 2)))
         out = np.empty((n_batch, n_out), np.float32)
         bm = tile_cfg.bound_management == "iterative"
-        saturated = workspace.buffer("saturated", (n_batch, n_p, self.grid.shape[1]) if bm else (1, 1, 1), np.int8)
-        saturated[:] = 0
+        saturated = workspace.buffer("saturated", (n_batch, n_p, self.grid.shape[1]), np.int8) if bm else None
+        if bm:
+            saturated[:] = 0
         finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
         finish(
             y, var_mode, var, sq, self.read_var_const, out_var, keys, first_vector, noisy,
             tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.out_scales, z, out,
-            bm, self._col_block, saturated,
+            self._col_block if bm else None, saturated,
         )  # fmt: skip
         rereads = 0
         if bm:

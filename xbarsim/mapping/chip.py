@@ -71,7 +71,8 @@ class VirtualChip:
             matrix.tiles.drift(t_s)
 
     def new_read_epoch(self) -> None:
-        """Start a new read epoch on every array: fresh per-epoch read-noise deviations, same time."""
+        """Start a new read epoch on every array: fresh per-epoch read-noise deviations at the same
+        time (and a fresh drift-compensation probe read)."""
         for matrix in self.matrices():
             matrix.tiles.new_read_epoch()
 
