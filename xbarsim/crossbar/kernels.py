@@ -3,7 +3,9 @@
 Pipeline for a batch (DESIGN.md §3): DAC (``converters.dac_into_*``) -> per row block p,
 ``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS) -> read noise (one exact draw per output,
 or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
-summed over row blocks in order.
+summed over row blocks in order; with iterative bound management, the tiles whose outputs for a
+vector exceeded the ADC bound are read again at reduced input scale (``_bound_managed_rereads``)
+and that vector's sum is formed again.
 
 Determinism: BLAS is called on row chunks of a size fixed per weight matrix (the last one
 zero-padded), because OpenBLAS picks kernels by shape and a row's result would otherwise depend

@@ -9,39 +9,9 @@ import numpy as np
 
 from ..config import ChipConfig
 from . import compensation, converters, device, kernels, patches, rng, workspace
+from .inputs import InputRows, PatchRows
 from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
-
-
-class _InputRows:
-    """The input vectors of ``TileArray._mvm``: rows x (B, n_in) float32. ``dac(parallel, ...)``
-    fills the DAC outputs (``converters.dac_into_*``); ``rows(indices)`` gives some raw rows again
-    (for bound-management re-reads)."""
-
-    def __init__(self, x: np.ndarray):
-        self.x = x
-
-    def dac(self, parallel: bool, *args):
-        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(self.x, *args)
-
-    def rows(self, indices: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self.x[indices])
-
-
-class _PatchRows:
-    """The patches of a channels-last image as input vectors (``TileArray.mvm_patches``)."""
-
-    def __init__(self, x_nhwc: np.ndarray, geometry: tuple, ones: int):
-        self.x_nhwc, self.geometry, self.ones = x_nhwc, geometry, ones
-
-    def dac(self, parallel: bool, *args):
-        kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
-        return kernel_fn(self.x_nhwc, *self.geometry, *args)
-
-    def rows(self, indices: np.ndarray) -> np.ndarray:
-        kernel, stride, padding, dilation, out_size, first_channel, channels, ones, _ = self.geometry
-        rows = patches.im2col_rows(self.x_nhwc, indices, kernel, stride, padding, dilation, out_size, first_channel, channels)
-        return np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1) if ones else rows
 
 
 @dataclass(frozen=True)
@@ -161,7 +131,7 @@ class TileArray:
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
         x = compensation.probe_inputs(self.seed, self.grid.n_in)
-        outputs = self._mvm(len(x), _InputRows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        outputs = self._mvm(len(x), InputRows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
         return compensation.response_level(outputs, self.cfg.drift_compensation)
 
     def take_reference(self) -> None:
@@ -257,7 +227,7 @@ class TileArray:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
             self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], _InputRows(x2))
+        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -281,7 +251,7 @@ class TileArray:
             if self.ideal:
                 return rows @ self.target_weights().T
 
-        return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], _PatchRows(x_nhwc, geometry, ones))
+        return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
         """The pipeline after the input rows: ``inputs.dac(parallel, row_edges, mode, bounds, levels,
