@@ -92,7 +92,7 @@ def _version(package: str) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from .config import PRESETS
+    from .config import PRESET_SOURCES, PRESETS
 
     print(f"xbarsim {_version('xbarsim')}  (python {platform.python_version()}, {platform.machine()})")
     for package in ("numpy", "numba", "llvmlite", "scipy", "pydantic", "h5py", "torch"):
@@ -102,6 +102,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("presets (ChipConfig.preset(name), or `preset: name` in a chip YAML):")
     for name, preset in PRESETS.items():
         print(f"  {name:<9} {preset['description']}")
+        for field_name, source in PRESET_SOURCES.get(name, {}).items():
+            print(f"      {field_name}: {source}")
     return 0
 
 

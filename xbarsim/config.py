@@ -13,7 +13,7 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .configfile import ConfigError, read_mapping_file, short_repr, validate
 
@@ -65,6 +65,15 @@ WriteNoise = Annotated[
 
 
 # ---------------------------------------------------------------- read noise
+ReadTime = Literal["per_read", "per_epoch"]
+_READ_TIME_DESCRIPTION = (
+    "per_read: white noise, a fresh draw for every input vector; per_epoch: a deviation per device drawn "
+    "once per read epoch (programming, a drift to a new time, or chip.new_read_epoch()) and frozen across "
+    "the reads inside it, as 1/f noise is (IBM's PCM model: Nandakumar et al., ICECS 2019; Joshi et al., "
+    "Nat. Commun. 2020; aihwkit applies it once when the weights are drifted to t). per_epoch costs nothing per read"
+)
+
+
 class NoReadNoise(_Strict):
     """Reads return the stored conductance exactly."""
 
@@ -76,6 +85,7 @@ class AdditiveReadNoise(_Strict):
 
     kind: Literal["additive"] = "additive"
     sigma: float = Field(ge=0, description="read-noise std per device, uS")
+    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
 
 
 class ProportionalReadNoise(_Strict):
@@ -83,11 +93,13 @@ class ProportionalReadNoise(_Strict):
 
     kind: Literal["proportional"] = "proportional"
     sigma: float = Field(ge=0, le=10, description="read-noise std as a fraction of G")
+    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
 
 
 class PCMReadNoise(_Strict):
-    """IBM's PCM 1/f read noise: std = |G| * Q * sqrt(ln((t + t0 + t_read) / (2 t_read))),
-    Q = min(q_coeff / max(g^q_exponent, 1e-3), q_max), g = G / g_max, t since programming."""
+    """IBM's PCM 1/f read noise: std = |G(t)| * Q * sqrt(ln((t + t0 + t_read) / (2 t_read))),
+    Q = min(q_coeff / max(g^q_exponent, 1e-3), q_max), g = G_prog / g_max (the programmed
+    conductance, as aihwkit's PCMLikeNoiseModel), t since programming. IBM's model is ``per_epoch``."""
 
     kind: Literal["pcm"] = "pcm"
     q_coeff: float = Field(0.0088, gt=0, description="Q at g = 1 (dimensionless)")
@@ -95,10 +107,26 @@ class PCMReadNoise(_Strict):
     q_max: float = Field(0.2, gt=0, description="upper bound of Q")
     t_read_s: float = Field(250e-9, gt=0, description="duration of one read, s")
     scale: float = Field(1.0, ge=0, description="multiplies the std (1 = published model)")
+    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
+
+
+SingleReadNoise = Annotated[
+    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise],
+    Field(discriminator="kind"),
+]
+
+
+class CombinedReadNoise(_Strict):
+    """Several independent read-noise terms at once, each with its own time character, e.g. a
+    per-epoch PCM 1/f part plus a per-read white part: the variances of the parts of one time
+    character add."""
+
+    kind: Literal["combined"] = "combined"
+    parts: list[SingleReadNoise] = Field(min_length=2, description="the terms (none of them 'combined')")
 
 
 ReadNoise = Annotated[
-    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise],
+    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise, CombinedReadNoise],
     Field(discriminator="kind"),
 ]
 
@@ -184,13 +212,25 @@ class ConverterConfig(_Strict):
     ``range``: ``none`` (no clipping; only with ``bits=None``), ``fixed`` (``bound`` for every
     tile), ``calibrated`` (a bound per tile, set from data; ``bound`` is its starting value) or
     ``dynamic`` (DAC only: each input vector's abs-max per row block, aihwkit's noise management).
-    DAC bounds are in input units; ADC bounds in normalized output units (a full-scale input on a
-    full-scale weight gives 1).
+    aihwkit's names are accepted too and stored as ours: ``abs_max`` is ``dynamic``
+    (``NoiseManagementType.ABS_MAX``) and ``constant`` is ``fixed`` (``CONSTANT``: one bound);
+    aihwkit's ``NONE`` (inputs not scaled, still clipped at 1 and quantized) is ``fixed`` with
+    bound 1, while our ``none`` is an ideal DAC.
+    DAC bounds are in input units; ADC bounds in the converter's output units (see
+    ``mapping.weight_scale``: a full-scale input on a full-scale weight gives 1, or with
+    ``weight_scale: none`` the product in the weights' own units).
     """
 
     bits: int | None = Field(None, ge=2, le=24, description="resolution; None = no quantization")
-    range: Literal["none", "fixed", "calibrated", "dynamic"] = "none"
+    range: Literal["none", "fixed", "calibrated", "dynamic"] = Field(
+        "none", description="none, fixed (alias constant), calibrated, dynamic (alias abs_max; DAC only)"
+    )
     bound: float | None = Field(None, gt=0, description="clipping bound (units: see class doc)")
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _aihwkit_names(cls, value: Any) -> Any:
+        return RANGE_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ConverterConfig:
@@ -208,6 +248,9 @@ class ConverterConfig(_Strict):
         return 0 if self.bits is None else 2 ** (self.bits - 1) - 1
 
 
+RANGE_ALIASES = {"abs_max": "dynamic", "constant": "fixed"}  # aihwkit's noise-management names -> ours
+
+
 class TileConfig(_Strict):
     """One crossbar array and its periphery."""
 
@@ -222,19 +265,48 @@ class TileConfig(_Strict):
         "output_referred",
         description="output_referred: one exact draw per output; per_device: every device's noise",
     )
+    bound_management: Literal["none", "iterative"] = Field(
+        "none",
+        description=(
+            "none: outputs beyond the ADC bound are clipped; iterative (aihwkit's BoundManagementType.ITERATIVE): "
+            "a tile whose output for an input vector exceeds the ADC bound reads that vector again with its "
+            "input scale halved, until no output exceeds it or a limit below is reached"
+        ),
+    )
+    bm_max_factor: float = Field(
+        1000.0, ge=1, le=2**20,
+        description="aihwkit's max_bm_factor: no re-read once the input scale has been divided by more than this",
+    )  # fmt: skip
+    bm_max_res: float = Field(
+        0.25, gt=0,
+        description=(
+            "aihwkit's max_bm_res: no re-read once the DAC step relative to the reduced input range "
+            "(reduction / dac levels) exceeds this; not used with an unquantized DAC"
+        ),
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _adc_range(self) -> TileConfig:
         if self.adc.range == "dynamic":
             raise ValueError("adc.range 'dynamic' is a DAC mode; an ADC range is none, fixed or calibrated")
+        if self.bound_management == "iterative" and self.adc.range == "none":
+            raise ValueError("bound_management 'iterative' needs an ADC bound to test (tile.adc.range fixed or calibrated)")
         return self
 
 
 class MappingConfig(_Strict):
     """How weights become conductances."""
 
-    weight_scale: Literal["column", "tile", "layer"] = Field(
-        "column", description="the abs-max that maps onto g_max - g_min: per column of each tile, per tile, per layer"
+    weight_scale: Literal["column", "tile", "layer", "none"] = Field(
+        "column",
+        description=(
+            "the abs-max |w| that maps onto g_max - g_min, and so the unit of the converters: column (per column of "
+            "each tile), tile or layer: the largest weight of the group uses the full conductance range and output "
+            "noise and ADC steps are relative to it (physical); none: the weights' own units, as aihwkit's default "
+            "weight_scaling_omega = 0: devices still map each tile's abs-max onto g_max (as aihwkit's conductance "
+            "converter does), but output noise, ADC bound and ADC steps are in raw weight units, so a layer with "
+            "small weights sees relatively more converter noise"
+        ),
     )
     bias: Literal["digital", "rows"] = Field(
         "digital", description="digital: added after the ADC; rows: stored in an extra row driven by a constant 1"
@@ -340,7 +412,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": (
             "IBM PCM statistical model (Nandakumar et al. 2019; Joshi et al., Nat. Commun. 2020; "
             "aihwkit PCMLikeNoiseModel): g_max 25 uS, polynomial programming noise, "
-            "conductance-dependent power-law drift, 1/f read noise; 8-bit DAC (per-vector "
+            "conductance-dependent power-law drift, 1/f read noise drawn once per read epoch; 8-bit DAC (per-vector "
             "abs-max) and 8-bit ADC (bound 10, output noise 0.04) as in aihwkit's hardware-aware "
             "preset; global drift compensation; 512x512 tiles."
         ),
@@ -349,7 +421,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "g_max_us": 25.0,
             "t0_s": 20.0,
             "write_noise": {"kind": "pcm"},
-            "read_noise": {"kind": "pcm"},
+            "read_noise": {"kind": "pcm", "time": "per_epoch"},
             "drift": {"kind": "pcm"},
         },
         "tile": {
@@ -359,6 +431,35 @@ PRESETS: dict[str, dict[str, Any]] = {
             "adc": {"bits": 8, "range": "fixed", "bound": 10.0},
             "out_noise": 0.04,
         },
+        "drift_compensation": "global",
+    },
+    "aihwkit": {
+        "name": "aihwkit",
+        "description": (
+            "aihwkit 1.1's InferenceRPUConfig() defaults with PCMLikeNoiseModel(g_max=25) and "
+            "GlobalDriftCompensation, to rerun an aihwkit study: weights unscaled (omega 0), digital bias, "
+            "7-bit abs-max DAC, 9-bit ADC with bound 12, output noise 0.06, iterative bound management "
+            "(max_bm_factor 1000, max_bm_res 0.25), IBM PCM devices with per-epoch 1/f read noise, 512x512 tiles."
+        ),
+        "device": {
+            "g_min_us": 0.0,
+            "g_max_us": 25.0,
+            "t0_s": 20.0,
+            "write_noise": {"kind": "pcm"},
+            "read_noise": {"kind": "pcm", "time": "per_epoch"},
+            "drift": {"kind": "pcm"},
+        },
+        "tile": {
+            "rows": 512,
+            "cols": 512,
+            "dac": {"bits": 7, "range": "dynamic"},
+            "adc": {"bits": 9, "range": "fixed", "bound": 12.0},
+            "out_noise": 0.06,
+            "bound_management": "iterative",
+            "bm_max_factor": 1000.0,
+            "bm_max_res": 0.25,
+        },
+        "mapping": {"weight_scale": "none", "bias": "digital"},
         "drift_compensation": "global",
     },
     "rram": {
@@ -399,5 +500,24 @@ PRESETS: dict[str, dict[str, Any]] = {
             "read_noise": {"kind": "additive", "sigma": 0.5},
         },
         "tile": {"rows": 512, "cols": 512, "dac": _IDEAL_CONVERTER, "adc": _IDEAL_CONVERTER},
+    },
+}
+
+# Where each field of a preset comes from (shown by `xbarsim info`), for presets that reproduce a source.
+PRESET_SOURCES: dict[str, dict[str, str]] = {
+    "aihwkit": {
+        "device.g_max_us, g_min_us": "PCMLikeNoiseModel(g_max=25): SinglePairConductanceConverter(g_max=25, g_min=0)",
+        "device.t0_s": "PCMLikeNoiseModel t_0 = 20.0",
+        "device.write_noise": "PCMLikeNoiseModel prog_coeff = [0.26348, 1.9650, -1.1731] (uS, g_max reference 25)",
+        "device.read_noise": "PCMLikeNoiseModel: 1/f, Q = min(0.0088 / (|G_prog|/g_max)^0.65, 0.2), t_read 250 ns, applied once in drift_weights(t)",
+        "device.drift": "PCMLikeNoiseModel.generate_drift_coefficients: nu = |mu + sd n|",
+        "tile.rows, tile.cols": "MappingParameter max_input_size = max_output_size = 512",
+        "tile.dac": "IOParameters inp_res = 1/(2^7 - 2), inp_bound 1, noise_management ABS_MAX",
+        "tile.adc": "IOParameters out_res = 1/(2^9 - 2), out_bound 12",
+        "tile.out_noise": "IOParameters out_noise = 0.06",
+        "tile.bound_management": "IOParameters bound_management ITERATIVE, max_bm_factor 1000, max_bm_res 0.25",
+        "mapping.weight_scale": "MappingParameter weight_scaling_omega = 0 (InferenceRPUConfig)",
+        "mapping.bias": "MappingParameter digital_bias = True",
+        "drift_compensation": "InferenceRPUConfig drift_compensation = GlobalDriftCompensation()",
     },
 }

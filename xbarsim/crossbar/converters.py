@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ..config import ConverterConfig
+from ..config import ConverterConfig, TileConfig
 from .jit import parallel_and_serial
 from .rng import _bits_from_f32, _f32_from_bits
 
@@ -26,6 +26,15 @@ _F = np.float32
 
 def dac_mode(cfg: ConverterConfig) -> int:
     return {"none": DAC_NONE, "fixed": DAC_BOUNDED, "calibrated": DAC_BOUNDED, "dynamic": DAC_DYNAMIC}[cfg.range]
+
+
+def bm_max_reduction(tile: TileConfig) -> float:
+    """The largest input-scale reduction after which iterative bound management may still read
+    again: aihwkit stops once the reduction exceeds max_bm_factor, or max_bm_res / (DAC step)."""
+    limit = tile.bm_max_factor
+    if tile.dac.levels > 0:
+        limit = min(limit, tile.bm_max_res * tile.dac.levels)
+    return float(limit)
 
 
 def quantizer_steps(bound: np.ndarray | float, levels: int) -> tuple[np.ndarray, np.ndarray]:

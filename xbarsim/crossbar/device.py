@@ -12,6 +12,7 @@ import numpy as np
 from ..config import (
     AbsoluteWriteNoise,
     AdditiveReadNoise,
+    CombinedReadNoise,
     DeviceConfig,
     LogNormalDrift,
     NoDrift,
@@ -31,10 +32,10 @@ STUCK_ON = 1
 STUCK_OFF = -1
 
 
-def device_normals(seed: int, purpose: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """Standard normals, float32, one per device of a (2, n_in, n_out) array."""
+def device_normals(seed: int, purpose: int, shape: tuple[int, int, int], index: int = 0) -> np.ndarray:
+    """Standard normals, float32, one per device of a (2, n_in, n_out) array (stream index ``index``)."""
     _, n_in, n_out = shape
-    return rng.normals(rng.stream_key(seed, purpose), n_in * n_out).reshape(shape)
+    return rng.normals(rng.stream_key(seed, purpose, index), n_in * n_out).reshape(shape)
 
 
 def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
@@ -129,32 +130,64 @@ def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: fl
     return g
 
 
-def read_noise_is_constant(device: DeviceConfig) -> bool:
-    """True when every device has the same read-noise std (no conductance dependence)."""
-    return isinstance(device.read_noise, (NoReadNoise, AdditiveReadNoise))
-
-
-def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
-    """Std (uS, float32) of one read of every device with conductance g, t_s after programming.
-
-    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))).
-    """
+def read_noise_parts(device: DeviceConfig, time: str) -> list:
+    """The read-noise terms of ``device`` with time character ``time`` (per_read or per_epoch)."""
     noise = device.read_noise
-    if isinstance(noise, NoReadNoise):
+    parts = noise.parts if isinstance(noise, CombinedReadNoise) else [noise]
+    return [part for part in parts if not isinstance(part, NoReadNoise) and part.time == time]
+
+
+def read_noise_is_constant(device: DeviceConfig) -> bool:
+    """True when every device has the same per-read noise std (no conductance dependence)."""
+    return all(isinstance(part, AdditiveReadNoise) for part in read_noise_parts(device, "per_read"))
+
+
+def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray | None = None,
+                   time: str = "per_read") -> np.ndarray:  # fmt: skip
+    """Std (uS, float32) of the ``time`` (per_read / per_epoch) read noise of every device with
+    conductance g now, t_s after programming, programmed to ``g_prog`` (default: g).
+
+    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))).
+    Independent terms of one time character add in variance.
+    """
+    parts = read_noise_parts(device, time)
+    if not parts:
         return np.zeros_like(g)
+    if len(parts) == 1 and isinstance(parts[0], AdditiveReadNoise):
+        return np.full_like(g, parts[0].sigma)
+    variance = np.zeros(g.shape, np.float64)
+    for noise in parts:
+        variance += _term_std(noise, g, device, t_s, g if g_prog is None else g_prog) ** 2
+    return np.sqrt(variance).astype(np.float32)
+
+
+def _term_std(noise, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
     if isinstance(noise, AdditiveReadNoise):
-        return np.full_like(g, noise.sigma)
+        return np.full(g.shape, noise.sigma)
     if isinstance(noise, ProportionalReadNoise):
-        return (noise.sigma * np.abs(g)).astype(np.float32)
+        return noise.sigma * np.abs(g.astype(np.float64))
     if isinstance(noise, PCMReadNoise):
-        return (noise.scale * np.abs(g) * pcm_read_relative_std(g, device, t_s)).astype(np.float32)
+        return noise.scale * np.abs(g.astype(np.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
     raise TypeError(f"unknown read-noise model {noise!r}")
 
 
-def pcm_read_relative_std(g: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
-    """IBM PCM 1/f read noise relative to |G| (float64): Q(g) * sqrt(ln((t + t0 + t_read) / (2 t_read)))."""
-    noise = device.read_noise
-    gh = np.abs(g.astype(np.float64)) / device.g_max_us
+def pcm_read_relative_std(noise: PCMReadNoise, g_prog: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
+    """IBM PCM 1/f read noise relative to |G(t)| (float64): Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))),
+    with Q of the programmed conductance g = |G_prog| / g_max: aihwkit's PCMLikeNoiseModel computes Q
+    from g_prog, not from the drifted G(t), whose lower g would raise Q by (G_prog / G(t))^0.65."""
+    gh = np.abs(g_prog.astype(np.float64)) / device.g_max_us
     q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
     t_read = noise.t_read_s
     return q * np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))
+
+
+def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
+                       epoch: int) -> np.ndarray:  # fmt: skip
+    """The conductances that every read of read epoch ``epoch`` sees (float32, uS):
+    ``max(0, G + std_epoch * n)``, n ~ N(0, 1) per device drawn from (seed, epoch), with the std of
+    the per_epoch read-noise terms at t_s; G itself when there are none."""
+    if not read_noise_parts(device, "per_epoch"):
+        return g
+    std = read_noise_std(g, device, t_s, g_prog, "per_epoch")
+    z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g.shape, epoch)
+    return np.maximum(g + std * z, np.float32(0.0))

@@ -14,8 +14,9 @@ from .grid import TileGrid
 def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
     """(P, n_out) float32: the |w| that maps onto g_max - g_min, per row block and column.
 
-    ``column``: abs-max of each column within each tile; ``tile``: abs-max of each tile;
-    ``layer``: abs-max of the whole matrix. An all-zero group gets scale 1.
+    ``column``: abs-max of each column within each tile; ``tile`` (and ``none``, whose devices are
+    mapped as aihwkit's conductance converter maps them) : abs-max of each tile; ``layer``: abs-max
+    of the whole matrix. An all-zero group gets scale 1.
     """
     n_p, n_q = grid.shape
     absw = np.abs(w_t)
@@ -25,14 +26,14 @@ def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
         col_max = absw[rows].max(axis=0)
         if mode == "column":
             scales[p] = col_max
-        elif mode == "tile":
+        elif mode in ("tile", "none"):
             for q in range(n_q):
                 cols = slice(int(grid.col_edges[q]), int(grid.col_edges[q + 1]))
                 scales[p, cols] = col_max[cols].max()
         elif mode == "layer":
             scales[p] = absw.max()
         else:
-            raise ValueError(f"unknown weight_scale {mode!r}; choose column, tile or layer")
+            raise ValueError(f"unknown weight_scale {mode!r}; choose column, tile, layer or none")
     scales[scales == 0] = 1.0
     return scales
 

@@ -3,7 +3,9 @@
 Pipeline for a batch (DESIGN.md §3): DAC (``converters.dac_into_*``) -> per row block p,
 ``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS) -> read noise (one exact draw per output,
 or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
-summed over row blocks in order.
+summed over row blocks in order; with iterative bound management, the tiles whose outputs for a
+vector exceeded the ADC bound are read again at reduced input scale (``_bound_managed_rereads``)
+and that vector's sum is formed again.
 
 Determinism: BLAS is called on row chunks of a size fixed per weight matrix (the last one
 zero-padded), because OpenBLAS picks kernels by shape and a row's result would otherwise depend
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .converters import clip, quantize
+from .converters import DAC_NONE, clip, quantize
 from .jit import parallel_and_serial
 from .rng import normal_pair
 
@@ -86,16 +88,20 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
 
 def _noisy_adc_accumulate(
     y, var_mode, var, sq, var_const, out_var, keys, first_vector, noisy,
-    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out,
+    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out, col_block, saturated,
 ):  # fmt: skip
     """Noise, ADC and digital accumulation over row blocks, fused; writes out (B, n_out).
 
     y (P, >=B, n_out) block products; var (P, >=B, n_out) per-output read variance (VAR_MATRIX);
     sq (>=B, P) squared input norms (VAR_CONSTANT); out_var: output-noise variance; all in
-    normalized units. keys (P,) uint64; output j of vector v in block p draws from counter
+    converter units. keys (P,) uint64; output j of vector v in block p draws from counter
     v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
     draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
     w_scale (P, n_out); z (>=B, 2 * half) scratch.
+    Bound management (col_block (n_out,) int64 and saturated (>=B, P, Q) int8 zeroed by the caller;
+    both None without it, and Numba then compiles the branches away): also writes the ADC outputs
+    back into y and sets saturated[b, p, col_block[j]] = 1 when an output of vector b's tile
+    (p, q) is beyond the ADC bound before the ADC.
     """
     n_batch = out.shape[0]
     n_out = out.shape[1]
@@ -129,12 +135,128 @@ def _noisy_adc_accumulate(
                     elif var_mode == VAR_MATRIX:
                         variance = var_row[j] + out_var
                     v = v + np.sqrt(variance) * z_row[j]
+                if saturated is not None:
+                    if abs(v) > bound[j]:
+                        saturated[b, p, col_block[j]] = 1
                 if adc_levels > 0:
                     v = quantize(v, bound[j], to_int[j], step[j])
                 elif adc_clip:
                     v = clip(v, bound[j])
+                if saturated is not None:
+                    y_row[j] = v
                 out_row[j] += v * block_scale * w_row[j]
+
+
+BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)
+
+
+def _bound_managed_rereads(
+    vectors, raw, first_vector, row_edges, col_edges, dac_mode, dac_bounds, dac_levels, dac_scale, gdiff_t,
+    var_mode, var_t, var_const, per_device, sigma_pos_t, sigma_neg_t, out_var, keys, device_keys,
+    adc_levels, adc_bound, adc_to_int, adc_step, w_scale, max_reduction, saturated, y, out, rereads,
+):  # fmt: skip
+    """Iterative bound management (aihwkit's ITERATIVE, per vector and tile): every saturated
+    tile (p, q) of vector b = vectors[k] is read again with its input scale doubled (the input
+    halved), while an output still exceeds the ADC bound and the reduction r <= max_reduction;
+    then out[b] is summed again over row blocks in order, the re-read tiles with scale
+    dac_scale[b, p] * r. Writes rereads[k] = tile re-reads of that vector.
+
+    raw (K, n_in) the vectors' input rows before the DAC; y (P, >=B, n_out) the first read's ADC
+    outputs (overwritten for re-read tiles); saturated (>=B, P, Q). Products and variances of a
+    re-read are float32 sums over the tile's rows in order. Re-read n (1, 2, ...) of tile (p, q)
+    for vector v, with base c = (v * Q + q) * BM_ROUNDS + n: output j draws the first normal of
+    counter c * n_out + j from keys[p] (read + output noise, or output noise only when
+    per_device); device (i, j) the pair of (c * rows_p + i - r0) * n_out + j from device_keys[p].
+    """
+    n_p = row_edges.shape[0] - 1
+    n_q = col_edges.shape[0] - 1
+    n_out = out.shape[1]
+    one = _F(1.0)
+    to_int = _F(dac_levels)
+    dac_step = one / _F(dac_levels) if dac_levels > 0 else one
+    noisy = var_mode != VAR_NONE or out_var > 0
+    for k in prange(vectors.shape[0]):
+        b = vectors[k]
+        vector = np.uint64(first_vector + b)
+        scale = np.empty((n_p, n_q), np.float32)
+        xq = np.empty(raw.shape[1], np.float32)
+        acc = np.empty(n_out, np.float32)
+        var_acc = np.empty(n_out, np.float32)
+        count = 0
+        for p in range(n_p):
+            r0, r1 = row_edges[p], row_edges[p + 1]
+            for q in range(n_q):
+                scale[p, q] = dac_scale[b, p]
+                if saturated[b, p, q] == 0:
+                    continue
+                c0, c1 = col_edges[q], col_edges[q + 1]
+                reduction = _F(1.0)
+                exceeded = True
+                tile_round = 0
+                while exceeded and reduction <= max_reduction:
+                    reduction = reduction * _F(2.0)
+                    count += 1
+                    tile_round += 1
+                    round_base = (vector * np.uint64(n_q) + np.uint64(q)) * np.uint64(BM_ROUNDS) + np.uint64(tile_round)
+                    s = dac_scale[b, p] * reduction
+                    for i in range(r0, r1):
+                        if dac_mode == DAC_NONE:
+                            xq[i] = raw[k, i] / s
+                        elif dac_levels > 0:
+                            xq[i] = quantize(raw[k, i] / s, one, to_int, dac_step)
+                        else:
+                            xq[i] = clip(raw[k, i] / s, one)
+                    acc[c0:c1] = 0.0
+                    var_acc[c0:c1] = 0.0
+                    for i in range(r0, r1):
+                        xi = xq[i]
+                        for j in range(c0, c1):
+                            acc[j] += xi * gdiff_t[i, j]
+                    if per_device:
+                        rows = np.uint64(r1 - r0)
+                        for i in range(r0, r1):
+                            xi = xq[i]
+                            if xi == 0:
+                                continue
+                            base = (round_base * rows + np.uint64(i - r0)) * np.uint64(n_out)
+                            for j in range(c0, c1):
+                                z_pos, z_neg = normal_pair(device_keys[p], base + np.uint64(j))
+                                acc[j] += xi * (sigma_pos_t[i, j] * z_pos - sigma_neg_t[i, j] * z_neg)
+                    elif var_mode == VAR_MATRIX:
+                        for i in range(r0, r1):
+                            xi2 = xq[i] * xq[i]
+                            for j in range(c0, c1):
+                                var_acc[j] += xi2 * var_t[i, j]
+                    elif var_mode == VAR_CONSTANT:
+                        sq = _F(0.0)
+                        for i in range(r0, r1):
+                            sq += xq[i] * xq[i]
+                        var_acc[c0:c1] = var_const * sq
+                    exceeded = False
+                    for j in range(c0, c1):
+                        v = acc[j]
+                        if noisy:
+                            z0, _ = normal_pair(keys[p], round_base * np.uint64(n_out) + np.uint64(j))
+                            v = v + np.sqrt(var_acc[j] + out_var) * z0
+                        bound = adc_bound[p, j]
+                        if abs(v) > bound:
+                            exceeded = True
+                        if adc_levels > 0:
+                            v = quantize(v, bound, adc_to_int[p, j], adc_step[p, j])
+                        else:
+                            v = clip(v, bound)
+                        y[p, b, j] = v
+                scale[p, q] = dac_scale[b, p] * reduction
+        rereads[k] = count
+        out_row = out[b]
+        out_row[:] = 0.0
+        for p in range(n_p):
+            for q in range(n_q):
+                block_scale = scale[p, q]
+                for j in range(col_edges[q], col_edges[q + 1]):
+                    out_row[j] += y[p, b, j] * block_scale * w_scale[p, j]
 
 
 add_device_read_noise_parallel, add_device_read_noise_serial = parallel_and_serial(_add_device_read_noise)
 noisy_adc_accumulate_parallel, noisy_adc_accumulate_serial = parallel_and_serial(_noisy_adc_accumulate)
+bound_managed_rereads_parallel, bound_managed_rereads_serial = parallel_and_serial(_bound_managed_rereads)

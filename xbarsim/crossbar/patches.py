@@ -73,3 +73,17 @@ def im2col(x: np.ndarray, kernel, stride, padding, dilation, out_size, first_cha
 def _im2col(x, kernel, stride, padding, dilation, out_size, first_channel, channels, out):
     for r in prange(out.shape[0]):
         gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, out[r])
+
+
+def im2col_rows(x: np.ndarray, indices: np.ndarray, kernel, stride, padding, dilation, out_size, first_channel: int,
+                channels: int) -> np.ndarray:  # fmt: skip
+    """Only rows ``indices`` (K,) int of the im2col matrix of x: (K, kh * kw * channels)."""
+    out = np.empty((len(indices), kernel[0] * kernel[1] * channels), np.float32)
+    _im2col_rows(x, np.asarray(indices, np.int64), kernel, stride, padding, dilation, out_size, first_channel, channels, out)
+    return out
+
+
+@njit(error_model="numpy", cache=True)
+def _im2col_rows(x, indices, kernel, stride, padding, dilation, out_size, first_channel, channels, out):
+    for k in range(indices.shape[0]):
+        gather_patch(x, indices[k], kernel, stride, padding, dilation, out_size, first_channel, channels, out[k])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import device, rng
+from . import device, kernels, rng
 from .converters import SQ_LANES
 from .grid import TileGrid
 from .kernels import block_products, padded_rows
@@ -120,7 +120,8 @@ def lane_sum_of_squares(v: np.ndarray) -> np.ndarray:
 
 
 def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
-    """What ``tiles.mvm(x)`` returns when ``tiles.reads == first_vector``; does not change tiles."""
+    """What ``tiles.mvm(x)`` returns when ``tiles.reads == first_vector``; does not change tiles.
+    Also sets ``mvm.rereads`` to the bound-management re-reads it made."""
     cfg, grid = tiles.cfg, tiles.grid
     dev = cfg.device
     x = np.asarray(x, np.float32)
@@ -133,13 +134,25 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     xq_padded = np.zeros((rows, grid.n_in), np.float32)
     xq_padded[:n_batch] = xq
     span = _F(dev.g_max_us - dev.g_min_us)
-    g_t = (tiles.g_now[0] - tiles.g_now[1]) / span
+    # converter units: normalized conductances, or (weight_scale none) raw weight units
+    unscaled = cfg.mapping.weight_scale == "none"
+    gain = np.repeat(tiles.scales, np.diff(grid.row_edges), axis=0) if unscaled else None
+    out_scales = np.ones_like(tiles.scales) if unscaled else tiles.scales
+    g_read = device.epoch_conductances(tiles.g_now, tiles.g_prog, dev, tiles.t_s, tiles.seed, tiles.epoch)
+    g_t = (g_read[0] - g_read[1]) / span
+    if unscaled:
+        g_t = g_t * gain
     y = np.empty((n_p, rows, n_out), np.float32)
     block_products(xq_padded, g_t, grid.row_edges, tiles.chunk, y)
     y = y[:, :n_batch]
 
-    sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s)  # (2, n_in, n_out), uS
+    sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s, tiles.g_prog)  # (2, n_in, n_out), uS, per read
     per_device = cfg.tile.read_noise_path == "per_device"
+    sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+    span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
+    var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
+    var_t = var_t if gain is None else var_t * (gain * gain)
+    var_const = _F(2.0) * sigma.flat[0] * sigma.flat[0] / span2 if device.read_noise_is_constant(dev) and gain is None else None
     if per_device:
         purpose = rng.PURPOSE_OUTPUT
         for p in range(n_p):
@@ -149,25 +162,23 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
             for i in range(r0, r1):
                 counters = (vectors * _U(r1 - r0) + _U(i - r0)) * _U(n_out) + np.arange(n_out, dtype=np.uint64)
                 z_pos, z_neg = normal_pairs(key, counters)
-                noise = (sigma[0, i] / span) * z_pos - (sigma[1, i] / span) * z_neg
+                noise = sigma_t[0][i] * z_pos - sigma_t[1][i] * z_neg
                 nonzero = xq[:, i] != 0
                 y[p, nonzero] = y[p, nonzero] + xq[nonzero, i : i + 1] * noise[nonzero]
         read_var = np.zeros_like(y)
     else:
         purpose = rng.PURPOSE_READ
-        span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
-        if device.read_noise_is_constant(dev):
-            var_const = _F(2.0) * sigma.flat[0] * sigma.flat[0] / span2
+        if var_const is not None:
             read_var = (var_const * sq.T)[:, :, None] * np.ones(n_out, np.float32)
         else:
-            var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             read_var = np.empty((n_p, rows, n_out), np.float32)
             block_products(xq_padded * xq_padded, var_t, grid.row_edges, tiles.chunk, read_var)
             read_var = read_var[:, :n_batch]
     out_var = _F(cfg.tile.out_noise**2)
 
     bound_col = tiles.adc_bounds[:, grid.col_block_of()]
-    out = np.zeros((n_batch, n_out), np.float32)
+    adc_out = np.empty((n_p, n_batch, n_out), np.float32)
+    saturated = np.zeros((n_batch, n_p, grid.shape[1]), bool)
     for p in range(n_p):
         # output j < half takes the first normal of counter j, output j >= half the second of
         # j - half; with zero variance the noise adds exactly 0 (the kernel then skips drawing)
@@ -176,8 +187,84 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
         z0, z1 = normal_pairs(key, counters + np.arange(half, dtype=np.uint64))
         z = np.concatenate([z0, z1], axis=1)[:, :n_out]
         v = y[p] + np.sqrt(read_var[p] + out_var) * z
+        for q in range(grid.shape[1]):
+            cols = slice(int(grid.col_edges[q]), int(grid.col_edges[q + 1]))
+            saturated[:, p, q] = np.any(np.abs(v[:, cols]) > bound_col[p, cols], axis=1)
         if cfg.tile.adc.range != "none":
             v = quantize(v, bound_col[p], cfg.tile.adc.levels)
-        out = out + (v * dac_scale[:, p : p + 1]) * tiles.scales[p]
+        adc_out[p] = v
+    unit_scale = np.repeat(dac_scale[:, :, None], grid.shape[1], axis=2)  # (B, P, Q)
+    mvm.rereads = 0
+    if cfg.tile.bound_management == "iterative":
+        noise = (sigma_t, None) if per_device else (None, var_const if var_const is not None else var_t)
+        counts = np.zeros(n_batch, np.int64)  # re-reads per vector so far: the round number of its streams
+        for b, p, q in zip(*(axis.tolist() for axis in np.nonzero(saturated))):
+            unit_scale[b, p, q], counts[b] = _reread(tiles, x[b], first_vector + b, counts[b], p, q, dac_scale[b, p], g_t,
+                                                     noise, out_var, adc_out[p, b])  # fmt: skip
+        mvm.rereads = int(counts.sum())
+    out = np.zeros((n_batch, n_out), np.float32)
+    col_block = grid.col_block_of()
+    for p in range(n_p):
+        out = out + (adc_out[p] * unit_scale[:, p, col_block]) * out_scales[p]
     return out if tiles.gain is None else out * tiles.gain  # drift compensation, digital
 
+
+def _reread(tiles: TileArray, x_row, vector, count, p, q, dac_scale, g_t, noise, out_var, adc_row) -> tuple[np.float32, int]:
+    """aihwkit's iterative bound management for tile (p, q) of one vector, whose first read
+    saturated: read again at half the input scale while an output exceeds the ADC bound and the
+    reduction is within the limits. ``count``: the vector's re-reads before this tile. Writes the
+    final ADC outputs into adc_row; returns the input scale used (dac_scale * reduction) and the
+    vector's re-reads after this tile."""
+    cfg, grid = tiles.cfg, tiles.grid
+    tile = cfg.tile
+    levels = tile.dac.levels
+    limit = min(tile.bm_max_factor, tile.bm_max_res * levels) if levels > 0 else tile.bm_max_factor
+    r0, r1 = int(grid.row_edges[p]), int(grid.row_edges[p + 1])
+    c0, c1 = int(grid.col_edges[q]), int(grid.col_edges[q + 1])
+    n_out = grid.n_out
+    bound = tiles.adc_bounds[p, q]
+    (sigma_t, var) = noise
+    reduction = _F(1.0)
+    exceeded = True
+    tile_round = 0
+    while exceeded and reduction <= _F(limit):
+        reduction = reduction * _F(2.0)
+        count += 1
+        tile_round += 1
+        round_base = (_U(vector) * _U(grid.shape[1]) + _U(q)) * _U(kernels.BM_ROUNDS) + _U(tile_round)
+        s = _F(dac_scale) * reduction
+        block = x_row[r0:r1] / s
+        if tile.dac.range == "none":
+            xq = block
+        elif levels:
+            xq = np.rint(np.clip(block, -1, 1) * _F(levels)) * (_F(1.0) / _F(levels))
+        else:
+            xq = np.clip(block, -1, 1)
+        acc = np.zeros(c1 - c0, np.float32)
+        for i in range(r1 - r0):  # float32 sums over the rows in order, as the kernel does
+            acc = acc + xq[i] * g_t[r0 + i, c0:c1]
+        variance = np.zeros(c1 - c0, np.float32)
+        if sigma_t is not None:
+            key = rng.stream_key(tiles.seed, rng.PURPOSE_BM_DEVICE, p)
+            for i in range(r1 - r0):
+                if xq[i] == 0:
+                    continue
+                counters = (round_base * _U(r1 - r0) + _U(i)) * _U(n_out) + np.arange(c0, c1, dtype=np.uint64)
+                z_pos, z_neg = normal_pairs(key, counters)
+                acc = acc + xq[i] * (sigma_t[0][r0 + i, c0:c1] * z_pos - sigma_t[1][r0 + i, c0:c1] * z_neg)
+        elif np.ndim(var) == 2:
+            for i in range(r1 - r0):
+                variance = variance + (xq[i] * xq[i]) * var[r0 + i, c0:c1]
+        elif var is not None:
+            sq = _F(0.0)
+            for i in range(r1 - r0):
+                sq = _F(sq + xq[i] * xq[i])
+            variance[:] = var * sq
+        v = acc
+        if (sigma_t is None and var is not None and np.any(var > 0)) or out_var > 0:
+            key = rng.stream_key(tiles.seed, rng.PURPOSE_BM_READ, p)
+            z, _ = normal_pairs(key, round_base * _U(n_out) + np.arange(c0, c1, dtype=np.uint64))
+            v = acc + np.sqrt(variance + out_var) * z
+        exceeded = bool(np.any(np.abs(v) > bound))
+        adc_row[c0:c1] = quantize(v, bound, tile.adc.levels)
+    return _F(dac_scale) * reduction, count

@@ -29,6 +29,9 @@ PURPOSE_OUTPUT = 6  # output noise per output on the per-device path, index = ro
 PURPOSE_MATRIX = 7  # a chip's seed -> the seed of its k-th weight matrix, index = k
 PURPOSE_PROBE = 8  # the read noise of a drift-compensation probe read, index = round(t in s)
 PURPOSE_PROBE_INPUT = 9  # the drift-compensation probe inputs
+PURPOSE_READ_EPOCH = 10  # per-epoch read noise per device, index = read epoch
+PURPOSE_BM_READ = 11  # read + output noise of bound-management re-reads, per output, index = row block
+PURPOSE_BM_DEVICE = 12  # device read noise of bound-management re-reads (per-device path), index = row block
 
 _GOLDEN_U = np.uint64(GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

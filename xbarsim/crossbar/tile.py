@@ -9,17 +9,9 @@ import numpy as np
 
 from ..config import ChipConfig
 from . import compensation, converters, device, kernels, patches, rng, workspace
-from .encode import decode, encode, normalized_difference, weight_scales
+from .inputs import InputRows, PatchRows
+from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
-
-
-def _rows_dac(x: np.ndarray):
-    """The DAC step of ``TileArray._mvm`` for input rows x (B, n_in) float32."""
-
-    def dac(parallel: bool, *args):
-        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(x, *args)
-
-    return dac
 
 
 @dataclass(frozen=True)
@@ -38,9 +30,12 @@ class TileArray:
     """A weight matrix W (out x in) on tiles: programmed conductances, drift state, converters.
 
     Build with ``TileArray.from_weights(W, cfg, seed)``. ``mvm(x)`` computes ``x @ W_eff.T`` the
-    way the chip does, with fresh read noise for every input vector: vector k (counting every
+    way the chip does, with fresh per-read noise for every input vector: vector k (counting every
     vector this array has seen since programming) always draws the same noise for a given seed,
-    so results do not depend on how a batch is split into calls.
+    so results do not depend on how a batch is split into calls. Per-epoch read noise is drawn
+    once per read epoch (counter ``epoch``: 0 at programming, +1 at every ``drift`` and
+    ``new_read_epoch``) and folded into the conductances the kernels use. With bound management,
+    ``bm_rereads`` counts the tile re-reads of saturated vectors since programming.
     """
 
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
@@ -49,11 +44,13 @@ class TileArray:
         self.chunk = grid.blas_chunk()
         self.scales = scales  # (P, n_out) float32
         self.g_target = g_target  # (2, n_in, n_out) float32, uS
+        self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
         self._adc_columns = self._adc_parameters()
+        self._col_block = grid.col_block_of()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
         self.program(seed)
@@ -84,8 +81,19 @@ class TileArray:
         self._set_seed(seed)
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
         self.reads = 0
+        self.bm_rereads = 0
+        self.epoch = 0
         self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
+
+    def _set_units(self) -> None:
+        """What the converters' units are: ``analog_gain`` (P, n_out) multiplies the normalized
+        products into converter units (None: they are the units, weight_scale column/tile/layer;
+        the tile's scale for ``none``: raw weight units), ``out_scales`` (P, n_out) turns converter
+        units into weights after the ADC."""
+        unscaled = self.cfg.mapping.weight_scale == "none"
+        self.analog_gain = self.scales if unscaled else None
+        self.out_scales = np.ones_like(self.scales) if unscaled else self.scales
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
@@ -93,24 +101,37 @@ class TileArray:
 
     def _stream_keys(self, seed: int) -> dict[int, np.ndarray]:
         """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed``."""
-        purposes = (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT)
+        purposes = (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT, rng.PURPOSE_BM_READ, rng.PURPOSE_BM_DEVICE)
         return {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
 
     def drift(self, t_s: float) -> None:
-        """Conductances as they are t_s seconds after programming (absolute time, not a step);
-        with drift compensation on, the outputs are rescaled by a fresh probe read."""
+        """Conductances as they are t_s seconds after programming (absolute time, not a step), in
+        a new read epoch; with drift compensation on, the outputs are rescaled by a fresh probe read."""
+        self.epoch += 1
         self._move_to(float(t_s))
         self._compensate()
 
-    def _move_to(self, t_s: float) -> None:
+    def new_read_epoch(self) -> None:
+        """Start a new read epoch: new per-epoch read-noise deviations at the same time; with drift
+        compensation on, its probe is read again (every epoch after the first measures its gain,
+        so the gain follows from the drift time and the epoch)."""
+        self.epoch += 1
+        self._move_to(self.t_s)
+        self._compensate()
+
+    def _move_to(self, t_s: float, epoch: int | None = None) -> None:
+        """Go to t_s in read epoch ``epoch`` (default: the current one)."""
         self.t_s = t_s  # validated by drifted()
-        self._set_conductances(device.drifted(self.g_prog, self.stuck, self.cfg.device, t_s, self.seed))
+        dev = self.cfg.device
+        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
+        g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        self._set_conductances(g_now, g_read)
 
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
         x = compensation.probe_inputs(self.seed, self.grid.n_in)
-        outputs = self._mvm(len(x), _rows_dac(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        outputs = self._mvm(len(x), InputRows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
         return compensation.response_level(outputs, self.cfg.drift_compensation)
 
     def take_reference(self) -> None:
@@ -120,35 +141,39 @@ class TileArray:
         self.reference = None
         if self.cfg.drift_compensation == "none":
             return
-        t_s = self.t_s
-        if t_s != 0:
-            self._move_to(0.0)
+        t_s, epoch = self.t_s, self.epoch
+        if (t_s, epoch) != (0, 0):
+            self._move_to(0.0, 0)  # as read right after programming
         self.reference = self._probe_level()
-        if t_s != 0:
+        if (t_s, epoch) != (0, 0):
             self._move_to(t_s)
             self._compensate()
 
     def _compensate(self) -> None:
         self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
-    def _set_conductances(self, g_now: np.ndarray) -> None:
-        """Set the conductances now, and what the kernels derive from them (normalized units:
-        conductances divided by g_max - g_min)."""
+    def _set_conductances(self, g_now: np.ndarray, g_read: np.ndarray) -> None:
+        """Set the conductances now (g_now) and as this epoch's reads see them (g_read: with the
+        per-epoch read noise), and what the kernels derive from them in converter units
+        (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         dev = self.cfg.device
         self.g_now = g_now
-        self.gdiff_t = np.ascontiguousarray(normalized_difference(g_now, dev.g_min_us, dev.g_max_us))
+        gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
+        gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
+        self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
         span = np.float32(dev.g_max_us - dev.g_min_us)
         span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
-        sigma = device.read_noise_std(g_now, dev, self.t_s)  # (2, n_in, n_out) uS
+        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         if self.cfg.tile.read_noise_path == "per_device":
-            self.read_sigma_t = (sigma[0] / span, sigma[1] / span)
-        elif device.read_noise_is_constant(dev):
+            self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+        elif device.read_noise_is_constant(dev) and gain is None:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
-        else:
-            self.read_var_t = np.ascontiguousarray((sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2)
+        elif np.any(sigma > 0):
+            var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
+            self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -202,7 +227,7 @@ class TileArray:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
             self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], _rows_dac(x2))
+        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -218,10 +243,6 @@ class TileArray:
         scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
         geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
 
-        def dac(parallel, *args):
-            kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
-            return kernel_fn(x_nhwc, *geometry, *args)
-
         if self.recorder is not None or self.ideal:
             rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
             rows = np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1)
@@ -230,13 +251,13 @@ class TileArray:
             if self.ideal:
                 return rows @ self.target_weights().T
 
-        return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], dac)
+        return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
-    def _mvm(self, n_batch: int, dac, stream: tuple[dict, int] | None = None) -> np.ndarray:
-        """The pipeline after the input rows: ``dac(parallel, row_edges, mode, bounds, levels,
+    def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
+        """The pipeline after the input rows: ``inputs.dac(parallel, row_edges, mode, bounds, levels,
         want_sq, want_squares, xq, scale, sq, squares, lanes)`` fills the DAC outputs of n_batch rows.
         ``stream`` = (keys, first vector) draws the read noise elsewhere than the inference reads
-        (and leaves the read counter and the drift gain alone): the compensation probe."""
+        (and leaves the read and re-read counters and the drift gain alone): the compensation probe."""
         keys_by_purpose, first_vector = (self._keys, self.reads) if stream is None else stream
         tile_cfg = self.cfg.tile
         n_in, n_out = self.grid.n_in, self.grid.n_out
@@ -255,7 +276,7 @@ class TileArray:
         sq = np.zeros((rows, n_p), np.float32)
         numba.get_num_threads()  # starts the thread pool: the kernels' get_thread_id() needs it, even when serial
         lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
-        bad = dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
+        bad = inputs.dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
                   want_sq, want_squares, xq, dac_scale, sq, squares, lanes)  # fmt: skip
         if bad:
             raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
@@ -283,16 +304,47 @@ class TileArray:
         bound, to_int, step = self._adc_columns
         z = workspace.buffer("z", (rows, 2 * ((n_out + 1) // 2)))
         out = np.empty((n_batch, n_out), np.float32)
+        bm = tile_cfg.bound_management == "iterative"
+        saturated = workspace.buffer("saturated", (n_batch, n_p, self.grid.shape[1]), np.int8) if bm else None
+        if bm:
+            saturated[:] = 0
         finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
         finish(
             y, var_mode, var, sq, self.read_var_const, out_var, keys, first_vector, noisy,
-            tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.scales, z, out,
+            tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.out_scales, z, out,
+            self._col_block if bm else None, saturated,
         )  # fmt: skip
+        rereads = 0
+        if bm:
+            rereads = self._reread_saturated(inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out)
         if stream is None:
             self.reads += n_batch
+            self.bm_rereads += rereads
             if self.gain is not None:
                 out *= self.gain
         return out
+
+    def _reread_saturated(self, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out) -> int:
+        """Bound management: read the saturated vectors' tiles again at reduced input scale
+        (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
+        vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
+        if len(vectors) == 0:
+            return 0
+        tile_cfg = self.cfg.tile
+        per_device = self.read_sigma_t is not None
+        sigma_pos, sigma_neg = self.read_sigma_t if per_device else (self.gdiff_t[:1], self.gdiff_t[:1])
+        var_t = self.read_var_t if self.read_var_t is not None else self.gdiff_t[:1]
+        bound, to_int, step = self._adc_columns
+        rereads = np.zeros(len(vectors), np.int64)
+        kernel_fn = kernels.bound_managed_rereads_parallel if len(vectors) >= kernels.SERIAL_BELOW else kernels.bound_managed_rereads_serial
+        kernel_fn(
+            vectors, inputs.rows(vectors), first_vector, self.grid.row_edges, self.grid.col_edges,
+            converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, dac_scale, self.gdiff_t,
+            var_mode, var_t, self.read_var_const, per_device, sigma_pos, sigma_neg, out_var,
+            keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
+            tile_cfg.adc.levels, bound, to_int, step, self.out_scales, np.float32(converters.bm_max_reduction(tile_cfg)), saturated, y, out, rereads,
+        )  # fmt: skip
+        return int(rereads.sum())
 
     # ------------------------------------------------------------------ persistence
     STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
@@ -300,12 +352,12 @@ class TileArray:
     def state(self) -> dict:
         """Everything needed to rebuild this array exactly: arrays and scalars."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
-        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads}
+        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch}
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
-        """Rebuild an array saved with ``state()``: the same conductances, drift time and read
-        counter, so it continues exactly where the saved one stopped."""
+        """Rebuild an array saved with ``state()``: the same conductances, drift time, read
+        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
@@ -319,9 +371,15 @@ class TileArray:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
             setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32))
         tiles._set_seed(state["seed"])
+        tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()
+        tiles._col_block = tiles.grid.col_block_of()
         tiles.recorder = None
         tiles.ideal = False
+        tiles.bm_rereads = 0
+        tiles.epoch = int(state.get("epoch", 0))
+        if tiles.epoch < 0:
+            raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
         tiles._move_to(float(state["t_s"]))
         tiles.take_reference()
         tiles.reads = int(state["reads"])

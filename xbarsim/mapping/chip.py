@@ -71,6 +71,16 @@ class VirtualChip:
         for matrix in self.matrices():
             matrix.tiles.drift(t_s)
 
+    def new_read_epoch(self) -> None:
+        """Start a new read epoch on every array: fresh per-epoch read-noise deviations at the same
+        time (and a fresh drift-compensation probe read)."""
+        for matrix in self.matrices():
+            matrix.tiles.new_read_epoch()
+
+    def bm_rereads(self) -> dict[str, int]:
+        """Bound-management tile re-reads per layer since programming (0 without bound management)."""
+        return {name: sum(m.tiles.bm_rereads for m in layer.matrices()) for name, layer in self.layers.items()}
+
     def summary(self) -> list[LayerSummary]:
         rows, cols = self.cfg.tile.rows, self.cfg.tile.cols
         out = []
@@ -132,6 +142,9 @@ class AnalogModel(nn.Module):
 
     def drift(self, t_s: float) -> None:
         self.chip.drift(t_s)
+
+    def new_read_epoch(self) -> None:
+        self.chip.new_read_epoch()
 
     def summary(self) -> str:
         return self.chip.format_summary()

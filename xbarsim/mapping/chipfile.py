@@ -9,7 +9,7 @@ Layout (format version 1)::
     /blocks/<key>     a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
         /m<k>         g_target, g_prog, stuck, scales, dac_bounds, adc_bounds, [bias];
-                      attrs: seed, t_s, reads, bias_in_rows
+                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows
 
 Writes go to a temporary file in the same folder, then replace the target, so a failed save
 leaves the previous file untouched. Every read error names the file and what is wrong.
@@ -91,7 +91,7 @@ def _write(f: h5py.File, model: AnalogModel, progress: bool | None) -> None:
             state = matrix.tiles.state()
             for key in TileArray.STATE_ARRAYS:
                 m.create_dataset(key, data=state[key], **_COMPRESSION)
-            m.attrs.update({"seed": state["seed"], "t_s": state["t_s"], "reads": state["reads"], "bias_in_rows": matrix.bias_in_rows})
+            m.attrs.update({"seed": state["seed"], "t_s": state["t_s"], "reads": state["reads"], "epoch": state["epoch"], "bias_in_rows": matrix.bias_in_rows})
             if matrix.bias is not None:
                 m.create_dataset("bias", data=matrix.bias.numpy())
 
@@ -167,6 +167,7 @@ def _dataset_keys(group: h5py.Group) -> list[str]:
 def _matrix(group: h5py.Group, cfg: ChipConfig, name: str) -> AnalogMatrix:
     state = {key: np.asarray(group[key]) for key in TileArray.STATE_ARRAYS}
     state.update({key: group.attrs[key] for key in ("seed", "t_s", "reads")})
+    state["epoch"] = group.attrs.get("epoch", 0)  # read epoch; files written before it existed are at epoch 0
     bias = torch.from_numpy(np.asarray(group["bias"])) if "bias" in group else None
     return AnalogMatrix(TileArray.from_state(cfg, state), bias, bool(group.attrs["bias_in_rows"]), name)
 

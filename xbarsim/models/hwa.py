@@ -3,8 +3,10 @@
 Each Linear / Conv layer computes what a freshly programmed TileArray of the chip config would:
 weights encoded per tile onto (G+, G-) with a write error drawn anew at every forward, DAC per
 row block, the exact per-output read + output noise (variance ``sum_i x_i^2 var_ij + out_noise^2``),
-ADC per tile, digital sum over row blocks. Quantizers pass gradients straight through; noise is
-added, never differentiated. Drift and stuck-at faults are not trained against.
+ADC per tile (with iterative bound management if configured), digital sum over row blocks;
+weight_scale ``none`` puts the converters in raw weight units; per-epoch read noise is one draw
+per forward. Quantizers pass gradients straight through; noise is added, never differentiated.
+Drift and stuck-at faults are not trained against.
 The standard deviations come from ``crossbar.device``, so the physics is the kernels' own.
 """
 
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
-from ..crossbar import device
+from ..crossbar import converters, device
 from ..crossbar.encode import weight_scales
 from ..crossbar.grid import TileGrid
 from .convolution import output_size, pad_same
@@ -34,12 +36,14 @@ def _quantize(v: torch.Tensor, bound: float | torch.Tensor, levels: int) -> torc
 
 
 def hwa_matmul(x: torch.Tensor, weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> torch.Tensor:
-    """x (batch, in) @ weight.T (out x in) the way the chip computes it (one fresh chip per call)."""
+    """x (batch, in) @ weight.T (out x in) the way the chip computes it (one fresh chip per call:
+    per-epoch read noise is drawn once per call, per-read noise per vector)."""
     dev, tile = cfg.device, cfg.tile
     n_out, n_in = weight.shape
     grid = TileGrid.for_matrix(n_in, n_out, tile.rows, tile.cols)
     w_t = weight.t()
     scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale))
+    unscaled = cfg.mapping.weight_scale == "none"  # converters in raw weight units
     span = dev.g_max_us - dev.g_min_us
     out = torch.zeros(x.shape[0], n_out, dtype=x.dtype)
     for p in range(grid.shape[0]):
@@ -48,26 +52,65 @@ def hwa_matmul(x: torch.Tensor, weight: torch.Tensor, cfg: ChipConfig, t_s: floa
         target = torch.stack([dev.g_min_us + span * torch.relu(w_norm), dev.g_min_us + span * torch.relu(-w_norm)])
         write_std = torch.from_numpy(device.write_noise_std(target.detach().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32))
         g = torch.clamp(target + write_std * torch.randn_like(target), min=0.0)
-        read_std = torch.from_numpy(device.read_noise_std(g.detach().numpy().astype(np.float32), dev, t_s))
-        read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2
+        g_np = g.detach().numpy().astype(np.float32)
+        epoch_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s, time="per_epoch"))
+        g_read = torch.clamp(g + epoch_std * torch.randn_like(g), min=0.0) if bool((epoch_std > 0).any()) else g
+        read_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s))
+        gain = scales[p] if unscaled else 1.0
+        read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2 * gain**2
+        w_analog = (g_read[0] - g_read[1]) / span * gain
+
+        def read(xn: torch.Tensor) -> torch.Tensor:
+            """The tiles' noisy outputs before the ADC for DAC outputs xn."""
+            y = xn @ w_analog
+            with torch.no_grad():
+                std = torch.sqrt((xn.detach() ** 2) @ read_var + tile.out_noise**2)
+            return y + std * torch.randn_like(y)
+
         xb = x[:, rows]
         if tile.dac.range == "none":
-            scale, xn = torch.ones(x.shape[0], 1), xb
+            scale = torch.ones(x.shape[0], 1)
+        elif tile.dac.range == "dynamic":
+            peak = xb.detach().abs().amax(dim=1, keepdim=True)
+            scale = torch.where(peak > 0, peak, torch.ones_like(peak))
         else:
-            if tile.dac.range == "dynamic":
-                peak = xb.detach().abs().amax(dim=1, keepdim=True)
-                scale = torch.where(peak > 0, peak, torch.ones_like(peak))
-            else:
-                scale = torch.full((x.shape[0], 1), float(tile.dac.bound))
-            xn = _quantize(xb / scale, 1.0, tile.dac.levels)
-        y = xn @ ((g[0] - g[1]) / span)
-        with torch.no_grad():
-            std = torch.sqrt((xn.detach() ** 2) @ read_var + tile.out_noise**2)
-        y = y + std * torch.randn_like(y)
+            scale = torch.full((x.shape[0], 1), float(tile.dac.bound))
+
+        def dac(rows_x: torch.Tensor, rows_scale: torch.Tensor) -> torch.Tensor:
+            return rows_x / rows_scale if tile.dac.range == "none" else _quantize(rows_x / rows_scale, 1.0, tile.dac.levels)
+
+        y = read(dac(xb, scale))
+        reduction = torch.ones_like(y)
+        if tile.bound_management == "iterative":
+            y, reduction = _bound_managed(y, lambda idx, r: read(dac(xb[idx], scale[idx] * r)), float(tile.adc.bound),
+                                          converters.bm_max_reduction(tile), grid)  # fmt: skip
         if tile.adc.range != "none":
             y = _quantize(y, float(tile.adc.bound), tile.adc.levels)
-        out = out + y * scale * scales[p]
+        out = out + y * reduction * scale * (1.0 if unscaled else scales[p])
     return out
+
+
+def _bound_managed(y: torch.Tensor, reread, bound: float, limit: float, grid: TileGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iterative bound management on one row block's noisy outputs y (B, n_out), tile by tile:
+    vectors with an output beyond ``bound`` are read again (``reread(indices, reduction)``) at
+    half the input scale while they still exceed it and the reduction <= limit. Returns the
+    outputs and the input-scale reduction of every output."""
+    outputs, reductions = [], []
+    for q in range(grid.shape[1]):
+        cols = slice(int(grid.col_edges[q]), int(grid.col_edges[q + 1]))
+        y_q = y[:, cols]
+        r_q = torch.ones_like(y_q)
+        active = torch.nonzero((y_q.detach().abs() > bound).any(dim=1)).flatten()
+        r = 1.0
+        while len(active) and r <= limit:
+            r *= 2.0
+            new = reread(active, r)[:, cols]
+            y_q = y_q.index_put((active,), new)
+            r_q = r_q.index_put((active,), torch.full_like(new, r))
+            active = active[(new.detach().abs() > bound).any(dim=1)]
+        outputs.append(y_q)
+        reductions.append(r_q)
+    return torch.cat(outputs, dim=1), torch.cat(reductions, dim=1)
 
 
 def _linear_forward(cfg: ChipConfig):

@@ -1,0 +1,39 @@
+"""The input vectors of a tile MVM, as the kernels take them: rows of a matrix, or the patches of
+an image (a convolution), each able to run the DAC over all of them and to give some rows again."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import converters, patches
+
+
+class InputRows:
+    """The input vectors of ``TileArray._mvm``: rows x (B, n_in) float32. ``dac(parallel, ...)``
+    fills the DAC outputs (``converters.dac_into_*``); ``rows(indices)`` gives some raw rows again
+    (for bound-management re-reads)."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def dac(self, parallel: bool, *args):
+        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(self.x, *args)
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.x[indices])
+
+
+class PatchRows:
+    """The patches of a channels-last image as input vectors (``TileArray.mvm_patches``)."""
+
+    def __init__(self, x_nhwc: np.ndarray, geometry: tuple, ones: int):
+        self.x_nhwc, self.geometry, self.ones = x_nhwc, geometry, ones
+
+    def dac(self, parallel: bool, *args):
+        kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
+        return kernel_fn(self.x_nhwc, *self.geometry, *args)
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        kernel, stride, padding, dilation, out_size, first_channel, channels, ones, _ = self.geometry
+        rows = patches.im2col_rows(self.x_nhwc, indices, kernel, stride, padding, dilation, out_size, first_channel, channels)
+        return np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1) if ones else rows
