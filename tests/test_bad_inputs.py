@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 from xbarsim.cli import main
+from xbarsim.config import PRESETS
 
 RANDOM_BYTES = np.random.default_rng(12).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 ANCHOR_BOMB = "\n".join(
     ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
 )
-PRESET_LIST = "gaussian, ideal, pcm, rram"
+PRESET_LIST = ", ".join(sorted(PRESETS))
 
 
 def _idx(array: np.ndarray) -> bytes:
