@@ -132,7 +132,7 @@ def parse_duration(text: str) -> float:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .mapping.chipfile import load_chip
+    from .mapping.chipload import load_chip
     from .models import data
     from .models.checkpoint import build_model
     from .models.training import accuracy
@@ -232,7 +232,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration.drift import set_drift_compensation
     from .calibration.ranges import calibrate_ranges
-    from .mapping.chipfile import load_chip
+    from .mapping.chipload import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
@@ -264,7 +264,7 @@ def torch_randperm(n: int, seed: int):
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     from .calibration.denoise import denoise
-    from .mapping.chipfile import load_chip
+    from .mapping.chipload import load_chip
     from .models import data
     from .models.checkpoint import build_model
 
