@@ -131,14 +131,19 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def _load_chip(args: argparse.Namespace):
+    """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
     from .mapping.chipload import load_chip
-    from .models import data
     from .models.checkpoint import build_model
+
+    return load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .models import data
     from .models.training import accuracy
 
-    model = build_model(args.model, _json_arg(args.model_args)) if args.model else None
-    chip = load_chip(args.chip_file, model)
+    chip = _load_chip(args)
     if args.reprogram is not None:
         chip.program(args.reprogram)
     if args.drift is not None:
@@ -232,11 +237,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration.drift import set_drift_compensation
     from .calibration.ranges import calibrate_ranges
-    from .mapping.chipload import load_chip
     from .models import data
-    from .models.checkpoint import build_model
 
-    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    model = _load_chip(args)
     split = data.load(args.data)
     cfg = model.chip.cfg.tile
     if cfg.dac.range == "calibrated" or cfg.adc.range == "calibrated":
@@ -264,11 +267,9 @@ def torch_randperm(n: int, seed: int):
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     from .calibration.denoise import denoise
-    from .mapping.chipload import load_chip
     from .models import data
-    from .models.checkpoint import build_model
 
-    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    model = _load_chip(args)
     split = data.load(args.data)
     result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed)
     print("sensitivity (accuracy drop with only that layer on the chip):")

@@ -244,5 +244,5 @@ def _dtype_words(dtype: np.dtype) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -170,24 +170,27 @@ def _layers(group: h5py.Group, cfg: ChipConfig, reader: FileReader) -> list[Laye
         count = len(layer)
         if count == 0 or sorted(layer) != sorted(f"m{k}" for k in range(count)):
             raise reader.error(where, f"expected matrix groups m0..m{max(count - 1, 0)}, found {sorted(layer)[:8]}")
-        matrices = [_matrix(reader.group(layer, f"m{k}", where), cfg, reader, f"{where}, dataset m{k}") for k in range(count)]
+        matrices = [_matrix(reader.group(layer, f"m{k}", where), cfg, reader, where, f"m{k}") for k in range(count)]
         found.append((order, LayerRecord(name, reader.text_attr(layer, "kind", where), spec, matrices)))
     if sorted(order for order, _ in found) != list(range(len(found))):
         raise reader.error("layers", "the layers' order attributes must number them 0, 1, 2, ... without repeats")
     return [layer for _, layer in sorted(found, key=lambda item: item[0])]
 
 
-def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, where: str) -> MatrixRecord:
-    state: dict[str, Any] = {
-        key: reader.array(reader.dataset(group, key, where), f"{where}/{key}", "iu" if key == "stuck" else "f")
-        for key in STATE_ARRAYS
-    }
+def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, label: str) -> MatrixRecord:
+    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'")."""
+    where = f"{layer}, group {label}"
+
+    def dataset(key: str, kinds: str) -> np.ndarray:
+        return reader.array(reader.dataset(group, key, where), f"{layer}, dataset {label}/{key}", kinds)
+
+    state: dict[str, Any] = {key: dataset(key, "iu" if key == "stuck" else "f") for key in STATE_ARRAYS}
     for key in ("seed", "reads"):
         state[key] = reader.int_attr(group, key, where)
     state["t_s"] = reader.float_attr(group, "t_s", where)
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
-    bias = reader.array(reader.dataset(group, "bias", where), f"{where}/bias", "f") if "bias" in group else None
-    check_matrix(state, bias, bias_in_rows, cfg, lambda dataset, problem: reader.error(f"{where}/{dataset}", problem))
+    bias = dataset("bias", "f") if "bias" in group else None
+    check_matrix(state, bias, bias_in_rows, cfg, lambda key, problem: reader.error(f"{layer}, dataset {label}/{key}", problem))
     return MatrixRecord(state, bias, bias_in_rows)
 
 

@@ -90,8 +90,10 @@ def _check_fit(network: nn.Module, record: ChipRecord, fail) -> None:
         if layer.kind not in LAYER_KINDS or analog is None or analog.kind != layer.kind:
             raise fail(where, f"the file holds a {layer.kind[:20]!r} layer, the network a {type(module).__name__} there")
         expected = module_spec(module)
-        if dumps(layer.spec) != dumps(expected):
-            raise fail(where, f"spec_json {dumps(layer.spec)[:120]} does not match the network's {type(module).__name__} {dumps(expected)}")
+        differs = [k for k in {**expected, **layer.spec} if dumps(layer.spec.get(k)) != dumps(expected.get(k))]
+        if differs:
+            shown = ", ".join(f"{k} {dumps(layer.spec.get(k))[:40]} (network: {dumps(expected.get(k))})" for k in differs[:3])
+            raise fail(where, f"spec_json does not match the network's {type(module).__name__}: {shown}")
         _check_matrices(layer, module, record.cfg.mapping.bias == "rows", fail)
     mapped = tuple(f"{layer.name}." for layer in record.layers)
     state = {k: v for k, v in network.state_dict().items() if not k.startswith(mapped)}

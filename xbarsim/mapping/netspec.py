@@ -186,8 +186,8 @@ def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
         raise XbarsimError(f"{where}: a layer must be {{'type': name, 'args': {{...}}}}")
     type_name = node["type"]
     if type_name not in ALLOWED:
-        raise XbarsimError(f"{where}: type {type_name[:60]!r} is not an allowed torch.nn layer "
-                           f"(allowed: {', '.join(ALLOWED)}); pass the model to load it")  # fmt: skip
+        raise XbarsimError(f"{where}: type {type_name[:60]!r} is not on the allow-list of standard torch.nn layers "
+                           f"(xbarsim.mapping.netspec.ALLOWED); pass the model to load it")  # fmt: skip
     if type_name == "Sequential":
         return nn.Sequential(OrderedDict(_children(node, path, depth)))
     cls, rules = ALLOWED[type_name]
