@@ -12,6 +12,7 @@ from torch import nn
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.cli import main
+from xbarsim.errors import XbarsimError
 from xbarsim.mapping.blocks import DenoisingBlock
 from xbarsim.mapping.chipcheck import ChipFileError, conductance_ceiling
 from xbarsim.models import zoo
@@ -242,8 +243,11 @@ def test_a_plain_sequential_of_standard_layers_needs_no_model(tmp_path):
     torch.manual_seed(2)
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Sequential(nn.Linear(64, 16), nn.GELU(), nn.Dropout(0.1)), nn.Linear(16, 10), nn.LogSoftmax(dim=1),
+        nn.Sequential(nn.Linear(64, 16), nn.GELU(), nn.BatchNorm1d(16), nn.Dropout(0.1)), nn.Linear(16, 10), nn.LogSoftmax(dim=1),
     ).eval()  # fmt: skip
+    unfolded = model[5][2]  # after the GELU: stays a digital BatchNorm, its statistics come from the file
+    unfolded.running_mean.normal_()
+    unfolded.running_var.uniform_(0.5, 2.0)
     chip = map_model(model, ChipConfig.preset("pcm").with_values({"tile.rows": 32, "tile.cols": 16}), seed=4)
     path = tmp_path / "seq.h5"
     chip.save(path)
@@ -263,3 +267,13 @@ def test_chip_files_get_ordinary_permissions(valid_chip, tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_zoo_arguments_are_checked_against_the_signature():
+    assert zoo.build("mlp", hidden=[8], in_features=np.int64(64)).init_kwargs["hidden"] == (8,)
+    with pytest.raises(XbarsimError, match="zoo model 'mlp' has no argument 'hiden'"):
+        zoo.build("mlp", hiden=[8])
+    with pytest.raises(XbarsimError, match="argument num_classes must be of type int .got True"):
+        zoo.build("lenet5", num_classes=True)
+    with pytest.raises(XbarsimError, match="argument width must be of type float .got nan"):
+        zoo.build("vgg11", width=float("nan"))
