@@ -92,11 +92,11 @@ def test_truncated_files_are_refused(saved_chip, tmp_path):
 def test_corrupted_data_is_detected_by_checksums(saved_chip):
     _, _, path = saved_chip
     with h5py.File(path, "r") as f:
-        offset = f["layers/classifier.1/m0/g_prog"].id.get_chunk_info(0).byte_offset
+        offset = f["layers/classifier.1/m0/targets"].id.get_chunk_info(0).byte_offset
     raw = bytearray(path.read_bytes())
     raw[offset + 10] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(ChipFileError, match=r"chip.h5: layer 'classifier.1', dataset m0/g_prog: damaged or incomplete chip file"):
+    with pytest.raises(ChipFileError, match=r"chip.h5: layer 'classifier.1', dataset m0/targets: damaged or incomplete chip file"):
         load_chip(path)
 
 

@@ -12,9 +12,11 @@ from torch import nn
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.cli import main
+from xbarsim.crossbar.device import program
 from xbarsim.errors import XbarsimError
 from xbarsim.mapping.blocks import DenoisingBlock
-from xbarsim.mapping.chipcheck import ChipFileError, conductance_ceiling
+from xbarsim.mapping import chipfile
+from xbarsim.mapping.chipcheck import ChipFileError
 from xbarsim.models import zoo
 
 CONV = "layers/features.0/m0"  # LeNet-5's first convolution: 25 inputs x 6 outputs
@@ -63,6 +65,14 @@ def _set(values, index, value):
     values[index] = value
 
 
+def _forge_targets(f, group: str, targets) -> None:
+    """New targets with a matching checksum of the programmed state: a forgery only the network can catch."""
+    cfg = ChipConfig.model_validate_json(f["config"].attrs["json"])
+    g_prog, stuck = program(chipfile.targets_from_signed(targets, cfg.device.g_min_us), cfg.device, int(f[group].attrs["seed"]))
+    _replace(f, f"{group}/targets", targets)
+    f[group].attrs["programmed_crc32"] = chipfile.programmed_checksum(g_prog, stuck)
+
+
 def _old_format(f, marker):
     f.attrs["format_version"] = 1
     f["model"].attrs.update({"class_path": "subprocess:run", "kwargs_json": json.dumps({"args": ["touch", str(marker)]})})
@@ -92,35 +102,41 @@ CASES = {
                         ["Linear", "in_features", "integer >= 1"]),
     "huge-network-small-file": (lambda f, m: _network(f, {"zoo": "lenet5", "kwargs": {"image_size": 8, "num_classes": 10**9}}),
                                 ["classifier.5", "the network"]),
-    "g-prog-minus-1e30": (_edit_array(f"{CONV}/g_prog", lambda v: _set(v, (0, 3, 2), -1e30)),
-                          ["layer 'features.0'", "m0/g_prog", "programmed conductances", "-1e+30"]),
-    "g-prog-far-above-g-max": (_edit_array(f"{CONV}/g_prog", lambda v: _set(v, (1, 0, 0), 1e6)),
-                               ["layer 'features.0'", "m0/g_prog", "programmed conductances"]),
-    "g-prog-nan": (_edit_array(f"{CONV}/g_prog", lambda v: _set(v, (0, 1, 1), np.nan)), ["features.0", "m0/g_prog", "NaN"]),
-    "g-target-inf": (_edit_array(f"{CONV}/g_target", lambda v: _set(v, (1, 2, 3), np.inf)), ["features.0", "m0/g_target", "infinite"]),
-    "g-prog-byte-strings": (lambda f, m: _replace(f, f"{CONV}/g_prog", np.full((2, 25, 6), b"12.5", dtype="S8")),
-                            ["features.0", "m0/g_prog", "byte strings"]),
-    "g-prog-complex": (lambda f, m: _replace(f, f"{CONV}/g_prog", f[f"{CONV}/g_prog"][()].astype(np.complex64) * 1j),
-                       ["features.0", "m0/g_prog", "complex"]),
-    "g-prog-variable-length-strings": (lambda f, m: _replace(f, f"{CONV}/g_prog", np.full((2, 25, 6), "1.0", dtype=object),
-                                                             dtype=h5py.string_dtype()),
-                                       ["features.0", "m0/g_prog", "objects"]),
-    "g-prog-wrong-shape": (lambda f, m: _replace(f, f"{CONV}/g_prog", np.ones((2, 25, 5), np.float32)), ["features.0", "m0/g_prog", "shape"]),
-    "matrix-shapes-consistent-but-wrong-for-the-layer": (lambda f, m: [
-        _replace(f, f"{CONV}/{key}", f[f"{CONV}/{key}"][()][:, :20]) for key in ("g_target", "g_prog", "stuck")],
-        ["features.0", "m0/g_target", "inputs"]),
-    "stuck-code-7": (_edit_array(f"{CONV}/stuck", lambda v: _set(v, (0, 0, 0), 7)), ["features.0", "m0/stuck", "7"]),
-    "stuck-device-not-at-g-max": (_edit_array(f"{CONV}/stuck", lambda v: _set(v, (0, 0, 0), 1)), ["features.0", "g_prog", "stuck on"]),
+    "targets-minus-1e30": (_edit_array(f"{CONV}/targets", lambda v: _set(v, (3, 2), -1e30)),
+                           ["layer 'features.0'", "m0/targets", "target conductances", "-1e+30"]),
+    "targets-far-above-g-max": (_edit_array(f"{CONV}/targets", lambda v: _set(v, (0, 0), 1e6)),
+                                ["layer 'features.0'", "m0/targets", "target conductances", "1e+06"]),
+    "targets-nan": (_edit_array(f"{CONV}/targets", lambda v: _set(v, (1, 1), np.nan)), ["features.0", "m0/targets", "NaN"]),
+    "targets-inf": (_edit_array(f"{CONV}/targets", lambda v: _set(v, (2, 3), np.inf)), ["features.0", "m0/targets", "infinite"]),
+    "targets-byte-strings": (lambda f, m: _replace(f, f"{CONV}/targets", np.full((25, 6), b"12.5", dtype="S8")),
+                             ["features.0", "m0/targets", "byte strings"]),
+    "targets-complex": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()].astype(np.complex64) * 1j),
+                        ["features.0", "m0/targets", "complex"]),
+    "targets-variable-length-strings": (lambda f, m: _replace(f, f"{CONV}/targets", np.full((25, 6), "1.0", dtype=object),
+                                                              dtype=h5py.string_dtype()),
+                                        ["features.0", "m0/targets", "objects"]),
+    "targets-wrong-rank": (lambda f, m: _replace(f, f"{CONV}/targets", np.ones((2, 25, 6), np.float32)),
+                           ["features.0", "m0/targets", "shape (inputs, outputs)"]),
+    "targets-one-output-short": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()][:, :5]),
+                                 ["features.0", "m0/scales", "shape"]),
+    "matrix-consistent-but-wrong-for-the-layer": (lambda f, m: _forge_targets(f, CONV, f[f"{CONV}/targets"][()][:20]),
+                                                  ["features.0", "m0/targets", "20 inputs"]),
+    "stuck-codes-injected": (lambda f, m: f[CONV].create_dataset("stuck", data=np.full((2, 25, 6), 7, np.int8)),
+                             ["features.0", "group m0", "unexpected", "stuck"]),
+    "programmed-checksum-forged": (lambda f, m: f[CONV].attrs.__setitem__("programmed_crc32", f[CONV].attrs["programmed_crc32"] ^ 1),
+                                   ["features.0", "group m0", "programmed_crc32"]),
+    "matrix-seed-changed": (lambda f, m: f[CONV].attrs.__setitem__("seed", f[CONV].attrs["seed"] + 1),
+                            ["features.0", "group m0", "programmed_crc32"]),
     "scales-zero": (_edit_array(f"{CONV}/scales", lambda v: _set(v, (0, 0), 0.0)), ["features.0", "m0/scales", "> 0"]),
     "negative-read-counter": (lambda f, m: f[CONV].attrs.__setitem__("reads", -5), ["features.0", "group m0", "reads", ">= 0", "-5"]),
     "negative-drift-time": (lambda f, m: f[CONV].attrs.__setitem__("t_s", -1.0), ["features.0", "t_s", ">= 0"]),
     "seed-as-text": (lambda f, m: f.attrs.__setitem__("seed", "seven"), ["seed", "integer"]),
-    "missing-dataset": (lambda f, m: f[CONV].__delitem__("g_prog"), ["features.0", "group m0", "missing", "g_prog"]),
-    "external-link": (lambda f, m: [f[CONV].__delitem__("g_prog"), f[CONV].__setitem__("g_prog", h5py.ExternalLink("/etc/passwd", "/x"))],
-                      ["features.0", "g_prog", "link"]),
-    "unwritten-huge-dataset": (lambda f, m: [f[CONV].__delitem__("stuck"),
-                                             f[CONV].create_dataset("stuck", shape=(2, 40000, 40000), dtype=np.int8, chunks=(1, 1000, 1000))],
-                               ["features.0", "m0/stuck", "stores only"]),
+    "missing-dataset": (lambda f, m: f[CONV].__delitem__("targets"), ["features.0", "group m0", "missing", "targets"]),
+    "external-link": (lambda f, m: [f[CONV].__delitem__("targets"), f[CONV].__setitem__("targets", h5py.ExternalLink("/etc/passwd", "/x"))],
+                      ["features.0", "targets", "link"]),
+    "unwritten-huge-dataset": (lambda f, m: [f[CONV].__delitem__("targets"),
+                                             f[CONV].create_dataset("targets", shape=(40000, 40000), dtype=np.float32, chunks=(1000, 1000))],
+                               ["features.0", "m0/targets", "stores only"]),
     "digital-weight-nan": (_edit_array("digital/features.3.bias", lambda v: _set(v, 0, np.nan)), ["digital/features.3.bias", "NaN"]),
     "digital-weight-wrong-shape": (lambda f, m: _replace(f, "digital/features.3.bias", np.zeros(3, np.float32)),
                                    ["digital/features.3.bias", "shape"]),
@@ -200,11 +216,15 @@ def test_the_untouched_chip_file_evaluates(valid_chip, capsys):
     assert "test accuracy" in out
 
 
-def test_the_conductance_bound_covers_write_noise_and_refuses_more():
-    pcm = ChipConfig.preset("pcm").device
-    noiseless = ChipConfig().device
-    assert conductance_ceiling(noiseless) == pytest.approx(noiseless.g_max_us * 1.001)
-    assert pcm.g_max_us * 1.1 < conductance_ceiling(pcm) < pcm.g_max_us * 3
+def test_targets_are_stored_as_one_signed_number_per_device_pair():
+    g_target = np.array([[[0.0, 3.5, 0.0]], [[2.0, 0.0, 0.0]]], np.float32)  # (2, 1, 3): G+ and G-, g_min = 0
+    signed = chipfile.signed_targets(g_target, 0.0)
+    assert signed.tolist() == [[-2.0, 3.5, 0.0]]
+    assert np.array_equal(chipfile.targets_from_signed(signed, 0.0), g_target)
+    shifted = g_target + np.float32(1.5)  # g_min = 1.5
+    assert np.array_equal(chipfile.targets_from_signed(chipfile.signed_targets(shifted, 1.5), 1.5), shifted)
+    with pytest.raises(ValueError, match="g_min on one side"):
+        chipfile.signed_targets(np.ones((2, 1, 1), np.float32), 0.0)
 
 
 class TwoBranches(nn.Module):

@@ -3,8 +3,8 @@
 ``FileReader`` reads typed values (attributes, JSON, arrays) and refuses what is not plain data:
 wrong dtypes (byte strings, complex numbers, objects), NaN or infinite values, links to other files,
 external or virtual storage, and datasets that claim far more data than the file stores (a
-decompression bomb). ``check_matrix`` and ``check_block`` check shapes and physical ranges against
-the chip config. Every failure is a one-line ``ChipFileError`` naming the file, the layer and the dataset.
+decompression bomb). ``check_targets``, ``check_matrix`` and ``check_block`` check physical ranges
+(target conductances within [g_min, g_max]) and shapes against the chip config. Every failure is a one-line ``ChipFileError`` naming the file, the layer and the dataset.
 """
 
 from __future__ import annotations
@@ -20,17 +20,13 @@ import numpy as np
 import pydantic
 
 from ..config import ChipConfig, DeviceConfig
-from ..crossbar.device import STUCK_OFF, STUCK_ON, write_noise_std
 from ..crossbar.grid import TileGrid
 from ..errors import XbarsimError
 
 # gzip (deflate) cannot shrink data more than ~1032:1; a dataset claiming more is forged or never written
 MAX_COMPRESSION = 1100
-# programmed conductances: write noise draws at most 6.66 sigma (crossbar/rng.py), so a real chip stays below
-# g_max + WRITE_SIGMAS x the largest write-noise std; the relative slack covers float32 rounding
-WRITE_SIGMAS = 7.0
-CONDUCTANCE_SLACK = 1e-3
-_KINDS = {"f": "real floating-point numbers", "iu": "integers", "fiub": "real numbers or integers"}
+CONDUCTANCE_SLACK = 1e-3  # relative to g_max: float rounding of target conductances at the ends of the range
+_KINDS = {"f": "real floating-point numbers", "fiub": "real numbers or integers"}
 
 
 class ChipFileError(XbarsimError):
@@ -56,14 +52,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is not a finite number")
     return value
-
-
-def conductance_ceiling(device: DeviceConfig) -> float:
-    """The highest programmed conductance (uS) a chip with ``device`` can hold: g_max plus
-    WRITE_SIGMAS times the largest write-noise std over targets in [g_min, g_max], plus 0.1%."""
-    targets = np.linspace(device.g_min_us, device.g_max_us, 257)
-    sigma = float(np.max(write_noise_std(targets, device.write_noise, device.g_max_us)))
-    return device.g_max_us * (1 + CONDUCTANCE_SLACK) + WRITE_SIGMAS * sigma
 
 
 class FileReader:
@@ -172,35 +160,30 @@ class FileReader:
         return value.astype(value.dtype.newbyteorder("="), copy=False)  # torch reads native byte order only
 
 
+def check_targets(targets: np.ndarray, device: DeviceConfig, fail: Callable[[str], ChipFileError]) -> None:
+    """Signed target conductances (inputs, outputs): |value| within [g_min, g_max] (uS)."""
+    if targets.ndim != 2 or 0 in targets.shape:
+        raise fail(f"must have shape (inputs, outputs) with inputs, outputs >= 1, found {targets.shape}")
+    slack = CONDUCTANCE_SLACK * device.g_max_us
+    low, high = device.g_min_us - slack, device.g_max_us + slack
+    magnitude = np.abs(targets)
+    outside = (magnitude < low) | (magnitude > high)
+    if np.any(outside):
+        found = float(targets[outside][np.argmax(np.abs(magnitude[outside] - device.g_max_us))])
+        raise fail(f"target conductances (uS, G+ or -G-) must have a magnitude in [g_min, g_max] = "
+                   f"[{device.g_min_us:g}, {device.g_max_us:g}], found {found:.4g}")  # fmt: skip
+
+
 def check_matrix(state: dict[str, Any], bias: np.ndarray | None, bias_in_rows: bool, cfg: ChipConfig,
                  fail: Callable[[str, str], ChipFileError]) -> None:  # fmt: skip
-    """Check one matrix's arrays (``TileArray.state()`` layout) against the chip config;
-    ``fail(dataset, problem)`` makes the error."""
-    g_target = state["g_target"]
-    if g_target.ndim != 3 or g_target.shape[0] != 2 or 0 in g_target.shape:
-        raise fail("g_target", f"must have shape (2, inputs, outputs) with inputs, outputs >= 1, found {g_target.shape}")
-    _, n_in, n_out = g_target.shape
+    """Check one matrix's tile arrays (``TileArray.state()`` layout, targets already checked) against the
+    chip config; ``fail(dataset, problem)`` makes the error."""
+    _, n_in, n_out = state["g_target"].shape
     rows, cols = cfg.tile.rows, cfg.tile.cols
     n_p, n_q = TileGrid.for_matrix(n_in, n_out, rows, cols).shape
-    expected = {"g_target": g_target.shape, "g_prog": g_target.shape, "stuck": g_target.shape, "scales": (n_p, n_out),
-                "dac_bounds": (n_p,), "adc_bounds": (n_p, n_q)}  # fmt: skip
-    for name, shape in expected.items():
+    for name, shape in {"scales": (n_p, n_out), "dac_bounds": (n_p,), "adc_bounds": (n_p, n_q)}.items():
         if state[name].shape != shape:
             raise fail(name, f"has shape {state[name].shape}, expected {shape} for {n_in} inputs x {n_out} outputs on {rows}x{cols} tiles")
-    dev = cfg.device
-    span_slack = CONDUCTANCE_SLACK * dev.g_max_us
-    _within(g_target, dev.g_min_us - span_slack, dev.g_max_us + span_slack, "target conductances (uS, [g_min, g_max])",
-            lambda p: fail("g_target", p))  # fmt: skip
-    ceiling = conductance_ceiling(dev)
-    _within(state["g_prog"], 0.0, ceiling, f"programmed conductances (uS, g_max + {WRITE_SIGMAS:g} write-noise std)",
-            lambda p: fail("g_prog", p))  # fmt: skip
-    stuck, g_prog = state["stuck"], state["g_prog"]
-    codes = np.unique(stuck)
-    if not set(codes.tolist()) <= {STUCK_OFF, 0, STUCK_ON}:
-        raise fail("stuck", f"stuck codes must be {STUCK_OFF} (off), 0 or {STUCK_ON} (on), found {sorted(set(codes.tolist()) - {-1, 0, 1})[:3]}")
-    for code, level, label in ((STUCK_ON, dev.g_max_us, "g_max"), (STUCK_OFF, dev.g_min_us, "g_min")):
-        if np.any(g_prog[stuck == code] != np.float32(level)):
-            raise fail("g_prog", f"a device stuck {'on' if code == STUCK_ON else 'off'} must sit at {label} = {level:g} uS")
     if np.any(state["scales"] <= 0):
         raise fail("scales", "weight scales must be > 0")
     for name, converter in (("dac_bounds", cfg.tile.dac), ("adc_bounds", cfg.tile.adc)):
@@ -229,12 +212,6 @@ def check_block(layer: str, layers: set[str], spec: dict[str, Any], tensors: dic
     found = {name: value.shape for name, value in tensors.items()}
     if found != expected:
         raise fail(f"datasets must be {expected}, found {found}")
-
-
-def _within(values: np.ndarray, low: float, high: float, what: str, fail: Callable[[str], ChipFileError]) -> None:
-    lowest, highest = float(values.min()), float(values.max())
-    if lowest < low or highest > high:
-        raise fail(f"{what} must lie in [{low:.4g}, {high:.4g}], found {lowest if lowest < low else highest:.4g}")
 
 
 def _dtype_words(dtype: np.dtype) -> str:

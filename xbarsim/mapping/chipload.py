@@ -122,7 +122,7 @@ def _check_matrices(layer: LayerRecord, module: nn.Module, bias_rows: bool, fail
         in_rows = has_bias and bias_rows
         shape = matrix.state["g_target"].shape[1:]
         if shape != (n_in + in_rows, n_out) or matrix.bias_in_rows != in_rows:
-            raise fail(f"{where}, dataset m{k}/g_target", f"holds {shape[0]} inputs x {shape[1]} outputs (bias in rows: "
+            raise fail(f"{where}, dataset m{k}/targets", f"holds {shape[0]} inputs x {shape[1]} outputs (bias in rows: "
                                                           f"{matrix.bias_in_rows}); the network's layer needs {n_in + in_rows} x {n_out} "
                                                           f"(bias in rows: {in_rows})")  # fmt: skip
         if (matrix.bias is not None) != (has_bias and not in_rows):
