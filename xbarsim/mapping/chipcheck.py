@@ -4,7 +4,8 @@
 wrong dtypes (byte strings, complex numbers, objects), NaN or infinite values, links to other files,
 external or virtual storage, and datasets that claim far more data than the file stores (a
 decompression bomb). ``check_targets``, ``check_matrix`` and ``check_block`` check physical ranges
-(target conductances within [g_min, g_max]) and shapes against the chip config. Every failure is a one-line ``ChipFileError`` naming the file, the layer and the dataset.
+(target conductances within [g_min, g_max]) and shapes against the chip config. Every failure is a
+one-line ``ChipFileError`` naming the file, the layer and the dataset.
 """
 
 from __future__ import annotations

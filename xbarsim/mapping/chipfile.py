@@ -1,7 +1,7 @@
 """Chip files: a mapped network and its programmed tiles in one HDF5 file, read and written as plain data.
 
-This module only moves data between a file and a ``ChipRecord``; ``chip.py`` turns records into
-chips and back. A file is data, never code: the network is a description (``netspec``), and every
+This module only moves data between a file and a ``ChipRecord``: ``AnalogModel.record()`` (chip.py)
+makes the record of a chip, ``load_chip`` (chipload.py) a chip of a record. A file is data, never code: the network is a description (``netspec``), and every
 value read is checked before use (``chipcheck``); a problem raises ``ChipFileError``, one line
 naming the file, the layer and the dataset.
 
@@ -180,7 +180,7 @@ def _read(f: h5py.File, reader: FileReader) -> ChipRecord:
     version = reader.int_attr(f, "format_version", "")
     if version != FORMAT_VERSION:
         raise reader.error("", f"chip file format version {version}; this xbarsim ({__version__}) reads version "
-                                   f"{FORMAT_VERSION} only (map the network again with `xbarsim map`)")  # fmt: skip
+                               f"{FORMAT_VERSION} only (map the network again with `xbarsim map`)")  # fmt: skip
     seed = reader.int_attr(f, "seed", "")
     cfg = reader.config(reader.group(f, "config", ""))
     model = reader.group(f, "model", "")
