@@ -297,3 +297,14 @@ def test_zoo_arguments_are_checked_against_the_signature():
         zoo.build("lenet5", num_classes=True)
     with pytest.raises(XbarsimError, match="argument width must be of type float .got nan"):
         zoo.build("vgg11", width=float("nan"))
+
+
+def test_the_cli_takes_the_network_from_the_user_when_asked(valid_chip, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(valid_chip), "--data", "digits", "--model", "lenet5", "--model-args", '{"image_size": 8}']) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["eval", str(valid_chip), "--data", "digits", "--model", "lenet5", "--model-args", '{"image_size": 8, "num_classes": 5}']) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "chip.h5" in err and "classifier.5" in err
+    assert main(["eval", str(valid_chip), "--data", "digits", "--model-args", '{"image_size": 8}']) != 0
+    assert "--model-args needs --model" in capsys.readouterr().err

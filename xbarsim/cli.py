@@ -133,9 +133,12 @@ def parse_duration(text: str) -> float:
 
 def _load_chip(args: argparse.Namespace):
     """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
+    from .errors import XbarsimError
     from .mapping.chipload import load_chip
     from .models.checkpoint import build_model
 
+    if args.model_args and not args.model:
+        raise XbarsimError("--model-args needs --model (the network the arguments build)")
     return load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
 
 

@@ -98,7 +98,7 @@ class FileReader:
         """An integer attribute >= 0 (seeds, counters, versions)."""
         value = self._attr(obj, key, where)
         if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 0:
-            raise self.error(where, f"attribute {key} must be an integer >= 0, found {_shown(value)}")
+            raise self.error(where, f"attribute {key} must be an integer >= 0, found {shown(value)}")
         return int(value)
 
     def float_attr(self, obj: h5py.HLObject, key: str, where: str) -> float:
@@ -106,19 +106,19 @@ class FileReader:
         value = self._attr(obj, key, where)
         ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
         if not ok or not math.isfinite(value) or value < 0:
-            raise self.error(where, f"attribute {key} must be a finite number >= 0, found {_shown(value)}")
+            raise self.error(where, f"attribute {key} must be a finite number >= 0, found {shown(value)}")
         return float(value)
 
     def bool_attr(self, obj: h5py.HLObject, key: str, where: str) -> bool:
         value = self._attr(obj, key, where)
         if not isinstance(value, (bool, np.bool_)):
-            raise self.error(where, f"attribute {key} must be true or false, found {_shown(value)}")
+            raise self.error(where, f"attribute {key} must be true or false, found {shown(value)}")
         return bool(value)
 
     def text_attr(self, obj: h5py.HLObject, key: str, where: str) -> str:
         value = self._attr(obj, key, where)
         if not isinstance(value, str):
-            raise self.error(where, f"attribute {key} must be text, found {_shown(value)}")
+            raise self.error(where, f"attribute {key} must be text, found {shown(value)}")
         return value
 
     def json_attr(self, obj: h5py.HLObject, key: str, where: str, types: type | tuple[type, ...]) -> Any:
@@ -221,6 +221,7 @@ def _dtype_words(dtype: np.dtype) -> str:
     return f"{words.get(dtype.kind, 'values')} ({dtype})"
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut to 60 characters."""
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import XbarsimError
 from ..models import zoo
+from .chipcheck import shown
 
 MAX_DEPTH = 32  # nesting of Sequentials in a described tree
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -198,7 +199,7 @@ def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
         if arg not in rules:
             raise XbarsimError(f"{where}: {type_name} has no argument {str(arg)[:60]!r} here (allowed: {', '.join(rules) or 'none'})")
         if not rules[arg].check(value):
-            raise XbarsimError(f"{where}: {type_name} argument {arg} must be {rules[arg].wording} (got {_shown(value)})")
+            raise XbarsimError(f"{where}: {type_name} argument {arg} must be {rules[arg].wording} (got {shown(value)})")
     return _constructed(lambda: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}), f"{where}: {type_name}")
 
 
@@ -224,8 +225,3 @@ def _constructed(make: Callable[[], nn.Module], what: str) -> nn.Module:
     except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError, IndexError) as exc:
         message = " ".join(str(exc).split())[:200]
         raise XbarsimError(f"{what} cannot be built with these arguments: {message}") from None
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
