@@ -144,6 +144,8 @@ CASES = {
                                 "spec_json", f["layers/features.0"].attrs["spec_json"].replace('"stride": [1, 1]', '"stride": [2, 2]')),
                             ["features.0", "spec_json", "does not match", "stride [2, 2] (network: [1, 1])"]),
     "layer-renamed": (lambda f, m: f["layers"].move("features.0", "features.9"), ["features.9", "no module"]),
+    "terminal-escape-in-a-name": (lambda f, m: f["digital"].move("features.3.bias", "features.3.bias\x1b[2J"),
+                                  ["dataset digital", "unexpected", "\\x1b[2J"]),
     "block-on-unknown-layer": (lambda f, m: f["blocks/b0"].attrs.__setitem__("layer", "nowhere"), ["block", "nowhere"]),
     "block-wrong-channels": (lambda f, m: [f["blocks/b0"].attrs.__setitem__("spec_json", json.dumps({"channels": 10, "hidden": 8, "channel_dim": -1})),
                                            _replace(f, "blocks/b0/down.weight", np.zeros((8, 10), np.float32)),
@@ -187,6 +189,7 @@ def _assert_refused(path, words, marker, capsys):
     assert "Traceback" not in out + err
     assert len(lines) == 1, err
     assert path.name in lines[0] and all(word in lines[0] for word in words), lines[0]
+    assert lines[0].isprintable()
     assert path.read_bytes() == before
     assert not marker.exists()
 

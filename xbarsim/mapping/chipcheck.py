@@ -35,7 +35,8 @@ class ChipFileError(XbarsimError):
 
 
 def one_line(text: str, limit: int = 400) -> str:
-    text = " ".join(str(text).split())
+    """``text`` on one line of at most ``limit`` characters, control characters (from names in a file) escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
