@@ -34,8 +34,14 @@ def test_no_bars_when_refused_or_quick(lenet, tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
-def test_automatic_bars_once_a_call_runs_long(lenet, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(progress_module, "AUTO_AFTER_S", 1e-6)  # every call now counts as long
+def test_automatic_bars_once_a_call_runs_long(lenet, tmp_path, monkeypatch):
+    bars = []
+
+    def recording_tqdm(items, **options):  # a bar's options, not its timing: a quick call may finish unseen
+        bars.append(options)
+        return items
+
+    monkeypatch.setattr(progress_module, "tqdm", recording_tqdm)
     _calls(lenet, tmp_path, None)
-    err = capsys.readouterr().err
-    assert all(desc in err for desc in ("map", "save chip", "load chip"))
+    assert [bar["desc"] for bar in bars] == ["map", "save chip", "load chip"]
+    assert all(bar["delay"] == progress_module.AUTO_AFTER_S and not bar["disable"] for bar in bars)

@@ -12,7 +12,7 @@ from .crossbar.tile import TileArray  # noqa: E402
 __version__ = "0.1.0"
 __all__ = ["AnalogModel", "ChipConfig", "TileArray", "load_chip", "map_model", "__version__"]
 
-_TORCH_API = {"map_model": "chip", "AnalogModel": "chip", "VirtualChip": "chip", "load_chip": "chipfile"}
+_TORCH_API = {"map_model": "chip", "AnalogModel": "chip", "VirtualChip": "chip", "load_chip": "chipload"}
 
 
 def __getattr__(name: str):

@@ -198,14 +198,22 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .mapping.chipfile import load_chip
-    from .models import data
+def _load_chip(args: argparse.Namespace):
+    """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
+    from .errors import XbarsimError
+    from .mapping.chipload import load_chip
     from .models.checkpoint import build_model
+
+    if args.model_args and not args.model:
+        raise XbarsimError("--model-args needs --model (the network the arguments build)")
+    return load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .models import data
     from .models.training import accuracy
 
-    model = build_model(args.model, _json_arg(args.model_args)) if args.model else None
-    chip = load_chip(args.chip_file, model)
+    chip = _load_chip(args)
     if args.reprogram is not None:
         chip.program(args.reprogram)
     if args.drift is not None:
@@ -310,11 +318,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration.calibrate import calibrate_chip, format_report
-    from .mapping.chipfile import load_chip
     from .models import data
-    from .models.checkpoint import build_model
 
-    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    model = _load_chip(args)
     split = data.load(args.data)
     x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
     print(f"{args.chip_file}: chip '{model.chip.cfg.name}', t = {model.chip.t_s:g} s; calibration inputs: {len(x)} "
@@ -338,11 +344,9 @@ def torch_randperm(n: int, seed: int):
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     from .calibration.denoise import denoise, format_result
-    from .mapping.chipfile import load_chip
     from .models import data
-    from .models.checkpoint import build_model
 
-    model = load_chip(args.chip_file, build_model(args.model, _json_arg(args.model_args)) if args.model else None)
+    model = _load_chip(args)
     split = data.load(args.data)
     result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed, validation=args.validation)
     print(format_result(result, f"{split.name} test"))

@@ -13,8 +13,10 @@ from torch import nn
 from ..config import ChipConfig
 from ..crossbar import rng
 from ..progress import progress_bar
-from .fold import fold_batchnorm, set_submodule
+from . import netspec
 from .blocks import DenoisingBlock, apply_block, block_key
+from .chipfile import BlockRecord, ChipRecord, LayerRecord, MatrixRecord, write_chip
+from .fold import fold_batchnorm, set_submodule
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
 from .matrix import AnalogMatrix
 
@@ -36,11 +38,17 @@ class LayerSummary:
 
 @dataclass
 class ModelSource:
-    """How to rebuild the network's structure: an importable class and its arguments."""
+    """How to rebuild the network's structure: a description as data (``netspec``), or None when
+    only the user's model can (a class of their own); ``origin`` ("module:Class") only words
+    messages; the (layer, BatchNorm) pairs that were folded."""
 
-    class_path: str
-    kwargs: dict[str, Any] | None
-    folded: list[tuple[str, str]] = field(default_factory=list)
+    network: dict[str, Any] | None
+    origin: str
+    folded: list[list[str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, model: nn.Module, folded: Iterable[Iterable[str]]) -> ModelSource:
+        return cls(netspec.describe(model), f"{type(model).__module__}:{type(model).__qualname__}", [list(p) for p in folded])
 
 
 class VirtualChip:
@@ -152,9 +160,23 @@ class AnalogModel(nn.Module):
     def save(self, path: str | Path, progress: bool | None = None) -> None:
         """Write the chip file (HDF5) atomically: the old file survives a failed save.
         ``progress``: a bar per layer (True), none (False), or only after a few seconds (None)."""
-        from .chipfile import save_chip
+        write_chip(path, self.record(), progress)
 
-        save_chip(self, path, progress)
+    def record(self) -> ChipRecord:
+        """Everything the chip file holds, as data."""
+        layers = [
+            LayerRecord(name, layer.kind, layer.spec(), [
+                MatrixRecord(m.tiles.state(), None if m.bias is None else m.bias.numpy(), m.bias_in_rows) for m in layer.matrices()
+            ])
+            for name, layer in self.chip.layers.items()
+        ]  # fmt: skip
+        blocks = [
+            BlockRecord(self.block_layers[key], block.spec(), {n: t.detach().cpu().numpy() for n, t in block.state_dict().items()})
+            for key, block in self.blocks.items()
+        ]
+        digital = {key: tensor.detach().cpu().numpy() for key, tensor in self.network.state_dict().items()}
+        source = self.source
+        return ChipRecord(self.chip.cfg, self.chip.seed, source.network, source.origin, source.folded, digital, layers, blocks)
 
 
 def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
@@ -201,6 +223,4 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
         module = network.get_submodule(name)
         analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
         network = set_submodule(network, name, analog[name])
-    kwargs = getattr(model, "init_kwargs", None)
-    source = ModelSource(f"{type(model).__module__}:{type(model).__qualname__}", kwargs, [list(p) for p in folded])
-    return AnalogModel(network, VirtualChip(cfg, seed, analog), source)
+    return AnalogModel(network, VirtualChip(cfg, seed, analog), ModelSource.of(model, folded))

@@ -1,188 +1,256 @@
-"""Chip files: a mapped network and its programmed tiles in one HDF5 file.
+"""Chip files: a mapped network and its programmed tiles in one HDF5 file, read and written as plain data.
 
-Layout (format version 1)::
+This module only moves data between a file and a ``ChipRecord``: ``AnalogModel.record()`` (chip.py)
+makes the record of a chip, ``load_chip`` (chipload.py) a chip of a record. A file is data, never code: the network is a description (``netspec``), and every
+value read is checked before use (``chipcheck``); a problem raises ``ChipFileError``, one line
+naming the file, the layer and the dataset.
+
+Layout (format version 2)::
 
     /                 attrs: format="xbarsim-chip", format_version, xbarsim_version, seed
     /config           attr json: the ChipConfig
-    /model            attrs: class_path, kwargs_json ("null" if unknown), folded_json
+    /model            attrs: network_json (a netspec description, or null), origin, folded_json
     /digital/<key>    the network's remaining (digital) state_dict, one dataset per tensor
-    /blocks/<key>     a denoising block: attrs layer, spec_json; its tensors
+    /blocks/b<k>      a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
-        /m<k>         g_target, g_prog, stuck, scales, dac_bounds, adc_bounds, [bias];
-                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows
+        /m<k>         targets, scales, dac_bounds, adc_bounds, [bias];
+                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows, programmed_crc32
 
-Writes go to a temporary file in the same folder, then replace the target, so a failed save
-leaves the previous file untouched. Every read error names the file and what is wrong.
+``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
+number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of every pair). The
+programmed state (write error, stuck devices) is not stored: it is a deterministic function of the
+targets, the device config and the matrix seed (``device.program``), regenerated on load and
+checked against ``programmed_crc32`` (CRC-32 of G_prog then the stuck codes), so a reload is
+bit-identical and the file is a quarter of the raw state (ResNet-18: 45 MB). Arrays are stored
+uncompressed (noisy float32 barely compresses, and gzip costs seconds), with Fletcher-32 checksums.
+
+``origin`` ("module:Class" of the mapped network) only words the error when the network has no
+description; it is never imported. Writes are atomic (``atomic_write``): a failed save leaves the
+previous file untouched.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-import tempfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import h5py
 import numpy as np
-import torch
-from torch import nn
 
 from .. import __version__
+from ..atomic import atomic_write
 from ..config import ChipConfig
-from ..errors import XbarsimError
-from ..crossbar.tile import TileArray
-from .blocks import DenoisingBlock
-from .chip import AnalogModel, ModelSource, VirtualChip
-from .fold import replace_folded, set_submodule
-from .layers import LAYER_KINDS
-from ..models.checkpoint import import_class
-from .matrix import AnalogMatrix
+from ..crossbar import device
 from ..progress import progress_bar
+from .chipcheck import ChipFileError, FileReader, check_block, check_matrix, check_targets, dumps
 
 FORMAT = "xbarsim-chip"
-FORMAT_VERSION = 1
-_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}  # checksums catch corruption
+FORMAT_VERSION = 2
+TILE_ARRAYS = ("scales", "dac_bounds", "adc_bounds")  # stored as TileArray.state() has them
+_STORAGE = {"chunks": True, "fletcher32": True}  # checksums catch corruption
+
+__all__ = ["ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "BlockRecord", "read_chip", "write_chip"]
 
 
-class ChipFileError(XbarsimError):
-    """A chip file that cannot be read: names the file and the problem."""
+@dataclass
+class MatrixRecord:
+    """One weight matrix: ``state`` as ``TileArray.state()`` gives it, and its digital bias (out,)."""
+
+    state: dict[str, Any]
+    bias: np.ndarray | None
+    bias_in_rows: bool
 
 
-def save_chip(model: AnalogModel, path: str | Path, progress: bool | None = None) -> None:
-    """Write ``model`` to ``path`` atomically; ``progress`` as in ``AnalogModel.save``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as f:
-            _write(f, model, progress)
-        with open(tmp_name, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+@dataclass
+class LayerRecord:
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    matrices: list[MatrixRecord]
 
 
-def _write(f: h5py.File, model: AnalogModel, progress: bool | None) -> None:
-    chip = model.chip
-    f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "xbarsim_version": __version__, "seed": chip.seed})
-    f.create_group("config").attrs["json"] = chip.cfg.to_json()
-    src = f.create_group("model")
-    src.attrs.update({"class_path": model.source.class_path, "kwargs_json": json.dumps(model.source.kwargs),
-                      "folded_json": json.dumps(model.source.folded)})  # fmt: skip
+@dataclass
+class BlockRecord:
+    """A denoising block after analog layer ``layer``: its spec and its tensors (NumPy)."""
+
+    layer: str
+    spec: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+
+@dataclass
+class ChipRecord:
+    """Everything a chip file holds, as data."""
+
+    cfg: ChipConfig
+    seed: int
+    network: dict[str, Any] | None  # a netspec description; None: the user must pass the model
+    origin: str
+    folded: list[list[str]]
+    digital: dict[str, np.ndarray]
+    layers: list[LayerRecord]
+    blocks: list[BlockRecord]
+
+
+# ---------------------------------------------------------------- writing
+def write_chip(path: str | Path, record: ChipRecord, progress: bool | None = None) -> None:
+    """Write ``record`` to ``path`` atomically, with ordinary file permissions. ``progress``: a bar per
+    layer (True), none (False), or only after a few seconds (None)."""
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        _write(f, record, progress)
+
+
+def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
+    f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "xbarsim_version": __version__, "seed": record.seed})
+    f.create_group("config").attrs["json"] = record.cfg.to_json()
+    f.create_group("model").attrs.update({"network_json": dumps(record.network), "origin": record.origin,
+                                          "folded_json": dumps(record.folded)})  # fmt: skip
     digital = f.create_group("digital")
-    for key, tensor in model.network.state_dict().items():
-        digital.create_dataset(key, data=tensor.detach().cpu().numpy())
+    for key, value in record.digital.items():
+        digital.create_dataset(key, data=value)
     blocks = f.create_group("blocks")
-    for key, block in model.blocks.items():
-        group = blocks.create_group(key)
-        group.attrs.update({"layer": model.block_layers[key], "spec_json": json.dumps(block.spec())})
-        for name, tensor in block.state_dict().items():
-            group.create_dataset(name, data=tensor.detach().cpu().numpy())
+    for k, block in enumerate(record.blocks):
+        group = blocks.create_group(f"b{k}")
+        group.attrs.update({"layer": block.layer, "spec_json": dumps(block.spec)})
+        for name, value in block.tensors.items():
+            group.create_dataset(name, data=value)
     layers = f.create_group("layers")
-    for order, (name, layer) in enumerate(progress_bar(chip.layers.items(), "save chip", "layer", progress, len(chip.layers))):
-        group = layers.create_group(name)
-        group.attrs.update({"kind": layer.kind, "spec_json": json.dumps(layer.spec()), "order": order})
-        for k, matrix in enumerate(layer.matrices()):
+    for order, layer in enumerate(progress_bar(record.layers, "save chip", "layer", progress, len(record.layers))):
+        group = layers.create_group(layer.name)
+        group.attrs.update({"kind": layer.kind, "spec_json": dumps(layer.spec), "order": order})
+        for k, matrix in enumerate(layer.matrices):
             m = group.create_group(f"m{k}")
-            state = matrix.tiles.state()
-            for key in TileArray.STATE_ARRAYS:
-                m.create_dataset(key, data=state[key], **_COMPRESSION)
-            m.attrs.update({"seed": state["seed"], "t_s": state["t_s"], "reads": state["reads"], "epoch": state["epoch"], "bias_in_rows": matrix.bias_in_rows})
+            state = matrix.state
+            m.create_dataset("targets", data=signed_targets(state["g_target"], record.cfg.device.g_min_us), **_STORAGE)
+            for key in TILE_ARRAYS:
+                m.create_dataset(key, data=state[key], **_STORAGE)
+            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch")})
+            m.attrs["bias_in_rows"] = matrix.bias_in_rows
+            m.attrs["programmed_crc32"] = programmed_checksum(state["g_prog"], state["stuck"])
             if matrix.bias is not None:
-                m.create_dataset("bias", data=matrix.bias.numpy())
+                m.create_dataset("bias", data=matrix.bias)
 
 
-def load_chip(path: str | Path, model: nn.Module | type | None = None, progress: bool | None = None,
-              **model_kwargs: Any) -> AnalogModel:  # fmt: skip
-    """Rebuild the AnalogModel saved in ``path``.
+def signed_targets(g_target: np.ndarray, g_min: float) -> np.ndarray:
+    """(2, n_in, n_out) target conductances -> (n_in, n_out) float32: G+ where G- is g_min, else -G-."""
+    g_pos, g_neg = g_target
+    floor = np.float32(g_min)
+    if not np.all((g_pos == floor) | (g_neg == floor)):
+        raise ValueError("target conductances must hold g_min on one side of every device pair (as mapping writes them)")
+    return np.where(g_neg == floor, g_pos, -g_neg).astype(np.float32)
 
-    The network's structure comes from ``model`` (an instance, or a class built with
-    ``model_kwargs``) or, when omitted, from the class path and arguments stored in the file.
-    ``progress``: a bar per layer (True), none (False), or only after a few seconds (None).
-    """
+
+def targets_from_signed(targets: np.ndarray, g_min: float) -> np.ndarray:
+    """The inverse of ``signed_targets``: (2, n_in, n_out) float32."""
+    targets = targets.astype(np.float32, copy=False)
+    floor = np.float32(g_min)
+    positive = targets >= 0
+    return np.stack([np.where(positive, targets, floor), np.where(positive, floor, -targets)])
+
+
+def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
+    """CRC-32 of the programmed conductances (float32) then the stuck codes (int8)."""
+    crc = zlib.crc32(np.ascontiguousarray(g_prog, np.float32))
+    return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
+
+
+# ---------------------------------------------------------------- reading
+def read_chip(path: str | Path) -> ChipRecord:
+    """The record in chip file ``path``, every value checked; ChipFileError names what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"chip file {path} does not exist")
+    reader = FileReader(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ChipFileError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        raise reader.error("", f"not a readable HDF5 file ({exc})") from None
     try:
         with f:
-            return _read(f, path, model, model_kwargs, progress)
+            return _read(f, reader)
     except ChipFileError:
         raise
-    except (KeyError, OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-        raise ChipFileError(f"{path}: damaged or incomplete chip file ({type(exc).__name__}: {exc})") from exc
+    except (KeyError, OSError, ValueError, RuntimeError, TypeError) as exc:  # h5py's errors for damaged files
+        raise reader.error("", f"damaged or incomplete chip file ({type(exc).__name__}: {exc})") from None
 
 
-def _read(f: h5py.File, path: Path, model, model_kwargs, progress: bool | None) -> AnalogModel:
-    if f.attrs.get("format") != FORMAT:
-        raise ChipFileError(f"{path}: not an xbarsim chip file (no format={FORMAT!r} attribute)")
-    version = int(f.attrs.get("format_version", -1))
+def _read(f: h5py.File, reader: FileReader) -> ChipRecord:
+    if not (isinstance(f.attrs.get("format"), str) and f.attrs["format"] == FORMAT):
+        raise reader.error("", f"not an xbarsim chip file (no format={FORMAT!r} attribute)")
+    version = reader.int_attr(f, "format_version", "")
     if version != FORMAT_VERSION:
-        raise ChipFileError(f"{path}: chip file format version {version}; this xbarsim ({__version__}) reads version {FORMAT_VERSION}")
-    cfg = ChipConfig.model_validate_json(f["config"].attrs["json"])
-    source = ModelSource(
-        f["model"].attrs["class_path"], json.loads(f["model"].attrs["kwargs_json"]), json.loads(f["model"].attrs["folded_json"])
-    )
-    network = _structure(path, source, model, model_kwargs).eval()
-    replace_folded(network, source.folded)
-    layers = {}
-    for name in progress_bar(sorted(f["layers"], key=lambda n: f["layers"][n].attrs["order"]), "load chip", "layer", progress):
-        group = f["layers"][name]
-        kind = group.attrs["kind"]
-        if kind not in LAYER_KINDS:
-            raise ChipFileError(f"{path}: layer {name!r} has unknown kind {kind!r}")
-        matrices = [_matrix(group[f"m{k}"], cfg, name) for k in range(len(group))]
-        layers[name] = LAYER_KINDS[kind].from_spec(json.loads(group.attrs["spec_json"]), matrices)
-        try:
-            network.get_submodule(name)
-        except AttributeError as exc:
-            raise ChipFileError(f"{path}: the network has no layer {name!r} to put on the chip (wrong model class?)") from exc
-        network = set_submodule(network, name, layers[name])
-    digital = {key: torch.from_numpy(np.asarray(f["digital"][key])) for key in _dataset_keys(f["digital"])}
-    try:
-        network.load_state_dict(digital, strict=True)
-    except RuntimeError as exc:
-        raise ChipFileError(f"{path}: the stored digital weights do not fit the network ({exc})") from exc
-    model = AnalogModel(network, VirtualChip(cfg, int(f.attrs["seed"]), layers), source)
-    for group in f.get("blocks", {}).values():
-        block = DenoisingBlock(**json.loads(group.attrs["spec_json"]))
-        block.load_state_dict({key: torch.from_numpy(np.asarray(group[key])) for key in group})
-        model.attach_block(group.attrs["layer"], block)
-    return model
+        raise reader.error("", f"chip file format version {version}; this xbarsim ({__version__}) reads version "
+                               f"{FORMAT_VERSION} only (map the network again with `xbarsim map`)")  # fmt: skip
+    seed = reader.int_attr(f, "seed", "")
+    cfg = reader.config(reader.group(f, "config", ""))
+    model = reader.group(f, "model", "")
+    network = reader.json_attr(model, "network_json", "model", (dict, type(None)))
+    origin = reader.text_attr(model, "origin", "model")
+    folded = reader.json_attr(model, "folded_json", "model", list)
+    if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in folded):
+        raise reader.error("model", "folded_json must be a list of [layer, batchnorm] name pairs")
+    digital = {key: reader.array(ds, f"dataset digital/{key}", "fiub") for key, ds in reader.datasets(reader.group(f, "digital", ""))}
+    layers = _layers(reader.group(f, "layers", ""), cfg, reader)
+    names = {layer.name for layer in layers}
+    blocks = [_block(key, reader.group(f["blocks"], key, "blocks"), names, reader) for key in reader.group(f, "blocks", "")]
+    return ChipRecord(cfg, seed, network, origin, folded, digital, layers, blocks)
 
 
-def _dataset_keys(group: h5py.Group) -> list[str]:
-    keys: list[str] = []
-    group.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return keys
+def _layers(group: h5py.Group, cfg: ChipConfig, reader: FileReader) -> list[LayerRecord]:
+    found = []
+    for name in group:
+        where = f"layer {name!r}"
+        layer = reader.group(group, name, where)
+        order = reader.int_attr(layer, "order", where)
+        spec = reader.json_attr(layer, "spec_json", where, dict)
+        count = len(layer)
+        if count == 0 or sorted(layer) != sorted(f"m{k}" for k in range(count)):
+            raise reader.error(where, f"expected matrix groups m0..m{max(count - 1, 0)}, found {sorted(layer)[:8]}")
+        matrices = [_matrix(reader.group(layer, f"m{k}", where), cfg, reader, where, f"m{k}") for k in range(count)]
+        found.append((order, LayerRecord(name, reader.text_attr(layer, "kind", where), spec, matrices)))
+    if sorted(order for order, _ in found) != list(range(len(found))):
+        raise reader.error("layers", "the layers' order attributes must number them 0, 1, 2, ... without repeats")
+    return [layer for _, layer in sorted(found, key=lambda item: item[0])]
 
 
-def _matrix(group: h5py.Group, cfg: ChipConfig, name: str) -> AnalogMatrix:
-    state = {key: np.asarray(group[key]) for key in TileArray.STATE_ARRAYS}
-    state.update({key: group.attrs[key] for key in ("seed", "t_s", "reads")})
-    state["epoch"] = group.attrs.get("epoch", 0)  # read epoch; files written before it existed are at epoch 0
-    bias = torch.from_numpy(np.asarray(group["bias"])) if "bias" in group else None
-    return AnalogMatrix(TileArray.from_state(cfg, state), bias, bool(group.attrs["bias_in_rows"]), name)
+def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, label: str) -> MatrixRecord:
+    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'"), its programmed state regenerated."""
+    where = f"{layer}, group {label}"
+
+    def fail(key: str, problem: str) -> ChipFileError:
+        return reader.error(f"{layer}, dataset {label}/{key}", problem)
+
+    def dataset(key: str) -> np.ndarray:
+        return reader.array(reader.dataset(group, key, where), f"{layer}, dataset {label}/{key}", "f")
+
+    unexpected = sorted(set(group) - {"targets", *TILE_ARRAYS, "bias"})
+    if unexpected:
+        raise reader.error(where, f"unexpected members {unexpected[:4]} (format version {FORMAT_VERSION} stores targets, "
+                                  f"{', '.join(TILE_ARRAYS)} and bias)")  # fmt: skip
+    targets = dataset("targets")
+    check_targets(targets, cfg.device, lambda problem: fail("targets", problem))
+    state: dict[str, Any] = {"g_target": targets_from_signed(targets, cfg.device.g_min_us)}
+    state.update({key: dataset(key) for key in TILE_ARRAYS})
+    for key in ("seed", "reads", "epoch"):
+        state[key] = reader.int_attr(group, key, where)
+    state["t_s"] = reader.float_attr(group, "t_s", where)
+    bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
+    checksum = reader.int_attr(group, "programmed_crc32", where)
+    bias = dataset("bias") if "bias" in group else None
+    check_matrix(state, bias, bias_in_rows, cfg, fail)
+    state["g_prog"], state["stuck"] = device.program(state["g_target"], cfg.device, state["seed"])
+    if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
+        raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "
+                                  "programmed_crc32 (the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
+    return MatrixRecord(state, bias, bias_in_rows)
 
 
-def _structure(path: Path, source: ModelSource, model, model_kwargs) -> nn.Module:
-    if isinstance(model, nn.Module):
-        return copy.deepcopy(model)
-    if isinstance(model, type):
-        return model(**model_kwargs)
-    if source.kwargs is None and not model_kwargs:
-        raise ChipFileError(
-            f"{path}: the file does not record how to build {source.class_path}; pass the model (or its class and arguments) to load_chip"
-        )
-    try:
-        cls = import_class(source.class_path)
-    except ValueError as exc:
-        raise ChipFileError(f"{path}: {exc}; pass the model to load_chip") from exc
-    return cls(**{**(source.kwargs or {}), **model_kwargs})
+def _block(key: str, group: h5py.Group, layers: set[str], reader: FileReader) -> BlockRecord:
+    where = f"block {key!r}"
+    layer = reader.text_attr(group, "layer", where)
+    spec = reader.json_attr(group, "spec_json", where, dict)
+    tensors = {name: reader.array(ds, f"{where}, dataset {name}", "f") for name, ds in reader.datasets(group)}
+    check_block(layer, layers, spec, tensors, lambda problem: reader.error(where, problem))
+    return BlockRecord(layer, spec, tensors)

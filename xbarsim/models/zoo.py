@@ -1,17 +1,24 @@
 """The model zoo: MLP, LeNet-5, VGG-11, ResNet-18 (CIFAR variant), LSTM/GRU sequence classifiers.
 
 Input channels, image size and class count are arguments. Every model records its constructor
-arguments in ``init_kwargs`` so a chip file can rebuild it by name (``build(name, **kwargs)``).
+arguments in ``init_kwargs`` so a chip file can rebuild it by name (``build(name, **kwargs)``);
+``build`` checks the arguments against the constructor's signature first (``check_kwargs``).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
+import typing
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from ..errors import XbarsimError
 
 ZOO: dict[str, type[nn.Module]] = {}
 
@@ -40,9 +47,45 @@ def _register(name: str):
 
 def build(name: str, **kwargs: Any) -> nn.Module:
     """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``)."""
-    if name not in ZOO:
-        raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(sorted(ZOO))}")
-    return ZOO[name](**kwargs)
+    return ZOO[name](**check_kwargs(name, kwargs))
+
+
+def check_kwargs(name: str, kwargs: Any) -> dict[str, Any]:
+    """The arguments of zoo model ``name``, checked against its constructor's signature.
+
+    Refuses an unknown model, unknown argument names and values of the wrong type (a bool is not
+    an int, an int is a float, a list of ints is a ``tuple[int, ...]``). Returns them with lists
+    made tuples. Raises XbarsimError naming the model and the argument.
+    """
+    if not isinstance(name, str) or name not in ZOO:
+        raise XbarsimError(f"unknown zoo model {str(name)[:60]!r}; the zoo has {', '.join(sorted(ZOO))}")
+    if not isinstance(kwargs, dict):
+        raise XbarsimError(f"zoo model {name!r}: its arguments must be a mapping of names to values")
+    parameters = inspect.signature(ZOO[name].__init__, eval_str=True).parameters
+    accepted = [p for p in parameters if p != "self"]
+    checked = {}
+    for key, value in kwargs.items():
+        if key not in accepted:
+            raise XbarsimError(f"zoo model {name!r} has no argument {str(key)[:60]!r} (it takes {', '.join(accepted)})")
+        checked[key] = _typed(value, parameters[key].annotation, f"zoo model {name!r}: argument {key}")
+    return checked
+
+
+def _typed(value: Any, annotation: Any, what: str) -> Any:
+    """``value`` if it has type ``annotation`` (int, float, bool or tuple[int, ...]); else XbarsimError."""
+    is_bool = isinstance(value, (bool, np.bool_))
+    if annotation is bool and is_bool:
+        return bool(value)
+    if annotation is int and isinstance(value, numbers.Integral) and not is_bool:
+        return int(value)
+    if annotation is float and isinstance(value, numbers.Real) and not is_bool and math.isfinite(value):
+        return float(value)
+    if typing.get_origin(annotation) is tuple and isinstance(value, (list, tuple)):
+        (item, _) = typing.get_args(annotation)
+        return tuple(_typed(v, item, what) for v in value)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    kind = getattr(annotation, "__name__", str(annotation))
+    raise XbarsimError(f"{what} must be of type {kind} (got {shown})")
 
 
 def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:

@@ -1,0 +1,227 @@
+"""A network's structure as data, so that a chip file can rebuild it without running code from the file.
+
+Two forms, both plain JSON:
+
+- a zoo model: ``{"zoo": "lenet5", "kwargs": {"image_size": 8}}``, its arguments checked against the
+  constructor's signature (``zoo.check_kwargs``);
+- a tree of standard ``torch.nn`` layers from the allow-list ``ALLOWED``:
+  ``{"layers": {"type": "Sequential", "children": [["0", {"type": "Linear", "args": {...}}], ...]}}``,
+  every argument checked against its rule (an integer >= 1, a probability, ...).
+
+Nothing named in a description is imported or called: a type name is looked up in ``ALLOWED`` and
+a zoo name in ``zoo.ZOO``. Any other network (a user's own class) has no description (``describe``
+returns None) and must be passed by the user when its chip is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import XbarsimError
+from ..models import zoo
+from .chipcheck import shown
+
+MAX_DEPTH = 32  # nesting of Sequentials in a described tree
+_CHILD_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+class Rule:
+    """What one constructor argument may be: a check and its wording for error messages."""
+
+    def __init__(self, check: Callable[[Any], bool], wording: str):
+        self.check, self.wording = check, wording
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ints(low: int) -> Rule:
+    one = lambda v: _is_int(v) and v >= low  # noqa: E731
+    return Rule(lambda v: one(v) or (isinstance(v, list) and 1 <= len(v) <= 3 and all(one(x) for x in v)),
+                f"an integer >= {low} or a list of 1 to 3 of them")  # fmt: skip
+
+
+def _optional(rule: Rule) -> Rule:
+    return Rule(lambda v: v is None or rule.check(v), f"null or {rule.wording}")
+
+
+def _one_of(*values: Any) -> Rule:
+    return Rule(lambda v: any(v == x and type(v) is type(x) for x in values), "one of " + ", ".join(map(repr, values)))
+
+
+BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
+INT = Rule(_is_int, "an integer")
+COUNT = Rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+REAL = Rule(_is_real, "a finite number")
+POSITIVE = Rule(lambda v: _is_real(v) and v > 0, "a finite number > 0")
+PROBABILITY = Rule(lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]")
+SIZE = _ints(1)
+PADDING = Rule(lambda v: _ints(0).check(v) or v in ("same", "valid"), "an integer >= 0, a list of them, 'same' or 'valid'")
+
+_CONV = {"in_channels": COUNT, "out_channels": COUNT, "kernel_size": SIZE, "stride": SIZE, "padding": PADDING,
+         "dilation": SIZE, "groups": COUNT, "bias": BOOL,
+         "padding_mode": _one_of("zeros", "reflect", "replicate", "circular")}  # fmt: skip
+_NORM = {"num_features": COUNT, "eps": POSITIVE, "momentum": _optional(PROBABILITY), "affine": BOOL, "track_running_stats": BOOL}
+_MAX_POOL = {"kernel_size": SIZE, "stride": _optional(SIZE), "padding": _ints(0), "dilation": SIZE,
+             "return_indices": _one_of(False), "ceil_mode": BOOL}  # fmt: skip
+_AVG_POOL = {"kernel_size": SIZE, "stride": _optional(SIZE), "padding": _ints(0), "ceil_mode": BOOL, "count_include_pad": BOOL}
+_RNN = {"input_size": COUNT, "hidden_size": COUNT, "num_layers": COUNT, "bias": BOOL, "batch_first": BOOL,
+        "dropout": PROBABILITY, "bidirectional": BOOL}  # fmt: skip
+_INPLACE = {"inplace": BOOL}
+
+# type name -> (class, rules of the constructor arguments a description may give)
+ALLOWED: dict[str, tuple[type[nn.Module], dict[str, Rule]]] = {
+    "Sequential": (nn.Sequential, {}),
+    "Identity": (nn.Identity, {}),
+    "Linear": (nn.Linear, {"in_features": COUNT, "out_features": COUNT, "bias": BOOL}),
+    "Conv1d": (nn.Conv1d, _CONV),
+    "Conv2d": (nn.Conv2d, _CONV),
+    "BatchNorm1d": (nn.BatchNorm1d, _NORM),
+    "BatchNorm2d": (nn.BatchNorm2d, _NORM),
+    "LayerNorm": (nn.LayerNorm, {"normalized_shape": SIZE, "eps": POSITIVE, "elementwise_affine": BOOL, "bias": BOOL}),
+    "ReLU": (nn.ReLU, _INPLACE),
+    "ReLU6": (nn.ReLU6, _INPLACE),
+    "LeakyReLU": (nn.LeakyReLU, {"negative_slope": REAL, **_INPLACE}),
+    "ELU": (nn.ELU, {"alpha": REAL, **_INPLACE}),
+    "GELU": (nn.GELU, {"approximate": _one_of("none", "tanh")}),
+    "SiLU": (nn.SiLU, _INPLACE),
+    "Hardswish": (nn.Hardswish, _INPLACE),
+    "Sigmoid": (nn.Sigmoid, {}),
+    "Tanh": (nn.Tanh, {}),
+    "Softmax": (nn.Softmax, {"dim": _optional(INT)}),
+    "LogSoftmax": (nn.LogSoftmax, {"dim": _optional(INT)}),
+    "MaxPool1d": (nn.MaxPool1d, _MAX_POOL),
+    "MaxPool2d": (nn.MaxPool2d, _MAX_POOL),
+    "AvgPool1d": (nn.AvgPool1d, _AVG_POOL),
+    "AvgPool2d": (nn.AvgPool2d, {**_AVG_POOL, "divisor_override": _optional(COUNT)}),
+    "AdaptiveAvgPool1d": (nn.AdaptiveAvgPool1d, {"output_size": SIZE}),
+    "AdaptiveAvgPool2d": (nn.AdaptiveAvgPool2d, {"output_size": SIZE}),
+    "AdaptiveMaxPool1d": (nn.AdaptiveMaxPool1d, {"output_size": SIZE}),
+    "AdaptiveMaxPool2d": (nn.AdaptiveMaxPool2d, {"output_size": SIZE}),
+    "Flatten": (nn.Flatten, {"start_dim": INT, "end_dim": INT}),
+    "Dropout": (nn.Dropout, {"p": PROBABILITY, **_INPLACE}),
+    "Dropout1d": (nn.Dropout1d, {"p": PROBABILITY, **_INPLACE}),
+    "Dropout2d": (nn.Dropout2d, {"p": PROBABILITY, **_INPLACE}),
+    "LSTM": (nn.LSTM, {**_RNN, "proj_size": _one_of(0)}),
+    "GRU": (nn.GRU, _RNN),
+    "RNN": (nn.RNN, {**_RNN, "nonlinearity": _one_of("tanh", "relu")}),
+}
+_NAME_OF = {cls: name for name, (cls, _) in ALLOWED.items()}
+
+
+# ---------------------------------------------------------------- describing
+def describe(model: nn.Module) -> dict[str, Any] | None:
+    """The description of ``model`` as data, or None when it is neither a zoo model nor a tree of
+    allow-listed layers (then whoever loads its chip must pass the model)."""
+    name = getattr(type(model), "zoo_name", None)
+    if name is not None and zoo.ZOO.get(name) is type(model) and hasattr(model, "init_kwargs"):
+        kwargs = {key: list(v) if isinstance(v, tuple) else v for key, v in model.init_kwargs.items()}
+        try:
+            zoo.check_kwargs(name, kwargs)
+        except XbarsimError:
+            return None
+        return {"zoo": name, "kwargs": kwargs}
+    tree = _describe_layer(model)
+    return None if tree is None else {"layers": tree}
+
+
+def _describe_layer(module: nn.Module) -> dict[str, Any] | None:
+    type_name = _NAME_OF.get(type(module))
+    if type_name is None:
+        return None
+    if type(module) is nn.Sequential:
+        children = []
+        for name, child in module.named_children():
+            node = _describe_layer(child)
+            if node is None or not _CHILD_NAME.match(name):
+                return None
+            children.append([name, node])
+        return {"type": type_name, "children": children}
+    args = {}
+    for arg, rule in ALLOWED[type_name][1].items():
+        value = getattr(module, arg)
+        if arg == "bias" and not isinstance(value, bool):  # Linear, Conv, LayerNorm hold the parameter
+            value = value is not None
+        value = list(value) if isinstance(value, tuple) else value
+        if not rule.check(value):
+            return None
+        args[arg] = value
+    return {"type": type_name, "args": args}
+
+
+# ---------------------------------------------------------------- building
+def build(description: Any, device: str = "cpu") -> nn.Module:
+    """The network a description (from ``describe``) stands for, on ``device`` ("meta": shapes only,
+    no memory). Raises XbarsimError naming the part of the description that is wrong."""
+    if not isinstance(description, dict) or len(description) != (2 if "zoo" in description else 1):
+        raise XbarsimError("the network description must be {'zoo': name, 'kwargs': {...}} or {'layers': tree}")
+    with torch.device(device):
+        if "zoo" in description:
+            name = description["zoo"]
+            kwargs = zoo.check_kwargs(name, description.get("kwargs"))
+            return _constructed(lambda: zoo.ZOO[name](**kwargs), f"zoo model {name!r}")
+        if "layers" not in description:
+            raise XbarsimError("the network description must be {'zoo': name, 'kwargs': {...}} or {'layers': tree}")
+        return _build_layer(description["layers"], "", 0)
+
+
+def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
+    """The layer at module path ``path`` ("" for the root) from its node of the description."""
+    where = f"layer {path!r}" if path else "network"
+    if depth > MAX_DEPTH:
+        raise XbarsimError(f"{where}: layers nested deeper than {MAX_DEPTH}")
+    if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+        raise XbarsimError(f"{where}: a layer must be {{'type': name, 'args': {{...}}}}")
+    type_name = node["type"]
+    if type_name not in ALLOWED:
+        raise XbarsimError(f"{where}: type {type_name[:60]!r} is not on the allow-list of standard torch.nn layers "
+                           f"(xbarsim.mapping.netspec.ALLOWED); pass the model to load it")  # fmt: skip
+    if type_name == "Sequential":
+        return nn.Sequential(OrderedDict(_children(node, path, depth)))
+    cls, rules = ALLOWED[type_name]
+    args = node.get("args", {})
+    if set(node) - {"type", "args"} or not isinstance(args, dict):
+        raise XbarsimError(f"{where}: a {type_name} takes only 'args' (a mapping of its constructor arguments)")
+    for arg, value in args.items():
+        if arg not in rules:
+            raise XbarsimError(f"{where}: {type_name} has no argument {str(arg)[:60]!r} here (allowed: {', '.join(rules) or 'none'})")
+        if not rules[arg].check(value):
+            raise XbarsimError(f"{where}: {type_name} argument {arg} must be {rules[arg].wording} (got {shown(value)})")
+    return _constructed(lambda: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}), f"{where}: {type_name}")
+
+
+def _children(node: dict, path: str, depth: int) -> list[tuple[str, nn.Module]]:
+    where = f"layer {path!r}" if path else "network"
+    children = node.get("children")
+    if set(node) - {"type", "children"} or not isinstance(children, list):
+        raise XbarsimError(f"{where}: a Sequential takes only 'children', a list of [name, layer] pairs")
+    built: dict[str, nn.Module] = {}
+    for pair in children:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _CHILD_NAME.match(pair[0])):
+            raise XbarsimError(f"{where}: each child must be [name, layer], the name made of letters, digits and _")
+        if pair[0] in built:
+            raise XbarsimError(f"{where}: two children named {pair[0]!r}")
+        built[pair[0]] = _build_layer(pair[1], f"{path}.{pair[0]}" if path else pair[0], depth + 1)
+    return list(built.items())
+
+
+def _constructed(make: Callable[[], nn.Module], what: str) -> nn.Module:
+    """``make()``, with the constructor's complaint about impossible values as an XbarsimError."""
+    try:
+        return make()
+    except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError, IndexError) as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise XbarsimError(f"{what} cannot be built with these arguments: {message}") from None
