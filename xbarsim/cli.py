@@ -293,7 +293,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweeps.store import read_results
 
     spec = SweepSpec.from_file(args.spec)
-    store = run_sweep(spec, args.output, args.executor, args.workers, args.retries)
+    store = run_sweep(spec, args.output, args.executor, args.workers, args.retries, max_rows=args.max_points,
+                      checkpoint_s=args.checkpoint_every)  # fmt: skip
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
     return 0
@@ -306,6 +307,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = read_results(args.store)
     print(format_report(results))
+    if len(results.columns["point_id"]) == 0:
+        return 0  # nothing to plot yet
     for path in plot_sweep(results, args.plot or Path(args.store).with_suffix(".png")):
         print(f"wrote {path}")
     if args.csv:
@@ -316,6 +319,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
     parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class")
     parser.add_argument("--model-args", help="JSON object of the model's constructor arguments")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text})")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text})")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,12 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
 
+    from .sweeps.spec import DEFAULT_MAX_ROWS
+    from .sweeps.store import CHECKPOINT_S
+
     sweep = sub.add_parser("sweep", help="evaluate a grid of chip configurations (resumable)")
     sweep.add_argument("spec", help="sweep spec (YAML or JSON); see examples/")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
     sweep.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     sweep.add_argument("--retries", type=int, default=1, help="retries of a failing point before it is stored as failed")
+    sweep.add_argument("--max-points", type=_positive_int, default=DEFAULT_MAX_ROWS, metavar="N",
+                       help=f"refuse a spec of more than N (point, repeat) rows (default {DEFAULT_MAX_ROWS:,})")
+    sweep.add_argument("--checkpoint-every", type=_seconds, default=CHECKPOINT_S, metavar="SECONDS",
+                       help=f"rewrite the HDF5 store whole this often while running (default {CHECKPOINT_S:g}; "
+                            "the journal beside it holds every row as soon as it is done)")  # fmt: skip
     sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="table and plots of a sweep store")
