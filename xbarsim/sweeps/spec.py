@@ -170,7 +170,11 @@ class SweepSpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        """JSON with sorted keys, except that the axes keep their order: it decides the points' order,
+        so two specs that list the same axes in another order are different sweeps."""
+        data = self.model_dump()
+        axes = json.dumps(data.pop("axes"), separators=(",", ":"))
+        return '{"axes":' + axes + "," + json.dumps(data, sort_keys=True, separators=(",", ":"))[1:]
 
 
 def _problems(exc: ValidationError) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class SweepStore:
         make_parent(self.path)
         self._lock = StoreLock(self.path).acquire()
         try:
+            self._remove_temporaries()
             self.rows = self._load()
         except BaseException:
             self.close()
@@ -85,6 +87,13 @@ class SweepStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _remove_temporaries(self) -> None:
+        """Delete what ``atomic_write`` left of this store's files when a kill cut it short (the lock is ours)."""
+        mine = re.compile(rf"\.{re.escape(self.path.name)}\.(journal\.)?[a-z0-9_]{{8}}\.tmp")
+        for path in self.path.parent.iterdir():
+            if mine.fullmatch(path.name):
+                path.unlink(missing_ok=True)
 
     def _load(self) -> dict[Key, ResultRow]:
         try:
@@ -241,7 +250,7 @@ def _read_hdf5(path: Path) -> tuple[SweepSpec, list[ResultRow]]:
             raise StoreError(f"{path}: not an xbarsim sweep store")
         if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
             raise StoreError(f"{path}: sweep store format version {f.attrs.get('format_version')}, expected {FORMAT_VERSION}")
-        spec = _spec_of(f.attrs.get("spec_json"), path)
+        spec = _in_written_order(_spec_of(f.attrs.get("spec_json"), path), f.attrs.get("axes_json"))
         group = f["rows"]
         n = _dataset(group, "point_id", "i", path).shape[0]
         ints = {name: _dataset(group, name, "i", path, n)[:].tolist() for name in ("point_id", "repeat", "seed")}
@@ -318,6 +327,15 @@ def _spec_of(spec_json, where: Path) -> SweepSpec:
         return SweepSpec.model_validate_json(spec_json)
     except ValidationError as exc:
         raise StoreError(f"{where}: its sweep spec is not valid ({exc.errors()[0]['msg']})") from None
+
+
+def _in_written_order(spec: SweepSpec, axes_json) -> SweepSpec:
+    """The spec with its axes in the order the store was written with: stores of earlier versions kept
+    the spec with sorted axes, and the order in ``axes_json``."""
+    order = json.loads(axes_json) if isinstance(axes_json, str) else None
+    if not isinstance(order, list) or sorted(order) != sorted(spec.axes) or order == list(spec.axes):
+        return spec
+    return spec.model_copy(update={"axes": {axis: spec.axes[axis] for axis in order}})
 
 
 def _numeric(values: list) -> bool:
