@@ -186,3 +186,15 @@ def test_the_axis_order_decides_the_points_and_belongs_to_the_spec(checkpoint, t
 def test_report_of_a_missing_store_says_so(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.h5")]) == 2
     assert f"{tmp_path / 'none.h5'}: no such sweep store" in capsys.readouterr().err
+
+
+def test_sweeps_of_two_networks_in_one_process_do_not_share_chips(checkpoint, tmp_path):
+    other = zoo.build("mlp", hidden=(24,))
+    train(other, data.digits(), TrainConfig(epochs=2, seed=1), progress=False)
+    save_checkpoint(other, tmp_path / "other.pt")
+    first, second = (SweepSpec.model_validate(_spec(path, repeats=1)) for path in (checkpoint, str(tmp_path / "other.pt")))
+    accuracies = []
+    for spec, store in ((second, "b1.h5"), (first, "a.h5"), (second, "b2.h5")):  # same chip config, other network
+        run_sweep(spec, tmp_path / store, "serial", progress=False)
+        accuracies.append(read_results(tmp_path / store).columns["accuracy"].tolist())
+    assert accuracies[0] == accuracies[2] != accuracies[1]

@@ -120,6 +120,7 @@ def test_a_raising_point_is_retried_then_stored_as_failed(checkpoint, tmp_path, 
     assert "RuntimeError: device on fire" in results.columns["error"][failed][0]
     assert (results.columns["status"] == "ok").sum() == 7
     assert (tmp_path / "s.h5.journal").exists()  # incomplete: kept
+    assert "incomplete: 1 of 8 rows failed; re-run the sweep into this store to retry them" in format_report(results)
     monkeypatch.setattr(runner, "evaluate", real)
     run_sweep(spec, tmp_path / "s.h5", "serial", progress=False)  # a re-run retries the failed point only
     results = read_results(tmp_path / "s.h5")

@@ -72,19 +72,24 @@ def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Pa
     return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json())
 
 
-_chips: dict[str, AnalogModel] = {}  # per process: the mapped chip of the last config seen
+_last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
+
+
+def _chip(payload: Payload, cfg: ChipConfig, seed: int) -> AnalogModel:
+    """The payload's network mapped onto ``cfg``, reused while both stay the same (the payload is held,
+    so an identity check cannot match another sweep's network)."""
+    global _last_chip
+    key = cfg.to_json()
+    if _last_chip is None or _last_chip[0] is not payload or _last_chip[1] != key:
+        _last_chip = (payload, key, map_model(payload.network, cfg, seed=seed))
+    return _last_chip[2]
 
 
 def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     """Accuracy of the network on a chip of the point's config, programmed with ``seed``, at the
     point's drift time, with the point's activation noise (noise drawn from ``seed`` too)."""
     base = ChipConfig.model_validate_json(payload.base_cfg_json)
-    cfg = base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES})
-    key = cfg.to_json()
-    chip = _chips.get(key)
-    if chip is None:
-        _chips.clear()
-        chip = _chips[key] = map_model(payload.network, cfg, seed=seed)
+    chip = _chip(payload, base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES}), seed)
     chip.program(seed)
     if point.get(DRIFT_AXIS, 0):
         chip.drift(float(point[DRIFT_AXIS]))

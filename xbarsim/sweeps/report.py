@@ -85,9 +85,11 @@ def _progress(results: SweepResults) -> list[str]:
         return []
     status = results.columns["status"]
     ok, failed, total = int((status == "ok").sum()), int((status != "ok").sum()), results.spec.row_count()
-    source = "read from the live journal: running, or stopped before the end" if results.live else "stopped before the end"
+    if ok + failed == total:
+        return [f"incomplete: {failed} of {total} rows failed; re-run the sweep into this store to retry them"]
     failures = f", {failed} failed" if failed else ""
-    return [f"unfinished ({source}): {ok} of {total} rows done{failures}; re-run the sweep into this store to complete it"]
+    return [f"unfinished: {ok} of {total} rows done{failures} (the sweep is running, or was stopped); "
+            f"re-run it into this store to complete it"]  # fmt: skip
 
 
 def _fmt(value) -> str:

@@ -148,6 +148,8 @@ def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers:
     if (workers is not None and workers < 1) or retries < 0:
         raise XbarsimError(f"workers must be >= 1 (got {workers}) and retries >= 0 (got {retries})")
     store_path = Path(store_path)
+    if store_path.is_dir():
+        raise XbarsimError(f"{store_path} is a folder: name the store's file (e.g. {store_path / 'sweep.h5'})")
     check_unlocked(store_path)
     inputs = load_inputs(spec)
     with SweepStore(store_path, spec, checkpoint_s) as store:
