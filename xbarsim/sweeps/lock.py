@@ -34,6 +34,8 @@ def check_unlocked(store: Path) -> None:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store's lock file ({exc.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts only with a writer's exclusive lock
     except BlockingIOError:
@@ -53,7 +55,10 @@ class StoreLock:
     def acquire(self) -> StoreLock:
         deadline = time.monotonic() + _RETRY_S
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create the store's lock file ({exc.strerror})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
