@@ -198,3 +198,12 @@ def test_sweeps_of_two_networks_in_one_process_do_not_share_chips(checkpoint, tm
         run_sweep(spec, tmp_path / store, "serial", progress=False)
         accuracies.append(read_results(tmp_path / store).columns["accuracy"].tolist())
     assert accuracies[0] == accuracies[2] != accuracies[1]
+
+
+@pytest.mark.parametrize("option", [["--workers", "0"], ["--retries", "-1"], ["--max-points", "0"], ["--max-points", "1e9"],
+                                    ["--checkpoint-every", "-5"], ["--checkpoint-every", "inf"]])  # fmt: skip
+def test_sweep_options_are_checked(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "s.h5"), *option])
+    assert exit_.value.code == 2 and f"argument {option[0]}: must be" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -321,15 +321,27 @@ def _model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
     parser.add_argument("--model-args", help="JSON object of the model's constructor arguments")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text})")
-    return value
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum} (got {text})")
+        return value
+
+    return parse
+
+
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not (value >= 0 and np.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text})")
     return value
@@ -456,8 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="sweep spec (YAML or JSON); see examples/")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
-    sweep.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    sweep.add_argument("--retries", type=int, default=1, help="retries of a failing point before it is stored as failed")
+    sweep.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    sweep.add_argument("--retries", type=_non_negative_int, default=1,
+                       help="retries of a failing point before it is stored as failed")  # fmt: skip
     sweep.add_argument("--max-points", type=_positive_int, default=DEFAULT_MAX_ROWS, metavar="N",
                        help=f"refuse a spec of more than N (point, repeat) rows (default {DEFAULT_MAX_ROWS:,})")
     sweep.add_argument("--checkpoint-every", type=_seconds, default=CHECKPOINT_S, metavar="SECONDS",

@@ -6,6 +6,10 @@
 - ``dask:local`` (a ``distributed.LocalCluster``) or ``tcp://host:8786`` (an existing scheduler).
 The payload (network, data, base config) reaches each worker once. A point that raises is
 retried, then stored as failed with its error; the sweep goes on.
+
+Before any file is made, a sweep checks its size, its executor, that no other sweep writes the
+store, and that its data set and model load and run together: a sweep that cannot start leaves
+nothing behind. Rows go to the store (``store.py``) as they finish, so a killed sweep resumes.
 """
 
 from __future__ import annotations
@@ -145,8 +149,10 @@ def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers:
     """
     spec.check_size(max_rows)
     start = _executor(executor)
-    if (workers is not None and workers < 1) or retries < 0:
-        raise XbarsimError(f"workers must be >= 1 (got {workers}) and retries >= 0 (got {retries})")
+    if workers is not None and workers < 1:
+        raise XbarsimError(f"workers must be >= 1 (got {workers})")
+    if retries < 0 or not checkpoint_s >= 0:
+        raise XbarsimError(f"retries and checkpoint_s must be >= 0 (got {retries} and {checkpoint_s})")
     store_path = Path(store_path)
     if store_path.is_dir():
         raise XbarsimError(f"{store_path} is a folder: name the store's file (e.g. {store_path / 'sweep.h5'})")
