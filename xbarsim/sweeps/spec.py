@@ -68,7 +68,8 @@ def parse_values(spec: Any, axis: str = "") -> list[Value]:
                     raise ValueError(f"{where}: {spec!r}: the bounds must be finite numbers")
                 if not (n.is_integer() and 1 <= n <= MAX_AXIS_VALUES):
                     raise ValueError(f"{where}: {spec!r} asks for {n:g} values; give a whole number from 1 to {MAX_AXIS_VALUES:,}")
-                values = [float(v) for v in fn(low, high, int(n))]
+                with np.errstate(over="ignore"):  # an overflow is refused just below
+                    values = [float(v) for v in fn(low, high, int(n))]
                 if not all(math.isfinite(v) for v in values):
                     raise ValueError(f"{where}: {spec!r} gives values too large for a float")
                 return values
