@@ -65,13 +65,13 @@ def parse_values(spec: Any, axis: str = "") -> list[Value]:
                 except ValueError:
                     break
                 if not (math.isfinite(low) and math.isfinite(high)):
-                    raise ValueError(f"{where}: {spec!r}: the bounds must be finite numbers")
+                    raise ValueError(f"{where}: {_short(spec)}: the bounds must be finite numbers")
                 if not (n.is_integer() and 1 <= n <= MAX_AXIS_VALUES):
-                    raise ValueError(f"{where}: {spec!r} asks for {n:g} values; give a whole number from 1 to {MAX_AXIS_VALUES:,}")
+                    raise ValueError(f"{where}: {_short(spec)} asks for {n:g} values; give a whole number from 1 to {MAX_AXIS_VALUES:,}")
                 with np.errstate(over="ignore"):  # an overflow is refused just below
                     values = [float(v) for v in fn(low, high, int(n))]
                 if not all(math.isfinite(v) for v in values):
-                    raise ValueError(f"{where}: {spec!r} gives values too large for a float")
+                    raise ValueError(f"{where}: {_short(spec)} gives values too large for a float")
                 return values
         raise ValueError(f"{where}: {_short(spec)}: use a list, logspace(a, b, n) or linspace(a, b, n)")
     if not isinstance(spec, list) or not spec:
