@@ -207,3 +207,51 @@ def test_sweep_options_are_checked(tmp_path, capsys, option):
         main(["sweep", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "s.h5"), *option])
     assert exit_.value.code == 2 and f"argument {option[0]}: must be" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _set(name, value):
+    def change(f):
+        del f[name]
+        f[name] = value
+
+    return change
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.attrs.__setitem__("format", [1, 2]), "not an xbarsim sweep store"),
+    (lambda f: f.attrs.__setitem__("format_version", "1"), "format version '1', expected 1"),
+    (lambda f: f.attrs.__setitem__("spec_json", "{"), "its sweep spec is not valid"),
+    (_set("rows/point_id", [0.0, 1.0]), "rows/point_id is missing or not a 1-D integer array"),
+    (_set("rows/repeat", [0]), "rows/repeat is missing or not a 1-D integer array of one entry per row"),
+    (_set("rows/status", [1, 2]), "rows/status is missing or not a 1-D text array"),
+    (_set("rows/metric_accuracy", [0.5, 1e30]), "row 1: metrics {'accuracy': 1e+30} are not fractions in [0, 1]"),
+    (_set("rows/point_id", [0, 0]), "row 1: (point 0, repeat 0) is stored twice"),
+    (_set("rows/seed", [0, -3]), "row 1: seed -3 is not the seed of repeat 0"),
+])  # fmt: skip
+def test_a_hostile_or_damaged_store_is_refused_in_one_line(checkpoint, tmp_path, capsys, damage, message):
+    spec = SweepSpec.model_validate(_spec(checkpoint))
+    with SweepStore(tmp_path / "s.h5", spec, checkpoint_s=0) as store:
+        store.add(_row(0, 0, 0.5))
+        store.add(_row(1, 0, 0.25))
+    (tmp_path / "s.h5.journal").unlink()
+    with h5py.File(tmp_path / "s.h5", "a") as f:
+        damage(f)
+    assert main(["report", str(tmp_path / "s.h5")]) == 2
+    error = capsys.readouterr().err
+    assert f"s.h5{'' if message.startswith('row') else ': '}" in error and message in error and len(error.splitlines()) == 1
+    before = (tmp_path / "s.h5").read_bytes()
+    with pytest.raises(StoreError):
+        run_sweep(spec, tmp_path / "s.h5", "serial", progress=False)
+    assert (tmp_path / "s.h5").read_bytes() == before  # never written over
+
+
+def test_a_store_cut_short_without_its_journal_is_refused_not_crashed(checkpoint, tmp_path, capsys):
+    spec = SweepSpec.model_validate(_spec(checkpoint))
+    with SweepStore(tmp_path / "s.h5", spec, checkpoint_s=0) as store:
+        store.add(_row(0, 0, 0.5))
+    (tmp_path / "s.h5.journal").unlink()
+    raw = (tmp_path / "s.h5").read_bytes()
+    for cut in (len(raw) // 3, len(raw) - 200):
+        (tmp_path / "s.h5").write_bytes(raw[:cut])
+        assert main(["report", str(tmp_path / "s.h5")]) == 2
+        assert "s.h5: not a readable sweep store" in capsys.readouterr().err

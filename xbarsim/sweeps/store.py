@@ -242,24 +242,10 @@ def _read_hdf5(path: Path) -> tuple[SweepSpec, list[ResultRow]]:
     if not path.exists():
         raise StoreError(f"{path}: no such sweep store")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
+        with h5py.File(path, "r") as f:
+            spec, rows = _stored_rows(f, path)
+    except (OSError, UnicodeDecodeError) as exc:
         raise StoreError(f"{path}: not a readable sweep store ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT or not isinstance(f.get("rows"), h5py.Group):
-            raise StoreError(f"{path}: not an xbarsim sweep store")
-        if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise StoreError(f"{path}: sweep store format version {f.attrs.get('format_version')}, expected {FORMAT_VERSION}")
-        spec = _in_written_order(_spec_of(f.attrs.get("spec_json"), path), f.attrs.get("axes_json"))
-        group = f["rows"]
-        n = _dataset(group, "point_id", "i", path).shape[0]
-        ints = {name: _dataset(group, name, "i", path, n)[:].tolist() for name in ("point_id", "repeat", "seed")}
-        wall_s = _dataset(group, "wall_s", "f", path, n)[:].tolist()
-        texts = {name: _dataset(group, name, "S", path, n).asstr()[:].tolist() for name in ("status", "error")}
-        metrics = {m: _dataset(group, f"metric_{m}", "f", path, n)[:].tolist() for m in METRICS}
-    rows = [ResultRow(ints["point_id"][i], ints["repeat"][i], ints["seed"][i], wall_s[i], texts["status"][i],
-                      {m: metrics[m][i] for m in METRICS if texts["status"][i] == OK}, texts["error"][i])
-            for i in range(n)]  # fmt: skip
     by_key = {}
     for i, row in enumerate(rows):
         _check_row(row, spec, f"{path} row {i}")
@@ -267,6 +253,28 @@ def _read_hdf5(path: Path) -> tuple[SweepSpec, list[ResultRow]]:
             raise StoreError(f"{path} row {i}: (point {row.point_id}, repeat {row.repeat}) is stored twice")
         by_key[row.key] = row
     return spec, rows
+
+
+def _stored_rows(f: h5py.File, path: Path) -> tuple[SweepSpec, list[ResultRow]]:
+    if not _attr_is(f, "format", FORMAT) or not isinstance(f.get("rows"), h5py.Group):
+        raise StoreError(f"{path}: not an xbarsim sweep store")
+    if not _attr_is(f, "format_version", FORMAT_VERSION):
+        raise StoreError(f"{path}: sweep store format version {f.attrs.get('format_version')!r}, expected {FORMAT_VERSION}")
+    spec = _in_written_order(_spec_of(f.attrs.get("spec_json"), path), f.attrs.get("axes_json"))
+    group = f["rows"]
+    n = _dataset(group, "point_id", "i", path).shape[0]
+    ints = {name: _dataset(group, name, "i", path, n)[:].tolist() for name in ("point_id", "repeat", "seed")}
+    wall_s = _dataset(group, "wall_s", "f", path, n)[:].tolist()
+    texts = {name: _dataset(group, name, "S", path, n).asstr()[:].tolist() for name in ("status", "error")}
+    metrics = {m: _dataset(group, f"metric_{m}", "f", path, n)[:].tolist() for m in METRICS}
+    return spec, [ResultRow(ints["point_id"][i], ints["repeat"][i], ints["seed"][i], wall_s[i], texts["status"][i],
+                            {m: metrics[m][i] for m in METRICS if texts["status"][i] == OK}, texts["error"][i])
+                  for i in range(n)]  # fmt: skip
+
+
+def _attr_is(f: h5py.File, name: str, expected: str | int) -> bool:
+    value = f.attrs.get(name)
+    return isinstance(value, (str, int, np.integer)) and not isinstance(value, bool) and value == expected
 
 
 def _dataset(group: h5py.Group, name: str, kind: str, path: Path, length: int | None = None) -> h5py.Dataset:
