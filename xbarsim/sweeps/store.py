@@ -2,9 +2,9 @@
 
 Design: the fsync'd journal (``<store>.journal``, see ``journal.py``) is the only live record. The
 HDF5 file is never modified in place: it is written whole to a temporary file that is then renamed
-over the store (``atomic_write``), every ``checkpoint_s`` seconds and at the end. A SIGKILL at any
-instant, even mid-HDF5-write, therefore leaves a whole journal line or none, and the old HDF5 file or
-the new one; the next run resumes from the journal. The journal is removed once every row is in
+over the store (``atomic_write``) at the first row, every ``checkpoint_s`` seconds and at the end.
+A SIGKILL at any instant, even mid-HDF5-write, therefore leaves a whole journal line or none, and
+the old HDF5 file or the new one; the next run resumes from the journal. The journal is removed once every row is in
 the HDF5 file with status ok. One sweep at a time writes a store (``lock.py``).
 
 Why not SQLite in WAL mode as the live record: WAL needs shared memory between its users, which
@@ -80,7 +80,7 @@ class SweepStore:
         except BaseException:
             self.close()
             raise
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = time.monotonic() if self.path.exists() else -math.inf  # a new store: at the first row
 
     def __enter__(self) -> SweepStore:
         return self
