@@ -124,9 +124,9 @@ CASES = [
     # ---- --model-args and model names
     Case("model-args-not-json", "map {good}/state.pt --model lenet5 --model-args not-json --chip pcm -o {tmp}/out.h5", r"argument --model-args: not valid JSON"),
     Case("model-args-list", "robustness {good}/state.pt --model lenet5 --model-args [8]", r"argument --model-args: must be a JSON object"),
-    Case("model-args-unknown", "map {good}/state.pt --model lenet5 --model-args {{\"colour\":1}} --chip pcm -o {tmp}/out.h5", r"model 'lenet5': bad arguments \['colour'\]"),
-    Case("model-unknown", "map {good}/state.pt --model lenet9 --chip pcm -o {tmp}/out.h5", r"unknown model 'lenet9'"),
-    Case("model-unknown-train", "train --model resnet99 --data synthetic -o {tmp}/m.pt", r"unknown model 'resnet99'"),
+    Case("model-args-unknown", "map {good}/state.pt --model lenet5 --model-args {{\"colour\":1}} --chip pcm -o {tmp}/out.h5", r"zoo model 'lenet5' has no argument 'colour'"),
+    Case("model-unknown", "map {good}/state.pt --model lenet9 --chip pcm -o {tmp}/out.h5", r"unknown zoo model 'lenet9'"),
+    Case("model-unknown-train", "train --model resnet99 --data synthetic -o {tmp}/m.pt", r"unknown zoo model 'resnet99'"),
     Case("state-dict-without-model", "map {good}/state.pt --chip pcm -o {tmp}/out.h5", r"state\.pt is a plain state_dict: name the model \(--model"),
     Case("weights-do-not-fit", "map {good}/state.pt --model mlp --chip pcm -o {tmp}/out.h5", r"state\.pt: the weights do not fit MLP"),
     # ---- outputs

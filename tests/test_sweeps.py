@@ -17,7 +17,7 @@ from xbarsim.sweeps import runner
 from xbarsim.sweeps.report import format_report, noise_curves, summarize
 from xbarsim.sweeps.runner import run_sweep
 from xbarsim.sweeps.spec import SweepSpec, parse_values
-from xbarsim.sweeps.store import StoreError, SweepStore, read_results
+from xbarsim.sweeps.store import ResultRow, StoreError, SweepStore, read_results
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,7 @@ def test_a_raising_point_is_retried_then_stored_as_failed(checkpoint, tmp_path, 
     assert "RuntimeError: device on fire" in results.columns["error"][failed][0]
     assert (results.columns["status"] == "ok").sum() == 7
     assert (tmp_path / "s.h5.journal").exists()  # incomplete: kept
+    assert "incomplete: 1 of 8 rows failed; re-run the sweep into this store to retry them" in format_report(results)
     monkeypatch.setattr(runner, "evaluate", real)
     run_sweep(spec, tmp_path / "s.h5", "serial", progress=False)  # a re-run retries the failed point only
     results = read_results(tmp_path / "s.h5")
@@ -134,15 +135,18 @@ def test_a_store_of_another_spec_is_refused(checkpoint, tmp_path):
 
 def test_a_store_damaged_by_a_crash_is_rebuilt_from_its_journal(checkpoint, tmp_path):
     spec = _spec(checkpoint, repeats=1)
-    store = SweepStore(tmp_path / "s.h5", spec)
-    from xbarsim.sweeps.store import ResultRow
-
-    store.add(ResultRow(0, 0, 0, 0.1, "ok", {"accuracy": 0.5}))
-    store.add(ResultRow(2, 0, 0, 0.1, "ok", {"accuracy": 0.75}))
+    with SweepStore(tmp_path / "s.h5", spec, checkpoint_s=0) as store:  # the HDF5 file is rewritten at every row
+        store.add(ResultRow(0, 0, 0, 0.1, "ok", {"accuracy": 0.5}))
+        store.add(ResultRow(2, 0, 0, 0.1, "ok", {"accuracy": 0.75}))
     raw = (tmp_path / "s.h5").read_bytes()
     (tmp_path / "s.h5").write_bytes(raw[: len(raw) // 3])
-    rebuilt = SweepStore(tmp_path / "s.h5", spec)
-    assert rebuilt.done() == {(0, 0), (2, 0)}
+    with SweepStore(tmp_path / "s.h5", spec) as rebuilt:
+        assert rebuilt.done() == {(0, 0), (2, 0)}
+        rebuilt.add(ResultRow(1, 0, 0, 0.1, "ok", {"accuracy": 0.25}))
+        rebuilt.add(ResultRow(3, 0, 0, 0.1, "ok", {"accuracy": 1.0}))
+        rebuilt.finish()
+    assert _by_key(read_results(tmp_path / "s.h5")) == {(0, 0): (0.5, 0), (1, 0): (0.25, 0), (2, 0): (0.75, 0), (3, 0): (1.0, 0)}
+    assert not (tmp_path / "s.h5.journal").exists() and not (tmp_path / "s.h5.lock").exists()
     (tmp_path / "other.h5").write_bytes(b"junk")
     with pytest.raises(StoreError, match="other.h5: not a readable sweep store"):
         SweepStore(tmp_path / "other.h5", spec)

@@ -394,7 +394,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = SweepSpec.from_file(_sweep_spec_file(args))
     check_outputs({"-o": args.output}, [spec.model.checkpoint, spec.chip if isinstance(spec.chip, str) else None])
-    store = run_sweep(spec, args.output, args.executor, args.workers, args.retries)
+    store = run_sweep(spec, args.output, args.executor, args.workers, args.retries, max_rows=args.max_points,
+                      checkpoint_s=args.checkpoint_every)  # fmt: skip
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
     return 0
@@ -407,6 +408,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = read_results(args.store)
     print(format_report(results))
+    if len(results.columns["point_id"]) == 0:
+        return 0  # nothing to plot yet
     for path in plot_sweep(results, args.plot or Path(args.store).with_suffix(".png")):
         print(f"wrote {path}")
     if args.csv:
@@ -541,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     den.set_defaults(func=cmd_denoise)
 
+    from .sweeps.spec import DEFAULT_MAX_ROWS
+    from .sweeps.store import CHECKPOINT_S
+
     sweep = sub.add_parser("sweep", help="evaluate a grid of chip configurations (resumable)")
     sweep.add_argument("spec", nargs="?", help="sweep spec (YAML or JSON); or use --example")
     sweep.add_argument("--example", metavar="NAME", help="run a spec shipped with xbarsim (list them: xbarsim examples)")
@@ -548,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
     sweep.add_argument("--workers", type=POSITIVE_INT, help="worker processes (default: one per core)")
     sweep.add_argument("--retries", type=NON_NEGATIVE_INT, default=1, help="retries of a failing point before it is stored as failed")
+    sweep.add_argument("--max-points", type=POSITIVE_INT, default=DEFAULT_MAX_ROWS, metavar="N",
+                       help="refuse a spec of more than N (point, repeat) rows")
+    sweep.add_argument("--checkpoint-every", type=bounded(float, 0), default=CHECKPOINT_S, metavar="SECONDS",
+                       help="rewrite the HDF5 store whole this often while running "
+                            "(the journal beside it holds every row as soon as it is done)")  # fmt: skip
     sweep.set_defaults(func=cmd_sweep)
 
     examples_cmd = sub.add_parser("examples", help="list the example sweep specs, or copy them into a folder")

@@ -19,6 +19,7 @@ from .models.training import TrainConfig, accuracy, train
 from .sweeps.plots import plot_sweep
 from .sweeps.runner import run_sweep
 from .sweeps.spec import SweepSpec
+from .sweeps.journal import journal_path
 from .sweeps.store import read_results
 
 DRIFT_TIMES = (("1 hour", 3600.0), ("1 day", 86400.0), ("1 year", 365.25 * 86400.0))
@@ -73,8 +74,8 @@ def sweep_read_noise_and_adc(model, preset: str, seed: int, output: Path, progre
         "axes": {"device.read_noise.scale": [0.5, 1, 2, 4, 8], "tile.adc.bits": [4, 6, 8]}, "repeats": 3, "seed": seed,
     })  # fmt: skip
     store = output / "sweep.h5"
-    if store.exists():
-        store.unlink()  # a fresh demo each time (the model was retrained)
+    for stale in (store, journal_path(store)):  # a fresh demo each time (the model was retrained)
+        stale.unlink(missing_ok=True)
     run_sweep(spec, store, executor="serial", progress=progress)
     results = read_results(store)
     return [store, *plot_sweep(results, output / "sweep.png")]

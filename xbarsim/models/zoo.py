@@ -47,7 +47,8 @@ def _register(name: str):
 
 def build(name: str, **kwargs: Any) -> nn.Module:
     """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``)."""
-    return ZOO[name](**check_kwargs(name, kwargs))
+    checked = check_kwargs(name, kwargs)  # first: it names an unknown model
+    return ZOO[name](**checked)
 
 
 def check_kwargs(name: str, kwargs: Any) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def format_report(results: SweepResults) -> str:
     summary = summarize(results)
     widths = [max(len(a), 10) for a in axes]
     head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18} {'repeats':>8}"
-    lines = [f"sweep {spec.name!r}: {len(summary)} points x {spec.repeats} repeats", head, "-" * len(head)]
+    lines = [f"sweep {spec.name!r}: {len(summary)} points x {spec.repeats} repeats", *_progress(results), head, "-" * len(head)]
     for s in summary:
         cells = " ".join(f"{_fmt(s.point[a]):>{w}}" for a, w in zip(axes, widths))
         acc = f"{100 * s.mean:6.2f} ± {100 * s.std:5.2f}%" if s.n else "(none)"
@@ -77,6 +77,19 @@ def format_report(results: SweepResults) -> str:
             except NoMidpointError as exc:
                 lines.append(f"  {label}: none ({exc})")
     return "\n".join(lines)
+
+
+def _progress(results: SweepResults) -> list[str]:
+    """A line on an unfinished store: how many rows are in, and what to do about the rest."""
+    if results.finished:
+        return []
+    status = results.columns["status"]
+    ok, failed, total = int((status == "ok").sum()), int((status != "ok").sum()), results.spec.row_count()
+    if ok + failed == total:
+        return [f"incomplete: {failed} of {total} rows failed; re-run the sweep into this store to retry them"]
+    failures = f", {failed} failed" if failed else ""
+    return [f"unfinished: {ok} of {total} rows done{failures} (the sweep is running, or was stopped); "
+            f"re-run it into this store to complete it"]  # fmt: skip
 
 
 def _fmt(value) -> str:

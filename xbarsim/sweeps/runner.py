@@ -6,11 +6,16 @@
 - ``dask:local`` (a ``distributed.LocalCluster``) or ``tcp://host:8786`` (an existing scheduler).
 The payload (network, data, base config) reaches each worker once. A point that raises is
 retried, then stored as failed with its error; the sweep goes on.
+
+Before any file is made, a sweep checks its size, its executor, that no other sweep writes the
+store, and that its data set and model load and run together: a sweep that cannot start leaves
+nothing behind. Rows go to the store (``store.py``) as they finish, so a killed sweep resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -18,12 +23,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
+from pathlib import Path
 
 from tqdm import tqdm
 
-from .evaluate import Payload, build_payload, evaluate
-from .spec import SweepSpec
-from .store import FAILED, OK, ResultRow, SweepStore
+from ..errors import XbarsimError
+from .evaluate import Payload, build_payload, evaluate, load_inputs
+from .lock import check_unlocked
+from .spec import DEFAULT_MAX_ROWS, SweepSpec
+from .store import CHECKPOINT_S, FAILED, OK, ResultRow, SweepStore
 
 SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 Task = tuple[int, int, int]  # point_id, repeat, seed
@@ -89,10 +97,8 @@ def _processes(payload: Payload, points: list[dict], tasks: list[Task], workers:
 
 
 def _dask(address: str, payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise RuntimeError("the Dask executor needs dask.distributed: pip install 'xbarsim[dask]'") from exc
+    from distributed import Client, LocalCluster
+
     with contextlib.ExitStack() as stack:
         if address == "dask:local":
             with _environment(SINGLE_THREAD_ENV):
@@ -133,29 +139,45 @@ def _dask_wait(pending):
     return result.done, result.not_done
 
 
-def task_seed(spec: SweepSpec, repeat: int) -> int:
-    """The programming seed of a repeat: the same chips at every point (paired comparisons)."""
-    return spec.seed + repeat
-
-
 def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers: int | None = None, retries: int = 1,
-              progress: bool = True) -> SweepStore:  # fmt: skip
-    """Evaluate every missing (point, repeat) of ``spec`` into the store at ``store_path``."""
-    store = SweepStore(store_path, spec)
-    points = spec.points()
-    done = store.done()
-    tasks = [(p, r, task_seed(spec, r)) for p in range(len(points)) for r in range(spec.repeats) if (p, r) not in done]
-    if not tasks:
+              progress: bool = True, max_rows: int = DEFAULT_MAX_ROWS, checkpoint_s: float = CHECKPOINT_S) -> SweepStore:  # fmt: skip
+    """Evaluate every missing (point, repeat) of ``spec`` into the store at ``store_path``.
+
+    Everything is checked before any file is made: the size (``max_rows``), the executor, that no other
+    sweep writes the store, the data set, the model and that it runs on the data. A sweep that fails
+    there leaves nothing behind. The HDF5 file is rewritten whole every ``checkpoint_s`` seconds.
+    """
+    spec.check_size(max_rows)
+    start = _executor(executor)
+    if workers is not None and workers < 1:
+        raise XbarsimError(f"workers must be >= 1 (got {workers})")
+    if retries < 0 or not checkpoint_s >= 0:
+        raise XbarsimError(f"retries and checkpoint_s must be >= 0 (got {retries} and {checkpoint_s})")
+    store_path = Path(store_path)
+    if store_path.is_dir():
+        raise XbarsimError(f"{store_path} is a folder: name the store's file (e.g. {store_path / 'sweep.h5'})")
+    check_unlocked(store_path)
+    inputs = load_inputs(spec)
+    with SweepStore(store_path, spec, checkpoint_s) as store:
+        points = spec.points()
+        done = store.done()
+        tasks = [(p, r, spec.seed_of(r)) for p in range(len(points)) for r in range(spec.repeats) if (p, r) not in done]
+        if tasks:
+            payload = build_payload(spec, inputs, progress=progress)
+            _evaluate_into(store, start, payload, points, tasks, workers or os.cpu_count() or 1, retries, progress)
         store.finish()
-        return store
-    workers = workers or os.cpu_count() or 1
-    payload = build_payload(spec, progress=progress)
+    return store
+
+
+def _evaluate_into(store: SweepStore, start, payload: Payload, points: list[dict], tasks: list[Task], workers: int,
+                   retries: int, progress: bool) -> None:  # fmt: skip
+    spec = store.spec
     attempts: dict[Task, int] = {}
-    with tqdm(total=len(points) * spec.repeats, initial=len(done), desc=spec.name, unit="pt", disable=not progress,
-              file=sys.stderr) as bar:  # fmt: skip
+    with tqdm(total=spec.row_count(), initial=spec.row_count() - len(tasks), desc=spec.name, unit="pt",
+              disable=not progress, file=sys.stderr) as bar:  # fmt: skip
         while tasks:
             failed = []
-            for outcome in _executor(executor)(payload, points, tasks, workers):
+            for outcome in start(payload, points, tasks, workers):
                 task = outcome.task
                 if outcome.metrics is None and attempts.get(task, 0) < retries:
                     attempts[task] = attempts.get(task, 0) + 1
@@ -165,8 +187,6 @@ def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers:
                 store.add(ResultRow(task[0], task[1], task[2], outcome.wall_s, status, outcome.metrics or {}, outcome.error))
                 bar.update()
             tasks = failed
-    store.finish()
-    return store
 
 
 def _executor(name: str):
@@ -175,5 +195,7 @@ def _executor(name: str):
     if name == "processes":
         return _processes
     if name == "dask:local" or name.startswith("tcp://"):
+        if importlib.util.find_spec("distributed") is None:
+            raise XbarsimError(f"executor {name!r} needs dask.distributed: pip install 'xbarsim[dask]'")
         return lambda *args: _dask(name, *args)
-    raise ValueError(f"unknown executor {name!r}: use serial, processes, dask:local or tcp://host:port")
+    raise XbarsimError(f"unknown executor {name!r}: use serial, processes, dask:local or tcp://host:port")

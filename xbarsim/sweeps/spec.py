@@ -3,7 +3,9 @@
 Axes are dotted chip-config paths (``device.read_noise.sigma``, ``tile.adc.bits``, ...) plus two
 special ones: ``drift.t`` (seconds after programming) and ``activation_noise`` (sigma of Gaussian
 noise after every module, for the midpoint metric). Values are lists or ``logspace(a, b, n)`` /
-``linspace(a, b, n)``. Every value is checked against the chip config before anything runs.
+``linspace(a, b, n)`` with at most ``MAX_AXIS_VALUES`` values (checked before anything is allocated).
+Every value is checked against the chip config before anything runs. A spec is data: the model is
+a checkpoint file or a zoo name, never an importable path.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ChipConfig, chip_config, read_mapping_file
-from ..configfile import format_validation_error, validate
+from ..configfile import format_validation_error, short_repr, validate
+from ..errors import XbarsimError
 
 DRIFT_AXIS = "drift.t"
 NOISE_AXIS = "activation_noise"
 SPECIAL_AXES = (DRIFT_AXIS, NOISE_AXIS)
 Value = float | int | str | bool | None
+MAX_AXIS_VALUES = 10_000  # per axis: validating a value against the chip config costs ~0.1 ms
+DEFAULT_MAX_ROWS = 100_000  # (point, repeat) rows of one sweep, unless the user raises it
 
 
 class ModelSpec(BaseModel):
@@ -32,7 +37,8 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     checkpoint: str | None = Field(None, description="checkpoint file (xbarsim checkpoint or state_dict with zoo)")
-    zoo: str | None = Field(None, description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru)")
+    zoo: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$",
+                            description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru); never a module path")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields when training a zoo model")
 
@@ -45,8 +51,12 @@ class ModelSpec(BaseModel):
         return self
 
 
-def parse_values(spec: Any) -> list[Value]:
-    """A list of values, or ``logspace(a, b, n)`` / ``linspace(a, b, n)``."""
+def parse_values(spec: Any, axis: str = "") -> list[Value]:
+    """A list of values, or ``logspace(a, b, n)`` / ``linspace(a, b, n)``; at most ``MAX_AXIS_VALUES``.
+
+    ``n`` is checked before anything is allocated, so ``linspace(0, 1, 1e8)`` is refused at once.
+    """
+    where = f"axis {axis}" if axis else "axis values"
     if isinstance(spec, str):
         text = spec.replace(" ", "")
         for name, fn in (("logspace", np.logspace), ("linspace", np.linspace)):
@@ -55,10 +65,20 @@ def parse_values(spec: Any) -> list[Value]:
                     low, high, n = (float(v) for v in text[len(name) + 1 : -1].split(","))
                 except ValueError:
                     break
-                return [float(v) for v in fn(low, high, int(n))]
-        raise ValueError(f"axis values {spec!r}: use a list, logspace(a, b, n) or linspace(a, b, n)")
+                if not (math.isfinite(low) and math.isfinite(high)):
+                    raise ValueError(f"{where}: {short_repr(spec)}: the bounds must be finite numbers")
+                if not (n.is_integer() and 1 <= n <= MAX_AXIS_VALUES):
+                    raise ValueError(f"{where}: {short_repr(spec)} asks for {n:g} values; give a whole number from 1 to {MAX_AXIS_VALUES:,}")
+                with np.errstate(over="ignore"):  # an overflow is refused just below
+                    values = [float(v) for v in fn(low, high, int(n))]
+                if not all(math.isfinite(v) for v in values):
+                    raise ValueError(f"{where}: {short_repr(spec)} gives values too large for a float")
+                return values
+        raise ValueError(f"{where}: {short_repr(spec)}: use a list, logspace(a, b, n) or linspace(a, b, n)")
     if not isinstance(spec, list) or not spec:
-        raise ValueError("axis values must be a non-empty list")
+        raise ValueError(f"{where}: values must be a non-empty list")
+    if len(spec) > MAX_AXIS_VALUES:
+        raise ValueError(f"{where}: {len(spec):,} values, more than {MAX_AXIS_VALUES:,} per axis")
     return list(spec)
 
 
@@ -80,7 +100,7 @@ class SweepSpec(BaseModel):
     def _values(cls, axes: dict[str, Any]) -> dict[str, list[Value]]:
         if not axes:
             raise ValueError("give at least one axis")
-        return {path: parse_values(values) for path, values in axes.items()}
+        return {path: parse_values(values, path) for path, values in axes.items()}
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -111,6 +131,24 @@ class SweepSpec(BaseModel):
     def chip_config(self) -> ChipConfig:
         return chip_config(self.chip) if isinstance(self.chip, str) else ChipConfig.from_dict(self.chip, source="chip")
 
+    def row_count(self) -> int:
+        """(point, repeat) rows of the sweep, counted without expanding the grid."""
+        lengths = [len(v) for v in self.axes.values()]
+        return (math.prod(lengths) if self.mode == "grid" else lengths[0]) * self.repeats
+
+    def check_size(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        """Refuse a sweep of more than ``max_rows`` (point, repeat) rows, before anything runs."""
+        rows = self.row_count()
+        if rows > max_rows:
+            raise XbarsimError(
+                f"sweep {self.name!r} has {rows:,} rows ({rows // self.repeats:,} points x {self.repeats} repeats), "
+                f"over the limit of {max_rows:,}: if you mean it, raise the limit (--max-points {rows})"
+            )
+
+    def seed_of(self, repeat: int) -> int:
+        """The programming seed of a repeat: the same chips at every point (paired comparisons)."""
+        return self.seed + repeat
+
     def points(self) -> list[dict[str, Value]]:
         """Every point: {axis: value}, in a fixed order (grid: the last axis varies fastest)."""
         names = list(self.axes)
@@ -122,4 +160,8 @@ class SweepSpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        """JSON with sorted keys, except that the axes keep their order: it decides the points' order,
+        so two specs that list the same axes in another order are different sweeps."""
+        data = self.model_dump()
+        axes = json.dumps(data.pop("axes"), separators=(",", ":"))
+        return '{"axes":' + axes + "," + json.dumps(data, sort_keys=True, separators=(",", ":"))[1:]

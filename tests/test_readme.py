@@ -1,0 +1,46 @@
+"""The README works top to bottom: every shell and Python block runs, in order, in one fresh folder.
+
+Blocks run as written, with two exceptions: `pip install` lines (the environment running the tests is already
+installed), and blocks right after a `<!-- readme-test: skip -->` line (those that need a user's own files, such
+as a local MNIST or CIFAR-10 copy). A block's files stay for the next blocks, as they would for a reader.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+_FENCE = re.compile(r"(<!-- readme-test: skip -->\s*\n)?```(bash|python)\n(.*?)```", re.S)
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of every bash/python block the test runs, in README order."""
+    return [(lang, code) for skip, lang, code in _FENCE.findall(text) if not skip]
+
+
+def _without_pip(code: str) -> str:
+    commands = [part.strip() for line in code.splitlines() for part in line.split("&&")]
+    return "\n".join(c for c in commands if c and not c.startswith("pip install"))
+
+
+def test_blocks_are_found():
+    blocks = readme_blocks(README.read_text())
+    assert any(lang == "python" for lang, _ in blocks) and any(lang == "bash" for lang, _ in blocks)
+
+
+@pytest.mark.slow
+def test_readme_runs_top_to_bottom(tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for number, (lang, code) in enumerate(readme_blocks(README.read_text()), 1):
+        if lang == "bash":
+            command = ["bash", "-euo", "pipefail", "-c", _without_pip(code)]
+        else:
+            command = [sys.executable, "-c", code]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"README block {number} ({lang}) failed:\n{code}\n--- stderr:\n{done.stderr[-3000:]}"
