@@ -47,8 +47,10 @@ class NoMidpointError(ValueError):
 def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc_std: Sequence[float]) -> MidpointFit:
     """Fit the logistic in log10(sigma) and return sigma_mid with its standard error."""
     s, m, sd = (np.asarray(v, float) for v in (sigmas, acc_mean, acc_std))
-    if not (s.shape == m.shape == sd.shape and s.ndim == 1 and s.size >= 5):
-        raise ValueError("need sigmas, acc_mean and acc_std of the same length, at least 5 points")
+    if not (s.shape == m.shape == sd.shape and s.ndim == 1):
+        raise ValueError("need sigmas, acc_mean and acc_std of the same length")
+    if s.size < 5:
+        raise NoMidpointError(f"a midpoint needs at least 5 noise levels, got {s.size}")
     if np.any(s <= 0) or not np.all(np.isfinite(np.concatenate([s, m, sd]))):
         raise ValueError("sigmas must be > 0 and every value finite")
     order = np.argsort(s)
