@@ -117,9 +117,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlabel: str, title: str = "",
-                log_x: bool = True) -> Path:  # fmt: skip
-    """One panel of noise curves (mean ± std, with the logistic fit where there is one) per
-    entry, three to a row; ``xlabel`` names the noise."""
+                fit: bool = True) -> Path:  # fmt: skip
+    """One panel of curves (mean ± std over repeats; with ``fit``, the logistic fit where there
+    is one) per entry, three to a row; the x axis is logarithmic where a panel's values span
+    more than a factor 50; ``xlabel`` names the noise."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,15 +132,16 @@ def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlab
     for ax, (panel, curves) in zip(axes.flat, panels.items()):
         for label, curve in curves.items():
             try:
-                fit = curve.midpoint()
+                logistic = curve.midpoint() if fit else None
             except NoMidpointError:
-                fit = None
-            text = label if fit is None else f"{label} (mid {fit.sigma_mid:.3g})"
-            points = ax.errorbar(curve.sigmas, curve.mean, yerr=curve.std, fmt="o", ms=3, capsize=2, label=text)
-            if fit is not None:
+                logistic = None
+            text = label if logistic is None else f"{label} (mid {logistic.sigma_mid:.3g})"
+            points = ax.errorbar(curve.sigmas, curve.mean, yerr=curve.std, fmt="o-" if not fit else "o", ms=3, capsize=2, label=text)
+            if logistic is not None:
                 fine = np.logspace(np.log10(curve.sigmas.min()), np.log10(curve.sigmas.max()), 200)
-                ax.plot(fine, fit.curve(fine), color=points[0].get_color(), lw=1)
-        if log_x:
+                ax.plot(fine, logistic.curve(fine), color=points[0].get_color(), lw=1)
+        values = np.concatenate([curve.sigmas for curve in curves.values()])
+        if values.min() > 0 and values.max() / values.min() > 50:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy")
