@@ -18,7 +18,8 @@ from tqdm import tqdm
 from xbarsim.models.data import DataSplit
 from xbarsim.models.training import TrainConfig, train
 from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, noise_curve
-from xbarsim.sweeps.noise_kinds import NoiseKind
+from xbarsim.models.quant import QATConfig
+from xbarsim.sweeps.noise_kinds import ActivationNoise, NoiseKind
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,6 +83,23 @@ def matched_training_curve(build, split: DataSplit, levels: Sequence[float], rep
     rows = [curve_under(trained(build, split, with_options(base, **{option: float(level)})), split, [level], repeats, noise, seed).accuracies[0]
             for level in levels]  # fmt: skip
     return NoiseCurve(np.asarray(levels, float), np.stack(rows))
+
+
+def hardening_variants(build, split: DataSplit, sigmas: Sequence[float], repeats: int, base: TrainConfig, seed: int,
+                       qat_scales: Sequence[str]) -> dict[str, Callable[[], NoiseCurve]]:  # fmt: skip
+    """The hardening paper's trainings, each a function giving its curve under additive
+    activation noise after every module: plain; noisy training (one network per sigma, the
+    papers' protocol); 8-bit symmetric QAT with each activation scale ("dynamic", "const:4")."""
+    noise = ActivationNoise()
+    variants = {
+        "plain": lambda: curve_under(trained(build, split, base), split, sigmas, repeats, noise, seed),
+        "noisy training": lambda: matched_training_curve(build, split, sigmas, repeats, base, "noise_sigma", noise, seed),
+    }
+    for scale in qat_scales:
+        label = "QAT 8-bit, dynamic scale" if scale == "dynamic" else f"QAT 8-bit, constant scale ({scale.partition(':')[2]})"
+        cfg = with_options(base, qat=QATConfig(8, True, scale))
+        variants[label] = lambda cfg=cfg: curve_under(trained(build, split, cfg), split, sigmas, repeats, noise, seed)
+    return variants
 
 
 def midpoint_cell(curve: NoiseCurve) -> str:
