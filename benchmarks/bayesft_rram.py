@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 for (label, _), values in zip(DRIFT, over_time.accuracies):
                     drift_rows[label].append(studylib.mean_std_cell(values))
                 curves[training] = lognormal_curve(model, cfg, sigmas, chips, split)
-                drift_panels.setdefault(f"{name}: rram over time (s)", {})[training] = over_time
+                drift_panels.setdefault(f"{name}: rram over time", {})[training] = over_time
                 sigma_rows.append([name, training, f"{100 * accuracy(model, split.x_test, split.y_test):.1f}%",
                                    studylib.mean_std_cell(curves[training].accuracies[len(sigmas) // 2]),
                                    studylib.midpoint_cell(curves[training])])  # fmt: skip
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n#### Accuracy over the log-normal drift sigma (t = 0, linspace(0.1, 1.5, {len(sigmas)}))\n")
     print(studylib.markdown_table(["model", "training", "float accuracy", f"on rram at sigma={sigmas[len(sigmas) // 2]:.2f}",
                                    "midpoint sigma", "BayesFT / plain midpoint"], sigma_rows))  # fmt: skip
-    path = studylib.plot_panels({**drift_panels, **panels}, args.plot, "drift time (s) / log-normal sigma", "BayesFT on rram", fit=False)
+    xlabels = {**{panel: "seconds after programming" for panel in drift_panels}, **{panel: "log-normal drift sigma" for panel in panels}}
+    path = studylib.plot_panels({**drift_panels, **panels}, args.plot, xlabels, "BayesFT on rram", fit=False, columns=2)
     print(f"\nplot: {path}; run time {clock.seconds():.0f} s")
     return 0
 

@@ -134,17 +134,17 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlabel: str, title: str = "",
-                fit: bool = True) -> Path:  # fmt: skip
+def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlabel: str | dict[str, str], title: str = "",
+                fit: bool = True, columns: int = 3) -> Path:  # fmt: skip
     """One panel of curves (mean ± std over repeats; with ``fit``, the logistic fit where there
-    is one) per entry, three to a row; the x axis is logarithmic where a panel's values span
-    more than a factor 50; ``xlabel`` names the noise."""
+    is one) per entry, ``columns`` to a row; the x axis is logarithmic where a panel's values
+    span more than a factor 50; ``xlabel`` names the noise (one for all, or one per panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(3, len(panels))
+    columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.8 * rows), squeeze=False)
     for ax, (panel, curves) in zip(axes.flat, panels.items()):
@@ -161,12 +161,14 @@ def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlab
         values = np.concatenate([curve.sigmas for curve in curves.values()])
         if values.min() > 0 and values.max() / values.min() > 50:
             ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel[panel])
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1.02)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
         ax.set_title(panel, fontsize=10)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
