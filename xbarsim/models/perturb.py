@@ -31,7 +31,8 @@ def weight_names(model: nn.Module) -> list[tuple[nn.Module, str]]:
     found = [(m, "weight") for m in model.modules() if isinstance(m, _WEIGHTED)]
     for module in model.modules():
         if isinstance(module, _RECURRENT):
-            found += [(module, name) for name, _ in module.named_parameters(recurse=False) if name.startswith("weight_")]
+            names = [name for name, _ in module.named_parameters(recurse=False) if name.startswith("weight_")]
+            found += [(module, name) for name in names]
     return found
 
 

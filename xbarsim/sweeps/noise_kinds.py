@@ -75,7 +75,8 @@ class GateNoiseKind:
     level_name = "sigma"
 
     def describe(self) -> str:
-        return "gate noise at every RNN gate pre-activation (" + ("relative to its std" if self.relative else "absolute") + ")"
+        scale = "relative to its std" if self.relative else "absolute"
+        return f"gate noise at every RNN gate pre-activation ({scale})"
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module) -> Iterator[AtLevel]:
