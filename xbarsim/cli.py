@@ -297,21 +297,23 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from .models import data
     from .models.checkpoint import load_network
     from .sweeps.metrics import NoMidpointError, noise_curve
+    from .sweeps.noise_kinds import parse_noise_kind
     from .sweeps.plots import plot_noise_curves
 
+    noise = parse_noise_kind(args.noise, args.mode, args.where)
     network = load_network(args.checkpoint, args.model, _json_arg(args.model_args), args.allow_pickle)
     split = data.load(args.data)
-    where = "all" if args.where == "all" else args.where.split(",")
-    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, where, args.mode, progress=True)
-    print(f"{'sigma':>10} {'accuracy':>9} {'std':>7}")
+    print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
+    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
+    print(f"{noise.level_name:>10} {'accuracy':>9} {'std':>7}")
     for sigma, mean, std in zip(curve.sigmas, curve.mean, curve.std):
         print(f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
     try:
         fit = curve.midpoint()
-        print(f"midpoint noise level: {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
+        print(f"midpoint {noise.level_name} ({args.noise}): {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
     except NoMidpointError as exc:
-        print(f"midpoint noise level: none ({exc})")
-    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}, noise after {args.where} ({args.mode})")
+        print(f"midpoint {noise.level_name} ({args.noise}): none ({exc})")
+    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}: {noise.describe()}, vs {noise.level_name}")
     print(f"wrote {path}")
     return 0
 
@@ -502,13 +504,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("-o", "--output", required=True, help="checkpoint to write")
     train_cmd.set_defaults(func=cmd_train)
 
-    rob = sub.add_parser("robustness", help="accuracy vs activation noise, the midpoint noise level and a plot")
+    rob = sub.add_parser("robustness", help="accuracy vs one kind of noise, its midpoint level and a plot")
     rob.add_argument("checkpoint", help="trained checkpoint (xbarsim checkpoint or state_dict)")
     rob.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
-    rob.add_argument("--sigmas", type=parse_sigmas, default="logspace(-2, 2, 17)", help="noise levels: logspace(a, b, n) or a list")
+    rob.add_argument("--noise", default="activation",
+                     help="what to sweep: activation (after modules), gate or gate:relative (RNN gate pre-activations), "
+                          "weight (eta x each layer's weight range), bayesft (log-normal sigma on every parameter), "
+                          "chip:PRESET or chip:FILE (the chip's device noise scale)")  # fmt: skip
+    rob.add_argument("--sigmas", type=parse_sigmas, default="logspace(-2, 2, 17)",
+                     help="noise levels (sigma, eta or scale): logspace(a, b, n) or a comma-separated list")  # fmt: skip
     rob.add_argument("--repeats", type=POSITIVE_INT, default=10, help="noise draws per noise level")
-    rob.add_argument("--mode", default="additive", choices=["additive", "multiplicative", "both"], help="how the noise enters")
-    rob.add_argument("--where", default="all", help="all, or comma-separated module names (the per-layer study)")
+    rob.add_argument("--seed", type=SEED, default=0, help="noise seed: one seed, one curve")
+    rob.add_argument("--mode", choices=["additive", "multiplicative", "both"], help="activation noise only (default additive)")
+    rob.add_argument("--where", help="activation noise only: all (default), or comma-separated module names")
     _model_arguments(rob, "the model, for a plain state_dict")
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")

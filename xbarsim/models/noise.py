@@ -1,4 +1,4 @@
-"""Noise injection for robustness studies (DESIGN.md §4): Gaussian noise after modules
+"""Noise injection for robustness studies: Gaussian noise after modules
 (Walking Noise / the hardening paper) and at every gate pre-activation of recurrent layers
 (deep noise injection, Qin & Vucinic). Noise changes the forward pass only: the backward pass is
 straight through."""

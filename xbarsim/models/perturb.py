@@ -1,8 +1,10 @@
-"""Weight perturbations for robust training (DESIGN.md §4), as torch parametrizations that can
+"""Weight perturbations for robust training, as torch parametrizations that can
 be removed again, leaving the trained weights:
 
-- ``WeightNoise``: Noisy Machines' additive weight noise, redrawn every forward, per layer
-  ``sigma_l = eta * (max W_l - min W_l)``, on every Linear / Conv weight;
+- ``WeightNoise``: Noisy Machines' additive weight noise, per layer
+  ``sigma_l = eta * (max W_l - min W_l)``, on every Linear / Conv weight and every weight matrix
+  of an LSTM / GRU / RNN; redrawn every forward (training) or once per ``resample()`` (one
+  noisy chip, for evaluation);
 - ``LogNormalPerturbation``: BayesFT's ``theta * exp(lambda)``, lambda ~ N(0, sigma^2) per
   element of every parameter (weights, biases, BatchNorm affine), drawn once per ``resample()``.
 """
@@ -14,6 +16,24 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
+
+
+def _non_negative(value: float, what: str) -> float:
+    if not value >= 0:
+        raise ValueError(f"{what} must be >= 0, got {value}")
+    return float(value)
+
+
+def weight_names(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(module, parameter name) of every weight matrix: Linear / Conv ``weight`` and the
+    ``weight_ih_l*`` / ``weight_hh_l*`` of recurrent layers (biases excluded)."""
+    found = [(m, "weight") for m in model.modules() if isinstance(m, _WEIGHTED)]
+    for module in model.modules():
+        if isinstance(module, _RECURRENT):
+            names = [name for name, _ in module.named_parameters(recurse=False) if name.startswith("weight_")]
+            found += [(module, name) for name in names]
+    return found
 
 
 class _Parametrizations:
@@ -38,25 +58,45 @@ class _Parametrizations:
 
 
 class _AdditiveNoise(nn.Module):
-    def __init__(self, eta: float):
+    """``w + eta * (max w - min w) * n``: n is drawn at every call, or held in ``unit`` (when
+    given a shape) until the next ``resample``."""
+
+    def __init__(self, eta: float, held_shape: torch.Size | None = None):
         super().__init__()
         self.eta = eta
+        self.unit = None if held_shape is None else torch.zeros(held_shape)  # a plain tensor: not state
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         sigma = self.eta * (w.max() - w.min()).detach()
-        return w + sigma * torch.randn_like(w)
+        return w + sigma * (torch.randn_like(w) if self.unit is None else self.unit)
 
 
 class WeightNoise(_Parametrizations):
-    """Additive Gaussian weight noise on every Linear/Conv weight, redrawn every forward."""
+    """Additive Gaussian weight noise on every weight matrix (``weight_names``), per layer
+    ``sigma_l = eta * (max W_l - min W_l)``. ``per_forward=True`` redraws it at every forward
+    (noise-injection training); ``False`` holds one draw until ``resample()`` (a noisy chip)."""
 
-    def __init__(self, model: nn.Module, eta: float):
-        if not eta >= 0:
-            raise ValueError(f"weight-noise eta must be >= 0, got {eta}")
-        modules = [m for m in model.modules() if isinstance(m, _WEIGHTED)]
-        if not modules:
-            raise ValueError(f"{type(model).__name__} has no Linear or Conv layer for weight noise")
-        super().__init__([(m, "weight", _AdditiveNoise(eta)) for m in modules])
+    def __init__(self, model: nn.Module, eta: float, per_forward: bool = True):
+        _non_negative(eta, "weight-noise eta")
+        targets = weight_names(model)
+        if not targets:
+            raise ValueError(f"{type(model).__name__} has no Linear, Conv or recurrent layer for weight noise")
+        transforms = [_AdditiveNoise(0.0, None if per_forward else getattr(m, name).shape) for m, name in targets]
+        super().__init__([(m, name, t) for (m, name), t in zip(targets, transforms)])
+        self.set_eta(eta)
+        if not per_forward:
+            self.resample()
+
+    def set_eta(self, eta: float) -> None:
+        for _, _, transform in self._targets:
+            transform.eta = _non_negative(eta, "weight-noise eta")
+
+    @torch.no_grad()
+    def resample(self) -> None:
+        """A new held draw (from torch's global generator); no effect with ``per_forward``."""
+        for _, _, transform in self._targets:
+            if transform.unit is not None:
+                transform.unit.normal_()
 
 
 class _LogNormal(nn.Module):
@@ -73,15 +113,16 @@ class LogNormalPerturbation(_Parametrizations):
     Monte-Carlo trial, i.e. one chip state); they stay fixed between calls."""
 
     def __init__(self, model: nn.Module, sigma: float):
-        if not sigma >= 0:
-            raise ValueError(f"BayesFT sigma must be >= 0, got {sigma}")
-        self.sigma = float(sigma)
+        self.sigma = _non_negative(sigma, "BayesFT sigma")
         targets = [(module, name, _LogNormal(param.shape))
                    for module in model.modules() for name, param in list(module.named_parameters(recurse=False))]  # fmt: skip
         super().__init__(targets)
         self.resample()
 
     @torch.no_grad()
-    def resample(self) -> None:
+    def resample(self, sigma: float | None = None) -> None:
+        """New lambdas ~ N(0, sigma^2) (from torch's global generator), optionally at a new sigma."""
+        if sigma is not None:
+            self.sigma = _non_negative(sigma, "BayesFT sigma")
         for _, _, transform in self._targets:
             transform.log_factor.normal_(0.0, self.sigma)

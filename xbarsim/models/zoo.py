@@ -1,4 +1,4 @@
-"""The model zoo: MLP, LeNet-5, VGG-11, ResNet-18 (CIFAR variant), LSTM/GRU sequence classifiers.
+"""The model zoo: MLP, LeNet-5, VGG-11, ResNet-18 (CIFAR variant), LSTM/GRU/RNN sequence classifiers.
 
 Input channels, image size and class count are arguments. Every model records its constructor
 arguments in ``init_kwargs`` so a chip file can rebuild it by name (``build(name, **kwargs)``);
@@ -46,7 +46,7 @@ def _register(name: str):
 
 
 def build(name: str, **kwargs: Any) -> nn.Module:
-    """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``)."""
+    """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``, ``rnn``)."""
     checked = check_kwargs(name, kwargs)  # first: it names an unknown model
     return ZOO[name](**checked)
 
@@ -235,3 +235,10 @@ class LSTMClassifier(_RecurrentClassifier):
 @_register("gru")
 class GRUClassifier(_RecurrentClassifier):
     cell = nn.GRU
+
+
+@_register("rnn")
+class RNNClassifier(_RecurrentClassifier):
+    """A vanilla (Elman, tanh) recurrent classifier."""
+
+    cell = nn.RNN

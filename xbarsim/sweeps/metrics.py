@@ -1,4 +1,4 @@
-"""Accuracy under noise and the midpoint noise level (DESIGN.md §4).
+"""Accuracy under noise and the midpoint noise level.
 
 The accuracy-vs-sigma curve is fitted with ``A(s) = a / (1 + exp(k (log10 s - x_mid))) + b`` by
 weighted least squares (``scipy.optimize.curve_fit`` with the per-point std over repeats as
@@ -19,7 +19,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from torch import nn
 from tqdm import tqdm
 
-from ..models.noise import NoiseInjection
+from .noise_kinds import ActivationNoise, NoiseKind
 
 STD_FLOOR = 1e-3  # a point with zero spread over repeats still has this much (binomial resolution)
 
@@ -47,8 +47,10 @@ class NoMidpointError(ValueError):
 def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc_std: Sequence[float]) -> MidpointFit:
     """Fit the logistic in log10(sigma) and return sigma_mid with its standard error."""
     s, m, sd = (np.asarray(v, float) for v in (sigmas, acc_mean, acc_std))
-    if not (s.shape == m.shape == sd.shape and s.ndim == 1 and s.size >= 5):
-        raise ValueError("need sigmas, acc_mean and acc_std of the same length, at least 5 points")
+    if not (s.shape == m.shape == sd.shape and s.ndim == 1):
+        raise ValueError("need sigmas, acc_mean and acc_std of the same length")
+    if s.size < 5:
+        raise NoMidpointError(f"a midpoint needs at least 5 noise levels, got {s.size}")
     if np.any(s <= 0) or not np.all(np.isfinite(np.concatenate([s, m, sd]))):
         raise ValueError("sigmas must be > 0 and every value finite")
     order = np.argsort(s)
@@ -73,6 +75,8 @@ def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc
         raise NoMidpointError(f"the logistic fit did not converge: {exc}") from exc
     if not (x[0] <= params[2] <= x[-1]) or params[0] * params[1] <= 0 or not np.all(np.isfinite(cov)):
         raise NoMidpointError(f"the fitted midpoint 10**{params[2]:.3g} lies outside the data or the fit is degenerate")
+    if np.sqrt(cov[2, 2]) > x[-1] - x[0]:
+        raise NoMidpointError(f"the midpoint is undetermined: its error (±{np.sqrt(cov[2, 2]):.3g} decades) exceeds the sampled range")
     sigma_mid = 10.0 ** params[2]
     return MidpointFit(float(sigma_mid), float(np.log(10) * sigma_mid * np.sqrt(cov[2, 2])), tuple(map(float, params)), cov)
 
@@ -96,20 +100,20 @@ class NoiseCurve:
 
 @torch.no_grad()
 def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float], repeats: int = 10,
-                where="all", mode: str = "additive", seed: int = 0, batch_size: int = 1024, progress: bool = False) -> NoiseCurve:  # fmt: skip
-    """Test accuracy of ``model`` with Gaussian noise of each sigma after its modules, ``repeats``
-    times per sigma (fresh noise each time)."""
+                noise: NoiseKind = ActivationNoise(), seed: int = 0, batch_size: int = 1024, progress: bool = False) -> NoiseCurve:  # fmt: skip
+    """Test accuracy of ``model`` under each level of ``noise`` (default: additive Gaussian noise
+    after every module), ``repeats`` times per level. Repeat r of level i draws its noise from
+    ``SeedSequence([seed, i, r])``, so one seed gives one curve; the model is left as it was."""
     model.eval()
-    torch.manual_seed(seed)
     accuracies = np.zeros((len(sigmas), repeats))
-    with NoiseInjection(model, 0.0, where, mode) as noise:
+    with noise.applied(model) as at:
         with tqdm(total=len(sigmas) * repeats, desc="noise curve", disable=not progress, file=sys.stderr) as bar:
             for i, sigma in enumerate(sigmas):
-                noise.set_sigma(sigma)
                 for r in range(repeats):
+                    network = at(float(sigma), int(np.random.SeedSequence([seed, i, r]).generate_state(1)[0]))
                     correct = 0
                     for start in range(0, len(y), batch_size):
-                        logits = model(x[start : start + batch_size])
+                        logits = network(x[start : start + batch_size])
                         correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
                     accuracies[i, r] = correct / len(y)
                     bar.update()

@@ -1,0 +1,179 @@
+"""What the robustness studies share: reproducible set-up, seeded training, midpoint cells,
+markdown tables, progress and run time. Import it from a study script run as
+``python benchmarks/<study>.py`` (the script's folder is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from xbarsim.models.data import DataSplit
+from xbarsim.models.training import TrainConfig, train
+from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, noise_curve
+from xbarsim.models.quant import QATConfig
+from xbarsim.sweeps.noise_kinds import ActivationNoise, NoiseKind
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def study_parser(description: str, plot_name: str) -> argparse.ArgumentParser:
+    """The options every study has: --quick, --seed, --threads, --plot."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a CI-sized run: fewer epochs, levels and repeats")
+    parser.add_argument("--seed", type=int, default=0, help="one seed for data order, initialization and noise (default 0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; results do not depend on it)")
+    parser.add_argument("--plot", default=str(RESULTS / plot_name), help=f"figure to write (default results/{plot_name})")
+    return parser
+
+
+def reproducible(seed: int, threads: int) -> None:
+    """Deterministic torch kernels, a fixed thread count, and the global seeds."""
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+class Clock:
+    """Wall time since the study started, for progress lines and the final run time."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log(self, message: str) -> None:
+        tqdm.write(f"[{self.seconds():6.0f} s] {message}", file=sys.stderr)
+
+
+def progress(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
+
+
+def trained(build: Callable[[], torch.nn.Module], split: DataSplit, cfg: TrainConfig, teacher: torch.nn.Module | None = None):
+    """A network from ``build`` (initialized from ``cfg.seed``) trained on ``split``."""
+    torch.manual_seed(cfg.seed)
+    model = build()
+    train(model, split, cfg, teacher=teacher, progress=False)
+    return model
+
+
+def with_options(cfg: TrainConfig, **options) -> TrainConfig:
+    return replace(cfg, **options)
+
+
+def curve_under(model: torch.nn.Module, split: DataSplit, levels: Sequence[float], repeats: int, noise: NoiseKind,
+                seed: int) -> NoiseCurve:  # fmt: skip
+    return noise_curve(model, split.x_test, split.y_test, levels, repeats, noise, seed)
+
+
+def matched_training_curve(build, split: DataSplit, levels: Sequence[float], repeats: int, base: TrainConfig,
+                           option: str, noise: NoiseKind, seed: int) -> NoiseCurve:  # fmt: skip
+    """The seed papers' protocol for noisy training: one network per level, trained with
+    ``option=level`` and tested under that level of ``noise`` only."""
+    rows = [curve_under(trained(build, split, with_options(base, **{option: float(level)})), split, [level], repeats, noise, seed).accuracies[0]
+            for level in levels]  # fmt: skip
+    return NoiseCurve(np.asarray(levels, float), np.stack(rows))
+
+
+def hardening_variants(build, split: DataSplit, sigmas: Sequence[float], repeats: int, base: TrainConfig, seed: int,
+                       qat_scales: Sequence[str]) -> dict[str, Callable[[], NoiseCurve]]:  # fmt: skip
+    """The hardening paper's trainings, each a function giving its curve under additive
+    activation noise after every module: plain; noisy training (one network per sigma, the
+    papers' protocol); 8-bit symmetric QAT with each activation scale ("dynamic", "const:4")."""
+    noise = ActivationNoise()
+    variants = {
+        "plain": lambda: curve_under(trained(build, split, base), split, sigmas, repeats, noise, seed),
+        "noisy training": lambda: matched_training_curve(build, split, sigmas, repeats, base, "noise_sigma", noise, seed),
+    }
+    for scale in qat_scales:
+        label = "QAT 8-bit, dynamic scale" if scale == "dynamic" else f"QAT 8-bit, constant scale ({scale.partition(':')[2]})"
+        cfg = with_options(base, qat=QATConfig(8, True, scale))
+        variants[label] = lambda cfg=cfg: curve_under(trained(build, split, cfg), split, sigmas, repeats, noise, seed)
+    return variants
+
+
+def midpoint_cell(curve: NoiseCurve) -> str:
+    """``sigma_mid ± error``, or why there is none."""
+    try:
+        fit = curve.midpoint()
+    except NoMidpointError as exc:
+        return f"none ({exc})"
+    return f"{fit.sigma_mid:.3f} ± {fit.sigma_mid_err:.3f}"
+
+
+def midpoint_ratio(curve: NoiseCurve, reference: NoiseCurve) -> str:
+    """``curve``'s midpoint over ``reference``'s, with the propagated error, or '-'."""
+    try:
+        a, b = curve.midpoint(), reference.midpoint()
+    except NoMidpointError:
+        return "-"
+    ratio = a.sigma_mid / b.sigma_mid
+    return f"{ratio:.2f} ± {ratio * np.hypot(a.sigma_mid_err / a.sigma_mid, b.sigma_mid_err / b.sigma_mid):.2f}"
+
+
+def mean_std_cell(values: Sequence[float]) -> str:
+    """Accuracies as ``mean ± std %`` (std over the values, ddof 1)."""
+    values = np.asarray(values, float)
+    std = values.std(ddof=1) if values.size > 1 else 0.0
+    return f"{100 * values.mean():.1f} ± {100 * std:.1f}%"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlabel: str | dict[str, str], title: str = "",
+                fit: bool = True, columns: int = 3) -> Path:  # fmt: skip
+    """One panel of curves (mean ± std over repeats; with ``fit``, the logistic fit where there
+    is one) per entry, ``columns`` to a row; the x axis is logarithmic where a panel's values
+    span more than a factor 50; ``xlabel`` names the noise (one for all, or one per panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.8 * rows), squeeze=False)
+    for ax, (panel, curves) in zip(axes.flat, panels.items()):
+        for label, curve in curves.items():
+            try:
+                logistic = curve.midpoint() if fit else None
+            except NoMidpointError:
+                logistic = None
+            text = label if logistic is None else f"{label} (mid {logistic.sigma_mid:.3g})"
+            points = ax.errorbar(curve.sigmas, curve.mean, yerr=curve.std, fmt="o-" if not fit else "o", ms=3, capsize=2, label=text)
+            if logistic is not None:
+                fine = np.logspace(np.log10(curve.sigmas.min()), np.log10(curve.sigmas.max()), 200)
+                ax.plot(fine, logistic.curve(fine), color=points[0].get_color(), lw=1)
+        values = np.concatenate([curve.sigmas for curve in curves.values()])
+        if values.min() > 0 and values.max() / values.min() > 50:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel[panel])
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(panel, fontsize=10)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

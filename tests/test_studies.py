@@ -1,0 +1,48 @@
+"""The robustness studies in benchmarks/ are reproducible, and the CIFAR-10 one runs end to end
+on CIFAR-shaped data. Each runs in its own process: a study fixes torch's global settings."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _table(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("|")]
+
+
+def test_a_quick_study_gives_the_same_table_twice(tmp_path):
+    args = ("--quick", "--models", "mlp", "--plot", str(tmp_path / "nm.png"))
+    first, second = _run("noisy_machines_digits.py", *args), _run("noisy_machines_digits.py", *args)
+    table = _table(first)
+    assert len(table) == 2 + 3 and table == _table(second)
+    assert [row.split("|")[2].strip() for row in table[2:]] == ["plain", "noise injection", "distillation + noise injection"]
+    assert (tmp_path / "nm.png").stat().st_size > 0 and "run time" in first
+
+
+def test_the_cifar10_study_runs_on_cifar_shaped_data(tmp_path):
+    out = _run("hardening_cifar10.py", "--data", "synthetic", "--quick", "--epochs", "1", "--width", "0.0625", "--plot", str(tmp_path / "h.png"))
+    assert "synthetic: 319 train / 81 test" in out and "estimated run time" in out
+    rows = [row.split("|")[1:3] for row in _table(out)[2:]]
+    assert [(m.strip(), t.strip()) for m, t in rows] == [
+        (m, t) for m in ("LeNet-5", "VGG-11", "ResNet-18")
+        for t in ("plain", "noisy training", "QAT 8-bit, dynamic scale", "QAT 8-bit, constant scale (4)")
+    ]  # fmt: skip
+    assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_the_cifar10_study_refuses_other_data():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hardening_cifar10.py"), "--data", "digits", "--estimate"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0 and "--data: use cifar10:PATH or synthetic" in done.stderr
