@@ -160,10 +160,11 @@ def xbarsim_layer(cfg: ChipConfig, w: np.ndarray, x: np.ndarray, times: list[flo
 
 
 def bin_statistics(realized: np.ndarray, w: np.ndarray, bins: int) -> list[dict]:
-    """Per bin of |w| / max|w|: count, mean and std of (realized - w) / max|w|."""
+    """Per bin of |w| / max|w|: count, mean and std of (realized - w) sign(w) / max|w|, the error along
+    the weight's sign (negative: the weight shrank towards 0, as drift does)."""
     w_max = float(np.abs(w).max())
     which = np.minimum((np.abs(w) / w_max * bins).astype(int), bins - 1)
-    error = (realized - w).astype(np.float64) / w_max
+    error = (realized - w).astype(np.float64) * np.where(w < 0, -1.0, 1.0) / w_max
     stats = []
     for k in range(bins):
         e = error[which == k]
@@ -294,7 +295,7 @@ def _engine_cells(row: dict, fmt) -> str:
 def print_tables(report: dict) -> None:
     engines = " | ".join(f"xbarsim {e} | status" for e in ENGINES)
     rule = "|---" * (2 + 2 * len(ENGINES) + 1) + "|"
-    print("\n### Realized weight error per |w| bin (units of max|w|; mean / std)\n")
+    print("\n### Realized weight error along sign(w) per |w| bin (units of max|w|; mean / std)\n")
     print("| stage | |w| / max | aihwkit | xbarsim pcm | status |\n|---|---|---|---|---|")
     for r in report["weights"]:
         a, b = r["aihwkit"], r["xbarsim"]
