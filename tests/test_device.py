@@ -100,7 +100,7 @@ def test_pcm_read_noise_matches_the_published_levels():
     g = np.full((2, 1, 1), 25.0, np.float32)
     fresh = device.read_noise_std(g, dev, 0.0)[0, 0, 0] / 25.0
     one_day = device.read_noise_std(g, dev, 86400.0)[0, 0, 0] / 25.0
-    # DESIGN.md §7: about 3.7% of g_max right after programming, 4.5% after one day
+    # IBM's PCM model: about 3.7% of g_max right after programming, 4.5% after one day
     assert fresh == pytest.approx(0.0088 * np.sqrt(np.log((20 + 250e-9) / 500e-9)), rel=1e-5)
     assert round(float(fresh), 3) == 0.037 and round(float(one_day), 3) == 0.045
 

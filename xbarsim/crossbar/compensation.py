@@ -1,4 +1,4 @@
-"""Global drift compensation in the chip's periphery (DESIGN.md §7): right after programming,
+"""Global drift compensation in the chip's periphery (docs/physics.md §7): right after programming,
 a fixed probe is read through the array and its mean |output| kept as the reference; after
 drift the probe is read again and the outputs are scaled digitally by reference / now (one
 factor per array, or one per output column)."""

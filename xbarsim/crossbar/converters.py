@@ -1,4 +1,4 @@
-"""DAC and ADC: signed, symmetric, uniform quantizers with clipping (DESIGN.md §3, Converters).
+"""DAC and ADC: signed, symmetric, uniform quantizers with clipping (docs/physics.md §6).
 
 A quantizer with ``levels`` = 2^(bits-1) - 1 steps a side and bound b maps v to
 ``rint(clip(v, -b, b) * (levels / b)) * (b / levels)``: the grid {k b / levels : |k| <= levels}.

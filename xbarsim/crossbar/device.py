@@ -1,4 +1,4 @@
-"""Device physics as functions over conductance arrays (DESIGN.md §3, §7).
+"""Device physics as functions over conductance arrays (docs/physics.md §2-5).
 
 Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Every random draw
 comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j

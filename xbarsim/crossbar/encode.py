@@ -1,4 +1,4 @@
-"""Weights <-> differential conductance pairs (DESIGN.md §3, Encoding).
+"""Weights <-> differential conductance pairs (docs/physics.md §1).
 
 Arrays are in crossbar order: ``w_t`` is (n_in, n_out), i.e. the transpose of a torch weight,
 and a conductance array is (2, n_in, n_out) with [0] = G+ and [1] = G-, in uS.

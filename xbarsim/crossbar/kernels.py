@@ -1,6 +1,6 @@
 """The tiled noisy MVM: BLAS block products, then one fused Numba pass per output.
 
-Pipeline for a batch (DESIGN.md §3): DAC (``converters.dac_into_*``) -> per row block p,
+Pipeline for a batch (docs/physics.md): DAC (``converters.dac_into_*``) -> per row block p,
 ``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS) -> read noise (one exact draw per output,
 or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
 summed over row blocks in order; with iterative bound management, the tiles whose outputs for a

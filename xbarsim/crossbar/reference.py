@@ -1,6 +1,6 @@
 """The tiled noisy MVM in plain, readable NumPy: the independent truth for the Numba kernels.
 
-Used only by tests. It follows DESIGN.md §3 step by step, with its own NumPy version of the
+Used only by tests. It follows docs/physics.md step by step, with its own NumPy version of the
 counter-based normals, and does float32 arithmetic in the same order as the kernels, so the two
 agree bit for bit. The block products call NumPy's BLAS in the same fixed row chunks as the
 kernels do (``kernels.block_products``), since BLAS results depend on the call's shape.

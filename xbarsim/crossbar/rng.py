@@ -2,7 +2,7 @@
 
 Every random number in xbarsim is a pure function of a 64-bit stream key and a counter, so
 results do not depend on thread count, batch chunking or the order in which tiles run
-(DESIGN.md §5). One splitmix64 hash of ``key + counter * golden`` gives 64 random bits, which
+(docs/determinism.md). One splitmix64 hash of ``key + counter * golden`` gives 64 random bits, which
 become a *pair* of standard normals (Box–Muller, 32 bits for the radius, 32 for the angle) or a
 pair of uniforms. log/sin/cos are float32 polynomials (Cephes) on reduced ranges, without
 branches, so LLVM vectorises the loops that call them (~0.9 ns per normal on one thread here).

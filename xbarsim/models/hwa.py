@@ -1,4 +1,4 @@
-"""Hardware-aware training: the chip's own physics in the torch forward pass (DESIGN.md §3-4).
+"""Hardware-aware training: the chip's own physics in the torch forward pass (docs/physics.md, docs/robustness.md).
 
 Each Linear / Conv layer computes what a freshly programmed TileArray of the chip config would:
 weights encoded per tile onto (G+, G-) with a write error drawn anew at every forward, DAC per

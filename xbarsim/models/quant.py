@@ -1,4 +1,4 @@
-"""Quantization-aware training: fake quantization with a straight-through estimator (DESIGN.md §4).
+"""Quantization-aware training: fake quantization with a straight-through estimator (docs/robustness.md).
 
 ``Q(r) = clamp(round(r / S) - Z, q_min, q_max)``, dequantized back to ``(Q + Z) * S``.
 Symmetric: ``S = max|r| / (2^(b-1) - 1)``, Z = 0; asymmetric: ``S = (beta - alpha) / (2^b - 1)``,

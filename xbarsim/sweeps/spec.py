@@ -1,4 +1,4 @@
-"""SweepSpec: what a sweep evaluates, over which axes, how often (DESIGN.md §1, 2).
+"""SweepSpec: what a sweep evaluates, over which axes, how often (docs/sweeps.md).
 
 Axes are dotted chip-config paths (``device.read_noise.sigma``, ``tile.adc.bits``, ...) plus two
 special ones: ``drift.t`` (seconds after programming) and ``activation_noise`` (sigma of Gaussian
