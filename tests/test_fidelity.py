@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from xbarsim.config import PRESET_SOURCES, ChipConfig
+from xbarsim.config import ChipConfig
+from xbarsim.presets import PRESET_SOURCES
 from xbarsim.crossbar import reference
 from xbarsim.crossbar.tile import TileArray
 from xbarsim.models.hwa import hwa_matmul

@@ -92,7 +92,7 @@ def _version(package: str) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from .config import PRESET_SOURCES, PRESETS
+    from .presets import PRESET_SOURCES, PRESETS
 
     print(f"xbarsim {_version('xbarsim')}  (python {platform.python_version()}, {platform.machine()})")
     for package in ("numpy", "numba", "llvmlite", "scipy", "pydantic", "h5py", "torch"):
