@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import compensation, converters, device, kernels, patches, rng, workspace
+from . import compensation, converters, device, kernels, patches, rng, threads, workspace
 from .encode import decode, encode, normalized_difference, weight_scales
 from .grid import TileGrid
 
@@ -241,7 +241,7 @@ class TileArray:
         tile_cfg = self.cfg.tile
         n_in, n_out = self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
-        parallel = n_batch >= kernels.SERIAL_BELOW
+        parallel = threads.use_parallel(n_batch * max(n_in, n_out))
         rows = kernels.padded_rows(n_batch, self.chunk)
 
         want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
