@@ -23,7 +23,7 @@ def run_job(job: str, params: dict, prelude: str) -> dict:
     code = PRELUDES[prelude] + "from xbarsim.bench.worker import main\nmain()\n"
     package_parent = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))}
-    done = subprocess.run([sys.executable, "-c", code, job, json.dumps(params)], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", code, job, json.dumps(params)], capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise XbarsimError(f"benchmark job {job!r} ({params}) failed with exit code {done.returncode}: {tail[0]}")

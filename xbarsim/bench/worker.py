@@ -92,11 +92,16 @@ def tile_job(params: dict) -> dict:
         cold.setdefault("first_mvm_s", time.perf_counter() - start)  # the process's very first call
         cold.setdefault("first_mvm_batch", first_batch)
         for batch, x in inputs.items():
-            out = np.empty((batch, size), np.float32)
-            t_tile, t_gemm = paired_timing(lambda: array.mvm(x), lambda: np.matmul(x, w_t, out=out), params["seconds"])
+            t_tile, t_gemm = _tile_against_gemm(array, x, w_t, params["seconds"])
             rows.append({"case": params["case"], "tile": tile, "batch": batch, "mvm_per_s": batch / t_tile,
                          "gemm_mvm_per_s": batch / t_gemm, "ratio": t_gemm / t_tile})  # fmt: skip
     return {"rows": rows, "cold": cold, "conditions": conditions()}
+
+
+def _tile_against_gemm(array, x: np.ndarray, w_t: np.ndarray, min_seconds: float) -> tuple[float, float]:
+    """Seconds per call of (array.mvm(x), the clean GEMM x @ w_t), alternating rounds."""
+    out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
+    return paired_timing(lambda: array.mvm(x), lambda: np.matmul(x, w_t, out=out), min_seconds)
 
 
 def chip_model_job(params: dict) -> dict:

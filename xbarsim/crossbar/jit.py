@@ -33,7 +33,7 @@ def dispatchers(package: str = "xbarsim") -> Iterator[tuple[str, CPUDispatcher]]
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == package or module_name.startswith(package + ".")):
             continue
-        for name, value in vars(module).items():
+        for value in vars(module).values():
             if isinstance(value, CPUDispatcher) and getattr(value.py_func, "__module__", None) == module_name:
                 yield f"{module_name}.{value.py_func.__qualname__}", value
 
