@@ -34,7 +34,7 @@ class ModelBenchRow:
 
 def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: int = 64, lstm_batches: tuple[int, ...] = (32, 1),
         min_seconds: float = 2.0, import_order: str = "torch", progress=None) -> dict:  # fmt: skip
-    """Returns {"rows": [ModelBenchRow as dict], "conditions": {"chip": ..., "torch": ...}}."""
+    """Returns {"rows": [ModelBenchRow as dict], "conditions": {"<model> batch <b>": {"chip": ..., "torch": ...}}}."""
     rows, conditions = [], {}
     for name in models:
         for b in lstm_batches if name == "lstm" else (batch,):
@@ -44,7 +44,7 @@ def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: in
             rows.append(ModelBenchRow(name, describe(name), preset, b, b / chip_run["warm_s"], b / torch_run["warm_s"],
                                       torch_run["warm_s"] / chip_run["warm_s"], chip_run["cold_s"], torch_run["cold_s"],
                                       chip_run["map_program_s"], chip_run["chip_file_mb"]))  # fmt: skip
-            conditions = {"chip": chip_run["conditions"], "torch": torch_run["conditions"]}
+            conditions[f"{name} batch {b}"] = {"chip": chip_run["conditions"], "torch": torch_run["conditions"]}
             if progress is not None:
                 progress(rows[-1])
     return {"rows": [asdict(r) for r in rows], "conditions": conditions}
