@@ -11,19 +11,20 @@ Measured (a quiet 16-core machine pinned to 2 cores with ``taskset``, a DAC pass
 noise/ADC pass of the same structure as a tile MVM, ratio = clean GEMM time / pipeline time, two
 runs each, ``import torch`` first / xbarsim first):
 
-=====================  ===============  ===============  ============  ==========================
-layer                  batch 256        batch 32         batch 1       torch LSTM 2x256, b32, 50 steps
-=====================  ===============  ===============  ============  ==========================
-OpenMP, spinning       0.06 / 0.06      0.014 / 0.014    0.54-0.58     8.9-13.4 ms
-OpenMP, passive        0.20-0.21 / 0.21-0.24  0.29 / 0.28  0.47       12.8-15.9 ms (torch slowed)
-workqueue              0.20 / 0.20      0.26 / 0.25-0.26  0.20        10.0-14.1 ms
-serial kernels         0.20-0.21 / 0.20  0.30 / 0.29-0.30  0.65-0.68  8.7-10.3 ms
-clean torch process                                                   8.4-9.1 ms
-=====================  ===============  ===============  ============  ==========================
+- OpenMP, spinning (the default):  0.06 / 0.06 at batch 256, 0.014 / 0.014 at batch 32, 0.54-0.58
+  at batch 1; torch's LSTM (2x256, batch 32, 50 steps) 8.9-13.4 ms;
+- OpenMP, ``OMP_WAIT_POLICY=passive``: 0.20-0.21 / 0.21-0.24, 0.28-0.29, 0.47; torch's LSTM
+  12.8-15.9 ms (slowed);
+- workqueue: 0.20 / 0.20, 0.25-0.26, 0.20; torch's LSTM 10.0-14.1 ms;
+- serial kernels (BLAS still threaded): 0.20-0.21 / 0.20, 0.29-0.30, 0.65-0.68; torch's LSTM 8.7-10.3 ms;
+- torch alone in a clean process: LSTM 8.4-9.1 ms.
 
 On all 16 cores (torch first): OpenMP spinning 0.011 / 0.003 (batch 256 / 32), passive 0.28 /
 0.21 but torch's LSTM 3.7 -> 13.8 ms, workqueue 0.14 / 0.06 with torch unharmed (4.1 ms), serial
-0.09 / 0.16 / 0.63 (batch 1).
+0.09 / 0.16 / 0.63 (batch 1). With the real 512x512 tile (8-bit DAC/ADC + additive read noise) on
+the shared 2-core development machine (load average about 4, so only the large effects show):
+OpenMP spinning 0.016-0.024x at batch 256, passive OpenMP 0.18-0.25x, workqueue 0.13-0.36x, in
+either import order.
 
 The policy, from these numbers:
 
