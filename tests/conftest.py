@@ -1,9 +1,7 @@
-import os
+import numba
+from hypothesis import settings
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-import numba  # noqa: E402
-from hypothesis import settings  # noqa: E402
+import xbarsim.crossbar.jit  # noqa: F401  (chooses the threading layer, before the pool starts below)
 
 numba.get_num_threads()  # start the thread pool: kernels called directly below expect it
 

@@ -25,8 +25,13 @@ def readme_blocks(text: str) -> list[tuple[str, str]]:
 
 
 def _without_pip(code: str) -> str:
-    commands = [part.strip() for line in code.splitlines() for part in line.split("&&")]
-    return "\n".join(c for c in commands if c and not c.startswith("pip install"))
+    """The block with its `pip install` commands left out; every other line as written."""
+    lines = []
+    for line in code.splitlines():
+        if "pip install" in line:
+            line = " && ".join(part.strip() for part in line.split("&&") if not part.strip().startswith("pip install"))
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def test_blocks_are_found():

@@ -1,24 +1,26 @@
-"""xbarsim: a simulator of analog in-memory-computing chips (resistive crossbar arrays)."""
+"""xbarsim: a simulator of analog in-memory-computing chips (resistive crossbar arrays).
 
-import os as _os
+``import xbarsim`` is light: the Numba kernels (and their thread policy, ``crossbar.threads``) load
+with the first tile, and the torch-facing API with its first use."""
 
-# Numba's OpenMP workers and OpenBLAS's workers spin after their parallel regions and starve each
-# other on small machines (DESIGN.md §6); passive waiting must be set before Numba loads.
-_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-from .config import ChipConfig  # noqa: E402
-from .crossbar.tile import TileArray  # noqa: E402
+from .config import ChipConfig
 
 __version__ = "0.1.0"
-__all__ = ["AnalogModel", "ChipConfig", "TileArray", "load_chip", "map_model", "__version__"]
+__all__ = ["AnalogModel", "ChipConfig", "TileArray", "__version__", "load_chip", "map_model"]
 
-_TORCH_API = {"map_model": "chip", "AnalogModel": "chip", "VirtualChip": "chip", "load_chip": "chipload"}
+_LAZY = {
+    "TileArray": "crossbar.tile",
+    "map_model": "mapping.chip",
+    "AnalogModel": "mapping.chip",
+    "VirtualChip": "mapping.chip",
+    "load_chip": "mapping.chipload",
+}
 
 
 def __getattr__(name: str):
-    """The torch-facing API, imported on first use so that ``import xbarsim`` stays light."""
-    if name in _TORCH_API:
+    """The tiles and the torch-facing API, imported on first use so that ``import xbarsim`` stays light."""
+    if name in _LAZY:
         from importlib import import_module
 
-        return getattr(import_module(f".mapping.{_TORCH_API[name]}", __name__), name)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'xbarsim' has no attribute {name!r}")

@@ -97,8 +97,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"xbarsim {_version('xbarsim')}  (python {platform.python_version()}, {platform.machine()})")
     for package in ("numpy", "numba", "llvmlite", "scipy", "pydantic", "h5py", "torch"):
         print(f"  {package:<10} {_version(package)}")
-    print(f"numba threads: {numba.config.NUMBA_NUM_THREADS} (of {os.cpu_count()} CPUs), "
-          f"threading layer: {numba.config.THREADING_LAYER}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")  # fmt: skip
+    from .crossbar.threads import apply_policy
+
+    print(f"numba threads: {numba.config.NUMBA_NUM_THREADS} (of {os.cpu_count()} CPUs), threading layer: {apply_policy()}")
     print("presets (ChipConfig.preset(name), or `preset: name` in a chip YAML):")
     for name, preset in PRESETS.items():
         print(f"  {name:<9} {preset['description']}")
@@ -112,16 +113,16 @@ def cmd_bench_tile(args: argparse.Namespace) -> int:
 
     from .bench import tile
 
-    cases = tuple(tile.CASES) if not args.case else tuple(args.case)
+    cases = tile.CASES if not args.case else tuple(args.case)
     unknown = [c for c in cases if c not in tile.CASES]
     if unknown:
         print(f"unknown case(s) {unknown}; choose from: {list(tile.CASES)}", file=sys.stderr)
         return 2
-    total = len(cases) * len(args.tiles) * len(args.batches)
-    with tqdm(total=total, desc="bench tile", unit="case", file=sys.stderr) as bar:
-        rows = tile.run(args.size, tuple(args.tiles), tuple(args.batches), cases, args.seconds, progress=lambda _: bar.update())
-    print(tile.format_table(rows))
-    tile.write_json(rows, Path(args.output))
+    with tqdm(total=len(cases), desc="bench tile", unit="case", file=sys.stderr) as bar:
+        result = tile.run(args.size, tuple(args.tiles), tuple(args.batches), cases, args.seconds, args.import_order,
+                          progress=lambda _: bar.update())  # fmt: skip
+    print(tile.format_table(result))
+    tile.write_json(result, Path(args.output), args.import_order)
     print(f"wrote {args.output}")
     return 0
 
@@ -130,15 +131,18 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .bench import model
+    from .bench.workloads import MODELS
 
-    unknown = [m for m in args.models if m not in model.MODELS]
+    unknown = [m for m in args.models if m not in MODELS]
     if unknown:
-        print(f"unknown model(s) {unknown}; choose from: {list(model.MODELS)}", file=sys.stderr)
+        print(f"unknown model(s) {unknown}; choose from: {list(MODELS)}", file=sys.stderr)
         return 2
-    with tqdm(total=len(args.models), desc="bench model", unit="model", file=sys.stderr) as bar:
-        rows = model.run(tuple(args.models), args.chip, args.batch, args.seconds, progress=lambda _: bar.update())
-    print(model.format_table(rows))
-    model.write_json(rows, Path(args.output))
+    total = sum(len(args.lstm_batches) if m == "lstm" else 1 for m in args.models)
+    with tqdm(total=total, desc="bench model", unit="run", file=sys.stderr) as bar:
+        result = model.run(tuple(args.models), args.chip, args.batch, tuple(args.lstm_batches), args.seconds,
+                           args.import_order, progress=lambda _: bar.update())  # fmt: skip
+    print(model.format_table(result))
+    model.write_json(result, Path(args.output), args.import_order)
     print(f"wrote {args.output}")
     return 0
 
@@ -247,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    split = data.load(args.data, seed=args.seed)
+    split = data.load(args.data)  # the split every command uses: --seed changes the training, not which samples are test
     kwargs = _zoo_kwargs(args.model, split, _json_arg(args.model_args)) if ":" not in args.model else _json_arg(args.model_args)
     torch.manual_seed(args.seed)
     model = build_model(args.model, kwargs)
@@ -433,21 +437,26 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, Numba threads and the chip presets")
     info.set_defaults(func=cmd_info)
 
-    bench = sub.add_parser("bench", help="throughput benchmarks against a clean float32 GEMM")
+    bench = sub.add_parser("bench", help="throughput benchmarks: tiles against a float32 GEMM, networks against torch")
     bench_sub = bench.add_subparsers(dest="target", required=True)
-    bench_tile = bench_sub.add_parser("tile", help="MVMs per second of one tiled weight matrix")
+    order_help = "import torch before xbarsim in the timed processes (as in a user's script), or after"
+    bench_tile = bench_sub.add_parser("tile", help="MVMs per second of one tiled weight matrix, cold and warm")
     bench_tile.add_argument("--size", type=POSITIVE_INT, default=512, help="weight matrix is size x size")
     bench_tile.add_argument("--tiles", type=POSITIVE_INT, nargs="+", default=[256, 512], help="tile sizes")
     bench_tile.add_argument("--batches", type=POSITIVE_INT, nargs="+", default=[1, 32, 256], help="batch sizes")
     bench_tile.add_argument("--case", action="append", help="run only this case (repeatable); default all")
     bench_tile.add_argument("--seconds", type=POSITIVE, default=0.3, help="minimum timed seconds per measurement")
+    bench_tile.add_argument("--import-order", choices=["torch", "xbarsim"], default="torch", help=order_help)
     bench_tile.add_argument("-o", "--output", default="bench-results/tile.json", help="JSON file for the results")
     bench_tile.set_defaults(func=cmd_bench_tile)
-    bench_model = bench_sub.add_parser("model", help="images per second of whole networks on a chip vs torch")
-    bench_model.add_argument("--models", nargs="+", default=["lenet5", "vgg11", "resnet18"], help="networks to time")
+    bench_model = bench_sub.add_parser("model", help="networks on a chip vs torch alone in its own process, cold and warm")
+    bench_model.add_argument("--models", nargs="+", default=["lenet5", "vgg11", "resnet18", "lstm"],
+                             help="networks to time (lstm: 2x256, 50 steps)")  # fmt: skip
     bench_model.add_argument("--chip", type=preset_name, default="pcm", help="chip preset")
-    bench_model.add_argument("--batch", type=POSITIVE_INT, default=64, help="images per forward")
-    bench_model.add_argument("--seconds", type=POSITIVE, default=3.0, help="minimum timed seconds per model")
+    bench_model.add_argument("--batch", type=POSITIVE_INT, default=64, help="images per forward for the CNNs")
+    bench_model.add_argument("--lstm-batches", type=POSITIVE_INT, nargs="+", default=[32, 1], help="sequences per forward for the LSTM")
+    bench_model.add_argument("--seconds", type=POSITIVE, default=3.0, help="minimum warm seconds timed per network")
+    bench_model.add_argument("--import-order", choices=["torch", "xbarsim"], default="torch", help=order_help)
     bench_model.add_argument("-o", "--output", default="bench-results/model.json", help="JSON file for the results")
     bench_model.set_defaults(func=cmd_bench_model)
 

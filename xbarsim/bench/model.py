@@ -1,72 +1,69 @@
-"""``xbarsim bench model``: images per second of whole networks on a chip against torch float32."""
+"""``xbarsim bench model``: whole networks on a chip against torch float32 inference.
+
+For each network, torch runs first, alone in a fresh process with its default threading (no
+xbarsim kernel loaded); then the chip runs in another fresh process, torch imported before
+xbarsim as in a user's script. Each reports its cold first call and its warm calls apart.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+from .process import run_job
+from .workloads import describe
 
-from ..config import ChipConfig
-from ..mapping.chip import map_model
-from ..models import zoo
-from .timing import paired_timing
-
-MODELS = {
-    "lenet5": lambda: zoo.build("lenet5", in_channels=3, num_classes=10, image_size=32),
-    "vgg11": lambda: zoo.build("vgg11", in_channels=3, num_classes=10, image_size=32),
-    "resnet18": lambda: zoo.build("resnet18", in_channels=3, num_classes=10),
-}
+DEFAULT_MODELS = ("lenet5", "vgg11", "resnet18", "lstm")
 
 
 @dataclass
 class ModelBenchRow:
     model: str
+    workload: str
     preset: str
     batch: int
-    chip_images_per_s: float
-    torch_images_per_s: float
-    ratio: float
+    chip_items_per_s: float  # warm; items = images, or sequences for the LSTM
+    torch_items_per_s: float  # warm, torch alone in its own process
+    ratio: float  # chip / torch, warm
+    chip_cold_s: float  # the chip's first forward in a fresh process
+    torch_cold_s: float
     map_program_s: float
     chip_file_mb: float
 
 
-def run(models: tuple[str, ...] = tuple(MODELS), preset: str = "pcm", batch: int = 64, min_seconds: float = 2.0,
-        progress=None) -> list[ModelBenchRow]:  # fmt: skip
-    """Time each model on CIFAR-shaped random input (the data do not change the work)."""
-    rows = []
-    x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: int = 64, lstm_batches: tuple[int, ...] = (32, 1),
+        min_seconds: float = 2.0, import_order: str = "torch", progress=None) -> dict:  # fmt: skip
+    """Returns {"rows": [ModelBenchRow as dict], "conditions": {"<model> batch <b>": {"chip": ..., "torch": ...}}}."""
+    rows, conditions = [], {}
     for name in models:
-        torch.manual_seed(0)
-        network = MODELS[name]().eval()
-        start = time.perf_counter()
-        chip = map_model(network, ChipConfig.preset(preset), seed=0)
-        map_seconds = time.perf_counter() - start
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "chip.h5"
-            chip.save(path)
-            size_mb = os.path.getsize(path) / 1e6
-        with torch.no_grad():
-            t_chip, t_torch = paired_timing(lambda: chip(x), lambda: network(x), min_seconds, calls_per_round=1, max_rounds=20)
-        rows.append(ModelBenchRow(name, preset, batch, batch / t_chip, batch / t_torch, t_torch / t_chip, map_seconds, size_mb))
-        if progress is not None:
-            progress(rows[-1])
-    return rows
+        for b in lstm_batches if name == "lstm" else (batch,):
+            params = {"model": name, "batch": b, "preset": preset, "seconds": min_seconds}
+            torch_run = run_job("torch_model", params, "torch-only")
+            chip_run = run_job("chip_model", params, import_order)
+            rows.append(ModelBenchRow(name, describe(name), preset, b, b / chip_run["warm_s"], b / torch_run["warm_s"],
+                                      torch_run["warm_s"] / chip_run["warm_s"], chip_run["cold_s"], torch_run["cold_s"],
+                                      chip_run["map_program_s"], chip_run["chip_file_mb"]))  # fmt: skip
+            conditions[f"{name} batch {b}"] = {"chip": chip_run["conditions"], "torch": torch_run["conditions"]}
+            if progress is not None:
+                progress(rows[-1])
+    return {"rows": [asdict(r) for r in rows], "conditions": conditions}
 
 
-def format_table(rows: list[ModelBenchRow]) -> str:
-    head = f"{'model':<10} {'preset':<8} {'batch':>5} {'chip img/s':>11} {'torch img/s':>12} {'ratio':>6} {'map+program':>12} {'chip file':>10}"
+def format_table(result: dict) -> str:
+    head = (f"{'model':<9} {'preset':<6} {'batch':>5} {'chip /s':>9} {'torch /s':>9} {'ratio':>6} "
+            f"{'chip cold':>10} {'torch cold':>10} {'map+prog':>9} {'file':>8}")  # fmt: skip
     lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r.model:<10} {r.preset:<8} {r.batch:>5} {r.chip_images_per_s:>11,.0f} {r.torch_images_per_s:>12,.0f} "
-                     f"{r.ratio:>6.2f} {r.map_program_s:>11.2f}s {r.chip_file_mb:>8.1f}MB")  # fmt: skip
+    for r in result["rows"]:
+        lines.append(f"{r['model']:<9} {r['preset']:<6} {r['batch']:>5} {r['chip_items_per_s']:>9,.1f} {r['torch_items_per_s']:>9,.1f} "
+                     f"{r['ratio']:>6.3f} {r['chip_cold_s']:>9.2f}s {r['torch_cold_s']:>9.2f}s {r['map_program_s']:>8.2f}s "
+                     f"{r['chip_file_mb']:>6.1f}MB")  # fmt: skip
     return "\n".join(lines)
 
 
-def write_json(rows: list[ModelBenchRow], path: Path) -> None:
+def write_json(result: dict, path: Path, import_order: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"torch_threads": torch.get_num_threads(), "rows": [asdict(r) for r in rows]}, indent=2))
+    payload = {"benchmark": "model", "import_order": import_order,
+               "baseline": "torch float32, alone in its own process, default threads", **result}  # fmt: skip
+    path.write_text(json.dumps(payload, indent=2))
+

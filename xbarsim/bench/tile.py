@@ -1,100 +1,52 @@
-"""``xbarsim bench tile``: MVMs per second of a TileArray against a clean float32 GEMM."""
+"""``xbarsim bench tile``: MVMs per second of a TileArray against a clean float32 NumPy GEMM.
+
+Every case runs in its own fresh process (torch imported first, as in a user's script, unless
+told otherwise): its first MVM is the cold figure (Numba's cached kernels load, or compile), the
+ratios to the GEMM, timed in alternating rounds in that process, are the warm ones.
+"""
 
 from __future__ import annotations
 
 import json
-import platform
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numba
-import numpy as np
+from .process import run_job
+from .workloads import TILE_CASES
 
-from ..config import ChipConfig
-from ..crossbar.tile import TileArray
-from .timing import paired_timing
-
-_CONVERTERS_8BIT = {
-    "tile.dac": {"bits": 8, "range": "dynamic"},
-    "tile.adc": {"bits": 8, "range": "fixed", "bound": 10.0},
-}
-
-CASES: dict[str, dict] = {
-    "ideal": {},
-    "8-bit DAC/ADC": _CONVERTERS_8BIT,
-    "8-bit + additive read noise (output_referred)": {
-        **_CONVERTERS_8BIT,
-        "device.read_noise": {"kind": "additive", "sigma": 0.5},
-        "tile.out_noise": 0.04,
-    },
-    "8-bit + PCM read noise (output_referred)": {
-        **_CONVERTERS_8BIT,
-        "device.read_noise": {"kind": "pcm"},
-        "tile.out_noise": 0.04,
-    },
-    "8-bit + PCM read noise (per_device)": {
-        **_CONVERTERS_8BIT,
-        "device.read_noise": {"kind": "pcm"},
-        "tile.out_noise": 0.04,
-        "tile.read_noise_path": "per_device",
-    },
-}
-
-
-@dataclass
-class TileBenchRow:
-    case: str
-    tile: int
-    batch: int
-    mvm_per_s: float
-    gemm_mvm_per_s: float
-    ratio: float
+CASES = tuple(TILE_CASES)
 
 
 def run(size: int = 512, tiles: tuple[int, ...] = (256, 512), batches: tuple[int, ...] = (1, 32, 256),
-        cases: tuple[str, ...] | None = None, min_seconds: float = 0.3, progress=None) -> list[TileBenchRow]:  # fmt: skip
-    """Benchmark every (case, tile size, batch) on a ``size`` x ``size`` weight matrix."""
-    rng = np.random.default_rng(0)
-    weights = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
-    w_t = np.ascontiguousarray(weights.T)
-    rows = []
-    for name in cases or tuple(CASES):
-        for tile in tiles:
-            cfg = ChipConfig.preset("ideal").with_values({"tile.rows": tile, "tile.cols": tile, **CASES[name]})
-            array = TileArray.from_weights(weights, cfg, seed=1)
-            for batch in batches:
-                x = rng.standard_normal((batch, size)).astype(np.float32)
-                out = np.empty((batch, size), np.float32)
-                t_tile, t_gemm = paired_timing(lambda: array.mvm(x), lambda: np.matmul(x, w_t, out=out), min_seconds)
-                rows.append(TileBenchRow(name, tile, batch, batch / t_tile, batch / t_gemm, t_gemm / t_tile))
-                if progress is not None:
-                    progress(rows[-1])
-    return rows
+        cases: tuple[str, ...] = CASES, min_seconds: float = 0.3, import_order: str = "torch", progress=None) -> dict:  # fmt: skip
+    """Benchmark every (case, tile size, batch) on a ``size`` x ``size`` weight matrix.
+
+    Returns {"rows": [...], "cold": [{case, first_mvm_s, first_mvm_batch}], "conditions": {...}}."""
+    result: dict = {"rows": [], "cold": [], "conditions": None}
+    for case in cases:
+        params = {"case": case, "size": size, "tiles": list(tiles), "batches": list(batches), "seconds": min_seconds}
+        job = run_job("tile", params, import_order)
+        result["rows"] += job["rows"]
+        result["cold"].append({"case": case, **job["cold"], "numba_kernels": job["conditions"].get("numba_kernels")})
+        result["conditions"] = job["conditions"]
+        if progress is not None:
+            progress(case)
+    return result
 
 
-def format_table(rows: list[TileBenchRow]) -> str:
+def format_table(result: dict) -> str:
     head = f"{'case':<46} {'tile':>5} {'batch':>5} {'MVM/s':>12} {'GEMM MVM/s':>12} {'ratio':>6}"
     lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r.case:<46} {r.tile:>5} {r.batch:>5} {r.mvm_per_s:>12,.0f} {r.gemm_mvm_per_s:>12,.0f} {r.ratio:>6.2f}")
+    for r in result["rows"]:
+        lines.append(f"{r['case']:<46} {r['tile']:>5} {r['batch']:>5} {r['mvm_per_s']:>12,.0f} {r['gemm_mvm_per_s']:>12,.0f} {r['ratio']:>6.2f}")
+    lines += ["", "cold: first MVM in a fresh process (programming + kernel load or compile)"]
+    for c in result["cold"]:
+        kernels = c.get("numba_kernels") or {}
+        lines.append(f"  {c['case']:<46} {c['first_mvm_s']:>7.3f} s at batch {c['first_mvm_batch']}"
+                     f"  (kernels: {kernels.get('loaded', 0)} loaded from cache, {kernels.get('compiled', 0)} compiled)")  # fmt: skip
     return "\n".join(lines)
 
 
-def write_json(rows: list[TileBenchRow], path: Path) -> None:
-    meta = {
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "numba_threading_layer": _threading_layer(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-    }
+def write_json(result: dict, path: Path, import_order: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-
-
-def _threading_layer() -> str:
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel region has run yet
-        return "not started"
+    payload = {"benchmark": "tile", "import_order": import_order, "baseline": "numpy float32 GEMM in the same process", **result}
+    path.write_text(json.dumps(payload, indent=2))

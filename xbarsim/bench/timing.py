@@ -34,3 +34,14 @@ def paired_timing(work: Callable[[], object], baseline: Callable[[], object], mi
         t_work.append(_best_of(work, calls_per_round))
         spent += t_work[-1] * calls_per_round
     return float(np.median(t_work)), float(np.median(t_base))
+
+
+def steady_seconds(func: Callable[[], object], min_seconds: float, min_calls: int = 3, max_calls: int = 50) -> float:
+    """Median seconds per call of ``func`` once warm (call it once before), over at least
+    ``min_calls`` calls and ``min_seconds`` of work (at most ``max_calls`` calls)."""
+    times: list[float] = []
+    while len(times) < min_calls or (sum(times) < min_seconds and len(times) < max_calls):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

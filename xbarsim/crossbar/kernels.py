@@ -25,7 +25,6 @@ from .rng import normal_pair
 MIN_CHUNK = 64  # rows per BLAS call at least: a multiple of every sgemm kernel's row unroll
 MAX_CHUNK = 1024
 CHUNK_WORK = 1 << 24  # multiply-adds per BLAS call we aim for: smaller calls lose to call overhead
-SERIAL_BELOW = 8  # batches smaller than this run serial kernels (waking threads costs more)
 
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import compensation, converters, device, kernels, patches, rng, workspace
+from . import compensation, converters, device, kernels, patches, rng, threads, workspace
 from .inputs import InputRows, PatchRows
 from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
@@ -262,7 +262,7 @@ class TileArray:
         tile_cfg = self.cfg.tile
         n_in, n_out = self.grid.n_in, self.grid.n_out
         n_p = self.grid.shape[0]
-        parallel = n_batch >= kernels.SERIAL_BELOW
+        parallel = threads.use_parallel(n_batch * max(n_in, n_out))
         rows = kernels.padded_rows(n_batch, self.chunk)
 
         want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
@@ -336,7 +336,8 @@ class TileArray:
         var_t = self.read_var_t if self.read_var_t is not None else self.gdiff_t[:1]
         bound, to_int, step = self._adc_columns
         rereads = np.zeros(len(vectors), np.int64)
-        kernel_fn = kernels.bound_managed_rereads_parallel if len(vectors) >= kernels.SERIAL_BELOW else kernels.bound_managed_rereads_serial
+        parallel = threads.use_parallel(len(vectors) * self.grid.n_out)
+        kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
         kernel_fn(
             vectors, inputs.rows(vectors), first_vector, self.grid.row_edges, self.grid.col_edges,
             converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, dac_scale, self.gdiff_t,

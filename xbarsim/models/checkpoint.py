@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from ..errors import XbarsimError
 from . import zoo
 from .quant import QATConfig, QuantizationAware
@@ -44,7 +45,8 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     qat = getattr(model, "qat", None)
     if qat is not None:
         content["qat"] = dataclasses.asdict(qat.cfg)
-    torch.save(content, path)
+    with atomic_write(path) as tmp:  # an interrupted save leaves the old checkpoint whole
+        torch.save(content, tmp)
 
 
 def import_class(spec: str) -> Any:

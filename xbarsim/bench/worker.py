@@ -1,0 +1,154 @@
+"""Benchmark jobs, each run in a fresh Python process started by ``bench.process``.
+
+``python -c "<imports>; from xbarsim.bench.worker import main; main()" JOB PARAMS_JSON`` prints one
+JSON line. The chip jobs time the first call of the process apart (cold: Numba loads its cached
+kernels, or compiles them) from the steady state (warm). The torch job never loads Numba.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .timing import paired_timing, steady_seconds
+from .workloads import MODELS, TILE_CASES, model_input
+
+
+def conditions() -> dict:
+    """What the numbers depend on: versions, threads, import order, machine, load, date."""
+    import torch
+
+    info = {
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "imported_first": _first_of(("torch", "xbarsim.crossbar.tile")),
+        "numba_loaded": "numba" in sys.modules,
+    }
+    if "numba" in sys.modules:
+        import numba
+
+        from ..crossbar.jit import cache_stats
+
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel region ran
+            layer = f"{numba.config.THREADING_LAYER} (not started)"
+        info.update(numba=numba.__version__, numba_threads=numba.config.NUMBA_NUM_THREADS, numba_threading_layer=layer,
+                    numba_kernels=cache_stats())  # fmt: skip
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+                        for p in threadpool_info() if p.get("user_api") == "blas"]  # fmt: skip
+    except ImportError:
+        pass
+    return info
+
+
+def _first_of(modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` was imported first in this process (dicts keep insertion order)."""
+    loaded = [name for name in sys.modules if name in modules]
+    return loaded[0] if loaded else "neither"
+
+
+def _cold(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def tile_job(params: dict) -> dict:
+    """One tile case: cold first MVM (setup + first call), then warm ratios to a NumPy GEMM."""
+    from ..config import ChipConfig
+    from ..crossbar.tile import TileArray
+
+    size = params["size"]
+    rng = np.random.default_rng(0)
+    weights = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    w_t = np.ascontiguousarray(weights.T)
+    inputs = {b: rng.standard_normal((b, size)).astype(np.float32) for b in params["batches"]}
+    rows, cold = [], {}
+    for tile in params["tiles"]:
+        cfg = ChipConfig.preset("ideal").with_values({"tile.rows": tile, "tile.cols": tile, **TILE_CASES[params["case"]]})
+        start = time.perf_counter()
+        array = TileArray.from_weights(weights, cfg, seed=1)
+        first_batch = max(params["batches"])
+        array.mvm(inputs[first_batch])
+        cold.setdefault("first_mvm_s", time.perf_counter() - start)  # the process's very first call
+        cold.setdefault("first_mvm_batch", first_batch)
+        for batch, x in inputs.items():
+            t_tile, t_gemm = _tile_against_gemm(array, x, w_t, params["seconds"])
+            rows.append({"case": params["case"], "tile": tile, "batch": batch, "mvm_per_s": batch / t_tile,
+                         "gemm_mvm_per_s": batch / t_gemm, "ratio": t_gemm / t_tile})  # fmt: skip
+    return {"rows": rows, "cold": cold, "conditions": conditions()}
+
+
+def _tile_against_gemm(array, x: np.ndarray, w_t: np.ndarray, min_seconds: float) -> tuple[float, float]:
+    """Seconds per call of (array.mvm(x), the clean GEMM x @ w_t), alternating rounds."""
+    out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
+    return paired_timing(lambda: array.mvm(x), lambda: np.matmul(x, w_t, out=out), min_seconds)
+
+
+def chip_model_job(params: dict) -> dict:
+    """A network on a chip: map + program, chip file size, cold first forward, warm forward."""
+    import torch
+
+    from ..config import ChipConfig
+    from ..mapping.chip import map_model
+
+    network, x = _network_and_input(params)
+    start = time.perf_counter()
+    chip = map_model(network, ChipConfig.preset(params["preset"]), seed=0)
+    map_seconds = time.perf_counter() - start
+    with torch.no_grad():
+        cold = _cold(lambda: chip(x))
+        warm = steady_seconds(lambda: chip(x), params["seconds"])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "chip.h5"
+        chip.save(path)
+        size_mb = path.stat().st_size / 1e6
+    return {"map_program_s": map_seconds, "cold_s": cold, "warm_s": warm, "chip_file_mb": size_mb, "conditions": conditions()}
+
+
+def torch_model_job(params: dict) -> dict:
+    """The same network in float32 torch, with torch's default threading: cold and warm forward."""
+    import torch
+
+    network, x = _network_and_input(params)
+    with torch.no_grad():
+        cold = _cold(lambda: network(x))
+        warm = steady_seconds(lambda: network(x), params["seconds"])
+    return {"cold_s": cold, "warm_s": warm, "conditions": conditions()}
+
+
+def _network_and_input(params: dict):
+    import torch
+
+    from ..models import zoo
+
+    torch.manual_seed(0)
+    zoo_name, kwargs = MODELS[params["model"]]
+    return zoo.build(zoo_name, **kwargs).eval(), model_input(params["model"], params["batch"])
+
+
+JOBS = {"tile": tile_job, "chip_model": chip_model_job, "torch_model": torch_model_job}
+
+
+def main() -> None:
+    job, params = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps(JOBS[job](params)), flush=True)
