@@ -5,7 +5,7 @@ with the first tile, and the torch-facing API with its first use."""
 
 from .config import ChipConfig
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["AnalogModel", "ChipConfig", "TileArray", "__version__", "load_chip", "map_model"]
 
 _LAZY = {
