@@ -32,7 +32,7 @@ def study_parser(description: str, plot_name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a CI-sized run: fewer epochs, levels and repeats")
     parser.add_argument("--seed", type=int, default=0, help="one seed for data order, initialization and noise (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; results do not depend on it)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; torch sums in a thread-dependent order, so compare tables at one count)")
     parser.add_argument("--plot", default=str(RESULTS / plot_name), help=f"figure to write (default results/{plot_name})")
     return parser
 
