@@ -17,25 +17,12 @@ import numpy as np
 import torch
 
 import studylib
-from calibration_digits import DRIFT
 from xbarsim import ChipConfig, map_model
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy
 from xbarsim.sweeps.metrics import NoiseCurve
 
 MODELS = {"MLP": lambda: zoo.build("mlp"), "LeNet-5": lambda: zoo.build("lenet5", image_size=8)}
-
-
-def drift_curve(model: torch.nn.Module, cfg: ChipConfig, times: list[float], chips: int, split) -> NoiseCurve:
-    """Accuracy at each time after programming (seconds), ``chips`` chips each."""
-    chip = map_model(model, cfg)
-    accuracies = np.zeros((len(times), chips))
-    for c in range(chips):
-        chip.program(c)
-        for i, t in enumerate(times):
-            chip.drift(t)
-            accuracies[i, c] = accuracy(chip, split.x_test, split.y_test)
-    return NoiseCurve(np.asarray(times, float), accuracies)
 
 
 def lognormal_curve(model: torch.nn.Module, cfg: ChipConfig, sigmas: np.ndarray, chips: int, split) -> NoiseCurve:
@@ -63,22 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     trainings = {"plain": base, "BayesFT": studylib.with_options(base, bayesft_sigma=args.train_sigma)}
     cfg = ChipConfig.preset("rram")
     split = data.digits(args.seed)
-    drift_rows = {label: [] for label, _ in DRIFT}
+    drift_rows = {label: [] for label, _ in studylib.DRIFT}
     sigma_rows, panels, drift_panels = [], {}, {}
     with studylib.progress(len(MODELS) * len(trainings), "bayesft") as bar:
         for name, build in MODELS.items():
             curves = {}
             for training, train_cfg in trainings.items():
                 model = studylib.trained(build, split, train_cfg)
-                over_time = drift_curve(model, cfg, [t for _, t in DRIFT], chips, split)
-                for (label, _), values in zip(DRIFT, over_time.accuracies):
+                over_time = studylib.drift_curve(model, cfg, [t for _, t in studylib.DRIFT], chips, split)
+                for (label, _), values in zip(studylib.DRIFT, over_time.accuracies):
                     drift_rows[label].append(studylib.mean_std_cell(values))
                 curves[training] = lognormal_curve(model, cfg, sigmas, chips, split)
                 drift_panels.setdefault(f"{name}: rram over time", {})[training] = over_time
                 sigma_rows.append([name, training, f"{100 * accuracy(model, split.x_test, split.y_test):.1f}%",
                                    studylib.mean_std_cell(curves[training].accuracies[len(sigmas) // 2]),
                                    studylib.midpoint_cell(curves[training])])  # fmt: skip
-                clock.log(f"{name} {training}: 10 years {drift_rows[DRIFT[-1][0]][-1]}, midpoint sigma {sigma_rows[-1][-1]}")
+                clock.log(f"{name} {training}: 10 years {drift_rows[studylib.DRIFT[-1][0]][-1]}, midpoint sigma {sigma_rows[-1][-1]}")
                 bar.update()
             sigma_rows[-1].append(studylib.midpoint_ratio(curves["BayesFT"], curves["plain"]))
             sigma_rows[-2].append("")

@@ -15,13 +15,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from xbarsim import ChipConfig, map_model
 from xbarsim.models.data import DataSplit
-from xbarsim.models.training import TrainConfig, train
+from xbarsim.models.training import TrainConfig, accuracy, train
 from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, noise_curve
 from xbarsim.models.quant import QATConfig
 from xbarsim.sweeps.noise_kinds import ActivationNoise, NoiseKind
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DRIFT = [("1 s", 1.0), ("1 min", 60.0), ("1 hour", 3600.0), ("1 day", 86400.0), ("1 month", 30 * 86400.0),
+         ("1 year", 365.25 * 86400.0), ("10 years", 3652.5 * 86400.0)]  # fmt: skip
 
 
 def study_parser(description: str, plot_name: str) -> argparse.ArgumentParser:
@@ -29,7 +32,7 @@ def study_parser(description: str, plot_name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a CI-sized run: fewer epochs, levels and repeats")
     parser.add_argument("--seed", type=int, default=0, help="one seed for data order, initialization and noise (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; results do not depend on it)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; torch sums in a thread-dependent order, so compare tables at one count)")
     parser.add_argument("--plot", default=str(RESULTS / plot_name), help=f"figure to write (default results/{plot_name})")
     return parser
 
@@ -100,6 +103,19 @@ def hardening_variants(build, split: DataSplit, sigmas: Sequence[float], repeats
         cfg = with_options(base, qat=QATConfig(8, True, scale))
         variants[label] = lambda cfg=cfg: curve_under(trained(build, split, cfg), split, sigmas, repeats, noise, seed)
     return variants
+
+
+def drift_curve(model: torch.nn.Module, cfg: ChipConfig, times: list[float], chips: int, split: DataSplit) -> NoiseCurve:
+    """Accuracy at each time after programming (seconds), on ``chips`` chips (programming seeds
+    0 .. chips-1), each read at the times in order."""
+    chip = map_model(model, cfg)
+    accuracies = np.zeros((len(times), chips))
+    for c in range(chips):
+        chip.program(c)
+        for i, t in enumerate(times):
+            chip.drift(t)
+            accuracies[i, c] = accuracy(chip, split.x_test, split.y_test)
+    return NoiseCurve(np.asarray(times, float), accuracies)
 
 
 def midpoint_cell(curve: NoiseCurve) -> str:
