@@ -143,7 +143,7 @@ def test_a_huge_axis_is_refused_at_parse_time_without_allocating_it(tmp_path, ca
     spec = _write(tmp_path / "huge.yaml", {"model": {"zoo": "mlp"}, "axes": {"activation_noise": "linspace(0, 1, 1e8)"}})
     assert main(["sweep", str(spec), "-o", str(tmp_path / "s.h5")]) == 2
     error = capsys.readouterr().err
-    assert f"sweep spec {spec}: axes: axis activation_noise: 'linspace(0, 1, 1e8)' asks for 1e+08 values" in error and len(error.splitlines()) == 1
+    assert f"{spec}: axes: axis activation_noise: 'linspace(0, 1, 1e8)' asks for 1e+08 values" in error and len(error.splitlines()) == 1
 
 
 def test_store_files_get_the_permissions_of_a_plain_file(checkpoint, tmp_path):
@@ -185,7 +185,7 @@ def test_the_axis_order_decides_the_points_and_belongs_to_the_spec(checkpoint, t
 
 def test_report_of_a_missing_store_says_so(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.h5")]) == 2
-    assert f"{tmp_path / 'none.h5'}: no such sweep store" in capsys.readouterr().err
+    assert f"{tmp_path / 'none.h5'}: no such file" in capsys.readouterr().err
 
 
 def test_sweeps_of_two_networks_in_one_process_do_not_share_chips(checkpoint, tmp_path):
