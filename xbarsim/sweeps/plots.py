@@ -58,7 +58,8 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if curves:  # a store still running may have no complete curve yet
+        ax.legend(fontsize=7, loc="lower left")
     if title:
         ax.set_title(title)
     fig.tight_layout()
