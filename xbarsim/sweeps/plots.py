@@ -4,6 +4,7 @@ heat map in percent."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
     axes = [a for a in spec.axes if a != noise_axis]
     written = []
     if noise_axis is not None:
-        title = f"{spec.name}: {spec.noise_label()}"
+        title = textwrap.fill(f"{spec.name}: {spec.noise_label()}", 72)
         written.append(plot_noise_curves(noise_curves(results), path.with_stem(path.stem + "_noise"), title,
                                          spec.noise_kind().level_name))  # fmt: skip
     if not axes:
