@@ -158,7 +158,7 @@ def test_report_plots_csv_and_midpoints(checkpoint, tmp_path, capsys):
     run_sweep(spec, tmp_path / "n.h5", "serial", progress=False)
     results = read_results(tmp_path / "n.h5")
     assert len(summarize(results)) == 14 and set(noise_curves(results)) == {"tile.adc.bits=4", "tile.adc.bits=8"}
-    assert "midpoint noise level:" in format_report(results)
+    assert "midpoint noise level (activation noise after every module (additive), on the mapped chip; level: sigma):" in format_report(results)
     assert main(["report", str(tmp_path / "n.h5"), "--plot", str(tmp_path / "n.pdf"), "--csv", str(tmp_path / "n.csv")]) == 0
     assert (tmp_path / "n_noise.pdf").is_file() and (tmp_path / "n.pdf").is_file()
     assert len((tmp_path / "n.csv").read_text().splitlines()) == 29

@@ -317,7 +317,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         print(f"midpoint {noise.level_name} ({args.noise}): {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
     except NoMidpointError as exc:
         print(f"midpoint {noise.level_name} ({args.noise}): none ({exc})")
-    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}: {noise.describe()}, vs {noise.level_name}")
+    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}: {noise.describe()}, vs {noise.level_name}",
+                             noise.level_name)
     print(f"wrote {path}")
     return 0
 

@@ -1,4 +1,6 @@
-"""What a sweep does at one (point, repeat): program a chip, age it, inject noise, measure."""
+"""What a sweep does at one (point, repeat): program a chip, age it, inject noise, measure; or, for
+a kind of noise that acts on torch layers (gate, weight, bayesft), apply it to the trained float
+network and measure that."""
 
 from __future__ import annotations
 
@@ -16,18 +18,20 @@ from ..models import zoo
 from ..models.checkpoint import load_network
 from ..models.noise import NoiseInjection
 from ..models.training import TrainConfig, accuracy, train
-from .spec import DRIFT_AXIS, NOISE_AXIS, SPECIAL_AXES, SweepSpec
+from .noise_kinds import parse_noise_kind
+from .spec import CHIP_NOISE, DRIFT_AXIS, NOISE_AXES, SPECIAL_AXES, SweepSpec
 
 
 @dataclass
 class Payload:
     """Everything a worker needs, shipped to it once: the trained network, the test data, the
-    base chip config."""
+    base chip config and the spec's kind of noise."""
 
     network: nn.Module
     x: torch.Tensor
     y: torch.Tensor
     base_cfg_json: str
+    noise: str = CHIP_NOISE
 
 
 @dataclass
@@ -61,7 +65,23 @@ def load_inputs(spec: SweepSpec) -> Inputs:
             network.eval()(split.x_test[:2])
     except Exception as exc:  # noqa: BLE001 - whatever the network raises, the spec cannot run
         raise XbarsimError(f"sweep {spec.name!r}: the model does not run on data {spec.data!r}: {type(exc).__name__}: {exc}") from None
+    _check_noise_applies(spec, network, split.x_test[:2])
     return Inputs(split, network, recipe)
+
+
+def _check_noise_applies(spec: SweepSpec, network: nn.Module, x: torch.Tensor) -> None:
+    """Run ``network`` on ``x`` under the spec's float-network noise (level 0), so that a kind that
+    does not apply to the model (gate noise without a recurrent layer) is refused before any file
+    is made. The network and torch's random state are left as they were."""
+    if spec.noise == CHIP_NOISE:
+        return  # activation noise applies to every network
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), spec.noise_kind().applied(network) as at:
+            at(0.0, spec.seed)(x)
+    except XbarsimError as exc:
+        raise XbarsimError(f"sweep {spec.name!r}: noise {spec.noise!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the network raises under this noise, the spec cannot run
+        raise XbarsimError(f"sweep {spec.name!r}: the model does not run under noise {spec.noise!r}: {type(exc).__name__}: {exc}") from None
 
 
 def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Payload:
@@ -69,7 +89,7 @@ def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Pa
     if inputs.train is not None:
         train(inputs.network, inputs.split, inputs.train, progress=progress)
     n = spec.test_samples or len(inputs.split.y_test)
-    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json())
+    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json(), spec.noise)
 
 
 _last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
@@ -87,13 +107,24 @@ def _chip(payload: Payload, cfg: ChipConfig, seed: int) -> AnalogModel:
 
 def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     """Accuracy of the network on a chip of the point's config, programmed with ``seed``, at the
-    point's drift time, with the point's activation noise (noise drawn from ``seed`` too)."""
+    point's drift time, with the point's activation noise (noise drawn from ``seed`` too); or, for
+    another kind of noise, of the float network under the point's noise level drawn from ``seed``."""
+    level = float(next((point[axis] for axis in NOISE_AXES if axis in point), 0.0))
+    if payload.noise != CHIP_NOISE:
+        return {"accuracy": _float_accuracy(payload, level, seed)}
     base = ChipConfig.model_validate_json(payload.base_cfg_json)
     chip = _chip(payload, base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES}), seed)
     chip.program(seed)
     if point.get(DRIFT_AXIS, 0):
         chip.drift(float(point[DRIFT_AXIS]))
-    sigma = float(point.get(NOISE_AXIS, 0.0))
     torch.manual_seed(seed)
-    with NoiseInjection(chip.network, sigma) if sigma > 0 else contextlib.nullcontext():
+    with NoiseInjection(chip.network, level) if level > 0 else contextlib.nullcontext():
         return {"accuracy": accuracy(chip, payload.x, payload.y)}
+
+
+@torch.no_grad()
+def _float_accuracy(payload: Payload, level: float, seed: int) -> float:
+    """Accuracy of the float network under ``level`` of the payload's noise kind, drawn from ``seed``
+    (``noise_kinds``: the same network a robustness curve measures); the network is left as it was."""
+    with parse_noise_kind(payload.noise).applied(payload.network) as at:
+        return accuracy(at(level, seed), payload.x, payload.y)

@@ -4,6 +4,7 @@ heat map in percent."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,8 @@ def log_spaced(values: list) -> bool:
     return unevenness(np.diff(np.log(ordered))) < unevenness(np.diff(ordered))
 
 
-def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: str = "") -> Path:
-    """Accuracy vs noise sigma (mean ± std over repeats) per labelled curve, with the logistic
+def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: str = "", level_name: str = "sigma") -> Path:
+    """Accuracy vs noise level (mean ± std over repeats) per labelled curve, with the logistic
     fit and its midpoint where one exists; written as PNG or PDF by the file's suffix."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -54,7 +55,7 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
             ax.plot(fine, fit.curve(fine), color=color, lw=1.2)
             ax.axvline(fit.sigma_mid, color=color, ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("noise sigma")
+    ax.set_xlabel(f"noise {level_name}")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="both", alpha=0.3)
@@ -72,22 +73,23 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
 
 def plot_sweep(results, path: str | Path) -> list[Path]:
     """The figures of a sweep: accuracy vs its first axis (one line per value of the second),
-    a heat map when it has two or more axes, noise curves when it sweeps activation noise.
+    a heat map when it has two or more axes, noise curves (the kind named) when it has a noise axis.
     ``path`` names the first figure; the others get suffixes. Returns the files written."""
     from .report import noise_curves, summarize
-    from .spec import NOISE_AXIS
-
     plt = _pyplot()
     path = Path(path)
     spec = results.spec
-    axes = [a for a in spec.axes if a != NOISE_AXIS]
+    noise_axis = spec.noise_axis
+    axes = [a for a in spec.axes if a != noise_axis]
     written = []
-    if NOISE_AXIS in spec.axes:
-        written.append(plot_noise_curves(noise_curves(results), path.with_stem(path.stem + "_noise"), spec.name))
+    if noise_axis is not None:
+        title = textwrap.fill(f"{spec.name}: {spec.noise_label()}", 72)
+        written.append(plot_noise_curves(noise_curves(results), path.with_stem(path.stem + "_noise"), title,
+                                         spec.noise_kind().level_name))  # fmt: skip
     if not axes:
         return written
     summary = summarize(results)
-    fixed_noise = summary if NOISE_AXIS not in spec.axes else [s for s in summary if s.point[NOISE_AXIS] == spec.axes[NOISE_AXIS][0]]
+    fixed_noise = summary if noise_axis is None else [s for s in summary if s.point[noise_axis] == spec.axes[noise_axis][0]]
     x_axis, line_axis = axes[0], (axes[1] if len(axes) > 1 else None)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for line_value in (spec.axes[line_axis] if line_axis else [None]):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import NoiseCurve, NoMidpointError
-from .spec import NOISE_AXIS
 from .store import SweepResults
 
 
@@ -35,15 +34,16 @@ def summarize(results: SweepResults, metric: str = "accuracy") -> list[PointSumm
 
 
 def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
-    """Accuracy vs activation noise for every combination of the other axes (label -> curve)."""
+    """Accuracy vs the noise axis's level for every combination of the other axes (label -> curve)."""
     spec = results.spec
-    sigmas = [float(s) for s in spec.axes[NOISE_AXIS]]
-    others = [a for a in spec.axes if a != NOISE_AXIS]
+    noise_axis = spec.noise_axis
+    sigmas = [float(s) for s in spec.axes[noise_axis]]
+    others = [a for a in spec.axes if a != noise_axis]
     cols = results.ok().columns
     groups: dict[tuple, dict[float, list[float]]] = {}
     for i in range(len(cols["point_id"])):
         key = tuple(cols[a][i] for a in others)
-        groups.setdefault(key, {}).setdefault(float(cols[NOISE_AXIS][i]), []).append(float(cols["accuracy"][i]))
+        groups.setdefault(key, {}).setdefault(float(cols[noise_axis][i]), []).append(float(cols["accuracy"][i]))
     curves = {}
     for key, by_sigma in groups.items():
         if set(by_sigma) != set(sigmas):
@@ -69,7 +69,7 @@ def format_report(results: SweepResults) -> str:
         lines.append(f"{cells} {acc:>18} {s.n:>8}{failed}")
     if "midpoint" in spec.metrics:
         lines.append("")
-        lines.append("midpoint noise level:")
+        lines.append(f"midpoint noise level ({spec.noise_label()}):")
         for label, curve in noise_curves(results).items():
             try:
                 fit = curve.midpoint()

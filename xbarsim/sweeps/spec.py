@@ -1,8 +1,10 @@
 """SweepSpec: what a sweep evaluates, over which axes, how often (docs/sweeps.md).
 
-Axes are dotted chip-config paths (``device.read_noise.sigma``, ``tile.adc.bits``, ...) plus two
-special ones: ``drift.t`` (seconds after programming) and ``activation_noise`` (sigma of Gaussian
-noise after every module, for the midpoint metric). Values are lists or ``logspace(a, b, n)`` /
+Axes are dotted chip-config paths (``device.read_noise.sigma``, ``tile.adc.bits``, ...) plus the
+special ones: ``drift.t`` (seconds after programming) and the noise axis, ``noise_level`` (or its
+older name ``activation_noise``): the level of the spec's ``noise`` kind, for the midpoint metric.
+Activation noise acts on the mapped chip; the other kinds act on the trained float network, so
+their sweep has the noise axis alone. Values are lists or ``logspace(a, b, n)`` /
 ``linspace(a, b, n)`` with at most ``MAX_AXIS_VALUES`` values (checked before anything is allocated).
 Every value is checked against the chip config before anything runs. A spec is data: the model is
 a checkpoint file or a zoo name, never an importable path.
@@ -23,10 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import ChipConfig, chip_config, read_mapping_file
 from ..configfile import format_validation_error, short_repr, validate
 from ..errors import XbarsimError
+from .noise_kinds import ActivationNoise, ChipNoise, NoiseKind, parse_noise_kind
 
 DRIFT_AXIS = "drift.t"
-NOISE_AXIS = "activation_noise"
-SPECIAL_AXES = (DRIFT_AXIS, NOISE_AXIS)
+NOISE_AXIS = "activation_noise"  # the noise axis's first name: activation noise only
+LEVEL_AXIS = "noise_level"  # the noise axis for any kind
+NOISE_AXES = (NOISE_AXIS, LEVEL_AXIS)
+SPECIAL_AXES = (DRIFT_AXIS, *NOISE_AXES)
+CHIP_NOISE = "activation"  # the one noise kind a sweep applies on the mapped chip
+SWEEP_NOISE_HELP = "activation (on the mapped chip), gate, gate:relative, weight or bayesft (on the float network)"
+_LEFT_OUT_AT_DEFAULT = {"noise": CHIP_NOISE}  # fields added later: at their default they keep old digests
 Value = float | int | str | bool | None
 MAX_AXIS_VALUES = 10_000  # per axis: validating a value against the chip config costs ~0.1 ms
 DEFAULT_MAX_ROWS = 100_000  # (point, repeat) rows of one sweep, unless the user raises it
@@ -94,6 +102,8 @@ class SweepSpec(BaseModel):
     repeats: int = Field(3, ge=1, le=10000, description="chips (programming seeds) per point")
     seed: int = Field(0, ge=0)
     metrics: list[Literal["accuracy", "midpoint"]] = Field(default_factory=lambda: ["accuracy"])
+    noise: str = Field(CHIP_NOISE, description="the kind of noise of the noise axis: activation (after every module of "
+                       "the mapped chip), or gate, gate:relative, weight, bayesft (on the trained float network, not the chip)")  # fmt: skip
 
     @field_validator("axes")
     @classmethod
@@ -119,9 +129,47 @@ class SweepSpec(BaseModel):
                     raise ValueError("axis " + format_validation_error(exc, ChipConfig)) from None
         if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
             raise ValueError("zipped axes must all have the same number of values")
-        if "midpoint" in self.metrics and len(self.axes.get(NOISE_AXIS, [])) < 5:
-            raise ValueError("the midpoint metric needs an activation_noise axis with at least 5 values")
+        self._check_noise()
+        if "midpoint" in self.metrics and len(self.axes.get(self.noise_axis or "", [])) < 5:
+            raise ValueError("the midpoint metric needs an activation_noise axis (or noise_level) with at least 5 values")
         return self
+
+    def _check_noise(self) -> None:
+        try:
+            kind = self.noise_kind()
+        except XbarsimError:
+            raise ValueError(f"noise {self.noise!r}: not a kind of noise; choose from {SWEEP_NOISE_HELP}") from None
+        if isinstance(kind, ChipNoise):
+            raise ValueError(f"noise {self.noise!r}: a sweep scales a chip's noise with its own axes (the spec's chip "
+                             f"and e.g. device.write_noise.scale, device.read_noise.scale); choose from {SWEEP_NOISE_HELP}")  # fmt: skip
+        if all(axis in self.axes for axis in NOISE_AXES):
+            raise ValueError(f"give one noise axis: {NOISE_AXIS} or {LEVEL_AXIS}, not both")
+        if self.noise == CHIP_NOISE:
+            return
+        if NOISE_AXIS in self.axes:
+            raise ValueError(f"axis {NOISE_AXIS} is for noise: activation; name the axis of noise {self.noise!r} {LEVEL_AXIS}")
+        others = [axis for axis in self.axes if axis != LEVEL_AXIS]
+        if LEVEL_AXIS not in self.axes or others:
+            raise ValueError(f"noise {self.noise!r} acts on the trained float network, not on the chip: its sweep has "
+                             f"one axis, {LEVEL_AXIS} (got {', '.join(self.axes)})")  # fmt: skip
+
+    def noise_kind(self) -> NoiseKind:
+        """The kind of noise of the noise axis (``noise_kinds``)."""
+        kind = parse_noise_kind(self.noise)
+        if isinstance(kind, ActivationNoise) and self.noise != CHIP_NOISE:
+            raise XbarsimError(f"noise {self.noise!r}: write activation noise as {CHIP_NOISE!r}")
+        return kind
+
+    @property
+    def noise_axis(self) -> str | None:
+        """The spec's noise axis (``noise_level`` or ``activation_noise``), or None."""
+        return next((axis for axis in NOISE_AXES if axis in self.axes), None)
+
+    def noise_label(self) -> str:
+        """The noise kind and what its level means, for reports and plots."""
+        kind = self.noise_kind()
+        where = "on the mapped chip" if self.noise == CHIP_NOISE else "on the float network"
+        return f"{kind.describe()}, {where}; level: {kind.level_name}"
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
@@ -161,7 +209,11 @@ class SweepSpec(BaseModel):
 
     def canonical_json(self) -> str:
         """JSON with sorted keys, except that the axes keep their order: it decides the points' order,
-        so two specs that list the same axes in another order are different sweeps."""
+        so two specs that list the same axes in another order are different sweeps. Fields added after
+        stores existed are left out at their default, so those stores keep their digest."""
         data = self.model_dump()
+        for field, default in _LEFT_OUT_AT_DEFAULT.items():
+            if data[field] == default:
+                del data[field]
         axes = json.dumps(data.pop("axes"), separators=(",", ":"))
         return '{"axes":' + axes + "," + json.dumps(data, sort_keys=True, separators=(",", ":"))[1:]
