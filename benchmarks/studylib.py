@@ -21,6 +21,7 @@ from xbarsim.models.training import TrainConfig, accuracy, train
 from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, noise_curve
 from xbarsim.models.quant import QATConfig
 from xbarsim.sweeps.noise_kinds import ActivationNoise, NoiseKind
+from xbarsim.sweeps.plots import save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DRIFT = [("1 s", 1.0), ("1 min", 60.0), ("1 hour", 3600.0), ("1 day", 86400.0), ("1 month", 30 * 86400.0),
@@ -187,9 +188,4 @@ def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlab
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

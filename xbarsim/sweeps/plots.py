@@ -21,6 +21,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig``, write it (PNG or PDF by the suffix; folders made) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def log_spaced(values: list) -> bool:
     """Whether swept values read better on a log axis: positive numbers spanning a factor of at
     least 4 whose steps are more even in log than in linear terms (0.5, 1, 2, 4, 8 or 1 s..10 y:
@@ -63,12 +73,7 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
         ax.legend(fontsize=7, loc="lower left")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_sweep(results, path: str | Path) -> list[Path]:
@@ -109,11 +114,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
     if line_axis:
         ax.legend(fontsize=8)
     ax.set_title(spec.name)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_figure(fig, path))
     if line_axis:
         grid = np.full((len(spec.axes[line_axis]), len(spec.axes[x_axis])), np.nan)
         for s in fixed_noise:
@@ -130,9 +131,5 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
         ax.set_ylabel(line_axis)
         fig.colorbar(image, ax=ax, label=f"accuracy, % (mean of {spec.repeats})")
         ax.set_title(spec.name)
-        fig.tight_layout()
-        heat = path.with_stem(path.stem + "_heatmap")
-        fig.savefig(heat, dpi=120)
-        plt.close(fig)
-        written.append(heat)
+        written.append(save_figure(fig, path.with_stem(path.stem + "_heatmap")))
     return written
