@@ -20,6 +20,18 @@ def test_midpoint_fit_recovers_a_known_midpoint(seed, true_mid):
     assert np.allclose(fit.curve(sigmas), truth, atol=0.03)
 
 
+def test_a_noise_free_level_is_left_out_of_the_fit():
+    sigmas = np.logspace(-2, 2, 17)
+    truth = logistic(np.log10(sigmas), 0.85, 3.0, np.log10(0.3), 0.1)
+    std = np.full(17, 0.01)
+    with_zero = midpoint_noise_level(np.r_[0.0, sigmas], np.r_[0.95, truth], np.r_[0.01, std])
+    assert with_zero.sigma_mid == midpoint_noise_level(sigmas, truth, std).sigma_mid
+    with pytest.raises(NoMidpointError, match="at least 5 noise levels > 0, got 4"):
+        midpoint_noise_level([0, 0.1, 0.2, 0.3, 0.4], np.ones(5), np.ones(5))
+    with pytest.raises(ValueError, match=">= 0"):
+        midpoint_noise_level(-sigmas, truth, std)
+
+
 def test_flat_or_one_sided_data_has_no_midpoint():
     sigmas = np.logspace(-2, 2, 17)
     with pytest.raises(NoMidpointError, match="does not fall through a midpoint"):

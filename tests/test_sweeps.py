@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,33 @@ def test_executors_give_identical_results(checkpoint, tmp_path):
         results[executor] = _by_key(read_results(tmp_path / f"{executor.replace(':', '_')}.h5"))
     assert len(results["serial"]) == 8
     assert results["serial"] == results["processes"] == results["dask:local"]
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"qat": {"bits": 40}}, "train: QAT bits must be 2..16, got 40"),
+    ({"qat": {"bitz": 4}}, "qat.bitz: unknown field (allowed: bits, symmetric, activation_scale)"),
+    ({"qat": 4}, "qat: must be a mapping"),
+    ({"epochs": "3"}, "epochs: must be an integer (got '3')"),
+    ({"lr": float("nan")}, "lr: must be a finite number"),
+    ({"hwa": "nopreset"}, "'nopreset' is neither a preset"),
+    ({"optimizer": "sgd"}, "optimizer: unknown field"),
+])  # fmt: skip
+def test_a_bad_training_recipe_is_refused_naming_its_field(recipe, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SweepSpec.model_validate({"model": {"zoo": "mlp", "train": recipe}, "axes": {"tile.adc.bits": [4]}})
+
+
+def test_a_qat_recipe_trains_once_and_every_executor_sees_the_same_network(tmp_path):
+    spec = SweepSpec.model_validate({
+        "model": {"zoo": "mlp", "kwargs": {"hidden": [32]}, "train": {"epochs": 2, "qat": {"bits": 4}, "hwa": "pcm"}},
+        "data": "digits", "chip": "pcm", "test_samples": 100, "repeats": 1, "axes": {"tile.adc.bits": [4, 8]}})  # fmt: skip
+    recipe = spec.model.recipe(seed=3)
+    assert (recipe.qat.bits, recipe.hwa.device.read_noise.kind, recipe.seed) == (4, "pcm", 3)
+    results = {}
+    for executor in ("serial", "processes"):
+        run_sweep(spec, tmp_path / f"{executor}.h5", executor, workers=2, progress=False)
+        results[executor] = _by_key(read_results(tmp_path / f"{executor}.h5"))
+    assert len(results["serial"]) == 2 and results["serial"] == results["processes"]
 
 
 def test_killed_sweep_resumes_with_every_point_once(checkpoint, tmp_path):

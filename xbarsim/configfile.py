@@ -9,6 +9,7 @@ inputs shown only in short.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import reprlib
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .errors import XbarsimError
@@ -78,7 +79,7 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
         if suffix == ".json":
             data = json.loads(text, parse_constant=_no_constant)
         else:
-            data = yaml.load(text, Loader=_PlainDataLoader)  # noqa: S506 - a SafeLoader, stricter still
+            data = yaml.load(text, Loader=_PlainDataLoader)  # a SafeLoader, stricter still
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except yaml.YAMLError as exc:
@@ -125,6 +126,31 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def _kind(value: Any) -> str:
     return "nothing" if value is None else f"a {type(value).__name__} ({short_repr(value)})"
+
+
+# ---------------------------------------------------------------- dataclasses checked like configs
+def strict_model_of(cls: type, replace: dict[str, tuple[Any, Any]] | None = None) -> type[BaseModel]:
+    """A strict pydantic model with the fields of dataclass ``cls``: unknown keys refused, no type
+    coercion, no NaN/Inf; a field whose type is a dataclass becomes a nested model of the same kind.
+    ``replace`` maps a field name to its (annotation, default) in the model (e.g. a name instead of
+    an object). ``model.model_dump()`` gives the keyword arguments for ``cls`` (nested: dicts)."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        fields[field.name] = (replace or {}).get(field.name) or (_nested(hints[field.name]), default)
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    return create_model(cls.__name__, __config__=config, **fields)
+
+
+def _nested(annotation: Any) -> Any:
+    """A dataclass annotation (alone or in ``X | None``) as its strict model."""
+    if dataclasses.is_dataclass(annotation):
+        return strict_model_of(annotation)
+    members = typing.get_args(annotation)
+    if members and any(dataclasses.is_dataclass(m) for m in members):
+        return typing.Union[tuple(_nested(m) for m in members)]  # noqa: UP007 - built from a tuple
+    return annotation
 
 
 # ---------------------------------------------------------------- validation errors for people
@@ -176,6 +202,9 @@ def _field_path(model: type[BaseModel] | None,
     field: FieldInfo | None = None
     parent: type | None = None
     for part in loc:
+        optional = _union_members(expected)
+        if len(optional) == 1:  # ``X | None``: pydantic's location holds no label for it
+            expected = optional[0]
         if _is_model(expected):
             parent, field = expected, expected.model_fields.get(part) if isinstance(part, str) else None
             parts.append(str(part))

@@ -36,6 +36,13 @@ class CheckpointError(XbarsimError):
 def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Save a zoo model so that ``load_network(path)`` rebuilds it without further arguments,
     with its QAT quantizers (``model.qat``) if it was trained with them."""
+    content = checkpoint_content(model)
+    with atomic_write(path) as tmp:  # an interrupted save leaves the old checkpoint whole
+        torch.save(content, tmp)
+
+
+def checkpoint_content(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint of zoo model ``model`` holds: plain data (names, tensors, QAT settings)."""
     name = getattr(type(model), "zoo_name", None)
     if name is None:
         raise XbarsimError(f"{type(model).__name__} is not a zoo model; save its state_dict and name the class when loading")
@@ -45,8 +52,16 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     qat = getattr(model, "qat", None)
     if qat is not None:
         content["qat"] = dataclasses.asdict(qat.cfg)
-    with atomic_write(path) as tmp:  # an interrupted save leaves the old checkpoint whole
-        torch.save(content, tmp)
+    return content
+
+
+def network_from_content(content: dict[str, Any]) -> nn.Module:
+    """The zoo model that ``checkpoint_content`` described (trusted content: made in this run)."""
+    network = build_model(content["model"], content["kwargs"])
+    network.load_state_dict(content["state_dict"], strict=True)
+    if content.get("qat") is not None:
+        network.qat = QuantizationAware(network, QATConfig(**content["qat"]))
+    return network.train(False)
 
 
 def import_class(spec: str) -> Any:

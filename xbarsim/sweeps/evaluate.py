@@ -15,7 +15,7 @@ from ..errors import XbarsimError
 from ..mapping.chip import AnalogModel, map_model
 from ..models import data as datasets
 from ..models import zoo
-from ..models.checkpoint import load_network
+from ..models.checkpoint import checkpoint_content, load_network, network_from_content
 from ..models.noise import NoiseInjection
 from ..models.training import TrainConfig, accuracy, train
 from .noise_kinds import parse_noise_kind
@@ -32,6 +32,19 @@ class Payload:
     y: torch.Tensor
     base_cfg_json: str
     noise: str = CHIP_NOISE
+
+    def __getstate__(self) -> dict:
+        """Pickled for worker processes: a zoo network travels as its checkpoint content, because
+        torch cannot pickle the parametrized weights of a QAT-trained network."""
+        state = dict(self.__dict__)
+        if getattr(type(self.network), "zoo_name", None) is not None:
+            state["network"] = checkpoint_content(self.network)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["network"], dict):
+            state["network"] = network_from_content(state["network"])
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -57,7 +70,7 @@ def load_inputs(spec: SweepSpec) -> Inputs:
         else:
             torch.manual_seed(spec.seed)
             network = zoo.build(model.zoo, **model.kwargs)
-            recipe = TrainConfig(**{"seed": spec.seed, **model.train})
+            recipe = model.recipe(spec.seed)
     except (ValueError, OSError, TypeError) as exc:
         raise XbarsimError(f"sweep {spec.name!r}: model: {exc}") from None
     try:

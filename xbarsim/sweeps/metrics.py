@@ -45,14 +45,16 @@ class NoMidpointError(ValueError):
 
 
 def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc_std: Sequence[float]) -> MidpointFit:
-    """Fit the logistic in log10(sigma) and return sigma_mid with its standard error."""
+    """Fit the logistic in log10(sigma) and return sigma_mid with its standard error. Level 0 (no
+    noise) is left out: a logarithmic axis has no place for it."""
     s, m, sd = (np.asarray(v, float) for v in (sigmas, acc_mean, acc_std))
     if not (s.shape == m.shape == sd.shape and s.ndim == 1):
         raise ValueError("need sigmas, acc_mean and acc_std of the same length")
+    if np.any(s < 0) or not np.all(np.isfinite(np.concatenate([s, m, sd]))):
+        raise ValueError("sigmas must be >= 0 and every value finite")
+    s, m, sd = s[s > 0], m[s > 0], sd[s > 0]
     if s.size < 5:
-        raise NoMidpointError(f"a midpoint needs at least 5 noise levels, got {s.size}")
-    if np.any(s <= 0) or not np.all(np.isfinite(np.concatenate([s, m, sd]))):
-        raise ValueError("sigmas must be > 0 and every value finite")
+        raise NoMidpointError(f"a midpoint needs at least 5 noise levels > 0, got {s.size}")
     order = np.argsort(s)
     s, m, sd = s[order], m[order], np.maximum(sd[order], STD_FLOOR)
     x = np.log10(s)

@@ -23,8 +23,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ChipConfig, chip_config, read_mapping_file
-from ..configfile import format_validation_error, short_repr, validate
+from ..configfile import format_validation_error, short_repr, strict_model_of, validate
 from ..errors import XbarsimError
+from ..models.quant import QATConfig
+from ..models.training import TrainConfig
 from .noise_kinds import ActivationNoise, ChipNoise, NoiseKind, parse_noise_kind
 
 DRIFT_AXIS = "drift.t"
@@ -56,7 +58,23 @@ class ModelSpec(BaseModel):
             raise ValueError("give a checkpoint or a zoo model name")
         if self.checkpoint is not None and self.train:
             raise ValueError("a checkpoint is already trained: remove 'train'")
+        if self.train:
+            self.recipe(seed=0)
         return self
+
+    def recipe(self, seed: int) -> TrainConfig:
+        """The training recipe of ``train`` (its ``seed`` defaults to the spec's): every field
+        checked strictly; ``qat`` a mapping of QAT fields, ``hwa`` a preset name or chip file."""
+        fields = validate(_TRAIN_SPEC, {"seed": seed, **self.train}, "train").model_dump()
+        try:
+            qat = QATConfig(**fields["qat"]) if fields["qat"] is not None else None
+            hwa = chip_config(fields["hwa"]) if fields["hwa"] is not None else None
+            return TrainConfig(**{**fields, "qat": qat, "hwa": hwa})
+        except ValueError as exc:
+            raise ValueError(f"train: {exc}") from None
+
+
+_TRAIN_SPEC = strict_model_of(TrainConfig, {"hwa": (str | None, None)})
 
 
 def parse_values(spec: Any, axis: str = "") -> list[Value]:
