@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ISAAC_SOURCE = "ISAAC (Shafiee et al., ISCA 2016), Table 6, 32 nm"
+ISAAC_SOURCE = "ISAAC (Shafiee et al., ISCA 2016), Table 6"
 
 
 class CostConfig(BaseModel):

@@ -24,6 +24,7 @@ from .args import (
 )
 from .bench import add_bench
 from .chip import add_calibrate, add_denoise, add_eval, add_info, add_map
+from .cost import add_cost
 from .demo import add_demo, add_examples
 from .files import check_files, check_outputs
 from .sweeps import _sweep_spec_file, add_report, add_sweep
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_info, add_bench, add_demo, add_map, add_eval, add_train, add_robustness, add_calibrate, add_denoise,
+    for add in (add_info, add_bench, add_demo, add_map, add_eval, add_cost, add_train, add_robustness, add_calibrate, add_denoise,
                 add_sweep, add_examples, add_report):
         add(sub)
     _finish_commands(parser)

@@ -65,7 +65,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 
-def _load_chip(args: argparse.Namespace):
+def load_chip_file(args: argparse.Namespace):
     """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
     from ..mapping.chipload import load_chip
     from ..models.checkpoint import build_model
@@ -79,7 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..models import data
     from ..models.training import accuracy
 
-    chip = _load_chip(args)
+    chip = load_chip_file(args)
     if args.reprogram is not None:
         chip.program(args.reprogram)
     if args.drift is not None:
@@ -96,7 +96,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..calibration.calibrate import calibrate_chip, format_report
     from ..models import data
 
-    model = _load_chip(args)
+    model = load_chip_file(args)
     split = data.load(args.data)
     x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
     print(f"{args.chip_file}: chip '{model.chip.cfg.name}', t = {model.chip.t_s:g} s; calibration inputs: {len(x)} "
@@ -122,7 +122,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from ..calibration.denoise import denoise, format_result
     from ..models import data
 
-    model = _load_chip(args)
+    model = load_chip_file(args)
     split = data.load(args.data)
     result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed, validation=args.validation)
     print(format_result(result, f"{split.name} test"))
