@@ -95,10 +95,32 @@ def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[
     return ChipCost(layers, samples)
 
 
+Snapshot = list[tuple[int, int]]  # every array's (reads, bm_rereads), in the chip's matrix order
+
+
+def counter_snapshot(chip: VirtualChip) -> Snapshot:
+    """Every array's read and re-read counters now (for ``cost_since``)."""
+    return [(m.tiles.reads, m.tiles.bm_rereads) for m in chip.matrices()]
+
+
+def cost_since(chip: VirtualChip, snapshot: Snapshot, samples: int) -> ChipCost:
+    """The cost of one inference from the reads since ``snapshot``, made while ``samples`` inputs ran:
+    vectors and re-reads per inference are the counts divided by ``samples``."""
+    if samples < 1:
+        raise ValueError("measuring the cost of an inference needs at least one input sample")
+    deltas = iter([(m.tiles.reads - r, m.tiles.bm_rereads - b) for m, (r, b) in zip(chip.matrices(), snapshot)])
+    vectors, rereads = {}, {}
+    for name, layer in chip.layers.items():
+        per_matrix = [next(deltas) for _ in layer.matrices()]
+        vectors[name] = [reads / samples for reads, _ in per_matrix]
+        rereads[name] = [extra / samples for _, extra in per_matrix]
+    return chip_cost(chip, vectors, rereads, samples)
+
+
 @contextlib.contextmanager
 def counters_restored(chip: VirtualChip) -> Iterator[None]:
     """Inside: read the chip freely; on exit every array's read and re-read counters are as on entry."""
-    saved = [(m.tiles.reads, m.tiles.bm_rereads) for m in chip.matrices()]
+    saved = counter_snapshot(chip)
     try:
         yield
     finally:
@@ -108,14 +130,13 @@ def counters_restored(chip: VirtualChip) -> Iterator[None]:
 
 @torch.no_grad()
 def measure_cost(model: AnalogModel, x: torch.Tensor, batch_size: int = 256) -> ChipCost:
-    """Run the inputs ``x`` (samples first) through the chip and cost one inference from the counters:
-    vectors and re-reads per inference are the counts over ``x`` divided by its samples. The chip's
-    counters are left as they were (its later reads draw the same noise)."""
+    """Run the inputs ``x`` (samples first) through the chip and cost one inference from the counters
+    (``cost_since``). The chip's counters are left as they were (its later reads draw the same noise)."""
     if len(x) == 0:
         raise ValueError("measuring the cost of an inference needs at least one input sample")
     chip = model.chip
     with counters_restored(chip):
-        before = [(m.tiles.reads, m.tiles.bm_rereads) for m in chip.matrices()]
+        snapshot = counter_snapshot(chip)
         was_training = model.training
         model.eval()
         try:
@@ -123,13 +144,7 @@ def measure_cost(model: AnalogModel, x: torch.Tensor, batch_size: int = 256) -> 
                 model(x[start : start + batch_size])
         finally:
             model.train(was_training)
-        deltas = iter([(m.tiles.reads - r, m.tiles.bm_rereads - b) for m, (r, b) in zip(chip.matrices(), before)])
-    vectors, rereads = {}, {}
-    for name, layer in chip.layers.items():
-        per_matrix = [next(deltas) for _ in layer.matrices()]
-        vectors[name] = [reads / len(x) for reads, _ in per_matrix]
-        rereads[name] = [extra / len(x) for _, extra in per_matrix]
-    return chip_cost(chip, vectors, rereads, len(x))
+        return cost_since(chip, snapshot, len(x))
 
 
 def format_cost(cost: ChipCost) -> str:
