@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .configfile import ConfigError, read_mapping_file, short_repr, validate
+from .costconfig import CostConfig
 from .presets import PRESETS
 
-__all__ = ["PRESETS", "ChipConfig", "ConfigError", "read_mapping_file"]
+__all__ = ["PRESETS", "ChipConfig", "ConfigError", "CostConfig", "read_mapping_file"]
 
 
 class _Strict(BaseModel):
@@ -326,6 +327,7 @@ class ChipConfig(_Strict):
     drift_compensation: Literal["none", "global", "column"] = Field(
         "none", description="rescale each array's outputs by a probe read after drift: one factor, or one per column"
     )
+    cost: CostConfig = Field(default_factory=CostConfig, description="energy, latency and area per operation")
 
     @classmethod
     def preset(cls, name: str) -> ChipConfig:

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..config import ChipConfig
+from ..crossbar import cost as tile_cost
 from ..crossbar import rng
 from ..progress import progress_bar
 from . import netspec
@@ -34,6 +35,7 @@ class LayerSummary:
     tiles: int
     utilization: float  # used devices / devices of the tiles
     devices: int  # devices holding weights (G+ and G-)
+    energy_pj_per_vector: float  # one input vector through every matrix of the layer (cfg.cost), pJ
 
 
 @dataclass
@@ -94,26 +96,33 @@ class VirtualChip:
         out = []
         for name, layer in self.layers.items():
             tiles = used = 0
+            energy = 0.0
             for matrix in layer.matrices():
                 n_p, n_q = matrix.tiles.grid.shape
                 tiles += n_p * n_q
                 used += matrix.tiles.grid.n_in * matrix.tiles.grid.n_out
+                energy += sum(tile_cost.energy_pj(tile_cost.vector_counts(matrix.tiles.grid), self.cfg).values())
             m = layer.matrices()[0].tiles.grid
             shape = f"{m.n_out}x{m.n_in}" + (f" (x{len(layer.matrices())})" if len(layer.matrices()) > 1 else "")
-            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * used))
+            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * used, energy))
         return out
 
-    def format_summary(self) -> str:
+    def format_summary(self, energy_per_inference_pj: dict[str, float] | None = None) -> str:
+        """A table per layer. The energy column (``cfg.cost``) is per inference when the layers' energies
+        per inference are given (``mapping.cost.measure_cost``), else per input vector (one MVM of each matrix)."""
         rows = self.summary()
-        head = f"{'layer':<28} {'kind':<10} {'matrix (out x in)':<20} {'tiles':>6} {'util.':>6} {'devices':>11}"
+        energy_head = "nJ/inf." if energy_per_inference_pj is not None else "nJ/MVM"
+        head = f"{'layer':<28} {'kind':<10} {'matrix (out x in)':<20} {'tiles':>6} {'util.':>6} {'devices':>11} {energy_head:>9}"
         lines = [head, "-" * len(head)]
-        for r in rows:
-            lines.append(f"{r.name:<28} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,}")
+        energies = [r.energy_pj_per_vector if energy_per_inference_pj is None else energy_per_inference_pj[r.name] for r in rows]
+        for r, energy in zip(rows, energies):
+            lines.append(f"{r.name:<28} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,} {energy * 1e-3:>9.4g}")
         tiles = sum(r.tiles for r in rows)
         devices = sum(r.devices for r in rows)
         capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2
+        total_energy = f"{sum(energies) * 1e-3:>9.4g}" if energy_per_inference_pj is not None else f"{'':>9}"
         lines.append("-" * len(head))
-        lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,}")
+        lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
         lines.append(f"chip: {self.cfg.name}, tiles {self.cfg.tile.rows}x{self.cfg.tile.cols}, seed {self.seed}, t = {self.t_s:g} s")
         return "\n".join(lines)
 

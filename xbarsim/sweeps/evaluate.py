@@ -13,6 +13,7 @@ from torch import nn
 from ..config import ChipConfig
 from ..errors import XbarsimError
 from ..mapping.chip import AnalogModel, map_model
+from ..mapping.cost import cost_since, counter_snapshot
 from ..models import data as datasets
 from ..models import zoo
 from ..models.checkpoint import checkpoint_content, load_network, network_from_content
@@ -32,6 +33,7 @@ class Payload:
     y: torch.Tensor
     base_cfg_json: str
     noise: str = CHIP_NOISE
+    cost: bool = False  # also measure the energy and latency per inference (metrics: [..., cost])
 
     def __getstate__(self) -> dict:
         """Pickled for worker processes: a zoo network travels as its checkpoint content, because
@@ -102,7 +104,8 @@ def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Pa
     if inputs.train is not None:
         train(inputs.network, inputs.split, inputs.train, progress=progress)
     n = spec.test_samples or len(inputs.split.y_test)
-    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json(), spec.noise)
+    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json(), spec.noise,
+                   "cost" in spec.metrics)
 
 
 _last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
@@ -120,7 +123,8 @@ def _chip(payload: Payload, cfg: ChipConfig, seed: int) -> AnalogModel:
 
 def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     """Accuracy of the network on a chip of the point's config, programmed with ``seed``, at the
-    point's drift time, with the point's activation noise (noise drawn from ``seed`` too); or, for
+    point's drift time, with the point's activation noise (noise drawn from ``seed`` too), and with
+    ``payload.cost`` its energy (nJ) and latency (us) per inference (``mapping.cost``); or, for
     another kind of noise, of the float network under the point's noise level drawn from ``seed``."""
     level = float(next((point[axis] for axis in NOISE_AXES if axis in point), 0.0))
     if payload.noise != CHIP_NOISE:
@@ -131,8 +135,13 @@ def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     if point.get(DRIFT_AXIS, 0):
         chip.drift(float(point[DRIFT_AXIS]))
     torch.manual_seed(seed)
+    snapshot = counter_snapshot(chip.chip)
     with NoiseInjection(chip.network, level) if level > 0 else contextlib.nullcontext():
-        return {"accuracy": accuracy(chip, payload.x, payload.y)}
+        metrics = {"accuracy": accuracy(chip, payload.x, payload.y)}
+    if payload.cost:  # counted on the accuracy run itself: its vectors and bound-management re-reads
+        cost = cost_since(chip.chip, snapshot, len(payload.x))
+        metrics.update(energy_per_inference=cost.energy_pj * 1e-3, latency=cost.latency_ns * 1e-3)
+    return metrics
 
 
 @torch.no_grad()

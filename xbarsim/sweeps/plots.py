@@ -132,4 +132,39 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
         fig.colorbar(image, ax=ax, label=f"accuracy, % (mean of {spec.repeats})")
         ax.set_title(spec.name)
         written.append(save_figure(fig, path.with_stem(path.stem + "_heatmap")))
+    if "cost" in spec.metrics:
+        written.append(plot_accuracy_energy(results, x_axis, line_axis, path.with_stem(path.stem + "_energy")))
     return written
+
+
+def plot_accuracy_energy(results, x_axis: str, line_axis: str | None, path: str | Path) -> Path:
+    """Accuracy (mean ± std) against energy per inference (mean, log axis), one line per value of
+    ``line_axis`` through the values of ``x_axis`` (each point labelled with its ``x_axis`` value), at
+    the first value of a noise axis."""
+    from .report import summarize
+
+    plt = _pyplot()
+    spec = results.spec
+    noise_axis = spec.noise_axis
+    pairs = [(s, e.mean) for s, e in zip(summarize(results), summarize(results, "energy_per_inference"))
+             if s.n and (noise_axis is None or s.point[noise_axis] == spec.axes[noise_axis][0])]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for line_value in (spec.axes[line_axis] if line_axis else [None]):
+        rows = [s for s, _ in pairs if line_axis is None or s.point[line_axis] == line_value]
+        xs = [e for s, e in pairs if line_axis is None or s.point[line_axis] == line_value]
+        ax.errorbar(xs, [s.mean for s in rows], yerr=[s.std for s in rows], marker="o", ms=4, capsize=2,
+                    label=None if line_axis is None else f"{line_axis} = {line_value}")  # fmt: skip
+        for s, x in zip(rows, xs):
+            ax.annotate(_short(s.point[x_axis]), (x, s.mean), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"energy per inference, nJ (points: {x_axis})")
+    ax.set_ylabel(f"accuracy (mean ± std of {spec.repeats})")
+    ax.grid(True, which="both", alpha=0.3)
+    if line_axis:
+        ax.legend(fontsize=8)
+    ax.set_title(f"{spec.name}: accuracy vs energy ({spec.chip_config().cost.source})", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import NoiseCurve, NoMidpointError
+from .spec import COST_METRICS
 from .store import SweepResults
 
 
@@ -55,18 +56,22 @@ def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
 
 
 def format_report(results: SweepResults) -> str:
-    """A text table: every point's accuracy, then midpoints where the spec asks for them."""
+    """A text table: every point's accuracy (and energy and latency per inference with the cost
+    metric), then midpoints where the spec asks for them."""
     spec = results.spec
     axes = list(spec.axes)
     summary = summarize(results)
+    costs = [summarize(results, metric) for metric in COST_METRICS] if "cost" in spec.metrics else []
     widths = [max(len(a), 10) for a in axes]
-    head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18} {'repeats':>8}"
+    cost_head = f" {'energy nJ':>10} {'latency us':>10}" if costs else ""
+    head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18}{cost_head} {'repeats':>8}"
     lines = [f"sweep {spec.name!r}: {len(summary)} points x {spec.repeats} repeats", *_progress(results), head, "-" * len(head)]
-    for s in summary:
+    for i, s in enumerate(summary):
         cells = " ".join(f"{_fmt(s.point[a]):>{w}}" for a, w in zip(axes, widths))
         acc = f"{100 * s.mean:6.2f} ± {100 * s.std:5.2f}%" if s.n else "(none)"
+        cost = "".join(f" {metric[i].mean:>10.4g}" for metric in costs)
         failed = f" ({s.failed} failed)" if s.failed else ""
-        lines.append(f"{cells} {acc:>18} {s.n:>8}{failed}")
+        lines.append(f"{cells} {acc:>18}{cost} {s.n:>8}{failed}")
     if "midpoint" in spec.metrics:
         lines.append("")
         lines.append(f"midpoint noise level ({spec.noise_label()}):")

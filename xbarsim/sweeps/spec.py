@@ -40,6 +40,7 @@ _LEFT_OUT_AT_DEFAULT = {"noise": CHIP_NOISE}  # fields added later: at their def
 Value = float | int | str | bool | None
 MAX_AXIS_VALUES = 10_000  # per axis: validating a value against the chip config costs ~0.1 ms
 DEFAULT_MAX_ROWS = 100_000  # (point, repeat) rows of one sweep, unless the user raises it
+COST_METRICS = ("energy_per_inference", "latency")  # nJ and us per inference, with metrics: [..., cost]
 
 
 class ModelSpec(BaseModel):
@@ -119,7 +120,7 @@ class SweepSpec(BaseModel):
     mode: Literal["grid", "zip"] = "grid"
     repeats: int = Field(3, ge=1, le=10000, description="chips (programming seeds) per point")
     seed: int = Field(0, ge=0)
-    metrics: list[Literal["accuracy", "midpoint"]] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[Literal["accuracy", "midpoint", "cost"]] = Field(default_factory=lambda: ["accuracy"])
     noise: str = Field(CHIP_NOISE, description="the kind of noise of the noise axis: activation (after every module of "
                        "the mapped chip), or gate, gate:relative, weight, bayesft (on the trained float network, not the chip)")  # fmt: skip
 
@@ -150,7 +151,13 @@ class SweepSpec(BaseModel):
         self._check_noise()
         if "midpoint" in self.metrics and len(self.axes.get(self.noise_axis or "", [])) < 5:
             raise ValueError("the midpoint metric needs an activation_noise axis (or noise_level) with at least 5 values")
+        if "cost" in self.metrics and self.noise != CHIP_NOISE:
+            raise ValueError(f"the cost metric needs the mapped chip: noise {self.noise!r} acts on the float network")
         return self
+
+    def stored_metrics(self) -> tuple[str, ...]:
+        """The metrics stored per row: accuracy, and with ``cost`` the energy per inference (nJ) and latency (us)."""
+        return ("accuracy", *COST_METRICS) if "cost" in self.metrics else ("accuracy",)
 
     def _check_noise(self) -> None:
         try:

@@ -37,7 +37,7 @@ from .spec import SweepSpec
 FORMAT = "xbarsim-sweep"
 FORMAT_VERSION = 1
 OK, FAILED = "ok", "failed"
-METRICS = ("accuracy",)  # stored per row; the midpoint is computed from accuracies when reporting
+METRICS = ("accuracy",)  # stored in every row (a fraction); the midpoint is computed from accuracies when reporting
 CHECKPOINT_S = 30.0
 Key = tuple[int, int]  # point_id, repeat
 
@@ -206,7 +206,7 @@ def write_hdf5(path: Path, spec: SweepSpec, rows: list[ResultRow]) -> None:
         group = f.create_group("rows")
         for name in ("point_id", "repeat", "seed", "wall_s", "status", "error"):
             _put(group, name, columns[name])
-        for metric in METRICS:
+        for metric in spec.stored_metrics():
             _put(group, f"metric_{metric}", columns[metric])
         for k, axis in enumerate(spec.axes):  # the axis values of each row, for readers without the spec
             _put(group, f"axis_{k}", columns[axis]).attrs["path"] = axis
@@ -229,7 +229,7 @@ def _columns(spec: SweepSpec, rows: list[ResultRow]) -> dict[str, np.ndarray]:
         "status": np.array([r.status for r in rows], str),
         "error": np.array([r.error for r in rows], str),
     }
-    for metric in METRICS:
+    for metric in spec.stored_metrics():
         columns[metric] = np.array([r.metrics.get(metric, np.nan) for r in rows], np.float64)
     for axis, values in spec.axes.items():
         numeric = _numeric(values)
@@ -266,9 +266,10 @@ def _stored_rows(f: h5py.File, path: Path) -> tuple[SweepSpec, list[ResultRow]]:
     ints = {name: _dataset(group, name, "i", path, n)[:].tolist() for name in ("point_id", "repeat", "seed")}
     wall_s = _dataset(group, "wall_s", "f", path, n)[:].tolist()
     texts = {name: _dataset(group, name, "S", path, n).asstr()[:].tolist() for name in ("status", "error")}
-    metrics = {m: _dataset(group, f"metric_{m}", "f", path, n)[:].tolist() for m in METRICS}
+    names = spec.stored_metrics()
+    metrics = {m: _dataset(group, f"metric_{m}", "f", path, n)[:].tolist() for m in names}
     return spec, [ResultRow(ints["point_id"][i], ints["repeat"][i], ints["seed"][i], wall_s[i], texts["status"][i],
-                            {m: metrics[m][i] for m in METRICS if texts["status"][i] == OK}, texts["error"][i])
+                            {m: metrics[m][i] for m in names if texts["status"][i] == OK}, texts["error"][i])
                   for i in range(n)]  # fmt: skip
 
 
@@ -320,12 +321,18 @@ def _check_row(row: ResultRow, spec: SweepSpec, where: str) -> None:
         problem = f"wall time {row.wall_s!r} is not a finite number >= 0"
     elif not isinstance(row.metrics, dict) or (row.status == OK and not all(_fraction(row.metrics.get(m)) for m in METRICS)):
         problem = f"metrics {row.metrics!r} are not fractions in [0, 1]"
+    elif row.status == OK and not all(_non_negative(row.metrics.get(m)) for m in spec.stored_metrics() if m not in METRICS):
+        problem = f"metrics {row.metrics!r}: energy and latency must be finite numbers >= 0"
     if problem:
         raise StoreError(f"{where}: {problem}")
 
 
 def _fraction(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _non_negative(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def _spec_of(spec_json, where: Path) -> SweepSpec:

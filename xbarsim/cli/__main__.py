@@ -1,0 +1,5 @@
+"""``python -m xbarsim.cli``."""
+
+from . import main
+
+raise SystemExit(main())
