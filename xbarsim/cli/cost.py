@@ -20,7 +20,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     cost = measure_cost(model, x)
     cfg = model.chip.cfg
     if args.json:
-        layers = [{**dataclasses.asdict(layer), "counts": dataclasses.asdict(layer.counts)} for layer in cost.layers]
+        layers = [dataclasses.asdict(layer) for layer in cost.layers]
         print(json.dumps({"chip_file": str(args.chip_file), "chip": cfg.name, "data": split.name, "samples": cost.samples,
                           "cost_table": cfg.cost.model_dump(), "layers": layers, "totals": cost.totals()}, indent=2))  # fmt: skip
         return 0
