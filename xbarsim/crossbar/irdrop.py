@@ -23,22 +23,55 @@ outputs, the unused devices off, so its lines are as long as the block. G+ and G
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .grid import TileGrid
+from .jit import JIT_OPTIONS
 
 _SIEMENS_PER_US = 1e-6
 
 
+@njit(**JIT_OPTIONS)
+def _sums_along_wires(g: np.ndarray, out: np.ndarray) -> None:
+    """out (rows, cols) float64 = A + B of one array g (rows, cols) (module doc), in uS: two passes, prefix sums.
+
+    A_ij = C1_ij + (j + 1) (T_i - C0_ij) with the row prefix sums C0 = sum_{j' <= j} G_ij', C1 = sum_{j' <= j}
+    G_ij' (j' + 1) and row total T_i; B_ij = (n - i) D0_ij + W_j - D1_ij with the column prefix sums
+    D0 = sum_{i' <= i} G_i'j, D1 = sum_{i' <= i} G_i'j (n - i') and W_j = D1 at i = n - 1.
+    """
+    n, m = g.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(m):
+            total += g[i, j]
+        c0 = 0.0
+        c1 = 0.0
+        for j in range(m):
+            gij = np.float64(g[i, j])
+            c0 += gij
+            c1 += gij * (j + 1)
+            out[i, j] = c1 + (j + 1) * (total - c0)
+    d0 = np.zeros(m)
+    d1 = np.zeros(m)
+    w = np.zeros(m)
+    for i in range(n):
+        for j in range(m):
+            w[j] += np.float64(g[i, j]) * (n - i)
+    for i in range(n):
+        to_end = n - i
+        for j in range(m):
+            gij = np.float64(g[i, j])
+            d0[j] += gij
+            d1[j] += gij * to_end
+            out[i, j] += to_end * d0[j] + w[j] - d1[j]
+
+
 def attenuation(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
     """r (A + B) of every device of one array (rows, cols), float64, dimensionless (see the module doc)."""
-    g = np.asarray(g_us, np.float64)
-    n, m = g.shape
-    col = np.arange(1, m + 1, dtype=np.float64)  # j + 1
-    a = np.cumsum(g * col, axis=1) + col * (g.sum(axis=1, keepdims=True) - np.cumsum(g, axis=1))
-    to_end = np.arange(n, 0, -1, dtype=np.float64)[:, None]  # n - i: segments from row i to the output
-    weighted = g * to_end
-    b = to_end * np.cumsum(g, axis=0) + (weighted.sum(axis=0, keepdims=True) - np.cumsum(weighted, axis=0))
-    return (r_ohm * _SIEMENS_PER_US) * (a + b)
+    g = np.ascontiguousarray(g_us, np.float32)
+    sums = np.empty(g.shape, np.float64)
+    _sums_along_wires(g, sums)
+    return (r_ohm * _SIEMENS_PER_US) * sums
 
 
 def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
