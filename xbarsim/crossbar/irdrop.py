@@ -13,8 +13,8 @@ matrix. To first order in r (zeroth-order cell currents G_ij V_i flowing through
 with n rows, indices from 0, r G in ohm x siemens. The attenuation r (A_ij + B_ij) of device (i, j) depends on
 its position and on the currents of the devices that share its wires; it does not depend on the input. We use
 the equivalent ``G_ij / (1 + r (A_ij + B_ij))``: the same first order, exact for a single device, and never
-negative. Error O(delta^2) with delta = max_ij r (A_ij + B_ij); valid for delta << 1 (delta <= 0.05 keeps the
-output error under ~0.3% of full scale on the tested arrays).
+negative. Error O(delta^2) with delta = max_ij r (A_ij + B_ij) (``max_attenuation``): below ~0.1 delta^2 of the
+full-scale output against the exact solver, so valid while delta <~ 0.3 (error < 1%).
 
 Each tile is its own array; a block smaller than the tile sits in the corner nearest the drivers and the
 outputs, the unused devices off, so its lines are as long as the block. G+ and G- sit on two arrays.
