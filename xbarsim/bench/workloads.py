@@ -15,7 +15,7 @@ TILE_CASES: dict[str, dict] = {
         "device.read_noise": {"kind": "additive", "sigma": 0.5},
         "tile.out_noise": 0.04,
     },
-    "8-bit + additive read noise + wire resistance (1 ohm)": {
+    "8-bit + additive + wire resistance (1 ohm)": {
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "additive", "sigma": 0.5},
         "tile.out_noise": 0.04,
