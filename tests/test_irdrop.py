@@ -7,6 +7,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.config import ConfigError
@@ -92,6 +94,20 @@ def test_first_order_model_matches_the_solver(shape, r_over_r):
         wires_ignored = np.abs(x @ g - x @ exact).max() / full_scale
         assert model_error <= 0.15 * delta**2, (name, model_error, delta)
         assert model_error <= 0.2 * wires_ignored, (name, model_error, wires_ignored)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 12), cols=st.integers(1, 12), r_ohm=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31))
+def test_wires_only_ever_attenuate_and_more_resistance_attenuates_more(rows, cols, r_ohm, seed):
+    g = np.random.default_rng(seed).uniform(0, G_MAX_US, (rows, cols))
+    seen = irdrop.array_conductances(g, r_ohm)
+    more = irdrop.array_conductances(g, 2 * r_ohm)
+    assert np.all(seen <= g) and np.all(more <= seen) and np.all(more >= 0)
+    assert np.all(irdrop.attenuation(g, 2 * r_ohm) == pytest.approx(2 * irdrop.attenuation(g, r_ohm), rel=1e-12))
+    # the exact network: node voltages lie between 0 and the input, so no response is negative, and with every input
+    # at 1 V no cell carries more than G (sneak paths may still give M_ij > G_ij for a tiny G_ij)
+    exact = solver.effective_conductances(g, r_ohm)
+    assert np.all(exact >= -1e-9 * G_MAX_US) and np.all(exact.sum(axis=0) <= g.sum(axis=0) * (1 + 1e-9))
 
 
 def _wired(cfg: ChipConfig, r_ohm: float) -> ChipConfig:
