@@ -287,6 +287,15 @@ class TileConfig(_Strict):
         ),
     )  # fmt: skip
 
+    wire_resistance_ohm: float = Field(
+        0.0, ge=0, le=1e3,
+        description=(
+            "resistance of one wire segment between neighbouring cells of a word line or a bit line, ohm "
+            "(0 = ideal wires, off); read through its first-order model, valid while the attenuation it "
+            "reports is small (docs/physics.md)"
+        ),
+    )  # fmt: skip
+
     @model_validator(mode="after")
     def _adc_range(self) -> TileConfig:
         if self.adc.range == "dynamic":

@@ -15,6 +15,12 @@ TILE_CASES: dict[str, dict] = {
         "device.read_noise": {"kind": "additive", "sigma": 0.5},
         "tile.out_noise": 0.04,
     },
+    "8-bit + additive + wire resistance (1 ohm)": {
+        **_CONVERTERS_8BIT,
+        "device.read_noise": {"kind": "additive", "sigma": 0.5},
+        "tile.out_noise": 0.04,
+        "tile.wire_resistance_ohm": 1.0,
+    },
     "8-bit + PCM read noise (output_referred)": {
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "pcm"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import device, kernels, rng
+from . import device, irdrop, kernels, rng
 from .converters import SQ_LANES
 from .grid import TileGrid
 from .kernels import block_products, padded_rows
@@ -139,6 +139,8 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     gain = np.repeat(tiles.scales, np.diff(grid.row_edges), axis=0) if unscaled else None
     out_scales = np.ones_like(tiles.scales) if unscaled else tiles.scales
     g_read = device.epoch_conductances(tiles.g_now, tiles.g_prog, dev, tiles.t_s, tiles.seed, tiles.epoch)
+    if cfg.tile.wire_resistance_ohm > 0:  # the first-order model, itself tested against the exact nodal solver
+        g_read = irdrop.seen_conductances(g_read, grid, cfg.tile.wire_resistance_ohm)
     g_t = (g_read[0] - g_read[1]) / span
     if unscaled:
         g_t = g_t * gain

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import compensation, converters, device, kernels, patches, rng, threads, workspace
+from . import compensation, converters, device, irdrop, kernels, patches, rng, threads, workspace
 from .inputs import InputRows, PatchRows
 from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
@@ -125,6 +125,8 @@ class TileArray:
         dev = self.cfg.device
         g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
         g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        if self.cfg.tile.wire_resistance_ohm > 0:
+            g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
         self._set_conductances(g_now, g_read)
 
     # ------------------------------------------------------------------ drift compensation
