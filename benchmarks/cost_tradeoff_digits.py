@@ -13,20 +13,16 @@ Prints markdown tables and writes benchmarks/results/cost_tradeoff_digits.png.
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import studylib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import studylib  # noqa: E402
-from xbarsim import ChipConfig, map_model  # noqa: E402
-from xbarsim.crossbar import irdrop  # noqa: E402
-from xbarsim.mapping.cost import ChipCost, cost_since, counter_snapshot  # noqa: E402
-from xbarsim.models import data, zoo  # noqa: E402
-from xbarsim.models.training import TrainConfig, accuracy  # noqa: E402
-from xbarsim.sweeps.plots import save_figure  # noqa: E402
+from xbarsim import ChipConfig, map_model
+from xbarsim.crossbar import irdrop
+from xbarsim.mapping.cost import ChipCost, cost_since, counter_snapshot
+from xbarsim.models import data, zoo
+from xbarsim.models.training import TrainConfig, accuracy
+from xbarsim.sweeps.plots import pyplot, save_figure
 
 ADC_BITS = (4, 5, 6, 7, 8)
 TILES = (128, 256, 512)
@@ -49,7 +45,7 @@ def measure(model: torch.nn.Module, split: data.DataSplit, cfg: ChipConfig, chip
 
 def plot(results: dict, path: str) -> str:
     """Accuracy against energy per inference, one line per (tile, wires) through the ADC resolutions."""
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = pyplot().subplots(figsize=(7.5, 5))
     for (tile, wire), cells in results.items():
         energy = [cells[bits][1].energy_pj * 1e-3 for bits in ADC_BITS]
         mean = [100 * cells[bits][0].mean() for bits in ADC_BITS]

@@ -12,7 +12,7 @@ import numpy as np
 from .metrics import NoiseCurve, NoMidpointError
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -50,7 +50,7 @@ def log_spaced(values: list) -> bool:
 def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: str = "", level_name: str = "sigma") -> Path:
     """Accuracy vs noise level (mean ± std over repeats) per labelled curve, with the logistic
     fit and its midpoint where one exists; written as PNG or PDF by the file's suffix."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, curve in curves.items():
         try:
@@ -81,7 +81,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
     a heat map when it has two or more axes, noise curves (the kind named) when it has a noise axis.
     ``path`` names the first figure; the others get suffixes. Returns the files written."""
     from .report import noise_curves, summarize
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     spec = results.spec
     noise_axis = spec.noise_axis
@@ -143,7 +143,7 @@ def plot_accuracy_energy(results, x_axis: str, line_axis: str | None, path: str 
     the first value of a noise axis."""
     from .report import summarize
 
-    plt = _pyplot()
+    plt = pyplot()
     spec = results.spec
     noise_axis = spec.noise_axis
     pairs = [(s, e.mean) for s, e in zip(summarize(results), summarize(results, "energy_per_inference"))
