@@ -1,0 +1,80 @@
+"""The fast set-up paths (program, drift, read epochs, chip-file reload) give the same chip as before.
+
+PINNED holds CRC-32 fingerprints of the device state computed by xbarsim before the set-up paths were
+rewritten (fused, chunked and threaded): the same seed must still give the same chip, bit for bit.
+Only the device state is pinned (programmed, drifted and per-epoch conductances and what the kernels
+derive from them), not MVM outputs, whose kernels change independently.
+"""
+
+import zlib
+
+import numpy as np
+import pytest
+
+from xbarsim.config import ChipConfig
+from xbarsim.crossbar.tile import TileArray
+
+CASES = {
+    "pcm-large": ("pcm", {"tile.rows": 512, "tile.cols": 512}, (700, 300)),
+    "ideal": ("ideal", {}, (70, 130)),
+    "pcm": ("pcm", {}, (70, 130)),
+    "aihwkit": ("aihwkit", {}, (70, 130)),
+    "rram": ("rram", {}, (70, 130)),
+    "gaussian": ("gaussian", {}, (70, 130)),
+    "pcm-per-device": ("pcm", {"tile.read_noise_path": "per_device", "device.read_noise": {"kind": "pcm"}}, (70, 130)),
+    "pcm-faults": ("pcm", {"drift_compensation": "column", "device.faults.p_on": 0.01, "device.faults.p_off": 0.02}, (70, 130)),
+    "rram-combined": ("rram", {"device.read_noise": {"kind": "combined", "parts": [
+        {"kind": "proportional", "sigma": 0.02, "time": "per_epoch"}, {"kind": "additive", "sigma": 0.3}]}}, (70, 130)),
+    "lognormal": ("rram", {"device.drift": {"kind": "lognormal", "sigma": 0.2, "sigma_per_decade": 0.1}}, (70, 130)),
+    "power-law": ("gaussian", {"device.drift": {"kind": "power_law", "nu_mean": 0.05, "nu_std": 0.02},
+                               "device.write_noise": {"kind": "absolute", "sigma": 0.4}}, (70, 130)),
+}  # fmt: skip
+
+
+def crc(*arrays) -> int:
+    value = 0
+    for array in arrays:
+        if array is not None:
+            value = zlib.crc32(np.ascontiguousarray(array), value)
+    return value
+
+
+def state_crc(tiles: TileArray) -> int:
+    """The conductances now and as the kernels use them."""
+    return crc(tiles.g_now, tiles.gdiff_t, tiles.read_var_t, *(tiles.read_sigma_t or ()), np.float32(tiles.read_var_const))
+
+
+def fingerprint(case: str) -> list[int]:
+    preset, values, shape = CASES[case]
+    cfg = ChipConfig.preset(preset).with_values({"tile.rows": 48, "tile.cols": 40, **values})
+    weights = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    tiles = TileArray.from_weights(weights, cfg, seed=11)
+    prints = [crc(tiles.g_prog, tiles.stuck), state_crc(tiles)]
+    tiles.drift(3600.0)
+    prints.append(state_crc(tiles))
+    tiles.new_read_epoch()
+    prints.append(state_crc(tiles))
+    tiles.program(12)
+    tiles.drift(1e6)
+    prints += [crc(tiles.g_prog, tiles.stuck), state_crc(tiles)]
+    return prints
+
+
+PINNED: dict[str, list[int]] = {
+    "pcm-large": [2710680017, 3995538438, 1197141970, 3035266627, 353626150, 1023407831],
+    "ideal": [2187006574, 919339260, 919339260, 919339260, 2187006574, 919339260],
+    "pcm": [78680072, 3291653831, 1659148967, 1364012577, 4294430600, 1004575943],
+    "aihwkit": [2104674902, 3786400007, 1605336199, 3890653656, 664469290, 3888047357],
+    "rram": [895873023, 1932971550, 3041459838, 3041459838, 3498730914, 2365656591],
+    "gaussian": [3909186298, 40382506, 40382506, 40382506, 3935700930, 3201726556],
+    "pcm-per-device": [78680072, 2465502769, 3172652715, 3172652715, 4294430600, 2380178163],
+    "pcm-faults": [1292807529, 742818979, 4103547391, 2094969556, 1457120306, 3695771039],
+    "rram-combined": [895873023, 1125353902, 1385676284, 2411821994, 3498730914, 2063450977],
+    "lognormal": [895873023, 2585775705, 2488654762, 2488654762, 3498730914, 3091316096],
+    "power-law": [1304993439, 3418762083, 3164082501, 3164082501, 307893562, 852178066],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_same_seed_gives_the_same_chip_as_before(case):
+    assert fingerprint(case) == PINNED[case]
