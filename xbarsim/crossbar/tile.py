@@ -351,14 +351,19 @@ class TileArray:
     STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
 
     def state(self) -> dict:
-        """Everything needed to rebuild this array exactly: arrays and scalars."""
+        """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
+        compensation's probe reference and gain (None when there are none) so that a rebuild
+        need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
-        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch}
+        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
+                "reference": self.reference, "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
-        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped."""
+        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
+        The drift compensation's reference and gain are taken from the state when it has a
+        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
@@ -382,6 +387,9 @@ class TileArray:
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
         tiles._move_to(float(state["t_s"]))
-        tiles.take_reference()
+        if "reference" in state:
+            tiles.reference, tiles.gain = state["reference"], state["gain"]
+        else:
+            tiles.take_reference()
         tiles.reads = int(state["reads"])
         return tiles
