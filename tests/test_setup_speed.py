@@ -78,3 +78,100 @@ PINNED: dict[str, list[int]] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_same_seed_gives_the_same_chip_as_before(case):
     assert fingerprint(case) == PINNED[case]
+
+
+# ---------------------------------------------------------------- chip files: reload without re-reading the probe
+RELOAD_CASES = {
+    "ideal": ("ideal", {}),
+    "pcm": ("pcm", {}),  # per-epoch PCM read noise, global drift compensation
+    "aihwkit": ("aihwkit", {}),
+    "rram": ("rram", {}),
+    "gaussian": ("gaussian", {}),
+    "pcm-column-per-device": ("pcm", {"drift_compensation": "column", "tile.read_noise_path": "per_device",
+                                      "device.read_noise": {"kind": "pcm"}}),
+    "rram-compensated-per-epoch": ("rram", {"drift_compensation": "global", "device.read_noise": {"kind": "combined", "parts": [
+        {"kind": "proportional", "sigma": 0.02, "time": "per_epoch"}, {"kind": "additive", "sigma": 0.3}]}}),
+}  # fmt: skip
+
+
+def _chip(case: str, history: str):
+    import torch
+
+    from xbarsim import map_model
+    from xbarsim.models import zoo
+
+    preset, values = RELOAD_CASES[case]
+    torch.manual_seed(0)
+    cfg = ChipConfig.preset(preset).with_values({"tile.rows": 32, "tile.cols": 24, **values})
+    chip = map_model(zoo.build("lenet5", image_size=8), cfg, seed=5)
+    if history == "drifted":
+        chip.drift(3600.0)
+        chip.new_read_epoch()
+    with torch.no_grad():
+        chip(torch.rand(3, 1, 8, 8))  # advance the read counters
+    return chip
+
+
+def _assert_same_chip(loaded, chip) -> None:
+    import torch
+
+    for a, b in zip(loaded.chip.matrices(), chip.chip.matrices(), strict=True):
+        ta, tb = a.tiles, b.tiles
+        assert (ta.t_s, ta.epoch, ta.reads) == (tb.t_s, tb.epoch, tb.reads)
+        assert state_crc(ta) == state_crc(tb)
+        for name in ("reference", "gain"):
+            ours, theirs = getattr(ta, name), getattr(tb, name)
+            assert (ours is None) == (theirs is None), name
+            if ours is not None:
+                assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and np.array_equal(ours, theirs), name
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for _ in range(2):  # the outputs, and the read-noise stream after them
+            assert torch.equal(loaded(x), chip(x))
+
+
+@pytest.mark.parametrize("history", ["fresh", "drifted"])
+@pytest.mark.parametrize("case", sorted(RELOAD_CASES))
+def test_a_reloaded_chip_is_bit_identical_and_reads_no_probe(case, history, tmp_path, monkeypatch):
+    from xbarsim import load_chip
+
+    chip = _chip(case, history)
+    path = tmp_path / "chip.h5"
+    chip.save(path)
+    moves = []
+    original_move = TileArray._move_to
+
+    def counting_move(self, t_s, epoch=None):
+        moves.append(t_s)
+        original_move(self, t_s, epoch)
+
+    def no_probe(self):
+        raise AssertionError("a load with the stored reference and gain read the probe")
+
+    monkeypatch.setattr(TileArray, "_move_to", counting_move)
+    monkeypatch.setattr(TileArray, "_probe_level", no_probe)
+    loaded = load_chip(path, progress=False)
+    monkeypatch.undo()
+    assert len(moves) == len(list(chip.chip.matrices()))  # one move to t_s per array
+    _assert_same_chip(loaded, chip)
+
+
+@pytest.mark.parametrize("case", ["pcm", "pcm-column-per-device"])
+def test_a_file_without_the_stored_reference_reads_the_probe_again_to_the_same_chip(case, tmp_path):
+    """Files written before the reference and gain were stored still load, bit-identically."""
+    import h5py
+
+    from xbarsim import load_chip
+
+    chip = _chip(case, "drifted")
+    path = tmp_path / "chip.h5"
+    chip.save(path)
+    with h5py.File(path, "a") as f:
+        removed = 0
+        for layer in f["layers"].values():
+            for matrix in layer.values():
+                for name in ("drift_reference", "drift_gain"):
+                    removed += name in matrix
+                    matrix.pop(name, None)
+    assert removed == 2 * len(list(chip.chip.matrices()))
+    _assert_same_chip(load_chip(path, progress=False), chip)
