@@ -175,3 +175,18 @@ def test_a_file_without_the_stored_reference_reads_the_probe_again_to_the_same_c
                     matrix.pop(name, None)
     assert removed == 2 * len(list(chip.chip.matrices()))
     _assert_same_chip(load_chip(path, progress=False), chip)
+
+
+@pytest.mark.parametrize("g_min, g_max, mode", [(0.0, 25.0, "column"), (1.0, 100.0, "tile"), (0.3, 7.7, "layer")])
+def test_encoding_equals_the_numpy_formula_bit_for_bit(g_min, g_max, mode):
+    from xbarsim.crossbar import encode
+    from xbarsim.crossbar.grid import TileGrid
+
+    w_t = np.random.default_rng(3).standard_normal((600, 300)).astype(np.float32)
+    w_t[0, :5] = [0.0, -0.0, 1e-30, -1e-30, 3.0]
+    grid = TileGrid.for_matrix(600, 300, 256, 128)
+    scales = encode.weight_scales(w_t, grid, mode)
+    w = w_t.astype(np.float64) / encode.expand_rows(scales, grid).astype(np.float64)
+    expected = np.stack([g_min + (g_max - g_min) * np.maximum(w, 0.0), g_min + (g_max - g_min) * np.maximum(-w, 0.0)]).astype(np.float32)
+    found = encode.encode(w_t, scales, grid, g_min, g_max)
+    assert found.dtype == np.float32 and np.array_equal(found.view(np.uint32), expected.view(np.uint32))

@@ -163,11 +163,14 @@ class TileArray:
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
         span = np.float32(dev.g_max_us - dev.g_min_us)
         span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
-        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
-        if self.cfg.tile.read_noise_path == "per_device":
+        per_device = self.cfg.tile.read_noise_path == "per_device"
+        if not per_device and not device.read_noise_parts(dev, "per_read"):
+            return  # no per-read noise: nothing to derive
+        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
