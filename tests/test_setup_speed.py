@@ -80,6 +80,17 @@ def test_the_same_seed_gives_the_same_chip_as_before(case):
     assert fingerprint(case) == PINNED[case]
 
 
+
+@pytest.mark.parametrize("workers, piece_pairs", [(1, 1 << 14), (3, 1000), (2, 7)])
+def test_the_same_chip_whatever_the_piece_size_and_thread_count(workers, piece_pairs, monkeypatch):
+    from xbarsim.crossbar import pieces
+
+    monkeypatch.setattr(pieces, "workers", lambda: workers)
+    monkeypatch.setattr(pieces, "PIECE_PAIRS", piece_pairs)
+    monkeypatch.setattr(pieces, "_pool", None)  # a pool of this many threads
+    for case in ("pcm-large", "pcm-faults", "rram-combined") if piece_pairs > 100 else ("pcm-faults",):
+        assert fingerprint(case) == PINNED[case], case
+
 # ---------------------------------------------------------------- chip files: reload without re-reading the probe
 RELOAD_CASES = {
     "ideal": ("ideal", {}),

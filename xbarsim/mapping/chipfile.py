@@ -151,9 +151,11 @@ def signed_targets(g_target: np.ndarray, g_min: float) -> np.ndarray:
 def targets_from_signed(targets: np.ndarray, g_min: float) -> np.ndarray:
     """The inverse of ``signed_targets``: (2, n_in, n_out) float32."""
     targets = targets.astype(np.float32, copy=False)
-    floor = np.float32(g_min)
+    g = np.full((2,) + targets.shape, np.float32(g_min))
     positive = targets >= 0
-    return np.stack([np.where(positive, targets, floor), np.where(positive, floor, -targets)])
+    np.copyto(g[0], targets, where=positive)
+    np.negative(targets, out=g[1], where=~positive)
+    return g
 
 
 def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
