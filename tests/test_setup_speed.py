@@ -201,3 +201,12 @@ def test_encoding_equals_the_numpy_formula_bit_for_bit(g_min, g_max, mode):
     expected = np.stack([g_min + (g_max - g_min) * np.maximum(w, 0.0), g_min + (g_max - g_min) * np.maximum(-w, 0.0)]).astype(np.float32)
     found = encode.encode(w_t, scales, grid, g_min, g_max)
     assert found.dtype == np.float32 and np.array_equal(found.view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_forked_child_evaluates_the_device_laws_on_its_own_threads():
+    """The parent's piece threads do not exist in a forked child: it must start its own pool, not wait forever."""
+    import multiprocessing
+
+    fingerprint("pcm-large")  # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(fingerprint, ("pcm-large",)).get(timeout=300) == PINNED["pcm-large"]

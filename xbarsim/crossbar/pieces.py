@@ -11,6 +11,7 @@ the piece's devices, so the result is the same bit for bit, whatever the piece s
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,15 @@ _pool_lock = threading.Lock()
 def workers() -> int:
     """Threads used for the pieces: Numba's thread count (NUMBA_NUM_THREADS), so one setting caps both."""
     return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, so start a new pool when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _executor() -> ThreadPoolExecutor:
