@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from xbarsim.bench import worker
+from xbarsim.bench import model, worker
 from xbarsim.bench.process import run_job
 from xbarsim.cli import main
 
@@ -33,8 +33,19 @@ def test_the_torch_baseline_runs_alone_without_xbarsim_kernels():
 
 def test_a_chip_model_job_reports_set_up_cold_and_warm_figures():
     result = worker.chip_model_job({"model": "lstm", "batch": 1, "preset": "pcm", "seconds": 0})
-    assert result["map_program_s"] > 0 and result["cold_s"] > 0 and result["warm_s"] > 0
+    assert result["cold_s"] > 0 and result["warm_s"] > 0
+    for key in ("map_program_cold_s", "map_program_s", "drift_s", "program_seed_s", "save_s", "load_s"):
+        assert result[key] > 0, key
     assert result["chip_file_mb"] > 1  # 2x256 LSTM: 4 matrices of about 1 M weights between them
+
+
+def test_the_model_table_shows_the_set_up_steps():
+    row = {"model": "resnet18", "workload": "3x32x32 images", "preset": "pcm", "batch": 64, "chip_items_per_s": 10.0,
+           "torch_items_per_s": 200.0, "ratio": 0.05, "chip_cold_s": 3.0, "torch_cold_s": 0.5, "map_program_cold_s": 4.25,
+           "map_program_s": 1.5, "drift_s": 0.75, "program_seed_s": 1.25, "save_s": 0.5, "load_s": 2.5, "chip_file_mb": 45.2}
+    table = model.format_table({"rows": [row]})
+    assert "set-up" in table and "new seed" in table
+    assert "4.25s" in table and "0.75s" in table and "1.25s" in table and "2.50s" in table and "45.2MB" in table
 
 
 def test_unknown_benchmark_models_and_cases_are_refused(capsys):

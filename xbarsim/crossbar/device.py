@@ -3,6 +3,9 @@
 Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Every random draw
 comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j
 (the pair's first normal for G+, the second for G-), so a draw does not depend on the tiling.
+The whole-array functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``)
+evaluate their law in pieces of device pairs on several threads (``pieces.map_pairs``): the same
+values, faster.
 """
 
 from __future__ import annotations
@@ -26,16 +29,17 @@ from ..config import (
     ProportionalWriteNoise,
     StuckAtFaults,
 )
-from . import rng
+from . import pieces, rng
 
 STUCK_ON = 1
 STUCK_OFF = -1
 
 
-def device_normals(seed: int, purpose: int, shape: tuple[int, int, int], index: int = 0) -> np.ndarray:
-    """Standard normals, float32, one per device of a (2, n_in, n_out) array (stream index ``index``)."""
-    _, n_in, n_out = shape
-    return rng.normals(rng.stream_key(seed, purpose, index), n_in * n_out).reshape(shape)
+def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int = 0, first: int = 0) -> np.ndarray:
+    """Standard normals, float32, one per device of a (2, ...) array (stream index ``index``) whose
+    first device pair is pair ``first`` of its matrix (a piece of it; 0 for a whole matrix)."""
+    pairs = int(np.prod(shape[1:]))
+    return rng.normals(rng.stream_key(seed, purpose, index), pairs, first, serial=True).reshape(shape)
 
 
 def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
@@ -53,13 +57,13 @@ def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def stuck_faults(faults: StuckAtFaults, shape: tuple[int, int, int], seed: int) -> np.ndarray:
-    """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device."""
+def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0) -> np.ndarray:
+    """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device of a
+    (2, ...) array whose first pair is pair ``first`` of its matrix."""
     stuck = np.zeros(shape, np.int8)
     if faults.p_on == 0 and faults.p_off == 0:
         return stuck
-    _, n_in, n_out = shape
-    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), n_in * n_out).reshape(shape)
+    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
     stuck[u < faults.p_on] = STUCK_ON
     stuck[(u >= faults.p_on) & (u < faults.p_on + faults.p_off)] = STUCK_OFF
     return stuck
@@ -71,60 +75,73 @@ def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.n
     ``G = max(0, G_target + std(G_target) * n)``; stuck devices sit at g_max (on) or g_min (off).
     Returns (programmed conductances float32, stuck codes int8).
     """
+    g, stuck = pieces.map_pairs(lambda first, target: _program_pairs(target, device, seed, first), [g_target], [np.float32, np.int8])
+    return g, stuck
+
+
+def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
     std = write_noise_std(g_target, device.write_noise, device.g_max_us)
     if np.any(std > 0):
-        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape)
+        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape, first=first)
         g = np.maximum(g_target + (std * z).astype(np.float32), np.float32(0.0))
     else:
         g = g_target.astype(np.float32, copy=True)
-    stuck = stuck_faults(device.faults, g_target.shape, seed)
+    stuck = stuck_faults(device.faults, g_target.shape, seed, first)
     g[stuck == STUCK_ON] = device.g_max_us
     g[stuck == STUCK_OFF] = device.g_min_us
     return g.astype(np.float32, copy=False), stuck
 
 
-def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray | None:
-    """Multiplicative drift ``G(t) / G_prog`` per device (float64), or None without drift.
+def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
+    """Multiplicative drift ``G(t) / G_prog`` per device (float64) of a (2, ...) array whose first
+    pair is pair ``first`` of its matrix, or None where it is 1 everywhere (no drift; power_law and
+    pcm at t = 0, where 1^(-nu) = 1 exactly).
 
     lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
     The per-device draws come from one stream, so drift at any t is one consistent trajectory.
     """
     law = device.drift
-    if isinstance(law, NoDrift):
-        return None
     t0 = device.t0_s
-    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape).astype(np.float64)
+    if not drifts(device, t_s):
+        return None
+    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first).astype(np.float64)
     if isinstance(law, LogNormalDrift):
         s = law.sigma + law.sigma_per_decade * np.log10((t_s + t0) / t0)
         return np.exp(s * z)
     if isinstance(law, PowerLawDrift):
         nu = np.maximum(law.nu_mean + law.nu_std * z, 0.0)
     elif isinstance(law, PCMDrift):
-        nu = law.scale * np.abs(pcm_drift_mean(g_prog, device.g_max_us) + pcm_drift_std(g_prog, device.g_max_us) * z)
+        mean, std = pcm_drift_moments(g_prog, device.g_max_us)
+        nu = law.scale * np.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
     return ((t_s + t0) / t0) ** (-nu)
 
 
-def pcm_drift_mean(g: np.ndarray, g_max: float) -> np.ndarray:
-    """Mean drift exponent of IBM's PCM model for conductance g (uS)."""
-    gh = np.maximum(g.astype(np.float64) / g_max, 1e-7)
-    return np.clip(-0.0155 * np.log(gh) + 0.0244, 0.049, 0.1)
+def drifts(device: DeviceConfig, t_s: float) -> bool:
+    """Whether conductances at t_s differ from the programmed ones (power-law laws start at 1)."""
+    law = device.drift
+    return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
 
 
-def pcm_drift_std(g: np.ndarray, g_max: float) -> np.ndarray:
-    """Device-to-device std of the drift exponent in IBM's PCM model."""
-    gh = np.maximum(g.astype(np.float64) / g_max, 1e-7)
-    return np.clip(-0.0125 * np.log(gh) - 0.0059, 0.008, 0.045)
+def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and device-to-device std of the drift exponent in IBM's PCM model for conductance g (uS)."""
+    log_gh = np.log(np.maximum(g.astype(np.float64) / g_max, 1e-7))
+    return np.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), np.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
 
 
 def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
     """Conductances t_s seconds after programming (float32); stuck devices do not drift."""
     if t_s < 0 or not np.isfinite(t_s):
         raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
-    factor = drift_factor(g_prog, device, t_s, seed)
-    if factor is None:
+    if not drifts(device, t_s):
         return g_prog.copy()
+    (g,) = pieces.map_pairs(lambda first, g0, s0: (_drifted_pairs(g0, s0, device, t_s, seed, first),), [g_prog, stuck], [np.float32])
+    return g
+
+
+def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
+    factor = drift_factor(g_prog, device, t_s, seed, first)
     g = (g_prog * factor).astype(np.float32)
     g[stuck != 0] = g_prog[stuck != 0]
     return g
@@ -155,9 +172,17 @@ def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.n
         return np.zeros_like(g)
     if len(parts) == 1 and isinstance(parts[0], AdditiveReadNoise):
         return np.full_like(g, parts[0].sigma)
+    g_prog = g if g_prog is None else g_prog
+    if g.ndim >= 2 and g.shape[0] == 2:
+        return pieces.map_pairs(lambda _, g0, p0: (_read_noise_variance(parts, g0, device, t_s, p0),), [g, g_prog], [np.float32])[0]
+    return _read_noise_variance(parts, g, device, t_s, g_prog)
+
+
+def _read_noise_variance(parts: list, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
+    """sqrt of the summed variance of ``parts`` (float32)."""
     variance = np.zeros(g.shape, np.float64)
     for noise in parts:
-        variance += _term_std(noise, g, device, t_s, g if g_prog is None else g_prog) ** 2
+        variance += _term_std(noise, g, device, t_s, g_prog) ** 2
     return np.sqrt(variance).astype(np.float32)
 
 
@@ -186,8 +211,13 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
     """The conductances that every read of read epoch ``epoch`` sees (float32, uS):
     ``max(0, G + std_epoch * n)``, n ~ N(0, 1) per device drawn from (seed, epoch), with the std of
     the per_epoch read-noise terms at t_s; G itself when there are none."""
-    if not read_noise_parts(device, "per_epoch"):
+    parts = read_noise_parts(device, "per_epoch")
+    if not parts:
         return g
-    std = read_noise_std(g, device, t_s, g_prog, "per_epoch")
-    z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g.shape, epoch)
-    return np.maximum(g + std * z, np.float32(0.0))
+
+    def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
+        std = read_noise_std(g0, device, t_s, p0, "per_epoch")
+        z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
+        return (np.maximum(g0 + std * z, np.float32(0.0)),)
+
+    return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]

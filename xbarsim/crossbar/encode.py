@@ -7,8 +7,11 @@ and a conductance array is (2, n_in, n_out) with [0] = G+ and [1] = G-, in uS.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
+from . import threads
 from .grid import TileGrid
+from .jit import parallel_and_serial
 
 
 def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
@@ -45,13 +48,27 @@ def expand_rows(per_block: np.ndarray, grid: TileGrid) -> np.ndarray:
 
 def encode(w_t: np.ndarray, scales: np.ndarray, grid: TileGrid, g_min: float, g_max: float) -> np.ndarray:
     """(2, n_in, n_out) float32 target conductances, uS:
-    G+ = g_min + (g_max - g_min) * max(w, 0) / scale, G- likewise with max(-w, 0)."""
-    w = w_t.astype(np.float64) / expand_rows(scales, grid).astype(np.float64)
-    span = g_max - g_min
+    G+ = g_min + (g_max - g_min) * max(w, 0) / scale, G- likewise with max(-w, 0) (in float64)."""
+    w_t = np.ascontiguousarray(w_t, np.float32)
     g = np.empty((2,) + w_t.shape, np.float32)
-    g[0] = g_min + span * np.maximum(w, 0.0)
-    g[1] = g_min + span * np.maximum(-w, 0.0)
+    block_of_row = np.repeat(np.arange(grid.shape[0]), np.diff(grid.row_edges))
+    fill = _encode_parallel if threads.use_parallel(w_t.size) else _encode_serial
+    fill(w_t, np.ascontiguousarray(scales, np.float32), block_of_row, float(g_min), float(g_max - g_min), g)
     return g
+
+
+def _encode_into(w_t, scales, block_of_row, g_min, span, out):
+    """out[:, i, j] = the pair of target conductances of w_t[i, j] (scale of row i's block)."""
+    n_in, n_out = w_t.shape
+    for i in prange(n_in):
+        p = block_of_row[i]
+        for j in range(n_out):
+            w = np.float64(w_t[i, j]) / np.float64(scales[p, j])
+            out[0, i, j] = np.float32(g_min + span * (w if w > 0.0 else 0.0))
+            out[1, i, j] = np.float32(g_min + span * (-w if w < 0.0 else 0.0))
+
+
+_encode_parallel, _encode_serial = parallel_and_serial(_encode_into)
 
 
 def normalized_difference(g: np.ndarray, g_min: float, g_max: float) -> np.ndarray:

@@ -21,11 +21,12 @@ def parallel_and_serial(func):
 
     The serial one compiles a copy of ``func`` under another qualified name: Numba's on-disk
     cache is keyed by name and line, not by the ``parallel`` flag, so the two would collide.
+    The serial one releases the GIL, so Python threads can run it side by side.
     """
     serial = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial", func.__defaults__, func.__closure__)
     serial.__qualname__ = func.__qualname__ + "_serial"
     serial.__doc__ = func.__doc__
-    return njit(parallel=True, **JIT_OPTIONS)(func), njit(**JIT_OPTIONS)(serial)
+    return njit(parallel=True, **JIT_OPTIONS)(func), njit(nogil=True, **JIT_OPTIONS)(serial)
 
 
 def dispatchers(package: str = "xbarsim") -> Iterator[tuple[str, CPUDispatcher]]:

@@ -16,6 +16,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .jit import parallel_and_serial
+
 GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
 
@@ -165,35 +167,41 @@ def uniform_pair(key, counter):
     return np.float64(h >> _S32) * 2.0**-32, np.float64(h & _LOW32) * 2.0**-32
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
-def fill_normals(key, out):
-    """Fill ``out`` (2, n) float32: column k holds the normal pair of counter k."""
+def _fill_normals(key, first, out):
+    """Fill ``out`` (2, n) float32: column k holds the normal pair of counter first + k."""
     n = out.shape[1]
     for k in prange(n):
-        z0, z1 = normal_pair(key, np.uint64(k))
+        z0, z1 = normal_pair(key, first + np.uint64(k))
         out[0, k] = z0
         out[1, k] = z1
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
-def fill_uniforms(key, out):
-    """Fill ``out`` (2, n) float64: column k holds the uniform pair of counter k."""
+def _fill_uniforms(key, first, out):
+    """Fill ``out`` (2, n) float64: column k holds the uniform pair of counter first + k."""
     n = out.shape[1]
     for k in prange(n):
-        u0, u1 = uniform_pair(key, np.uint64(k))
+        u0, u1 = uniform_pair(key, first + np.uint64(k))
         out[0, k] = u0
         out[1, k] = u1
 
 
-def normals(key: np.uint64, n_pairs: int) -> np.ndarray:
-    """(2, n_pairs) float32 standard normals of stream ``key``, counters 0..n_pairs-1."""
+# threaded (from the main thread, for whole arrays) and serial without the GIL (for pieces of an
+# array filled by several Python threads at once: the workqueue layer refuses concurrent callers)
+fill_normals, fill_normals_serial = parallel_and_serial(_fill_normals)
+fill_uniforms, fill_uniforms_serial = parallel_and_serial(_fill_uniforms)
+
+
+def normals(key: np.uint64, n_pairs: int, first: int = 0, serial: bool = False) -> np.ndarray:
+    """(2, n_pairs) float32 standard normals of stream ``key``, counters first..first+n_pairs-1;
+    ``serial``: on the calling thread only (safe from any thread)."""
     out = np.empty((2, n_pairs), np.float32)
-    fill_normals(np.uint64(key), out)
+    (fill_normals_serial if serial else fill_normals)(np.uint64(key), np.uint64(first), out)
     return out
 
 
-def uniforms(key: np.uint64, n_pairs: int) -> np.ndarray:
-    """(2, n_pairs) float64 uniforms in [0, 1) of stream ``key``, counters 0..n_pairs-1."""
+def uniforms(key: np.uint64, n_pairs: int, first: int = 0, serial: bool = False) -> np.ndarray:
+    """(2, n_pairs) float64 uniforms in [0, 1) of stream ``key``, counters first..first+n_pairs-1;
+    ``serial``: on the calling thread only (safe from any thread)."""
     out = np.empty((2, n_pairs), np.float64)
-    fill_uniforms(np.uint64(key), out)
+    (fill_uniforms_serial if serial else fill_uniforms)(np.uint64(key), np.uint64(first), out)
     return out

@@ -165,11 +165,14 @@ class TileArray:
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
         span = np.float32(dev.g_max_us - dev.g_min_us)
         span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
-        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
-        if self.cfg.tile.read_noise_path == "per_device":
+        per_device = self.cfg.tile.read_noise_path == "per_device"
+        if not per_device and not device.read_noise_parts(dev, "per_read"):
+            return  # no per-read noise: nothing to derive
+        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
@@ -353,14 +356,19 @@ class TileArray:
     STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
 
     def state(self) -> dict:
-        """Everything needed to rebuild this array exactly: arrays and scalars."""
+        """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
+        compensation's probe reference and gain (None when there are none) so that a rebuild
+        need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
-        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch}
+        return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
+                "reference": self.reference, "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
-        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped."""
+        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
+        The drift compensation's reference and gain are taken from the state when it has a
+        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
@@ -384,6 +392,9 @@ class TileArray:
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
         tiles._move_to(float(state["t_s"]))
-        tiles.take_reference()
+        if "reference" in state:
+            tiles.reference, tiles.gain = state["reference"], state["gain"]
+        else:
+            tiles.take_reference()
         tiles.reads = int(state["reads"])
         return tiles

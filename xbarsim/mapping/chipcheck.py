@@ -201,6 +201,37 @@ def check_matrix(state: dict[str, Any], bias: np.ndarray | None, bias_in_rows: b
         raise fail("bias", f"must have shape ({n_out},) and only when the bias is not stored in rows, found {bias.shape}")
 
 
+def check_compensation(stored: dict[str, np.ndarray | None], state: dict[str, Any], cfg: ChipConfig,
+                       fail: Callable[[str, str], ChipFileError]) -> dict[str, np.ndarray | None]:  # fmt: skip
+    """Check a matrix's stored drift-compensation ``reference`` and ``gain`` (1-D float arrays or None)
+    against the config and the matrix's read state; returns them as ``TileArray`` keeps them (float32,
+    0-d for global compensation)."""
+    mode = cfg.drift_compensation
+    if mode == "none":
+        found = next(key for key, value in stored.items() if value is not None)
+        raise fail(found, "is stored, but the config's drift_compensation is 'none'")
+    if stored["reference"] is None:
+        raise fail("reference", "is missing, but drift_gain is stored (a chip file stores both or neither)")
+    read_again = (state["t_s"], state["epoch"]) != (0.0, 0)
+    if (stored["gain"] is not None) != read_again:
+        raise fail("gain", "must be stored exactly when the chip was read again after programming (t_s > 0 or epoch > 0), "
+                           f"found {'one' if stored['gain'] is not None else 'none'} at t_s = {state['t_s']:g}, epoch {state['epoch']}")  # fmt: skip
+    n_out = state["g_target"].shape[2]
+    shape = (n_out,) if mode == "column" else (1,)
+    result: dict[str, np.ndarray | None] = {}
+    for key, value in stored.items():
+        if value is None:
+            result[key] = None
+            continue
+        if value.shape != shape:
+            raise fail(key, f"has shape {value.shape}, expected {shape} for {mode} drift compensation of {n_out} outputs")
+        if np.any(value < 0):
+            raise fail(key, "a probe level or gain must be >= 0")
+        value = value.astype(np.float32)
+        result[key] = value if mode == "column" else value.reshape(())
+    return result
+
+
 def check_block(layer: str, layers: set[str], spec: dict[str, Any], tensors: dict[str, np.ndarray],
                 fail: Callable[[str], ChipFileError]) -> None:  # fmt: skip
     """Check a denoising block: attached to an analog layer, a sound spec, tensors of its shapes."""

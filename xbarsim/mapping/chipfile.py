@@ -13,7 +13,7 @@ Layout (format version 2)::
     /digital/<key>    the network's remaining (digital) state_dict, one dataset per tensor
     /blocks/b<k>      a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
-        /m<k>         targets, scales, dac_bounds, adc_bounds, [bias];
+        /m<k>         targets, scales, dac_bounds, adc_bounds, [bias], [drift_reference], [drift_gain];
                       attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows, programmed_crc32
 
 ``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
@@ -21,7 +21,9 @@ number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of
 programmed state (write error, stuck devices) is not stored: it is a deterministic function of the
 targets, the device config and the matrix seed (``device.program``), regenerated on load and
 checked against ``programmed_crc32`` (CRC-32 of G_prog then the stuck codes), so a reload is
-bit-identical and the file is a quarter of the raw state (ResNet-18: 45 MB). Arrays are stored
+bit-identical and the file is a quarter of the raw state (ResNet-18: 45 MB). With drift compensation,
+``drift_reference`` and ``drift_gain`` hold the probe's reference level and the gain in use, so a load
+reads no probe (files without them, from earlier xbarsim versions, read it again). Arrays are stored
 uncompressed (noisy float32 barely compresses, and gzip costs seconds), with Fletcher-32 checksums.
 
 ``origin`` ("module:Class" of the mapped network) only words the error when the network has no
@@ -44,11 +46,12 @@ from ..atomic import atomic_write
 from ..config import ChipConfig
 from ..crossbar import device
 from ..progress import progress_bar
-from .chipcheck import ChipFileError, FileReader, check_block, check_matrix, check_targets, dumps
+from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
 
 FORMAT = "xbarsim-chip"
 FORMAT_VERSION = 2
 TILE_ARRAYS = ("scales", "dac_bounds", "adc_bounds")  # stored as TileArray.state() has them
+COMPENSATION = {"reference": "drift_reference", "gain": "drift_gain"}  # TileArray.state() key -> dataset
 _STORAGE = {"chunks": True, "fletcher32": True}  # checksums catch corruption
 
 __all__ = ["ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "BlockRecord", "read_chip", "write_chip"]
@@ -129,6 +132,9 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
             m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch")})
             m.attrs["bias_in_rows"] = matrix.bias_in_rows
             m.attrs["programmed_crc32"] = programmed_checksum(state["g_prog"], state["stuck"])
+            for key, name in COMPENSATION.items():
+                if state.get(key) is not None:
+                    m.create_dataset(name, data=np.atleast_1d(state[key]).astype(np.float32), **_STORAGE)
             if matrix.bias is not None:
                 m.create_dataset("bias", data=matrix.bias)
 
@@ -145,9 +151,11 @@ def signed_targets(g_target: np.ndarray, g_min: float) -> np.ndarray:
 def targets_from_signed(targets: np.ndarray, g_min: float) -> np.ndarray:
     """The inverse of ``signed_targets``: (2, n_in, n_out) float32."""
     targets = targets.astype(np.float32, copy=False)
-    floor = np.float32(g_min)
+    g = np.full((2,) + targets.shape, np.float32(g_min))
     positive = targets >= 0
-    return np.stack([np.where(positive, targets, floor), np.where(positive, floor, -targets)])
+    np.copyto(g[0], targets, where=positive)
+    np.negative(targets, out=g[1], where=~positive)
+    return g
 
 
 def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
@@ -225,10 +233,10 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     def dataset(key: str) -> np.ndarray:
         return reader.array(reader.dataset(group, key, where), f"{layer}, dataset {label}/{key}", "f")
 
-    unexpected = sorted(set(group) - {"targets", *TILE_ARRAYS, "bias"})
+    unexpected = sorted(set(group) - {"targets", *TILE_ARRAYS, "bias", *COMPENSATION.values()})
     if unexpected:
         raise reader.error(where, f"unexpected members {unexpected[:4]} (format version {FORMAT_VERSION} stores targets, "
-                                  f"{', '.join(TILE_ARRAYS)} and bias)")  # fmt: skip
+                                  f"{', '.join(TILE_ARRAYS)}, bias and {' and '.join(COMPENSATION.values())})")  # fmt: skip
     targets = dataset("targets")
     check_targets(targets, cfg.device, lambda problem: fail("targets", problem))
     state: dict[str, Any] = {"g_target": targets_from_signed(targets, cfg.device.g_min_us)}
@@ -240,6 +248,9 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     checksum = reader.int_attr(group, "programmed_crc32", where)
     bias = dataset("bias") if "bias" in group else None
     check_matrix(state, bias, bias_in_rows, cfg, fail)
+    if any(name in group for name in COMPENSATION.values()):  # absent in files of earlier versions: read the probe again
+        stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
+        state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
     state["g_prog"], state["stuck"] = device.program(state["g_target"], cfg.device, state["seed"])
     if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
         raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "

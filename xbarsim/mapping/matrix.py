@@ -29,7 +29,7 @@ class AnalogMatrix:
         w = weight.detach().to("cpu", torch.float32)
         b = None if bias is None else bias.detach().to("cpu", torch.float32)
         for label, tensor in (("weights", w), ("bias", b)):
-            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            if tensor is not None and not np.isfinite(tensor.numpy()).all():  # NumPy: torch's threads fight BLAS on a busy machine
                 raise ValueError(f"layer {name!r}: {label} contain NaN or Inf")
         in_rows = b is not None and cfg.mapping.bias == "rows"
         matrix = torch.cat([w, b[:, None]], dim=1) if in_rows else w
