@@ -2,8 +2,10 @@
 
 Used only by tests. It follows docs/physics.md step by step, with its own NumPy version of the
 counter-based normals, and does float32 arithmetic in the same order as the kernels, so the two
-agree bit for bit. The block products call NumPy's BLAS in the same fixed row chunks as the
-kernels do (``kernels.block_products``), since BLAS results depend on the call's shape.
+agree bit for bit. The block products call NumPy's BLAS with the same shapes as the kernels do
+(``kernels.block_products``: one call per row block), since BLAS results depend on the call's
+shape; a chip without converters or noise reads in one GEMM with the output scales folded into
+the conductances, as ``readout`` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 from . import device, kernels, rng
 from .converters import SQ_LANES
 from .grid import TileGrid
-from .kernels import block_products, padded_rows
+from .encode import expand_rows
+from .kernels import block_products
 from .tile import TileArray
 
 _F = np.float32
@@ -125,14 +128,12 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     cfg, grid = tiles.cfg, tiles.grid
     dev = cfg.device
     x = np.asarray(x, np.float32)
+    mvm.rereads = 0
     n_batch, n_out = x.shape[0], grid.n_out
     n_p = grid.shape[0]
     half = (n_out + 1) // 2
 
     xq, dac_scale, sq = dac(x, grid, cfg.tile.dac.range, tiles.dac_bounds, cfg.tile.dac.levels)
-    rows = padded_rows(n_batch, tiles.chunk)
-    xq_padded = np.zeros((rows, grid.n_in), np.float32)
-    xq_padded[:n_batch] = xq
     span = _F(dev.g_max_us - dev.g_min_us)
     # converter units: normalized conductances, or (weight_scale none) raw weight units
     unscaled = cfg.mapping.weight_scale == "none"
@@ -142,12 +143,15 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     g_t = (g_read[0] - g_read[1]) / span
     if unscaled:
         g_t = g_t * gain
-    y = np.empty((n_p, rows, n_out), np.float32)
-    block_products(xq_padded, g_t, grid.row_edges, tiles.chunk, y)
-    y = y[:, :n_batch]
-
     sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s, tiles.g_prog)  # (2, n_in, n_out), uS, per read
     per_device = cfg.tile.read_noise_path == "per_device"
+    noiseless = not per_device and not np.any(sigma > 0) and cfg.tile.out_noise == 0
+    if noiseless and cfg.tile.dac.range == "none" and cfg.tile.adc.range == "none":
+        out = x @ (g_t * expand_rows(out_scales, grid))  # exact: one GEMM, the scales folded in
+        return out if tiles.gain is None else out * tiles.gain
+    y = np.empty((n_p, n_batch, n_out), np.float32)
+    block_products(xq, g_t, grid.row_edges, y)
+
     sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
     span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
     var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
@@ -171,9 +175,8 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
         if var_const is not None:
             read_var = (var_const * sq.T)[:, :, None] * np.ones(n_out, np.float32)
         else:
-            read_var = np.empty((n_p, rows, n_out), np.float32)
-            block_products(xq_padded * xq_padded, var_t, grid.row_edges, tiles.chunk, read_var)
-            read_var = read_var[:, :n_batch]
+            read_var = np.empty((n_p, n_batch, n_out), np.float32)
+            block_products(xq * xq, var_t, grid.row_edges, read_var)
     out_var = _F(cfg.tile.out_noise**2)
 
     bound_col = tiles.adc_bounds[:, grid.col_block_of()]
@@ -194,7 +197,6 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
             v = quantize(v, bound_col[p], cfg.tile.adc.levels)
         adc_out[p] = v
     unit_scale = np.repeat(dac_scale[:, :, None], grid.shape[1], axis=2)  # (B, P, Q)
-    mvm.rereads = 0
     if cfg.tile.bound_management == "iterative":
         noise = (sigma_t, None) if per_device else (None, var_const if var_const is not None else var_t)
         counts = np.zeros(n_batch, np.int64)  # re-reads per vector so far: the round number of its streams

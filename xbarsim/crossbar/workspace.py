@@ -3,6 +3,7 @@ buffer takes longer to fault in than to fill), so the MVM borrows them from a pe
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ def buffer(name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     flat = pool.get((name, np.dtype(dtype)))
     if flat is None or flat.size < size:
         flat = np.empty(max(size, 1), dtype)

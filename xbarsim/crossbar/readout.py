@@ -1,0 +1,127 @@
+"""One read of a TileArray's crossbars: the pipeline from input vectors to outputs.
+
+DAC (``inputs.dac``) -> block products (BLAS, ``kernels.block_products``) -> read noise and ADC,
+accumulated over row blocks (``kernels.noisy_adc_accumulate_*``) -> with iterative bound
+management, the re-reads of saturated tiles. A chip without converters or noise (``g_direct``)
+reads in one GEMM. Work buffers come from ``workspace``; the small per-call arrays are reused too,
+since at batch 1 the Python around the kernels is most of the time.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import converters, kernels, rng, threads, workspace
+from .inputs import InputRows
+
+_pool = {"started": False}
+
+
+def _start_thread_pool() -> None:
+    """The kernels' get_thread_id() needs Numba's thread pool started, even when they run serially."""
+    if not _pool["started"]:
+        numba.get_num_threads()
+        _pool["started"] = True
+
+
+def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
+    """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
+    vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
+    ``inputs.dac(parallel, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq,
+    squares, lanes)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
+    if tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
+        return _direct(tiles, inputs.x), 0
+    tile_cfg = tiles.cfg.tile
+    grid = tiles.grid
+    n_in, n_out = grid.n_in, grid.n_out
+    n_p, n_q = grid.shape
+    row_edges = grid.row_edges
+    parallel = threads.use_parallel(n_batch * max(n_in, n_out))
+
+    per_device = tiles.read_sigma_t is not None
+    var_mode = kernels.VAR_NONE
+    if not per_device:
+        var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
+    xq = workspace.buffer("xq", (n_batch, n_in))
+    squares = workspace.buffer("squares", (n_batch, n_in)) if var_mode == kernels.VAR_MATRIX else xq[:1]
+    dac_scale = workspace.buffer("dac_scale", (n_batch, n_p))
+    sq = workspace.buffer("sq", (n_batch, n_p))
+    _start_thread_pool()
+    lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
+    bad = inputs.dac(parallel, row_edges, converters.dac_mode(tile_cfg.dac), tiles.dac_bounds, tile_cfg.dac.levels, var_mode == kernels.VAR_CONSTANT,
+                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares, lanes)  # fmt: skip
+    if bad:
+        raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
+
+    bm = tile_cfg.bound_management == "iterative"
+    out = np.empty((n_batch, n_out), np.float32)
+    # one row block: the products go straight into out and the noise/ADC pass runs in place
+    y = out[None] if n_p == 1 and not bm else workspace.buffer("y", (n_p, n_batch, n_out))
+    kernels.block_products(xq, tiles.gdiff_t, row_edges, y)
+    # (y now holds the ideal block products: a correction of them belongs here, before the noise)
+    if record:
+        tiles.recorder.partials(tiles, y)
+
+    var = y[:0]
+    if per_device:
+        add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
+        add_noise(y, xq, n_batch, row_edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)
+        keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
+    else:
+        keys = keys_by_purpose[rng.PURPOSE_READ]
+        if var_mode == kernels.VAR_MATRIX:
+            var = workspace.buffer("var", y.shape)
+            kernels.block_products(squares, tiles.read_var_t, row_edges, var)
+    out_var = np.float32(tile_cfg.out_noise**2)
+    noisy = var_mode != kernels.VAR_NONE or out_var > 0
+
+    bound, to_int, step = tiles._adc_columns
+    z = workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2)))
+    saturated = None
+    if bm:
+        saturated = workspace.buffer("saturated", (n_batch, n_p, n_q), np.int8)
+        saturated[:] = 0
+    finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
+    finish(
+        y, var_mode, var, sq, tiles.read_var_const, out_var, keys, first_vector, noisy,
+        tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, tiles.out_scales, z, out,
+        tiles._col_block if bm else None, saturated,
+    )  # fmt: skip
+    rereads = 0
+    if bm:
+        rereads = _reread_saturated(tiles, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out)
+    return out, rereads
+
+
+def _direct(tiles, x: np.ndarray) -> np.ndarray:
+    """A chip without converters or noise: x @ g_direct, one GEMM (the output scales are in it)."""
+    bad = converters.count_nonfinite_rows(x)
+    if bad:
+        raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector(s))")
+    return np.matmul(x, tiles.g_direct)
+
+
+def _reread_saturated(tiles, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out) -> int:
+    """Bound management: read the saturated vectors' tiles again at reduced input scale
+    (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
+    vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
+    if len(vectors) == 0:
+        return 0
+    tile_cfg = tiles.cfg.tile
+    grid = tiles.grid
+    per_device = tiles.read_sigma_t is not None
+    sigma_pos, sigma_neg = tiles.read_sigma_t if per_device else (tiles.gdiff_t[:1], tiles.gdiff_t[:1])
+    var_t = tiles.read_var_t if tiles.read_var_t is not None else tiles.gdiff_t[:1]
+    bound, to_int, step = tiles._adc_columns
+    rereads = np.zeros(len(vectors), np.int64)
+    parallel = threads.use_parallel(len(vectors) * grid.n_out)
+    kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
+    kernel_fn(
+        vectors, inputs.rows(vectors), first_vector, grid.row_edges, grid.col_edges,
+        converters.dac_mode(tile_cfg.dac), tiles.dac_bounds, tile_cfg.dac.levels, dac_scale, tiles.gdiff_t,
+        var_mode, var_t, tiles.read_var_const, per_device, sigma_pos, sigma_neg, out_var,
+        keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
+        tile_cfg.adc.levels, bound, to_int, step, tiles.out_scales, np.float32(converters.bm_max_reduction(tile_cfg)), saturated, y, out, rereads,
+    )  # fmt: skip
+    return int(rereads.sum())
