@@ -9,6 +9,8 @@ since at batch 1 the Python around the kernels is most of the time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -16,6 +18,36 @@ from . import converters, kernels, rng, threads, workspace
 from .inputs import InputRows
 
 _pool = {"started": False}
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a read of one TileArray needs from its config and grid, looked up once (at batch 1,
+    pydantic and property lookups would cost as much as the kernels)."""
+
+    n_in: int
+    n_out: int
+    n_p: int
+    n_q: int
+    dac_mode: int
+    dac_levels: int
+    adc_levels: int
+    adc_clip: bool
+    out_var: np.float32
+    bound_management: bool
+    bm_max_reduction: np.float32
+
+    @classmethod
+    def of(cls, tiles) -> ReadPlan:
+        """The plan of ``tiles``, made at its first read (its config and grid never change)."""
+        plan = tiles.__dict__.get("_read_plan")
+        if plan is None:
+            tile_cfg, grid = tiles.cfg.tile, tiles.grid
+            plan = cls(grid.n_in, grid.n_out, *grid.shape, converters.dac_mode(tile_cfg.dac), tile_cfg.dac.levels,
+                       tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
+                       tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)))  # fmt: skip
+            tiles._read_plan = plan
+        return plan
 
 
 def _start_thread_pool() -> None:
@@ -32,11 +64,9 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     squares, lanes)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
     if tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
         return _direct(tiles, inputs.x), 0
-    tile_cfg = tiles.cfg.tile
-    grid = tiles.grid
-    n_in, n_out = grid.n_in, grid.n_out
-    n_p, n_q = grid.shape
-    row_edges = grid.row_edges
+    plan = ReadPlan.of(tiles)
+    n_in, n_out, n_p = plan.n_in, plan.n_out, plan.n_p
+    row_edges = tiles.grid.row_edges
     parallel = threads.use_parallel(n_batch * max(n_in, n_out))
 
     per_device = tiles.read_sigma_t is not None
@@ -49,12 +79,12 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     sq = workspace.buffer("sq", (n_batch, n_p))
     _start_thread_pool()
     lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
-    bad = inputs.dac(parallel, row_edges, converters.dac_mode(tile_cfg.dac), tiles.dac_bounds, tile_cfg.dac.levels, var_mode == kernels.VAR_CONSTANT,
+    bad = inputs.dac(parallel, row_edges, plan.dac_mode, tiles.dac_bounds, plan.dac_levels, var_mode == kernels.VAR_CONSTANT,
                      var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares, lanes)  # fmt: skip
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
-    bm = tile_cfg.bound_management == "iterative"
+    bm = plan.bound_management
     out = np.empty((n_batch, n_out), np.float32)
     # one row block: the products go straight into out and the noise/ADC pass runs in place
     y = out[None] if n_p == 1 and not bm else workspace.buffer("y", (n_p, n_batch, n_out))
@@ -73,24 +103,23 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
         if var_mode == kernels.VAR_MATRIX:
             var = workspace.buffer("var", y.shape)
             kernels.block_products(squares, tiles.read_var_t, row_edges, var)
-    out_var = np.float32(tile_cfg.out_noise**2)
-    noisy = var_mode != kernels.VAR_NONE or out_var > 0
+    noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
 
     bound, to_int, step = tiles._adc_columns
     z = workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2)))
     saturated = None
     if bm:
-        saturated = workspace.buffer("saturated", (n_batch, n_p, n_q), np.int8)
+        saturated = workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8)
         saturated[:] = 0
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
     finish(
-        y, var_mode, var, sq, tiles.read_var_const, out_var, keys, first_vector, noisy,
-        tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, tiles.out_scales, z, out,
+        y, var_mode, var, sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
+        plan.adc_levels, plan.adc_clip, bound, to_int, step, dac_scale, tiles.out_scales, z, out,
         tiles._col_block if bm else None, saturated,
     )  # fmt: skip
     rereads = 0
     if bm:
-        rereads = _reread_saturated(tiles, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out)
+        rereads = _reread_saturated(tiles, plan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out)
     return out, rereads
 
 
@@ -102,26 +131,25 @@ def _direct(tiles, x: np.ndarray) -> np.ndarray:
     return np.matmul(x, tiles.g_direct)
 
 
-def _reread_saturated(tiles, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out) -> int:
+def _reread_saturated(tiles, plan: ReadPlan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out) -> int:
     """Bound management: read the saturated vectors' tiles again at reduced input scale
     (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
     vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
     if len(vectors) == 0:
         return 0
-    tile_cfg = tiles.cfg.tile
     grid = tiles.grid
     per_device = tiles.read_sigma_t is not None
     sigma_pos, sigma_neg = tiles.read_sigma_t if per_device else (tiles.gdiff_t[:1], tiles.gdiff_t[:1])
     var_t = tiles.read_var_t if tiles.read_var_t is not None else tiles.gdiff_t[:1]
     bound, to_int, step = tiles._adc_columns
     rereads = np.zeros(len(vectors), np.int64)
-    parallel = threads.use_parallel(len(vectors) * grid.n_out)
+    parallel = threads.use_parallel(len(vectors) * plan.n_out)
     kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
     kernel_fn(
         vectors, inputs.rows(vectors), first_vector, grid.row_edges, grid.col_edges,
-        converters.dac_mode(tile_cfg.dac), tiles.dac_bounds, tile_cfg.dac.levels, dac_scale, tiles.gdiff_t,
-        var_mode, var_t, tiles.read_var_const, per_device, sigma_pos, sigma_neg, out_var,
+        plan.dac_mode, tiles.dac_bounds, plan.dac_levels, dac_scale, tiles.gdiff_t,
+        var_mode, var_t, tiles.read_var_const, per_device, sigma_pos, sigma_neg, plan.out_var,
         keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
-        tile_cfg.adc.levels, bound, to_int, step, tiles.out_scales, np.float32(converters.bm_max_reduction(tile_cfg)), saturated, y, out, rereads,
+        plan.adc_levels, bound, to_int, step, tiles.out_scales, plan.bm_max_reduction, saturated, y, out, rereads,
     )  # fmt: skip
     return int(rereads.sum())

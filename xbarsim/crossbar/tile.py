@@ -231,7 +231,7 @@ class TileArray:
         x = np.asarray(x)
         single = x.ndim == 1
         x2 = np.ascontiguousarray(x[None] if single else x, dtype=np.float32)
-        n_in = self.grid.n_in
+        n_in = readout.ReadPlan.of(self).n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
