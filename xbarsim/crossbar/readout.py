@@ -3,8 +3,9 @@
 DAC (``inputs.dac``) -> block products (BLAS, ``kernels.block_products``) -> read noise and ADC,
 accumulated over row blocks (``kernels.noisy_adc_accumulate_*``) -> with iterative bound
 management, the re-reads of saturated tiles. A chip without converters or noise (``g_direct``)
-reads in one GEMM. Work buffers come from ``workspace``; the small per-call arrays are reused too,
-since at batch 1 the Python around the kernels is most of the time.
+reads with one GEMM per row block and nothing else. Work buffers come from ``workspace``, and
+the config is looked up once (``ReadPlan``): at batch 1 the Python around the kernels costs as
+much as they do.
 """
 
 from __future__ import annotations
@@ -124,11 +125,20 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
 
 
 def _direct(tiles, x: np.ndarray) -> np.ndarray:
-    """A chip without converters or noise: x @ g_direct, one GEMM (the output scales are in it)."""
+    """A chip without converters or noise: sum over row blocks p, in order, of
+    x[:, block p] @ g_direct[block p] (the output scales are in g_direct). One GEMM per block,
+    not one over all inputs: OpenBLAS's bits depend on its thread count when a reduction is long."""
     bad = converters.count_nonfinite_rows(x)
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector(s))")
-    return np.matmul(x, tiles.g_direct)
+    row_edges, g = tiles.grid.row_edges, tiles.g_direct
+    first = int(row_edges[1])
+    out = np.matmul(x[:, :first], g[:first])
+    if len(row_edges) > 2:
+        partial = workspace.buffer("y", out.shape)
+        for r0, r1 in zip(row_edges[1:-1].tolist(), row_edges[2:].tolist()):
+            out += np.matmul(x[:, r0:r1], g[r0:r1], out=partial)
+    return out
 
 
 def _reread_saturated(tiles, plan: ReadPlan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out) -> int:

@@ -177,7 +177,7 @@ class TileArray:
 
     def _direct_conductances(self) -> np.ndarray | None:
         """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
-        DAC, ADC, read or output noise: ``readout`` then reads in one GEMM); else None."""
+        DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
         tile_cfg = self.cfg.tile
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
@@ -245,21 +245,17 @@ class TileArray:
         float32 channels-last, gathered in (kernel row, kernel column, channel) order
         (``patches.gather_patch``; padding is (top, left)), followed by ``ones`` inputs fixed at 1.
         Returns (B * out_h * out_w, out), rows in (b, oh, ow) order: the same as ``mvm`` of the
-        im2col matrix, without building it."""
+        im2col matrix, without building it (a chip without converters or noise builds it: it
+        only multiplies)."""
         channels = (self.grid.n_in - ones) // (kernel[0] * kernel[1])
         if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
             raise ValueError(f"mvm_patches needs a C-contiguous float32 NHWC image and a kernel that covers {self.grid.n_in} inputs")
         scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
         geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
 
-        if self.recorder is not None or self.ideal:
+        if self.recorder is not None or self.ideal or self.g_direct is not None:
             rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
-            rows = np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1)
-            if self.recorder is not None:
-                self.recorder.inputs(self, rows)
-            if self.ideal:
-                return rows @ self.target_weights().T
-
+            return self.mvm(np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1))
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
