@@ -285,6 +285,16 @@ def test_bad_inputs_get_clear_errors():
         tiles.drift(float("nan"))
 
 
+def test_an_array_given_a_noisy_config_reads_with_its_noise():
+    w, x = _data(40, 70, 6)
+    tiles = TileArray.from_weights(w, ChipConfig.preset("ideal"), 0)
+    clean = tiles.mvm(x)
+    tiles.cfg = tiles.cfg.with_values({"tile.out_noise": 0.1})  # as calibration's replace_config does
+    noisy = tiles.mvm(x)
+    assert np.array_equal(noisy, reference.mvm(tiles, x, first_vector=6))
+    assert 0.02 < np.std((noisy - clean) / tiles.scales[0]) < 0.2
+
+
 def test_a_chip_without_converters_or_noise_refuses_nan_too():
     w, x = _data(10, 20, 4)
     tiles = TileArray.from_weights(w, ChipConfig.preset("ideal"), 0)

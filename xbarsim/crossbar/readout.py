@@ -37,17 +37,20 @@ class ReadPlan:
     out_var: np.float32
     bound_management: bool
     bm_max_reduction: np.float32
+    converter_free: bool  # no DAC or ADC range and no output noise
 
     @classmethod
     def of(cls, tiles) -> ReadPlan:
-        """The plan of ``tiles``, made at its first read (its config and grid never change)."""
-        plan = tiles.__dict__.get("_read_plan")
-        if plan is None:
-            tile_cfg, grid = tiles.cfg.tile, tiles.grid
-            plan = cls(grid.n_in, grid.n_out, *grid.shape, converters.dac_mode(tile_cfg.dac), tile_cfg.dac.levels,
-                       tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
-                       tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)))  # fmt: skip
-            tiles._read_plan = plan
+        """The plan of ``tiles``, made at its first read and again when it is given another config."""
+        cached = tiles.__dict__.get("_read_plan")
+        if cached is not None and cached[0] is tiles.cfg:
+            return cached[1]
+        tile_cfg, grid = tiles.cfg.tile, tiles.grid
+        converter_free = tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none" and tile_cfg.out_noise == 0
+        plan = cls(grid.n_in, grid.n_out, *grid.shape, converters.dac_mode(tile_cfg.dac), tile_cfg.dac.levels,
+                   tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
+                   tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)), converter_free)  # fmt: skip
+        tiles._read_plan = (tiles.cfg, plan)
         return plan
 
 
@@ -63,9 +66,9 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
     ``inputs.dac(parallel, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq,
     squares, lanes)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
-    if tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
-        return _direct(tiles, inputs.x), 0
     plan = ReadPlan.of(tiles)
+    if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
+        return _direct(tiles, inputs.x), 0
     n_in, n_out, n_p = plan.n_in, plan.n_out, plan.n_p
     row_edges = tiles.grid.row_edges
     parallel = threads.use_parallel(n_batch * max(n_in, n_out))
