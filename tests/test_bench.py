@@ -17,7 +17,8 @@ def test_bench_tile_writes_warm_rows_cold_figures_and_conditions(tmp_path, order
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["import_order"] == order and result["conditions"]["imported_first"] == first
-    assert result["conditions"]["numba_threading_layer"] == "workqueue"
+    # the ideal chip only multiplies, so no threaded kernel may have started the layer
+    assert result["conditions"]["numba_threading_layer"].split()[0] == "workqueue"
     assert sorted((r["tile"], r["batch"]) for r in result["rows"]) == [(32, 1), (32, 8), (64, 1), (64, 8)]
     assert all(r["ratio"] > 0 and r["mvm_per_s"] > 0 for r in result["rows"])
     (cold,) = result["cold"]

@@ -29,7 +29,7 @@ def test_im2col_matches_torch_unfold(kernel, stride, padding, dilation, channels
     assert np.array_equal(cols, expected.numpy())
 
 
-@pytest.mark.parametrize("preset", ["pcm", "rram", "gaussian", "aihwkit"])
+@pytest.mark.parametrize("preset", ["pcm", "rram", "gaussian", "aihwkit", "ideal"])
 @pytest.mark.parametrize("kernel, stride, padding, dilation, channels, first, image", GEOMETRIES)
 def test_patch_mvm_equals_mvm_of_the_im2col_matrix(preset, kernel, stride, padding, dilation, channels, first, image):
     rng = np.random.default_rng(1)

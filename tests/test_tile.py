@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import reference
+from xbarsim.crossbar import compensation, reference
 from xbarsim.crossbar.grid import balanced_edges
 from xbarsim.crossbar.tile import TileArray
 
@@ -63,11 +63,22 @@ CONFIGS = {
         "mapping.weight_scale": "tile"}),
     "clip only": ChipConfig.preset("gaussian").with_values({
         "tile.dac": {"range": "fixed", "bound": 1.5}, "tile.adc": {"range": "fixed", "bound": 2.0}}),
+    # one row block: the products go straight into the output and the noise/ADC pass runs in place
+    "one tile, additive": ChipConfig.preset("gaussian").with_values({"tile.out_noise": 0.05}),
+    "one tile, pcm": ChipConfig.preset("pcm").with_values({"device.read_noise": {"kind": "pcm", "time": "per_read"}}),
+    "one tile, per-device": ChipConfig.preset("pcm").with_values({"tile.read_noise_path": "per_device"}),
+    "bound management": ChipConfig.preset("aihwkit").with_values({"tile.rows": 128, "tile.cols": 100, "tile.adc.bound": 0.3}),
+    "bound management, one tile": ChipConfig.preset("aihwkit").with_values({"tile.adc.bound": 0.5}),
+    "bound management, per-device": ChipConfig.preset("aihwkit").with_values({
+        "tile.rows": 128, "tile.adc.bound": 0.3, "tile.read_noise_path": "per_device"}),
+    "unscaled weights": ChipConfig.preset("pcm").with_values({"tile.rows": 128, "mapping.weight_scale": "none"}),
+    "ideal tiles": ChipConfig.preset("ideal").with_values({"tile.rows": 128, "tile.cols": 100}),  # products only
+    "ideal, dynamic DAC": ChipConfig.preset("ideal").with_values({"tile.rows": 128, "tile.dac": {"bits": 6, "range": "dynamic"}}),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("n_batch", [3, 70])
+@pytest.mark.parametrize("n_batch", [1, 3, 70])
 def test_kernels_equal_the_numpy_reference_bit_for_bit(name, n_batch):
     w, x = _data(230, 300, n_batch, seed=n_batch)
     tiles = TileArray.from_weights(w, CONFIGS[name], seed=11)
@@ -76,20 +87,74 @@ def test_kernels_equal_the_numpy_reference_bit_for_bit(name, n_batch):
         tiles.set_ranges(dac=np.linspace(0.8, 2.5, n_p), adc=np.linspace(1.0, 6.0, n_p * n_q).reshape(n_p, n_q))
     tiles.drift(3600.0)
     tiles.mvm(np.ones((5, 300), np.float32))  # the reference must follow the read counter
+    rereads = tiles.bm_rereads
     expected = reference.mvm(tiles, x, first_vector=5)
     assert np.array_equal(tiles.mvm(x), expected)
+    assert tiles.bm_rereads - rereads == reference.mvm.rereads
+    if name.startswith("bound management") and n_batch == 70:
+        assert reference.mvm.rereads > 0  # the re-reads were exercised
 
 
-def test_same_seed_same_bits_whatever_the_chunking():
-    w, x = _data(130, 700, 150)
-    cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 256, "tile.cols": 64})
-    whole = TileArray.from_weights(w, cfg, seed=5)
-    whole.drift(1e5)
-    pieces = TileArray.from_weights(w, cfg, seed=5)
-    pieces.drift(1e5)
+@pytest.mark.parametrize("preset", ["pcm", "aihwkit", "ideal"])
+def test_a_grid_of_many_tiles_equals_the_reference(preset):
+    w, x = _data(300, 700, 40, seed=3)
+    tiles = TileArray.from_weights(w, ChipConfig.preset(preset).with_values({"tile.rows": 128, "tile.cols": 128}), seed=2)
+    assert tiles.grid.shape == (6, 3)
+    tiles.drift(86400.0)
+    assert np.array_equal(tiles.mvm(x[:1]), reference.mvm(tiles, x[:1], first_vector=0))
+    assert np.array_equal(tiles.mvm(x), reference.mvm(tiles, x, first_vector=1))
+
+
+def test_the_drift_compensation_probe_read_equals_the_reference():
+    w, _ = _data(90, 200, 1)
+    for mode in ("global", "column"):
+        cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 128, "drift_compensation": mode})
+        tiles = TileArray.from_weights(w, cfg, seed=7)
+        tiles.drift(3e5)
+        probe = compensation.probe_inputs(tiles.seed, 200)
+        outputs = reference.mvm(tiles, probe, 0, noise_seed=compensation.probe_seed(tiles.seed, tiles.t_s))
+        level = compensation.response_level(outputs, mode)
+        assert np.array_equal(tiles.gain, compensation.gain(tiles.reference, level))
+        assert tiles.reads == 0 and tiles.gain.size == (90 if mode == "column" else 1)
+
+
+def test_a_vectors_noise_draws_do_not_depend_on_the_batch_split():
+    # weights k/2 with |w| <= 1 and integer inputs: every product is exact in float32, so any two
+    # splits of a batch must give the same bits, and the noise draws are all that could differ
+    rng = np.random.default_rng(0)
+    w = rng.integers(-2, 3, (130, 700)).astype(np.float32) / 2
+    w[0, 0] = 1.0
+    x = rng.integers(-3, 4, (150, 700)).astype(np.float32)
+    cfg = ChipConfig.preset("ideal").with_values({
+        "tile.rows": 256, "tile.cols": 64, "mapping.weight_scale": "layer", "device.read_noise": {"kind": "additive", "sigma": 0.3},
+        "tile.out_noise": 0.05, "tile.adc": {"bits": 8, "range": "fixed", "bound": 40.0}})  # fmt: skip
+    whole, pieces = TileArray.from_weights(w, cfg, seed=5), TileArray.from_weights(w, cfg, seed=5)
+    assert np.array_equal(whole.weights(), w)
     expected = whole.mvm(x)
     got = np.concatenate([pieces.mvm(x[:1]), pieces.mvm(x[1:7]), pieces.mvm(x[7:100]), pieces.mvm(x[100:])])
     assert np.array_equal(got, expected)
+    assert whole.reads == pieces.reads == 150
+    assert np.array_equal(whole.mvm(x[:20]), reference.mvm(whole, x[:20], first_vector=150))
+
+
+def test_any_batch_split_gives_the_same_outputs_up_to_float32_rounding():
+    w, x = _data(130, 700, 150)
+    cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 256, "tile.cols": 64})
+    unquantized = cfg.with_values({"tile.adc": {"range": "none"}})  # an ADC step would magnify a rounding difference
+    whole, pieces = TileArray.from_weights(w, unquantized, seed=5), TileArray.from_weights(w, unquantized, seed=5)
+    whole.drift(1e5)
+    pieces.drift(1e5)
+    expected = whole.mvm(x)
+    got = np.concatenate([pieces.mvm(x[:1]), pieces.mvm(x[1:7]), pieces.mvm(x[7:100]), pieces.mvm(x[100:])])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # with the ADC, every piece is what the reference gives for those vectors
+    whole = TileArray.from_weights(w, cfg, seed=5)
+    whole.drift(1e5)
+    expected = whole.mvm(x)
+    pieces = TileArray.from_weights(w, cfg, seed=5)
+    pieces.drift(1e5)
+    for start, stop in ((0, 1), (1, 7), (7, 100), (100, 150)):
+        assert np.array_equal(pieces.mvm(x[start:stop]), reference.mvm(pieces, x[start:stop], first_vector=start))
     assert whole.reads == pieces.reads == 150
     # the next call gets fresh noise, and another seed other noise
     assert not np.array_equal(whole.mvm(x), expected)
@@ -105,19 +170,19 @@ def test_same_seed_same_bits_whatever_the_thread_count():
         rng = np.random.default_rng(0)
         w = rng.standard_normal((90, 600)).astype(np.float32)
         x = rng.standard_normal((200, 600)).astype(np.float32)
-        for path in ("output_referred", "per_device"):
-            cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 256, "tile.read_noise_path": path})
+        for preset, path in (("pcm", "output_referred"), ("pcm", "per_device"), ("ideal", "output_referred")):
+            cfg = ChipConfig.preset(preset).with_values({"tile.rows": 256, "tile.read_noise_path": path})
             tiles = TileArray.from_weights(w, cfg, seed=3)
             tiles.drift(86400.0)
             small = tiles.mvm(x[:3])  # a serial kernel first, before any thread pool exists
-            print(hashlib.sha256(small.tobytes() + tiles.mvm(x).tobytes()).hexdigest())
+            print(hashlib.sha256(tiles.mvm(x[3]).tobytes() + small.tobytes() + tiles.mvm(x).tobytes()).hexdigest())
     """)
     digests = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+    for threads in ("1", "2"):  # Numba's and BLAS's threads
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         digests.append(out.stdout.split())
-    assert digests[0] == digests[1] and len(digests[0]) == 2
+    assert digests[0] == digests[1] and len(digests[0]) == 3
 
 
 def _repeated_outputs(cfg, w, x_row, repeats, seed=2):
@@ -218,6 +283,25 @@ def test_bad_inputs_get_clear_errors():
         tiles.set_ranges(adc=np.ones((1, 1)))
     with pytest.raises(ValueError, match="drift time"):
         tiles.drift(float("nan"))
+
+
+def test_an_array_given_a_noisy_config_reads_with_its_noise():
+    w, x = _data(40, 70, 6)
+    tiles = TileArray.from_weights(w, ChipConfig.preset("ideal"), 0)
+    clean = tiles.mvm(x)
+    tiles.cfg = tiles.cfg.with_values({"tile.out_noise": 0.1})  # as calibration's replace_config does
+    noisy = tiles.mvm(x)
+    assert np.array_equal(noisy, reference.mvm(tiles, x, first_vector=6))
+    assert 0.02 < np.std((noisy - clean) / tiles.scales[0]) < 0.2
+
+
+def test_a_chip_without_converters_or_noise_refuses_nan_too():
+    w, x = _data(10, 20, 4)
+    tiles = TileArray.from_weights(w, ChipConfig.preset("ideal"), 0)
+    assert tiles.g_direct is not None  # the one-GEMM read
+    x[1, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        tiles.mvm(x)
 
 
 def test_single_vector_in_single_vector_out():

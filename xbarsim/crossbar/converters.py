@@ -135,6 +135,19 @@ def dac_row(x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq_ro
     return bad
 
 
+@njit(error_model="numpy", cache=True)
+def count_nonfinite_rows(x):
+    """The number of rows of x (B, n) float32 holding NaN or Inf (IEEE bits, as ``dac_row``)."""
+    bad = 0
+    for b in range(x.shape[0]):
+        row = x[b]
+        peak_bits = np.uint32(0)
+        for i in range(row.shape[0]):
+            peak_bits = max(peak_bits, _bits_from_f32(row[i]) & _ABS_BITS)
+        bad += peak_bits >= _INF_BITS
+    return bad
+
+
 def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):
     """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, n_in),
     scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array);

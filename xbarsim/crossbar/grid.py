@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import chunk_rows
-
 
 def balanced_edges(n: int, max_size: int) -> np.ndarray:
     """Edges (k+1,) of the fewest parts of size <= max_size, sizes differing by at most one
@@ -43,10 +41,6 @@ class TileGrid:
     def shape(self) -> tuple[int, int]:
         """(row blocks P, column blocks Q)."""
         return len(self.row_edges) - 1, len(self.col_edges) - 1
-
-    def blas_chunk(self) -> int:
-        """Rows per BLAS call for this grid's block products (fixed, for determinism)."""
-        return chunk_rows(int(np.diff(self.row_edges).max()), self.n_out)
 
     def col_block_of(self) -> np.ndarray:
         """(n_out,) int64: the column block of every output."""

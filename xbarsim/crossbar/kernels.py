@@ -7,10 +7,11 @@ summed over row blocks in order; with iterative bound management, the tiles whos
 vector exceeded the ADC bound are read again at reduced input scale (``_bound_managed_rereads``)
 and that vector's sum is formed again.
 
-Determinism: BLAS is called on row chunks of a size fixed per weight matrix (the last one
-zero-padded), because OpenBLAS picks kernels by shape and a row's result would otherwise depend
-on the batch it came in. Normals come from ``rng`` streams keyed per row block, counter = global vector index, so
-the same seed gives the same bits whatever the chunking or thread count.
+Determinism (docs/determinism.md): BLAS is called once per row block on the whole batch, so a
+row's product may differ in the last float32 bits with the batch it came in (OpenBLAS picks its
+kernel by the call's shape), never with the thread count. Normals come from ``rng`` streams keyed
+per row block, counter = global vector index, so the noise draws of a vector are the same whatever
+the batch split or thread count, and every Numba sum runs in a fixed order.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from .converters import DAC_NONE, clip, quantize
 from .jit import parallel_and_serial
 from .rng import normal_pair
 
-MIN_CHUNK = 64  # rows per BLAS call at least: a multiple of every sgemm kernel's row unroll
-MAX_CHUNK = 1024
-CHUNK_WORK = 1 << 24  # multiply-adds per BLAS call we aim for: smaller calls lose to call overhead
-
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2
 VAR_MATRIX = 2  # read variance = (xq^2 @ var_t) per row block (a second GEMM)
@@ -33,31 +30,17 @@ VAR_MATRIX = 2  # read variance = (xq^2 @ var_t) per row block (a second GEMM)
 _F = np.float32
 
 
-def chunk_rows(block_rows: int, n_out: int) -> int:
-    """Rows per BLAS call for blocks of (block_rows x n_out): a power of two from MIN_CHUNK to
-    MAX_CHUNK giving about CHUNK_WORK multiply-adds per call."""
-    chunk = MIN_CHUNK
-    while chunk < MAX_CHUNK and chunk * block_rows * n_out < CHUNK_WORK:
-        chunk *= 2
-    return chunk
+def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, out: np.ndarray) -> None:
+    """out[p] = xq[:, block p] @ g_t[block p] for every row block p: one BLAS call per block.
 
-
-def padded_rows(n: int, chunk: int) -> int:
-    """Rows of the work buffers for a batch of n: a multiple of the chunk."""
-    return -(-n // chunk) * chunk
-
-
-def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, chunk: int, out: np.ndarray) -> None:
-    """out[p] = xq[:, block p] @ g_t[block p] for every row block p, in BLAS calls of ``chunk`` rows.
-
-    xq (Bp, n_in) float32 with Bp a multiple of chunk; g_t (n_in, n_out); out (P, Bp, n_out).
+    xq (B, n_in) float32; g_t (n_in, n_out); out (P, B, n_out).
     """
-    n_rows = xq.shape[0]
+    if len(row_edges) == 2:
+        np.matmul(xq, g_t, out=out[0])
+        return
     for p in range(len(row_edges) - 1):
         r0, r1 = int(row_edges[p]), int(row_edges[p + 1])
-        g_block = g_t[r0:r1]
-        for c0 in range(0, n_rows, chunk):
-            np.matmul(xq[c0 : c0 + chunk, r0:r1], g_block, out=out[p, c0 : c0 + chunk])
+        np.matmul(xq[:, r0:r1], g_t[r0:r1], out=out[p])
 
 
 def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, keys, first_vector):
@@ -96,7 +79,9 @@ def _noisy_adc_accumulate(
     converter units. keys (P,) uint64; output j of vector v in block p draws from counter
     v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
     draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
-    w_scale (P, n_out); z (>=B, 2 * half) scratch.
+    w_scale (P, n_out); z (>=B, 2 * half) scratch. Without bound management and with one row
+    block, y may be ``out[None]``: the pass then runs in place (each output is read before it is
+    written).
     Bound management (col_block (n_out,) int64 and saturated (>=B, P, Q) int8 zeroed by the caller;
     both None without it, and Numba then compiles the branches away): also writes the ADC outputs
     back into y and sets saturated[b, p, col_block[j]] = 1 when an output of vector b's tile
@@ -107,7 +92,6 @@ def _noisy_adc_accumulate(
     half = (n_out + 1) // 2
     for b in prange(n_batch):
         out_row = out[b]
-        out_row[:] = 0.0
         base = np.uint64(first_vector + b) * np.uint64(half)
         # views indexed from 0, so that LLVM vectorises (see converters._dac_into)
         z_row = z[b]
@@ -143,7 +127,10 @@ def _noisy_adc_accumulate(
                     v = clip(v, bound[j])
                 if saturated is not None:
                     y_row[j] = v
-                out_row[j] += v * block_scale * w_row[j]
+                if p == 0:
+                    out_row[j] = v * block_scale * w_row[j]
+                else:
+                    out_row[j] += v * block_scale * w_row[j]
 
 
 BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)

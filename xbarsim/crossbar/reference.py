@@ -2,8 +2,10 @@
 
 Used only by tests. It follows docs/physics.md step by step, with its own NumPy version of the
 counter-based normals, and does float32 arithmetic in the same order as the kernels, so the two
-agree bit for bit. The block products call NumPy's BLAS in the same fixed row chunks as the
-kernels do (``kernels.block_products``), since BLAS results depend on the call's shape.
+agree bit for bit. The block products call NumPy's BLAS with the same shapes as the kernels do
+(``kernels.block_products``: one call per row block), since BLAS results depend on the call's
+shape; a chip without converters or noise reads with the output scales folded into the
+conductances, as ``readout`` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 from . import device, irdrop, kernels, rng
 from .converters import SQ_LANES
 from .grid import TileGrid
-from .kernels import block_products, padded_rows
+from .encode import expand_rows
+from .kernels import block_products
 from .tile import TileArray
 
 _F = np.float32
@@ -119,20 +122,22 @@ def lane_sum_of_squares(v: np.ndarray) -> np.ndarray:
     return total
 
 
-def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
+def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | None = None) -> np.ndarray:
     """What ``tiles.mvm(x)`` returns when ``tiles.reads == first_vector``; does not change tiles.
-    Also sets ``mvm.rereads`` to the bound-management re-reads it made."""
+    Also sets ``mvm.rereads`` to the bound-management re-reads it made. ``noise_seed``: draw the
+    read noise from this seed's streams instead of the chip's, without the drift-compensation
+    gain (a compensation probe read, ``compensation.probe_seed``)."""
     cfg, grid = tiles.cfg, tiles.grid
     dev = cfg.device
     x = np.asarray(x, np.float32)
+    mvm.rereads = 0
+    seed = tiles.seed if noise_seed is None else noise_seed
+    drift_gain = tiles.gain if noise_seed is None else None
     n_batch, n_out = x.shape[0], grid.n_out
     n_p = grid.shape[0]
     half = (n_out + 1) // 2
 
     xq, dac_scale, sq = dac(x, grid, cfg.tile.dac.range, tiles.dac_bounds, cfg.tile.dac.levels)
-    rows = padded_rows(n_batch, tiles.chunk)
-    xq_padded = np.zeros((rows, grid.n_in), np.float32)
-    xq_padded[:n_batch] = xq
     span = _F(dev.g_max_us - dev.g_min_us)
     # converter units: normalized conductances, or (weight_scale none) raw weight units
     unscaled = cfg.mapping.weight_scale == "none"
@@ -144,12 +149,18 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     g_t = (g_read[0] - g_read[1]) / span
     if unscaled:
         g_t = g_t * gain
-    y = np.empty((n_p, rows, n_out), np.float32)
-    block_products(xq_padded, g_t, grid.row_edges, tiles.chunk, y)
-    y = y[:, :n_batch]
-
     sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s, tiles.g_prog)  # (2, n_in, n_out), uS, per read
     per_device = cfg.tile.read_noise_path == "per_device"
+    noiseless = not per_device and not np.any(sigma > 0) and cfg.tile.out_noise == 0
+    if noiseless and cfg.tile.dac.range == "none" and cfg.tile.adc.range == "none":
+        g_scaled = g_t * expand_rows(out_scales, grid)  # exact: the scales folded in, a GEMM per row block
+        out = np.zeros((n_batch, n_out), np.float32)
+        for r0, r1 in zip(grid.row_edges[:-1], grid.row_edges[1:]):
+            out = out + x[:, r0:r1] @ g_scaled[r0:r1]
+        return out if drift_gain is None else out * drift_gain
+    y = np.empty((n_p, n_batch, n_out), np.float32)
+    block_products(xq, g_t, grid.row_edges, y)
+
     sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
     span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
     var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
@@ -158,7 +169,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     if per_device:
         purpose = rng.PURPOSE_OUTPUT
         for p in range(n_p):
-            key = rng.stream_key(tiles.seed, rng.PURPOSE_READ_DEVICE, p)
+            key = rng.stream_key(seed, rng.PURPOSE_READ_DEVICE, p)
             r0, r1 = int(grid.row_edges[p]), int(grid.row_edges[p + 1])
             vectors = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None]
             for i in range(r0, r1):
@@ -173,9 +184,8 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
         if var_const is not None:
             read_var = (var_const * sq.T)[:, :, None] * np.ones(n_out, np.float32)
         else:
-            read_var = np.empty((n_p, rows, n_out), np.float32)
-            block_products(xq_padded * xq_padded, var_t, grid.row_edges, tiles.chunk, read_var)
-            read_var = read_var[:, :n_batch]
+            read_var = np.empty((n_p, n_batch, n_out), np.float32)
+            block_products(xq * xq, var_t, grid.row_edges, read_var)
     out_var = _F(cfg.tile.out_noise**2)
 
     bound_col = tiles.adc_bounds[:, grid.col_block_of()]
@@ -184,7 +194,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
     for p in range(n_p):
         # output j < half takes the first normal of counter j, output j >= half the second of
         # j - half; with zero variance the noise adds exactly 0 (the kernel then skips drawing)
-        key = rng.stream_key(tiles.seed, purpose, p)
+        key = rng.stream_key(seed, purpose, p)
         counters = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None] * _U(half)
         z0, z1 = normal_pairs(key, counters + np.arange(half, dtype=np.uint64))
         z = np.concatenate([z0, z1], axis=1)[:, :n_out]
@@ -196,27 +206,26 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int) -> np.ndarray:
             v = quantize(v, bound_col[p], cfg.tile.adc.levels)
         adc_out[p] = v
     unit_scale = np.repeat(dac_scale[:, :, None], grid.shape[1], axis=2)  # (B, P, Q)
-    mvm.rereads = 0
     if cfg.tile.bound_management == "iterative":
         noise = (sigma_t, None) if per_device else (None, var_const if var_const is not None else var_t)
         counts = np.zeros(n_batch, np.int64)  # re-reads per vector so far: the round number of its streams
         for b, p, q in zip(*(axis.tolist() for axis in np.nonzero(saturated))):
-            unit_scale[b, p, q], counts[b] = _reread(tiles, x[b], first_vector + b, counts[b], p, q, dac_scale[b, p], g_t,
+            unit_scale[b, p, q], counts[b] = _reread(tiles, seed, x[b], first_vector + b, counts[b], p, q, dac_scale[b, p], g_t,
                                                      noise, out_var, adc_out[p, b])  # fmt: skip
         mvm.rereads = int(counts.sum())
     out = np.zeros((n_batch, n_out), np.float32)
     col_block = grid.col_block_of()
     for p in range(n_p):
         out = out + (adc_out[p] * unit_scale[:, p, col_block]) * out_scales[p]
-    return out if tiles.gain is None else out * tiles.gain  # drift compensation, digital
+    return out if drift_gain is None else out * drift_gain  # drift compensation, digital
 
 
-def _reread(tiles: TileArray, x_row, vector, count, p, q, dac_scale, g_t, noise, out_var, adc_row) -> tuple[np.float32, int]:
+def _reread(tiles: TileArray, seed: int, x_row, vector, count, p, q, dac_scale, g_t, noise, out_var, adc_row) -> tuple[np.float32, int]:
     """aihwkit's iterative bound management for tile (p, q) of one vector, whose first read
     saturated: read again at half the input scale while an output exceeds the ADC bound and the
     reduction is within the limits. ``count``: the vector's re-reads before this tile. Writes the
     final ADC outputs into adc_row; returns the input scale used (dac_scale * reduction) and the
-    vector's re-reads after this tile."""
+    vector's re-reads after this tile; the noise comes from ``seed``'s re-read streams."""
     cfg, grid = tiles.cfg, tiles.grid
     tile = cfg.tile
     levels = tile.dac.levels
@@ -247,7 +256,7 @@ def _reread(tiles: TileArray, x_row, vector, count, p, q, dac_scale, g_t, noise,
             acc = acc + xq[i] * g_t[r0 + i, c0:c1]
         variance = np.zeros(c1 - c0, np.float32)
         if sigma_t is not None:
-            key = rng.stream_key(tiles.seed, rng.PURPOSE_BM_DEVICE, p)
+            key = rng.stream_key(seed, rng.PURPOSE_BM_DEVICE, p)
             for i in range(r1 - r0):
                 if xq[i] == 0:
                     continue
@@ -264,7 +273,7 @@ def _reread(tiles: TileArray, x_row, vector, count, p, q, dac_scale, g_t, noise,
             variance[:] = var * sq
         v = acc
         if (sigma_t is None and var is not None and np.any(var > 0)) or out_var > 0:
-            key = rng.stream_key(tiles.seed, rng.PURPOSE_BM_READ, p)
+            key = rng.stream_key(seed, rng.PURPOSE_BM_READ, p)
             z, _ = normal_pairs(key, round_base * _U(n_out) + np.arange(c0, c1, dtype=np.uint64))
             v = acc + np.sqrt(variance + out_var) * z
         exceeded = bool(np.any(np.abs(v) > bound))

@@ -1,7 +1,7 @@
 """Counter-based random numbers: the same (key, counter) always gives the same draw.
 
-Every random number in xbarsim is a pure function of a 64-bit stream key and a counter, so
-results do not depend on thread count, batch chunking or the order in which tiles run
+Every random number in xbarsim is a pure function of a 64-bit stream key and a counter, so the
+draws do not depend on thread count, batch splits or the order in which tiles run
 (docs/determinism.md). One splitmix64 hash of ``key + counter * golden`` gives 64 random bits, which
 become a *pair* of standard normals (Box–Muller, 32 bits for the radius, 32 for the angle) or a
 pair of uniforms. log/sin/cos are float32 polynomials (Cephes) on reduced ranges, without

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import compensation, converters, device, irdrop, kernels, patches, rng, threads, workspace
+from . import compensation, converters, device, irdrop, patches, readout, rng, workspace
 from .inputs import InputRows, PatchRows
 from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
@@ -41,7 +41,6 @@ class TileArray:
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
         self.cfg = cfg
         self.grid = grid
-        self.chunk = grid.blas_chunk()
         self.scales = scales  # (P, n_out) float32
         self.g_target = g_target  # (2, n_in, n_out) float32, uS
         self._set_units()
@@ -179,6 +178,16 @@ class TileArray:
         elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
+        self.g_direct = self._direct_conductances()
+
+    def _direct_conductances(self) -> np.ndarray | None:
+        """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
+        DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
+        tile_cfg = self.cfg.tile
+        noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
+        if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
+            return None
+        return np.ascontiguousarray(self.gdiff_t * expand_rows(self.out_scales, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -227,7 +236,7 @@ class TileArray:
         x = np.asarray(x)
         single = x.ndim == 1
         x2 = np.ascontiguousarray(x[None] if single else x, dtype=np.float32)
-        n_in = self.grid.n_in
+        n_in = readout.ReadPlan.of(self).n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
@@ -241,116 +250,32 @@ class TileArray:
         float32 channels-last, gathered in (kernel row, kernel column, channel) order
         (``patches.gather_patch``; padding is (top, left)), followed by ``ones`` inputs fixed at 1.
         Returns (B * out_h * out_w, out), rows in (b, oh, ow) order: the same as ``mvm`` of the
-        im2col matrix, without building it."""
+        im2col matrix, without building it (a chip without converters or noise builds it: it
+        only multiplies)."""
         channels = (self.grid.n_in - ones) // (kernel[0] * kernel[1])
         if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
             raise ValueError(f"mvm_patches needs a C-contiguous float32 NHWC image and a kernel that covers {self.grid.n_in} inputs")
         scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
         geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
 
-        if self.recorder is not None or self.ideal:
+        if self.recorder is not None or self.ideal or self.g_direct is not None:
             rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
-            rows = np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1)
-            if self.recorder is not None:
-                self.recorder.inputs(self, rows)
-            if self.ideal:
-                return rows @ self.target_weights().T
-
+            return self.mvm(np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1))
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
-        """The pipeline after the input rows: ``inputs.dac(parallel, row_edges, mode, bounds, levels,
-        want_sq, want_squares, xq, scale, sq, squares, lanes)`` fills the DAC outputs of n_batch rows.
-        ``stream`` = (keys, first vector) draws the read noise elsewhere than the inference reads
-        (and leaves the read and re-read counters and the drift gain alone): the compensation probe."""
-        keys_by_purpose, first_vector = (self._keys, self.reads) if stream is None else stream
-        tile_cfg = self.cfg.tile
-        n_in, n_out = self.grid.n_in, self.grid.n_out
-        n_p = self.grid.shape[0]
-        parallel = threads.use_parallel(n_batch * max(n_in, n_out))
-        rows = kernels.padded_rows(n_batch, self.chunk)
-
-        want_sq = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const > 0
-        want_squares = self.read_sigma_t is None and self.read_var_t is not None
-        xq = workspace.buffer("xq", (rows, n_in))
-        xq[n_batch:] = 0.0
-        squares = workspace.buffer("squares", (rows, n_in)) if want_squares else xq[:1]
-        if want_squares:
-            squares[n_batch:] = 0.0
-        dac_scale = np.ones((rows, n_p), np.float32)
-        sq = np.zeros((rows, n_p), np.float32)
-        numba.get_num_threads()  # starts the thread pool: the kernels' get_thread_id() needs it, even when serial
-        lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
-        bad = inputs.dac(parallel, self.grid.row_edges, converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels,
-                  want_sq, want_squares, xq, dac_scale, sq, squares, lanes)  # fmt: skip
-        if bad:
-            raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
-
-        y = workspace.buffer("y", (n_p, rows, n_out))
-        kernels.block_products(xq, self.gdiff_t, self.grid.row_edges, self.chunk, y)
-        if self.recorder is not None and stream is None:
-            self.recorder.partials(self, y[:, :n_batch])
-
-        var_mode, var = kernels.VAR_NONE, y[:0]
-        if self.read_sigma_t is not None:
-            add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-            add_noise(y, xq, n_batch, self.grid.row_edges, *self.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)
-            keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
-        else:
-            keys = keys_by_purpose[rng.PURPOSE_READ]
-            if self.read_var_t is not None:
-                var_mode, var = kernels.VAR_MATRIX, workspace.buffer("var", y.shape)
-                kernels.block_products(squares, self.read_var_t, self.grid.row_edges, self.chunk, var)
-            elif self.read_var_const > 0:
-                var_mode = kernels.VAR_CONSTANT
-        out_var = np.float32(tile_cfg.out_noise**2)
-        noisy = var_mode != kernels.VAR_NONE or out_var > 0
-
-        bound, to_int, step = self._adc_columns
-        z = workspace.buffer("z", (rows, 2 * ((n_out + 1) // 2)))
-        out = np.empty((n_batch, n_out), np.float32)
-        bm = tile_cfg.bound_management == "iterative"
-        saturated = workspace.buffer("saturated", (n_batch, n_p, self.grid.shape[1]), np.int8) if bm else None
-        if bm:
-            saturated[:] = 0
-        finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
-        finish(
-            y, var_mode, var, sq, self.read_var_const, out_var, keys, first_vector, noisy,
-            tile_cfg.adc.levels, tile_cfg.adc.range != "none", bound, to_int, step, dac_scale, self.out_scales, z, out,
-            self._col_block if bm else None, saturated,
-        )  # fmt: skip
-        rereads = 0
-        if bm:
-            rereads = self._reread_saturated(inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out)
-        if stream is None:
-            self.reads += n_batch
-            self.bm_rereads += rereads
-            if self.gain is not None:
-                out *= self.gain
+        """``readout.read`` of n_batch input vectors (``InputRows`` or ``PatchRows``) as an
+        inference read: it counts the reads and re-reads and applies the drift-compensation gain.
+        ``stream`` = (keys, first vector) draws the read noise elsewhere and does neither (the
+        compensation probe)."""
+        if stream is not None:
+            return readout.read(self, n_batch, inputs, stream[0], stream[1], record=False)[0]
+        out, rereads = readout.read(self, n_batch, inputs, self._keys, self.reads, record=self.recorder is not None)
+        self.reads += n_batch
+        self.bm_rereads += rereads
+        if self.gain is not None:
+            out *= self.gain
         return out
-
-    def _reread_saturated(self, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, out_var, y, out) -> int:
-        """Bound management: read the saturated vectors' tiles again at reduced input scale
-        (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
-        vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
-        if len(vectors) == 0:
-            return 0
-        tile_cfg = self.cfg.tile
-        per_device = self.read_sigma_t is not None
-        sigma_pos, sigma_neg = self.read_sigma_t if per_device else (self.gdiff_t[:1], self.gdiff_t[:1])
-        var_t = self.read_var_t if self.read_var_t is not None else self.gdiff_t[:1]
-        bound, to_int, step = self._adc_columns
-        rereads = np.zeros(len(vectors), np.int64)
-        parallel = threads.use_parallel(len(vectors) * self.grid.n_out)
-        kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
-        kernel_fn(
-            vectors, inputs.rows(vectors), first_vector, self.grid.row_edges, self.grid.col_edges,
-            converters.dac_mode(tile_cfg.dac), self.dac_bounds, tile_cfg.dac.levels, dac_scale, self.gdiff_t,
-            var_mode, var_t, self.read_var_const, per_device, sigma_pos, sigma_neg, out_var,
-            keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
-            tile_cfg.adc.levels, bound, to_int, step, self.out_scales, np.float32(converters.bm_max_reduction(tile_cfg)), saturated, y, out, rereads,
-        )  # fmt: skip
-        return int(rereads.sum())
 
     # ------------------------------------------------------------------ persistence
     STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
@@ -373,7 +298,6 @@ class TileArray:
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
-        tiles.chunk = tiles.grid.blas_chunk()
         expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
                     "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
         for name in cls.STATE_ARRAYS:

@@ -3,6 +3,7 @@ buffer takes longer to fault in than to fill), so the MVM borrows them from a pe
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -10,17 +11,18 @@ import numpy as np
 _local = threading.local()
 
 
-def buffer(name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+def buffer(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
     """An uninitialized C-contiguous array of ``shape``, reusing this thread's buffer ``name``.
     Valid until the next request for the same name on this thread."""
-    pool = getattr(_local, "pool", None)
-    if pool is None:
+    try:
+        pool = _local.pool
+    except AttributeError:
         pool = _local.pool = {}
-    size = int(np.prod(shape))
-    flat = pool.get((name, np.dtype(dtype)))
+    size = math.prod(shape)
+    key = (name, dtype)
+    flat = pool.get(key)
     if flat is None or flat.size < size:
-        flat = np.empty(max(size, 1), dtype)
-        pool[(name, np.dtype(dtype))] = flat
+        flat = pool[key] = np.empty(max(size, 1), dtype)
     return flat[:size].reshape(shape)
 
 
