@@ -9,9 +9,9 @@ import numpy as np
 
 from ..config import ChipConfig
 from . import compensation, converters, device, irdrop, patches, readout, rng, workspace
-from .inputs import InputRows, PatchRows
 from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
+from .inputs import InputRows, PatchRows
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,13 @@ class TileArray:
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
+        self._set_read_noise(gain)
+        self.g_direct = self._direct_conductances()
+
+    def _set_read_noise(self, gain: np.ndarray | None) -> None:
+        """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
+        ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
+        dev = self.cfg.device
         span = np.float32(dev.g_max_us - dev.g_min_us)
         span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
@@ -170,7 +177,7 @@ class TileArray:
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = device.read_noise_std(g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        sigma = device.read_noise_std(self.g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
         if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
@@ -178,7 +185,6 @@ class TileArray:
         elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
-        self.g_direct = self._direct_conductances()
 
     def _direct_conductances(self) -> np.ndarray | None:
         """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
