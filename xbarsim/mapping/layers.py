@@ -17,6 +17,7 @@ from ..config import ChipConfig
 from ..models.convolution import output_size, pad_same
 from ..models.recurrent import RecurrentShape, run_recurrent, shape_of
 from .matrix import AnalogMatrix
+from .serial import serial_section
 
 PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
 
@@ -192,7 +193,8 @@ class _ConvOnTiles(torch.autograd.Function):
 class AnalogRecurrent(AnalogLayer):
     """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` on tiles: multi-layer, bidirectional, batch_first,
     with or without biases, as torch has them. Every gate product at every time step is a tile MVM:
-    the input products of all steps in one call, the hidden products step by step.
+    the input products of all steps in one call, the hidden products step by step, with torch and
+    BLAS held at one thread (``serial.serial_section``: the steps' products are small).
     Matrices are ordered layer, direction, (input, hidden)."""
 
     kind = "recurrent"
@@ -230,7 +232,7 @@ class AnalogRecurrent(AnalogLayer):
     def forward(self, x: torch.Tensor, hx=None):
         shape = RecurrentShape(self.mode, self.hidden_size, self.num_layers, self.batch_first, self.bidirectional)
         pairs = list(zip(self._matrices[0::2], self._matrices[1::2]))
-        return run_recurrent(shape, x, hx, pairs)
+        return run_recurrent(shape, x, hx, pairs, steps_section=serial_section)
 
 
 class AnalogConv1d(AnalogConv):

@@ -1,0 +1,105 @@
+"""The analog layers' fast paths give the bits of the plain ones: recurrent layers against a
+step-by-step loop over the tiles, inference without autograd against the autograd path, and any
+thread count of torch and BLAS against any other."""
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from xbarsim import ChipConfig, map_model
+from xbarsim.crossbar.tile import TileArray
+from xbarsim.mapping import serial
+from xbarsim.models import zoo
+
+
+def _pcm(**values) -> ChipConfig:
+    return ChipConfig.preset("pcm").with_values({"tile.rows": 48, "tile.cols": 64, **values})
+
+
+def _lstm_by_hand(chip, x: np.ndarray) -> np.ndarray:
+    """A 1-layer LSTM chip's output, one tile call per matrix and time step, in time order: the
+    input products' vector counters advance by one batch per step, as in one call of all steps."""
+    ih, hh = chip.chip.matrices()
+    steps, batch, _ = x.shape
+    hidden = hh.in_features
+    h = torch.zeros(batch, hidden)
+    c = torch.zeros(batch, hidden)
+    outputs = []
+    for t in range(steps):
+        gi = torch.from_numpy(ih.product(np.ascontiguousarray(x[t]), with_bias=True))
+        gh = torch.from_numpy(hh.product(h.numpy(), with_bias=True))
+        i, f, g, o = (gi + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs).numpy()
+
+
+@pytest.mark.parametrize("values", [{}, {"mapping.bias": "rows"}], ids=["digital bias", "bias in rows"])
+def test_a_recurrent_layer_equals_its_steps_called_one_by_one(values):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(40, 30).eval()
+    x = torch.rand(6, 5, 40)
+    chips = [map_model(lstm, _pcm(**values), seed=2) for _ in range(2)]
+    with torch.no_grad():
+        out, _ = chips[0](x)
+        out_again, _ = chips[0](x)
+    expected = _lstm_by_hand(chips[1], x.numpy())
+    assert np.array_equal(out.numpy(), expected)
+    assert not np.array_equal(out_again.numpy(), expected)  # the second call reads fresh noise
+    assert np.array_equal(out_again.numpy(), _lstm_by_hand(chips[1], x.numpy()))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_steps_give_the_same_bits_with_the_default_threads(monkeypatch, kind):
+    """The time steps run with one torch and one BLAS thread; the default threads give the same bits."""
+    torch.manual_seed(1)
+    model = zoo.build(kind, input_size=24, hidden_size=96, num_layers=2, bidirectional=True)
+    x = torch.rand(9, 11, 24)
+    serial_chip, default_chip = (map_model(model, _pcm(), seed=5) for _ in range(2))
+    with torch.no_grad():
+        expected = serial_chip(x)
+        monkeypatch.setattr("xbarsim.mapping.layers.serial_section", nullcontext)
+        assert torch.equal(default_chip(x), expected)
+
+
+def test_the_serial_section_restores_the_thread_counts():
+    torch_before = torch.get_num_threads()
+    blas_before = [lib.num_threads for lib in serial._blas().lib_controllers]
+    with serial.serial_section():
+        assert torch.get_num_threads() == 1
+        assert all(lib.num_threads == 1 for lib in serial._blas().lib_controllers)
+    with pytest.raises(RuntimeError), serial.serial_section():
+        raise RuntimeError("a failing step")
+    assert torch.get_num_threads() == torch_before
+    assert [lib.num_threads for lib in serial._blas().lib_controllers] == blas_before
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (3, 1, 32, 32)), ("mlp", (5, 1, 8, 8)), ("lstm", (2, 4, 1))])
+def test_inference_without_autograd_equals_the_autograd_path(name, shape):
+    """Under no_grad (or for inputs without gradients) the layers skip the autograd node: same bits."""
+    torch.manual_seed(2)
+    model = zoo.build(name, input_size=1) if name == "lstm" else zoo.build(name)
+    x = torch.rand(*shape)
+    plain, tracked = (map_model(model, ChipConfig.preset("pcm"), seed=7) for _ in range(2))
+    with torch.no_grad():
+        y_plain = plain(x)
+    y_tracked = tracked(x.clone().requires_grad_(True))
+    assert y_tracked.requires_grad
+    assert torch.equal(y_plain, y_tracked.detach())
+
+
+def test_blas_thread_counts_do_not_change_a_product():
+    """OpenBLAS splits a product over rows and columns, never the summed index: one thread or all."""
+    rng = np.random.default_rng(3)
+    weights = rng.standard_normal((700, 600)).astype(np.float32)
+    x = rng.standard_normal((300, 600)).astype(np.float32)
+    arrays = [TileArray.from_weights(weights, ChipConfig.preset("pcm"), seed=4) for _ in range(2)]
+    threaded = arrays[0].mvm(x)
+    with threadpool_limits(1, user_api="blas"):
+        single = arrays[1].mvm(x)
+    assert np.array_equal(threaded, single)
