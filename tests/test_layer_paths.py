@@ -103,3 +103,18 @@ def test_blas_thread_counts_do_not_change_a_product():
     with threadpool_limits(1, user_api="blas"):
         single = arrays[1].mvm(x)
     assert np.array_equal(threaded, single)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_convolution_split_into_runs_of_images_gives_the_same_bits(monkeypatch, groups):
+    """A batch too large for one tile call runs in pieces (``PATCH_VALUES``): the pieces, and
+    the groups within them, land where one call would have put them."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(4, 6, 3, stride=(2, 1), padding=1, groups=groups).eval()
+    x = torch.rand(5, 4, 9, 8)
+    whole, split = (map_model(conv, _pcm(), seed=8) for _ in range(2))
+    with torch.no_grad():
+        expected = whole(x)
+        monkeypatch.setattr("xbarsim.mapping.layers.PATCH_VALUES", 2 * 5 * 8 * 9 * 4 // groups)  # 2 images per call
+        assert torch.equal(split(x), expected)
+    assert expected.is_contiguous(memory_format=torch.channels_last)
