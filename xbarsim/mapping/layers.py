@@ -17,6 +17,7 @@ from ..config import ChipConfig
 from ..models.convolution import output_size, pad_same
 from ..models.recurrent import RecurrentShape, run_recurrent, shape_of
 from .matrix import AnalogMatrix
+from .serial import serial_section
 
 PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
 
@@ -157,16 +158,19 @@ class AnalogConv(AnalogLayer):
         # channels-last in and out: a network running in channels_last memory format (as it
         # does after the first analog conv) needs no layout copies between layers
         x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
-        out = torch.empty(batch, *out_size, self.out_channels)
         per_group_in = self.in_channels // self.groups
         per_group_out = self.out_channels // self.groups
         samples = max(1, PATCH_VALUES // (out_size[0] * out_size[1] * kernel[0] * kernel[1] * per_group_in))
         geometry = (kernel, stride, padding, dilation, out_size)
+        pieces = []  # (n, OH, OW, out) per run of samples; one piece (the usual case) is returned as it is
         for b0 in range(0, batch, samples):
             n = min(samples, batch - b0)
-            for g, matrix in enumerate(self._matrices):
-                y = torch.from_numpy(matrix.product_patches(x_nhwc[b0 : b0 + n], geometry, g * per_group_in))
-                out[b0 : b0 + n, :, :, g * per_group_out : (g + 1) * per_group_out] = y.reshape(n, *out_size, per_group_out)
+            groups = [
+                torch.from_numpy(matrix.product_patches(x_nhwc[b0 : b0 + n], geometry, g * per_group_in)).reshape(n, *out_size, per_group_out)
+                for g, matrix in enumerate(self._matrices)
+            ]  # fmt: skip
+            pieces.append(groups[0] if len(groups) == 1 else torch.cat(groups, dim=3))
+        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         return out.permute(0, 3, 1, 2)
 
 
@@ -192,7 +196,8 @@ class _ConvOnTiles(torch.autograd.Function):
 class AnalogRecurrent(AnalogLayer):
     """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` on tiles: multi-layer, bidirectional, batch_first,
     with or without biases, as torch has them. Every gate product at every time step is a tile MVM:
-    the input products of all steps in one call, the hidden products step by step.
+    the input products of all steps in one call, the hidden products step by step, with torch and
+    BLAS held at one thread (``serial.serial_section``: the steps' products are small).
     Matrices are ordered layer, direction, (input, hidden)."""
 
     kind = "recurrent"
@@ -230,7 +235,7 @@ class AnalogRecurrent(AnalogLayer):
     def forward(self, x: torch.Tensor, hx=None):
         shape = RecurrentShape(self.mode, self.hidden_size, self.num_layers, self.batch_first, self.bidirectional)
         pairs = list(zip(self._matrices[0::2], self._matrices[1::2]))
-        return run_recurrent(shape, x, hx, pairs)
+        return run_recurrent(shape, x, hx, pairs, steps_section=serial_section)
 
 
 class AnalogConv1d(AnalogConv):

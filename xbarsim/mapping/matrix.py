@@ -52,8 +52,11 @@ class AnalogMatrix:
         """x (batch, in) float -> (batch, out) float32, on the CPU."""
         if x.device.type != "cpu":
             raise ValueError(f"layer {self.name!r}: analog layers run on the CPU, got a tensor on {x.device}")
-        y = _TileProduct.apply(x, self)
-        return y if self.bias is None else y + self.bias
+        if x.requires_grad and torch.is_grad_enabled():
+            y = _TileProduct.apply(x, self)
+            return y if self.bias is None else y + self.bias
+        y = self._mvm(x)  # inference: no autograd node (its bookkeeping costs more than a small product)
+        return y if self.bias is None else y.add_(self.bias)
 
     def product(self, x: np.ndarray, with_bias: bool = False) -> np.ndarray:
         """x (batch, in) float32 NumPy -> (batch, out): the tiles' product (plus a bias stored in
@@ -77,6 +80,7 @@ class AnalogMatrix:
         return y
 
     def _mvm(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, in) -> (batch, out) float32, a new tensor (the tiles' output, no copy)."""
         return torch.from_numpy(self.product(np.ascontiguousarray(x.detach().to(torch.float32).numpy())))
 
 

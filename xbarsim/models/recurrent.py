@@ -4,6 +4,7 @@ every gate pre-activation: the analog layers run it on tiles, deep noise injecti
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -41,10 +42,12 @@ def _step(mode: str, gi, h, c, hidden: Product, hook: GateHook):
 
 
 def run_recurrent(shape: RecurrentShape, x: torch.Tensor, hx, products: list[tuple[Product, Product]],
-                  hook: GateHook = lambda pre: pre):  # fmt: skip
+                  hook: GateHook = lambda pre: pre,
+                  steps_section: Callable[[], AbstractContextManager] = nullcontext):  # fmt: skip
     """torch's recurrent semantics (inputs, hx, outputs, unbatched input) over ``products``, one
     (input, hidden) pair per layer and direction in that order. The input products of all steps
-    go in one call. Returns (output, h_n) or (output, (h_n, c_n)) for an LSTM."""
+    go in one call; the time steps of each layer and direction run inside ``steps_section()``
+    (e.g. ``mapping.serial.serial_section``). Returns (output, h_n) or (output, (h_n, c_n)) for an LSTM."""
     if isinstance(x, nn.utils.rnn.PackedSequence):
         raise ValueError("PackedSequence is not supported here: pass a padded tensor")
     unbatched = x.dim() == 2
@@ -72,9 +75,10 @@ def run_recurrent(shape: RecurrentShape, x: torch.Tensor, hx, products: list[tup
             gi = inputs(seq.reshape(steps * batch, -1)).reshape(steps, batch, -1)
             h, c = h0[index], (c0[index] if lstm else None)
             out = []
-            for t in range(steps):
-                h, c = _step(shape.mode, gi[t], h, c, hidden, hook)
-                out.append(h)
+            with steps_section():
+                for t in range(steps):
+                    h, c = _step(shape.mode, gi[t], h, c, hidden, hook)
+                    out.append(h)
             out = torch.stack(out)
             outputs.append(out if d == 0 else out.flip(0))
             h_n.append(h)
