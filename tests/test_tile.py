@@ -63,7 +63,7 @@ CONFIGS = {
         "mapping.weight_scale": "tile"}),
     "clip only": ChipConfig.preset("gaussian").with_values({
         "tile.dac": {"range": "fixed", "bound": 1.5}, "tile.adc": {"range": "fixed", "bound": 2.0}}),
-    # one row block: the products go straight into the output and the noise/ADC pass runs in place
+    # one row block
     "one tile, additive": ChipConfig.preset("gaussian").with_values({"tile.out_noise": 0.05}),
     "one tile, pcm": ChipConfig.preset("pcm").with_values({"device.read_noise": {"kind": "pcm", "time": "per_read"}}),
     "one tile, per-device": ChipConfig.preset("pcm").with_values({"tile.read_noise_path": "per_device"}),

@@ -79,9 +79,8 @@ def _noisy_adc_accumulate(
     converter units. keys (P,) uint64; output j of vector v in block p draws from counter
     v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
     draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
-    w_scale (P, n_out); z (>=B, 2 * half) scratch. Without bound management and with one row
-    block, y may be ``out[None]``: the pass then runs in place (each output is read before it is
-    written).
+    w_scale (P, n_out); z (>=B, 2 * half) scratch. y and out must not overlap (LLVM would not
+    vectorise the pass).
     Bound management (col_block (n_out,) int64 and saturated (>=B, P, Q) int8 zeroed by the caller;
     both None without it, and Numba then compiles the branches away): also writes the ADC outputs
     back into y and sets saturated[b, p, col_block[j]] = 1 when an output of vector b's tile
