@@ -2,6 +2,7 @@
 the kernel path against the NumPy reference, and the config, sweep and chip-file plumbing."""
 
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -239,3 +240,14 @@ def test_chip_files_keep_the_wire_resistance_and_old_files_load(tmp_path):
         del config["tile"]["wire_resistance_ohm"]
         f["config"].attrs["json"] = json.dumps(config)
     assert load_chip(old).chip.cfg.tile.wire_resistance_ohm == 0.0
+
+
+def test_an_attenuation_beyond_the_models_range_warns_once_per_read_epoch_and_not_below():
+    rng = np.random.default_rng(5)
+    weights = rng.uniform(-1, 1, (512, 512)).astype(np.float32)
+    pcm = ChipConfig.preset("pcm")
+    with pytest.warns(irdrop.WireModelWarning, match=r"delta = \d\.\d\d on blocks of up to 512x512"):
+        TileArray.from_weights(weights, pcm.with_values({"tile.wire_resistance_ohm": 1.0}), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", irdrop.WireModelWarning)
+        TileArray.from_weights(weights, pcm.with_values({"tile.wire_resistance_ohm": 1.0, "tile.rows": 128, "tile.cols": 128}), seed=0)

@@ -22,6 +22,8 @@ outputs, the unused devices off, so its lines are as long as the block. G+ and G
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit
 
@@ -79,6 +81,13 @@ def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
     return np.asarray(g_us, np.float64) / (1.0 + attenuation(g_us, r_ohm))
 
 
+VALID_ATTENUATION = 0.3  # delta up to which the first-order model stays within ~1% of full scale (docs/physics.md §10)
+
+
+class WireModelWarning(UserWarning):
+    """The wires attenuate some device beyond the first-order model's range: its outputs are approximate."""
+
+
 def _tiles(grid: TileGrid):
     """(side, input slice, output slice) of every array: G+ and G- of every tile."""
     n_p, n_q = grid.shape
@@ -92,8 +101,17 @@ def seen_conductances(g: np.ndarray, grid: TileGrid, r_ohm: float) -> np.ndarray
     """(2, n_in, n_out) float32: G+ and G- (uS) of every tile of ``grid`` as read through wires of r_ohm per
     segment. Call only with r_ohm > 0 (at 0 the conductances are what they are)."""
     seen = np.empty(g.shape, np.float32)
+    delta = 0.0
     for side, rows, cols in _tiles(grid):
-        seen[side, rows, cols] = array_conductances(g[side, rows, cols], r_ohm)
+        tile = g[side, rows, cols]
+        attenuated = attenuation(tile, r_ohm)
+        delta = max(delta, float(attenuated.max()))
+        seen[side, rows, cols] = np.asarray(tile, np.float64) / (1.0 + attenuated)
+    if delta > VALID_ATTENUATION:
+        warnings.warn(f"wire resistance {r_ohm:g} ohm per segment attenuates some device by delta = {delta:.2f} on "
+                      f"blocks of up to {int(np.diff(grid.row_edges).max())}x{int(np.diff(grid.col_edges).max())}, beyond the first-order model's range "
+                      f"(delta <= {VALID_ATTENUATION}: error ~0.1 delta^2 of full scale); smaller tiles keep it valid",
+                      WireModelWarning, stacklevel=2)  # fmt: skip
     return seen
 
 
