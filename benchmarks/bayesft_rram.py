@@ -40,11 +40,11 @@ def lognormal_curve(model: torch.nn.Module, cfg: ChipConfig, sigmas: np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     parser = studylib.study_parser(__doc__.splitlines()[0], "bayesft_rram.png")
     parser.add_argument("--train-sigma", type=float, default=0.5, help="BayesFT sigma in training (default 0.5)")
-    parser.add_argument("--chips", type=int, help="chips per point (default 10; 3 with --quick)")
+    studylib.add_chips_option(parser, full=10, quick=3)
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
     clock = studylib.Clock()
-    chips = args.chips or (3 if args.quick else 10)
+    chips = studylib.chip_count(parser, args)
     sigmas = np.linspace(0.1, 1.5, 8 if args.quick else 15)
     base = TrainConfig(epochs=10 if args.quick else 40, lr=3e-3, seed=args.seed)
     trainings = {"plain": base, "BayesFT": studylib.with_options(base, bayesft_sigma=args.train_sigma)}

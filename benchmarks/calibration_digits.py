@@ -69,13 +69,11 @@ def denoise_part(model: torch.nn.Module, split: DataSplit, chips: int, target: f
 
 def main(argv: list[str] | None = None) -> int:
     parser = studylib.study_parser(__doc__.splitlines()[0], "calibration_digits.png")
-    parser.add_argument("--chips", type=int, help="chips per point (default 5; 2 with --quick)")
+    studylib.add_chips_option(parser, full=5, quick=2)
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
     clock = studylib.Clock()
-    chips = args.chips or (2 if args.quick else 5)
-    if chips < 1:
-        parser.error("--chips must be at least 1")
+    chips = studylib.chip_count(parser, args)
     base = TrainConfig(epochs=10 if args.quick else 40, lr=3e-3, seed=args.seed)
     block_epochs = 2 if args.quick else 6
     split = data.digits(args.seed)

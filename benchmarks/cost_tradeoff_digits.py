@@ -65,13 +65,11 @@ def plot(results: dict, path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = studylib.study_parser(__doc__.splitlines()[0], "cost_tradeoff_digits.png")
-    parser.add_argument("--chips", type=int, help="chips per cell (default 5; 2 with --quick)")
+    studylib.add_chips_option(parser, full=5, quick=2, per="cell")
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
     clock = studylib.Clock()
-    chips = args.chips or (2 if args.quick else 5)
-    if chips < 1:
-        parser.error("--chips must be at least 1")
+    chips = studylib.chip_count(parser, args)
     split = data.digits(args.seed)
     recipe = TrainConfig(epochs=10 if args.quick else 40, lr=3e-3, seed=args.seed)
     model = studylib.trained(lambda: zoo.build("lenet5", image_size=8), split, recipe)

@@ -38,6 +38,21 @@ def study_parser(description: str, plot_name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_chips_option(parser: argparse.ArgumentParser, full: int, quick: int, per: str = "point") -> None:
+    """``--chips N``: chips (programming seeds) per point, ``full`` by default, ``quick`` with --quick."""
+    parser.add_argument("--chips", type=int, help=f"chips per {per} (default {full}; {quick} with --quick)")
+    parser.set_defaults(chip_defaults=(full, quick))
+
+
+def chip_count(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The chips per point that ``add_chips_option``'s ``--chips`` asks for (at least 1)."""
+    full, quick = args.chip_defaults
+    chips = args.chips if args.chips is not None else (quick if args.quick else full)
+    if chips < 1:
+        parser.error("--chips must be at least 1")
+    return chips
+
+
 def reproducible(seed: int, threads: int) -> None:
     """Deterministic torch kernels, a fixed thread count, and the global seeds."""
     torch.use_deterministic_algorithms(True)

@@ -78,7 +78,12 @@ def attenuation(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
 
 def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
     """(rows, cols) float64: one array's conductances as its outputs see them, G / (1 + r (A + B)), uS."""
-    return np.asarray(g_us, np.float64) / (1.0 + attenuation(g_us, r_ohm))
+    return _attenuated(g_us, attenuation(g_us, r_ohm))
+
+
+def _attenuated(g_us: np.ndarray, attenuated: np.ndarray) -> np.ndarray:
+    """G / (1 + r (A + B)) from the attenuations r (A + B), float64, uS."""
+    return np.asarray(g_us, np.float64) / (1.0 + attenuated)
 
 
 VALID_ATTENUATION = 0.3  # delta up to which the first-order model stays within ~1% of full scale (docs/physics.md §10)
@@ -106,7 +111,7 @@ def seen_conductances(g: np.ndarray, grid: TileGrid, r_ohm: float) -> np.ndarray
         tile = g[side, rows, cols]
         attenuated = attenuation(tile, r_ohm)
         delta = max(delta, float(attenuated.max()))
-        seen[side, rows, cols] = np.asarray(tile, np.float64) / (1.0 + attenuated)
+        seen[side, rows, cols] = _attenuated(tile, attenuated)
     if delta > VALID_ATTENUATION:
         warnings.warn(f"wire resistance {r_ohm:g} ohm per segment attenuates some device by delta = {delta:.2f} on "
                       f"blocks of up to {int(np.diff(grid.row_edges).max())}x{int(np.diff(grid.col_edges).max())}, beyond the first-order model's range "
