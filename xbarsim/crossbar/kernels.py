@@ -21,7 +21,7 @@ from numba import prange
 
 from .converters import DAC_NONE, clip, quantize
 from .jit import parallel_and_serial
-from .rng import normal_pair
+from .rng import normal_pair, normal_pairs_into
 
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2
@@ -96,13 +96,11 @@ def _noisy_adc_accumulate(
         z_row = z[b]
         z_first = z_row[:half]
         z_second = z_row[half:]
+        high = np.empty(half if noisy else 0, np.uint32)
+        low = np.empty(half if noisy else 0, np.uint32)
         for p in range(y.shape[0]):
             if noisy:
-                key = keys[p]
-                for jp in range(half):
-                    z0, z1 = normal_pair(key, base + np.uint64(jp))
-                    z_first[jp] = z0
-                    z_second[jp] = z1
+                normal_pairs_into(keys[p], base, z_first, z_second, high, low)
             y_row = y[p, b]
             var_row = var[p, b] if var_mode == VAR_MATRIX else y_row
             bound, to_int, step, w_row = adc_bound[p], adc_to_int[p], adc_step[p], w_scale[p]
