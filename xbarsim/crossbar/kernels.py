@@ -54,18 +54,24 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
     n_out = y.shape[2]
     for b in prange(n_batch):
         vector = np.uint64(first_vector + b)
+        # one row of normals at a time (``rng.normal_pairs_into``: consecutive counters)
+        z_pos = np.empty(n_out, np.float32)
+        z_neg = np.empty(n_out, np.float32)
+        high = np.empty(n_out, np.uint32)
+        low = np.empty(n_out, np.uint32)
         for p in range(row_edges.shape[0] - 1):
             r0 = row_edges[p]
             rows = np.uint64(row_edges[p + 1] - r0)
             key = keys[p]
+            y_row = y[p, b]
             for i in range(r0, row_edges[p + 1]):
                 xi = xq[b, i]
                 if xi == 0:
                     continue
-                base = (vector * rows + np.uint64(i - r0)) * np.uint64(n_out)
+                normal_pairs_into(key, (vector * rows + np.uint64(i - r0)) * np.uint64(n_out), z_pos, z_neg, high, low)
+                sigma_pos_row, sigma_neg_row = sigma_pos_t[i], sigma_neg_t[i]
                 for j in range(n_out):
-                    z_pos, z_neg = normal_pair(key, base + np.uint64(j))
-                    y[p, b, j] += xi * (sigma_pos_t[i, j] * z_pos - sigma_neg_t[i, j] * z_neg)
+                    y_row[j] += xi * (sigma_pos_row[j] * z_pos[j] - sigma_neg_row[j] * z_neg[j])
 
 
 def _noisy_adc_accumulate(
