@@ -17,11 +17,11 @@ the batch split or thread count, and every Numba sum runs in a fixed order.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from .converters import DAC_NONE, clip, quantize
-from .jit import parallel_and_serial
-from .rng import normal_pair
+from .jit import JIT_OPTIONS, parallel_and_serial
+from .rng import normal_pair, normal_pairs_into
 
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2
@@ -54,23 +54,29 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
     n_out = y.shape[2]
     for b in prange(n_batch):
         vector = np.uint64(first_vector + b)
+        # one row of normals at a time (``rng.normal_pairs_into``: consecutive counters)
+        z_pos = np.empty(n_out, np.float32)
+        z_neg = np.empty(n_out, np.float32)
+        high = np.empty(n_out, np.uint32)
+        low = np.empty(n_out, np.uint32)
         for p in range(row_edges.shape[0] - 1):
             r0 = row_edges[p]
             rows = np.uint64(row_edges[p + 1] - r0)
             key = keys[p]
+            y_row = y[p, b]
             for i in range(r0, row_edges[p + 1]):
                 xi = xq[b, i]
                 if xi == 0:
                     continue
-                base = (vector * rows + np.uint64(i - r0)) * np.uint64(n_out)
+                normal_pairs_into(key, (vector * rows + np.uint64(i - r0)) * np.uint64(n_out), z_pos, z_neg, high, low)
+                sigma_pos_row, sigma_neg_row = sigma_pos_t[i], sigma_neg_t[i]
                 for j in range(n_out):
-                    z_pos, z_neg = normal_pair(key, base + np.uint64(j))
-                    y[p, b, j] += xi * (sigma_pos_t[i, j] * z_pos - sigma_neg_t[i, j] * z_neg)
+                    y_row[j] += xi * (sigma_pos_row[j] * z_pos[j] - sigma_neg_row[j] * z_neg[j])
 
 
 def _noisy_adc_accumulate(
     y, var_mode, var, sq, var_const, out_var, keys, first_vector, noisy,
-    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, out, col_block, saturated,
+    adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, bits, out, col_block, saturated,
 ):  # fmt: skip
     """Noise, ADC and digital accumulation over row blocks, fused; writes out (B, n_out).
 
@@ -79,8 +85,8 @@ def _noisy_adc_accumulate(
     converter units. keys (P,) uint64; output j of vector v in block p draws from counter
     v * half + (j mod half), half = ceil(n_out / 2) (first normal for j < half). noisy=False
     draws nothing. adc_* (P, n_out) per output (its tile's bound); dac_scale (>=B, P);
-    w_scale (P, n_out); z (>=B, 2 * half) scratch. y and out must not overlap (LLVM would not
-    vectorise the pass).
+    w_scale (P, n_out); z (>=B, 2 * half) float32 and bits (>=B, 2 * half) uint32 scratch. y and
+    out must not overlap (LLVM would not vectorise the pass).
     Bound management (col_block (n_out,) int64 and saturated (>=B, P, Q) int8 zeroed by the caller;
     both None without it, and Numba then compiles the branches away): also writes the ADC outputs
     back into y and sets saturated[b, p, col_block[j]] = 1 when an output of vector b's tile
@@ -96,40 +102,51 @@ def _noisy_adc_accumulate(
         z_row = z[b]
         z_first = z_row[:half]
         z_second = z_row[half:]
+        high = bits[b, :half]
+        low = bits[b, half:]
         for p in range(y.shape[0]):
-            if noisy:
-                key = keys[p]
-                for jp in range(half):
-                    z0, z1 = normal_pair(key, base + np.uint64(jp))
-                    z_first[jp] = z0
-                    z_second[jp] = z1
             y_row = y[p, b]
-            var_row = var[p, b] if var_mode == VAR_MATRIX else y_row
-            bound, to_int, step, w_row = adc_bound[p], adc_to_int[p], adc_step[p], w_scale[p]
-            block_scale = dac_scale[b, p]
-            read_const = var_const * sq[b, p]
-            for j in range(n_out):
-                v = y_row[j]
-                if noisy:
-                    variance = out_var
-                    if var_mode == VAR_CONSTANT:
-                        variance = read_const + out_var
-                    elif var_mode == VAR_MATRIX:
-                        variance = var_row[j] + out_var
-                    v = v + np.sqrt(variance) * z_row[j]
-                if saturated is not None:
-                    if abs(v) > bound[j]:
-                        saturated[b, p, col_block[j]] = 1
-                if adc_levels > 0:
-                    v = quantize(v, bound[j], to_int[j], step[j])
-                elif adc_clip:
-                    v = clip(v, bound[j])
-                if saturated is not None:
-                    y_row[j] = v
-                if p == 0:
-                    out_row[j] = v * block_scale * w_row[j]
+            saturated_row = saturated[b, p] if saturated is not None else None
+            if noisy:
+                # the noisy reads, in place of their normals: loops without branches vectorise
+                normal_pairs_into(keys[p], base, z_first, z_second, high, low)
+                if var_mode == VAR_MATRIX:
+                    var_row = var[p, b]
+                    for j in range(n_out):
+                        z_row[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * z_row[j]
                 else:
-                    out_row[j] += v * block_scale * w_row[j]
+                    read_std = np.sqrt(var_const * sq[b, p] + out_var if var_mode == VAR_CONSTANT else out_var)
+                    for j in range(n_out):
+                        z_row[j] = y_row[j] + read_std * z_row[j]
+            # one call per source array: with a phi of the two, LLVM's vector loop ran at half speed
+            if noisy:
+                _adc_accumulate_row(z_row, y_row, p, adc_levels, adc_clip, adc_bound[p], adc_to_int[p], adc_step[p],
+                                    dac_scale[b, p], w_scale[p], out_row, col_block, saturated, saturated_row)  # fmt: skip
+            else:
+                _adc_accumulate_row(y_row, y_row, p, adc_levels, adc_clip, adc_bound[p], adc_to_int[p], adc_step[p],
+                                    dac_scale[b, p], w_scale[p], out_row, col_block, saturated, saturated_row)  # fmt: skip
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _adc_accumulate_row(read_row, y_row, p, adc_levels, adc_clip, bound, to_int, step, block_scale, w_row, out_row,
+                        col_block, saturated, saturated_row):  # fmt: skip
+    """ADC of one vector's reads in row block p (read_row (n_out,)), added into out_row; with
+    bound management, the ADC outputs go to y_row and saturations to saturated_row (Q,)."""
+    for j in range(out_row.shape[0]):
+        v = read_row[j]
+        if saturated is not None:
+            if abs(v) > bound[j]:
+                saturated_row[col_block[j]] = 1
+        if adc_levels > 0:
+            v = quantize(v, bound[j], to_int[j], step[j])
+        elif adc_clip:
+            v = clip(v, bound[j])
+        if saturated is not None:
+            y_row[j] = v
+        if p == 0:
+            out_row[j] = v * block_scale * w_row[j]
+        else:
+            out_row[j] += v * block_scale * w_row[j]
 
 
 BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)

@@ -112,6 +112,7 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
 
     bound, to_int, step = tiles._adc_columns
     z = workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2)))
+    bits = workspace.buffer("bits", z.shape, np.uint32)
     saturated = None
     if bm:
         saturated = workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8)
@@ -119,7 +120,7 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
     finish(
         y, var_mode, var, sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
-        plan.adc_levels, plan.adc_clip, bound, to_int, step, dac_scale, tiles.out_scales, z, out,
+        plan.adc_levels, plan.adc_clip, bound, to_int, step, dac_scale, tiles.out_scales, z, bits, out,
         tiles._col_block if bm else None, saturated,
     )  # fmt: skip
     rereads = 0
