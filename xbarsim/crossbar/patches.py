@@ -37,7 +37,7 @@ def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channe
 
 
 def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
-                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):  # fmt: skip
+                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
     """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
     stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
     xq (>= B * out_h * out_w, n_in) (``converters.dac_row``; not in place: LLVM would find the
@@ -47,14 +47,11 @@ def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_chan
     bad = 0
     for r in prange(n_rows):
         thread = get_thread_id()
-        lanes = lanes_per_thread[thread]
         row = scratch[thread]
         gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row)
         for t in range(ones):
             row[patch + t] = 1.0
-        squares_row = squares[r] if want_squares else squares[0]
-        bad += dac_row(row, row_edges, mode, bounds, levels, want_sq, want_squares, xq[r], scale[r], sq[r],
-                       squares_row, lanes)  # fmt: skip
+        bad += dac_row(scratch, thread, row_edges, mode, bounds, levels, want_sq, want_squares, xq, r, scale, sq, squares)
     return bad
 
 

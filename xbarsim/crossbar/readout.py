@@ -65,7 +65,7 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
     ``inputs.dac(parallel, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq,
-    squares, lanes)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
+    squares)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
         return _direct(tiles, inputs.x), 0
@@ -82,9 +82,8 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     dac_scale = workspace.buffer("dac_scale", (n_batch, n_p))
     sq = workspace.buffer("sq", (n_batch, n_p))
     _start_thread_pool()
-    lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
     bad = inputs.dac(parallel, row_edges, plan.dac_mode, tiles.dac_bounds, plan.dac_levels, var_mode == kernels.VAR_CONSTANT,
-                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares, lanes)  # fmt: skip
+                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares)  # fmt: skip
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
