@@ -44,13 +44,17 @@ def sum_of_squares_by_lane(typingctx, values, row, start, stop):
         with cgutils.for_range(builder, groups) as loop:  # full groups: lane l += v[l]^2, all lanes at once
             v = builder.load(builder.gep(group_ptr, [loop.index]), align=4)
             builder.store(builder.fadd(builder.load(lanes), builder.fmul(v, v)), lanes)
+        # the tail: element n_full + k into lane k, on the lanes in memory (an SSA vector indexed by a
+        # variable goes through the stack at every element: ~15 ns each)
+        lanes_memory = cgutils.alloca_once(builder, vector)
+        builder.store(builder.load(lanes), lanes_memory)
+        lane_ptr = builder.bitcast(lanes_memory, f32.as_pointer())
         n_full = builder.mul(groups, lanes_n)
-        with cgutils.for_range(builder, builder.sub(n, n_full)) as loop:  # the tail: element n_full + k into lane k
+        with cgutils.for_range(builder, builder.sub(n, n_full)) as loop:
             v = builder.load(builder.gep(first, [builder.add(n_full, loop.index)]))
-            acc = builder.load(lanes)
-            lane = builder.extract_element(acc, loop.index)
-            builder.store(builder.insert_element(acc, builder.fadd(lane, builder.fmul(v, v)), loop.index), lanes)
-        acc = builder.load(lanes)
+            lane = builder.gep(lane_ptr, [loop.index])
+            builder.store(builder.fadd(builder.load(lane), builder.fmul(v, v)), lane)
+        acc = builder.load(lanes_memory)
         total = ir.Constant(f32, 0.0)
         for lane in range(SQ_LANES):
             total = builder.fadd(total, builder.extract_element(acc, ir.Constant(ir.IntType(32), lane)))
