@@ -1,3 +1,4 @@
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -5,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import converters, reference
+from xbarsim.crossbar import converters, lanesum, reference
 from xbarsim.crossbar.grid import TileGrid
 
 finite_f32 = st.floats(-1e4, 1e4, allow_nan=False, width=32)
@@ -57,7 +58,8 @@ def test_kernel_quantizer_equals_the_reference(v, levels, bound):
     {"bits": 6, "range": "calibrated", "bound": 2.0},
 ])  # fmt: skip
 @pytest.mark.parametrize("n_batch", [1, 9, 70])
-def test_dac_kernel_equals_the_reference(dac, n_batch):
+@pytest.mark.parametrize("twin, threads", [("parallel", 0), ("parallel", 1), ("serial", 0)])
+def test_dac_kernel_equals_the_reference(dac, n_batch, twin, threads):
     cfg = ChipConfig.preset("ideal").with_values({"tile.dac": dac}).tile.dac
     grid = TileGrid.for_matrix(300, 10, 128, 128)
     rng = np.random.default_rng(n_batch)
@@ -68,7 +70,13 @@ def test_dac_kernel_equals_the_reference(dac, n_batch):
     scale = np.zeros((n_batch, 3), np.float32)
     sq = np.zeros((n_batch, 3), np.float32)
     squares = np.zeros_like(x)
-    bad = converters.dac_into_parallel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares, np.empty((4, converters.SQ_LANES), np.float32))
+    kernel = converters.dac_into_parallel if twin == "parallel" else converters.dac_into_serial
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads or before)
+    try:
+        bad = kernel(x, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares)
+    finally:
+        numba.set_num_threads(before)
     ref_xq, ref_scale, ref_sq = reference.dac(x, grid, cfg.range, bounds, cfg.levels)
     assert bad == 0
     assert np.array_equal(xq, ref_xq) and np.array_equal(scale, ref_scale) and np.array_equal(sq, ref_sq)
@@ -83,5 +91,44 @@ def test_dac_counts_blocks_with_nan_or_inf():
     x = np.ones((3, 20), np.float32)
     x[0, 3] = np.nan
     x[2, 15] = -np.inf
-    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1]), np.empty((4, 16), np.float32)
+    out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1])
     assert converters.dac_into_serial(x, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out) == 2
+
+
+@numba.njit
+def _lane_sums(values, rows, starts, stops):
+    out = np.empty(len(rows), np.float32)
+    for k in range(len(rows)):
+        out[k] = lanesum.sum_of_squares_by_lane(values, rows[k], starts[k], stops[k])
+    return out
+
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(0, 80)), elements=finite_f32), st.data())
+def test_the_lane_sum_of_squares_equals_the_reference_on_any_run(values, data):
+    n_rows, n = values.shape
+    rows = np.array(data.draw(st.lists(st.integers(0, n_rows - 1), min_size=1, max_size=5)))
+    starts = np.array([data.draw(st.integers(0, n)) for _ in rows])
+    stops = np.array([data.draw(st.integers(int(start), n)) for start in starts])
+    expected = [reference.lane_sum_of_squares(values[row : row + 1, start:stop])[0] for row, start, stop in zip(rows, starts, stops)]
+    assert np.array_equal(_lane_sums(values, rows, starts, stops), np.array(expected, np.float32))
+
+
+def test_the_lane_sum_adds_in_lanes_not_in_sequence():
+    # 33 values of 2^-13 but a 1 in lane 15: the lanes before it sum 31 tiny squares before they meet
+    # the 1 (1 + 31 * 2^-26 rounds to 1 + 4 * 2^-23); in sequence only 15 add up before it (1 + 2 * 2^-23)
+    values = np.full((1, 33), 2.0**-13, np.float32)
+    values[0, 15] = 1.0
+    lanes = _lane_sums(values, np.array([0]), np.array([0]), np.array([33]))[0]
+    assert lanes == np.float32(1.0 + 4 * 2.0**-23) == reference.lane_sum_of_squares(values)[0]
+    sequential = np.float32(0.0)
+    for v in values[0]:
+        sequential = np.float32(sequential + v * v)
+    assert sequential == np.float32(1.0 + 2 * 2.0**-23)
+
+
+def test_rows_with_nan_or_inf_are_counted():
+    x = np.ones((5, 37), np.float32)
+    x[1, 36] = np.nan
+    x[3, 0] = -np.inf
+    x[4, 5] = np.float32(3e38)  # large but finite
+    assert converters.count_nonfinite_rows(x) == 2

@@ -10,10 +10,11 @@ output units with one bound per tile.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_thread_id, njit, prange
+from numba import njit, prange
 
 from ..config import ConverterConfig, TileConfig
 from .jit import parallel_and_serial
+from .lanesum import sum_of_squares_by_lane
 from .rng import _bits_from_f32, _f32_from_bits
 
 # DAC modes, as the kernels see them
@@ -47,7 +48,11 @@ def quantizer_steps(bound: np.ndarray | float, levels: int) -> tuple[np.ndarray,
 
 @njit(inline="always", error_model="numpy", cache=True)
 def clip(v, bound):
-    return min(max(v, -bound), bound)
+    """min(max(v, -bound), bound), as Numba's min and max (NaN passes through), written as two
+    selects with -bound outside: the builtins kept LLVM from vectorising the DAC's loops."""
+    low = -bound
+    v = low if low > v else v
+    return bound if bound < v else v
 
 
 @njit(inline="always", error_model="numpy", cache=True)
@@ -69,18 +74,31 @@ def quantize_array(v, bound, levels):
     return out.reshape(v.shape)
 
 
-SQ_LANES = 16  # the squared norms add element i into lane i % SQ_LANES, then the lanes in order
-_ABS_BITS = np.uint32(0x7FFFFFFF)
 _INF_BITS = np.uint32(0x7F800000)
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def dac_row(x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq_row, scale_row, sq_row, squares_row, lanes):
-    """DAC one input vector, block by block (may run in place: x_row is xq_row).
+def peak_bits(x, row, start, n):
+    """The IEEE bits of max |x[row, start + i]| over i < n (NaN and Inf give bits >= _INF_BITS).
 
-    Writes xq_row (n_in,) normalized inputs, scale_row (P,) the bound each block was divided by
-    (so x ~ xq * scale), if want_sq sq_row (P,) the squared norm of each block of xq, and if
-    want_squares squares_row (n_in,) = xq * xq; lanes is (SQ_LANES,) scratch.
+    Non-negative floats order like their bit patterns, and integer reductions vectorise where
+    float ones do not. ``start`` is uint64: unsigned indices skip Numba's negative-index fix-up,
+    which would stop LLVM vectorising (views starting at 0 would do the same, but every view
+    costs an atomic reference count increment and decrement: ~100 ns per row)."""
+    peak = np.uint32(0)
+    for i in range(n):
+        peak = max(peak, _bits_from_f32(abs(x[row, start + np.uint64(i)])))
+    return peak
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def dac_row(x, x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq, row, scale, sq, squares):
+    """DAC input vector x[x_row] (x: 2-D float32), block by block, into row ``row`` of the outputs.
+
+    Writes xq[row] (n_in,) normalized inputs, scale[row] (P,) the bound each block was divided by
+    (so x ~ xq * scale), if want_sq sq[row] (P,) the squared norm of each block of xq
+    (``lanesum``), and if want_squares squares[row] = xq[row] * xq[row]. xq is C-contiguous and
+    not x (LLVM checks the two for overlap, and would run scalar code).
     Returns the number of blocks holding NaN or Inf (the caller refuses them).
     """
     one = _F(1.0)
@@ -88,50 +106,31 @@ def dac_row(x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq_ro
     step = one / _F(levels) if levels > 0 else one
     bad = 0
     for p in range(row_edges.shape[0] - 1):
-        # loops run over block views from 0: Numba then knows indices are >= 0 and
-        # LLVM vectorises (a loop from a variable start checks for negative indices)
-        x_block = x_row[row_edges[p] : row_edges[p + 1]]
-        q_block = xq_row[row_edges[p] : row_edges[p + 1]]
-        n = x_block.shape[0]
-        # abs-max and the NaN/Inf check on the IEEE bits: non-negative floats order like
-        # their bit patterns, and integer reductions vectorise where float ones do not
-        peak_bits = np.uint32(0)
-        for i in range(n):
-            peak_bits = max(peak_bits, _bits_from_f32(x_block[i]) & _ABS_BITS)
-        bad += peak_bits >= _INF_BITS
+        r0 = np.uint64(row_edges[p])
+        n = row_edges[p + 1] - row_edges[p]
+        peak = peak_bits(x, x_row, r0, n)
+        bad += peak >= _INF_BITS
         s = one
         if mode == DAC_BOUNDED:
             s = bounds[p]
-        elif mode == DAC_DYNAMIC and peak_bits > 0:
-            s = _f32_from_bits(peak_bits)
+        elif mode == DAC_DYNAMIC and peak > 0:
+            s = _f32_from_bits(peak)
         if mode == DAC_NONE:
             for i in range(n):
-                q_block[i] = x_block[i]
+                xq[row, r0 + np.uint64(i)] = x[x_row, r0 + np.uint64(i)]
         elif levels > 0:
             for i in range(n):
-                q_block[i] = quantize(x_block[i] / s, one, to_int, step)
+                xq[row, r0 + np.uint64(i)] = quantize(x[x_row, r0 + np.uint64(i)] / s, one, to_int, step)
         else:
             for i in range(n):
-                q_block[i] = clip(x_block[i] / s, one)
-        scale_row[p] = s
+                xq[row, r0 + np.uint64(i)] = clip(x[x_row, r0 + np.uint64(i)] / s, one)
+        scale[row, p] = s
         if want_squares:
-            s_block = squares_row[row_edges[p] : row_edges[p + 1]]
             for i in range(n):
-                s_block[i] = q_block[i] * q_block[i]
+                v = xq[row, r0 + np.uint64(i)]
+                squares[row, r0 + np.uint64(i)] = v * v
         if want_sq:
-            lanes[:] = 0.0
-            n_full = n // SQ_LANES * SQ_LANES
-            for i0 in range(0, n_full, SQ_LANES):
-                for lane in range(SQ_LANES):
-                    v = q_block[i0 + lane]
-                    lanes[lane] += v * v
-            for i in range(n_full, n):
-                v = q_block[i]
-                lanes[i - n_full] += v * v
-            total = _F(0.0)
-            for lane in range(SQ_LANES):
-                total += lanes[lane]
-            sq_row[p] = total
+            sq[row, p] = sum_of_squares_by_lane(xq, row, row_edges[p], row_edges[p + 1])
     return bad
 
 
@@ -140,25 +139,17 @@ def count_nonfinite_rows(x):
     """The number of rows of x (B, n) float32 holding NaN or Inf (IEEE bits, as ``dac_row``)."""
     bad = 0
     for b in range(x.shape[0]):
-        row = x[b]
-        peak_bits = np.uint32(0)
-        for i in range(row.shape[0]):
-            peak_bits = max(peak_bits, _bits_from_f32(row[i]) & _ABS_BITS)
-        bad += peak_bits >= _INF_BITS
+        bad += peak_bits(x, b, np.uint64(0), x.shape[1]) >= _INF_BITS
     return bad
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):
+def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
     """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, n_in),
-    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array);
-    lanes_per_thread (threads, SQ_LANES) is scratch (no allocation per row).
+    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array).
     Rows from B on are left as they are. Returns the number of blocks holding NaN or Inf."""
     bad = 0
     for b in prange(x.shape[0]):
-        lanes = lanes_per_thread[get_thread_id()]
-        squares_row = squares[b] if want_squares else squares[0]
-        bad += dac_row(x[b], row_edges, mode, bounds, levels, want_sq, want_squares, xq[b], scale[b], sq[b],
-                       squares_row, lanes)  # fmt: skip
+        bad += dac_row(x, b, row_edges, mode, bounds, levels, want_sq, want_squares, xq, b, scale, sq, squares)
     return bad
 
 

@@ -3,9 +3,12 @@ an image (a convolution), each able to run the DAC over all of them and to give 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import converters, patches
+
+_pool = {"started": False}
 
 
 class InputRows:
@@ -30,6 +33,9 @@ class PatchRows:
         self.x_nhwc, self.geometry, self.ones = x_nhwc, geometry, ones
 
     def dac(self, parallel: bool, *args):
+        if not _pool["started"]:  # the patch kernels' get_thread_id() needs it, even when they run serially
+            numba.get_num_threads()
+            _pool["started"] = True
         kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
         return kernel_fn(self.x_nhwc, *self.geometry, *args)
 

@@ -11,10 +11,11 @@ from .jit import parallel_and_serial
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row):
-    """Row r = (b, oh, ow) of the im2col matrix, in (kernel row, kernel column, channel) order:
-    row[(i * kw + j) * channels + c] = x[b, oh * sh - pt + i * dh, ow * sw - pl + j * dw,
-    first_channel + c], 0 outside the image. x (B, H, W, C) float32; padding is (top, left)."""
+def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, out, out_row):
+    """Row r = (b, oh, ow) of the im2col matrix into out[out_row], in (kernel row, kernel column,
+    channel) order: out[out_row, (i * kw + j) * channels + c] = x[b, oh * sh - pt + i * dh,
+    ow * sw - pl + j * dw, first_channel + c], 0 outside the image. x (B, H, W, C) float32;
+    padding is (top, left). Unsigned indices and no views, as ``converters.peak_bits`` explains."""
     height, width = x.shape[1], x.shape[2]
     kh, kw = kernel
     out_h, out_w = out_size
@@ -22,22 +23,22 @@ def gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channe
     b = r // pixels
     oh = (r - b * pixels) // out_w
     ow = r - b * pixels - oh * out_w
+    first = np.uint64(first_channel)
     for i in range(kh):
         ih = oh * stride[0] - padding[0] + i * dilation[0]
         for j in range(kw):
             iw = ow * stride[1] - padding[1] + j * dilation[1]
-            segment = row[(i * kw + j) * channels : (i * kw + j + 1) * channels]
+            start = np.uint64((i * kw + j) * channels)
             if 0 <= ih < height and 0 <= iw < width:
-                source = x[b, ih, iw, first_channel : first_channel + channels]
                 for c in range(channels):
-                    segment[c] = source[c]
+                    out[out_row, start + np.uint64(c)] = x[b, ih, iw, first + np.uint64(c)]
             else:
                 for c in range(channels):
-                    segment[c] = 0.0
+                    out[out_row, start + np.uint64(c)] = 0.0
 
 
 def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
-                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, lanes_per_thread):  # fmt: skip
+                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
     """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
     stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
     xq (>= B * out_h * out_w, n_in) (``converters.dac_row``; not in place: LLVM would find the
@@ -47,14 +48,10 @@ def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_chan
     bad = 0
     for r in prange(n_rows):
         thread = get_thread_id()
-        lanes = lanes_per_thread[thread]
-        row = scratch[thread]
-        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, row)
+        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, scratch, thread)
         for t in range(ones):
-            row[patch + t] = 1.0
-        squares_row = squares[r] if want_squares else squares[0]
-        bad += dac_row(row, row_edges, mode, bounds, levels, want_sq, want_squares, xq[r], scale[r], sq[r],
-                       squares_row, lanes)  # fmt: skip
+            scratch[thread, patch + t] = 1.0
+        bad += dac_row(scratch, thread, row_edges, mode, bounds, levels, want_sq, want_squares, xq, r, scale, sq, squares)
     return bad
 
 
@@ -72,7 +69,7 @@ def im2col(x: np.ndarray, kernel, stride, padding, dilation, out_size, first_cha
 @njit(parallel=True, error_model="numpy", cache=True)
 def _im2col(x, kernel, stride, padding, dilation, out_size, first_channel, channels, out):
     for r in prange(out.shape[0]):
-        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, out[r])
+        gather_patch(x, r, kernel, stride, padding, dilation, out_size, first_channel, channels, out, r)
 
 
 def im2col_rows(x: np.ndarray, indices: np.ndarray, kernel, stride, padding, dilation, out_size, first_channel: int,
@@ -86,4 +83,4 @@ def im2col_rows(x: np.ndarray, indices: np.ndarray, kernel, stride, padding, dil
 @njit(error_model="numpy", cache=True)
 def _im2col_rows(x, indices, kernel, stride, padding, dilation, out_size, first_channel, channels, out):
     for k in range(indices.shape[0]):
-        gather_patch(x, indices[k], kernel, stride, padding, dilation, out_size, first_channel, channels, out[k])
+        gather_patch(x, indices[k], kernel, stride, padding, dilation, out_size, first_channel, channels, out, k)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from . import converters, kernels, rng, threads, workspace
 from .inputs import InputRows
-
-_pool = {"started": False}
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,7 @@ class ReadPlan:
     bound_management: bool
     bm_max_reduction: np.float32
     converter_free: bool  # no DAC or ADC range and no output noise
+    width: int  # max(n_in, n_out): a read's work per input vector, for threads.use_parallel
 
     @classmethod
     def of(cls, tiles) -> ReadPlan:
@@ -49,56 +47,38 @@ class ReadPlan:
         converter_free = tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none" and tile_cfg.out_noise == 0
         plan = cls(grid.n_in, grid.n_out, *grid.shape, converters.dac_mode(tile_cfg.dac), tile_cfg.dac.levels,
                    tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
-                   tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)), converter_free)  # fmt: skip
+                   tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)), converter_free,
+                   max(grid.n_in, grid.n_out))  # fmt: skip
         tiles._read_plan = (tiles.cfg, plan)
         return plan
-
-
-def _start_thread_pool() -> None:
-    """The kernels' get_thread_id() needs Numba's thread pool started, even when they run serially."""
-    if not _pool["started"]:
-        numba.get_num_threads()
-        _pool["started"] = True
 
 
 def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
     """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
     ``inputs.dac(parallel, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq,
-    squares, lanes)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
+    squares)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
         return _direct(tiles, inputs.x), 0
-    n_in, n_out, n_p = plan.n_in, plan.n_out, plan.n_p
     row_edges = tiles.grid.row_edges
-    parallel = threads.use_parallel(n_batch * max(n_in, n_out))
-
+    parallel = threads.use_parallel(n_batch * plan.width)
     per_device = tiles.read_sigma_t is not None
     var_mode = kernels.VAR_NONE
     if not per_device:
         var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
-    xq = workspace.buffer("xq", (n_batch, n_in))
-    squares = workspace.buffer("squares", (n_batch, n_in)) if var_mode == kernels.VAR_MATRIX else xq[:1]
-    dac_scale = workspace.buffer("dac_scale", (n_batch, n_p))
-    sq = workspace.buffer("sq", (n_batch, n_p))
-    _start_thread_pool()
-    lanes = workspace.buffer("lanes", (numba.config.NUMBA_NUM_THREADS, converters.SQ_LANES))
+    xq, squares, dac_scale, sq, y, var, z, bits, saturated = _work_arrays(plan, n_batch, var_mode)
     bad = inputs.dac(parallel, row_edges, plan.dac_mode, tiles.dac_bounds, plan.dac_levels, var_mode == kernels.VAR_CONSTANT,
-                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares, lanes)  # fmt: skip
+                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares)  # fmt: skip
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
-    bm = plan.bound_management
-    out = np.empty((n_batch, n_out), np.float32)
-    # the products go to their own buffer even for one row block: with y aliasing out, LLVM cannot
-    # vectorise the noise/ADC pass (measured: 512x512 batch 256, 8-bit + additive noise, 0.43x -> 0.5-0.6x)
-    y = workspace.buffer("y", (n_p, n_batch, n_out))
+    out = np.empty((n_batch, plan.n_out), np.float32)
     kernels.block_products(xq, tiles.gdiff_t, row_edges, y)
     # (y now holds the ideal block products: a correction of them belongs here, before the noise)
     if record:
         tiles.recorder.partials(tiles, y)
 
-    var = y[:0]
     if per_device:
         add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
         add_noise(y, xq, n_batch, row_edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)
@@ -106,16 +86,12 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     else:
         keys = keys_by_purpose[rng.PURPOSE_READ]
         if var_mode == kernels.VAR_MATRIX:
-            var = workspace.buffer("var", y.shape)
             kernels.block_products(squares, tiles.read_var_t, row_edges, var)
     noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
 
     bound, to_int, step = tiles._adc_columns
-    z = workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2)))
-    bits = workspace.buffer("bits", z.shape, np.uint32)
-    saturated = None
+    bm = saturated is not None
     if bm:
-        saturated = workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8)
         saturated[:] = 0
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
     finish(
@@ -127,6 +103,31 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     if bm:
         rereads = _reread_saturated(tiles, plan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out)
     return out, rereads
+
+
+def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> tuple:
+    """(xq, squares, dac_scale, sq, y, var, z, bits, saturated): a read's work arrays in this thread's
+    ``workspace``, the same views again for the same shapes (at batch 1, asking the workspace
+    for each of them cost ~1 us apiece). squares and var are placeholders unless var_mode is
+    VAR_MATRIX; saturated is None without bound management."""
+    key = (plan.n_in, plan.n_out, plan.n_p, plan.n_q, n_batch, var_mode, plan.bound_management)
+    arrays = workspace.views(key)
+    if arrays is not None:
+        return arrays
+    n_in, n_out, n_p = plan.n_in, plan.n_out, plan.n_p
+    matrix = var_mode == kernels.VAR_MATRIX
+    xq = workspace.buffer("xq", (n_batch, n_in))
+    squares = workspace.buffer("squares", (n_batch, n_in)) if matrix else xq[:1]
+    # the products go to their own buffer even for one row block: with y aliasing out, LLVM cannot
+    # vectorise the noise/ADC pass (measured: 512x512 batch 256, 8-bit + additive noise, 0.43x -> 0.5-0.6x)
+    y = workspace.buffer("y", (n_p, n_batch, n_out))
+    arrays = (
+        xq, squares, workspace.buffer("dac_scale", (n_batch, n_p)), workspace.buffer("sq", (n_batch, n_p)), y,
+        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2))),
+        workspace.buffer("bits", (n_batch, 2 * ((n_out + 1) // 2)), np.uint32),
+        workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8) if plan.bound_management else None,
+    )  # fmt: skip
+    return workspace.keep(key, arrays)
 
 
 def _direct(tiles, x: np.ndarray) -> np.ndarray:

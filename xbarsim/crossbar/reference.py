@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import device, irdrop, kernels, rng
-from .converters import SQ_LANES
 from .grid import TileGrid
 from .encode import expand_rows
 from .kernels import block_products
+from .lanesum import SQ_LANES
 from .tile import TileArray
 
 _F = np.float32
