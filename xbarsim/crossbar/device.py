@@ -29,7 +29,7 @@ from ..config import (
     ProportionalWriteNoise,
     StuckAtFaults,
 )
-from . import pieces, rng
+from . import lawkernels, pieces, rng
 
 STUCK_ON = 1
 STUCK_OFF = -1
@@ -80,16 +80,30 @@ def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.n
 
 
 def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
-    std = write_noise_std(g_target, device.write_noise, device.g_max_us)
-    if np.any(std > 0):
-        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape, first=first)
-        g = np.maximum(g_target + (std * z).astype(np.float32), np.float32(0.0))
+    g = np.empty(g_target.shape, np.float32)
+    noise = device.write_noise
+    if isinstance(noise, NoWriteNoise):
+        g[:] = g_target
     else:
-        g = g_target.astype(np.float32, copy=True)
+        kind, c0, c1, c2, scale = _write_law(noise)
+        lawkernels.written(g_target, kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
+                           np.uint64(first), g)  # fmt: skip
     stuck = stuck_faults(device.faults, g_target.shape, seed, first)
-    g[stuck == STUCK_ON] = device.g_max_us
-    g[stuck == STUCK_OFF] = device.g_min_us
-    return g.astype(np.float32, copy=False), stuck
+    if device.faults.p_on > 0 or device.faults.p_off > 0:
+        g[stuck == STUCK_ON] = device.g_max_us
+        g[stuck == STUCK_OFF] = device.g_min_us
+    return g, stuck
+
+
+def _write_law(noise) -> tuple[int, float, float, float, float]:
+    """(kind, c0, c1, c2, scale) of a write-noise law for ``lawkernels.written``."""
+    if isinstance(noise, AbsoluteWriteNoise):
+        return lawkernels.WRITE_ABSOLUTE, float(noise.sigma), 0.0, 0.0, 1.0
+    if isinstance(noise, ProportionalWriteNoise):
+        return lawkernels.WRITE_PROPORTIONAL, float(noise.sigma), 0.0, 0.0, 1.0
+    if isinstance(noise, PCMWriteNoise):
+        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(noise.scale)
+    raise TypeError(f"unknown write-noise model {noise!r}")
 
 
 def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
@@ -141,9 +155,23 @@ def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: fl
 
 
 def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
-    factor = drift_factor(g_prog, device, t_s, seed, first)
-    g = (g_prog * factor).astype(np.float32)
-    g[stuck != 0] = g_prog[stuck != 0]
+    law = device.drift
+    if not isinstance(law, (PowerLawDrift, PCMDrift)):
+        g = (g_prog * drift_factor(g_prog, device, t_s, seed, first)).astype(np.float32)
+        g[stuck != 0] = g_prog[stuck != 0]
+        return g
+    # a power law's factor lies in [0, 1]: only the devices that are not stuck and not at 0 move
+    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first)
+    index = np.empty(g_prog.size, np.int64)
+    exponents = np.empty(g_prog.size, np.float64)
+    count = lawkernels.drifting(g_prog, stuck, float(device.g_max_us), index, exponents)
+    index, exponents = index[:count], exponents[:count]
+    if isinstance(law, PCMDrift):
+        lawkernels.pcm_negative_exponents(np.log(exponents), z, index, float(law.scale), exponents)
+    else:
+        lawkernels.power_law_negative_exponents(z, index, float(law.nu_mean), float(law.nu_std), exponents)
+    g = np.empty(g_prog.shape, np.float32)
+    lawkernels.scaled(g_prog, index, ((t_s + device.t0_s) / device.t0_s) ** exponents, g)
     return g
 
 
@@ -202,8 +230,13 @@ def pcm_read_relative_std(noise: PCMReadNoise, g_prog: np.ndarray, device: Devic
     from g_prog, not from the drifted G(t), whose lower g would raise Q by (G_prog / G(t))^0.65."""
     gh = np.abs(g_prog.astype(np.float64)) / device.g_max_us
     q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
+    return q * pcm_read_time_factor(noise, device, t_s)
+
+
+def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) -> np.float64:
+    """sqrt(ln((t + t0 + t_read) / (2 t_read))): the time dependence of the PCM read noise."""
     t_read = noise.t_read_s
-    return q * np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))
+    return np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))
 
 
 def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
@@ -215,9 +248,39 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
     if not parts:
         return g
 
+    law = _read_law(parts, device, t_s)
+
     def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
-        std = read_noise_std(g0, device, t_s, p0, "per_epoch")
         z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
-        return (np.maximum(g0 + std * z, np.float32(0.0)),)
+        return (_epoch_pairs(g0, p0, z, parts, law, device.g_max_us),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
+
+
+def _read_law(parts: list, device: DeviceConfig, t_s: float) -> tuple[np.ndarray, ...]:
+    """(kinds, coefs, q_coeffs, q_maxs, time_factors) of read-noise terms ``parts`` at t_s, for ``lawkernels.read_epoch``."""
+    rows = []
+    for noise in parts:
+        if isinstance(noise, AdditiveReadNoise):
+            rows.append((lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0))
+        elif isinstance(noise, ProportionalReadNoise):
+            rows.append((lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0))
+        elif isinstance(noise, PCMReadNoise):
+            rows.append((lawkernels.READ_PCM, noise.scale, noise.q_coeff, noise.q_max, pcm_read_time_factor(noise, device, t_s)))
+        else:
+            raise TypeError(f"unknown read-noise model {noise!r}")
+    kinds, *values = zip(*rows)
+    return (np.array(kinds, np.int64), *(np.array(v, np.float64) for v in values))
+
+
+def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, law: tuple, g_max: float) -> np.ndarray:
+    """``max(G + std_epoch * z, 0)`` of a piece (float32); the PCM terms' g^q_exponent by NumPy, for the devices with G != 0."""
+    gh = np.empty(g.size, np.float64)
+    count = lawkernels.conducting(g, g_prog, float(g_max), gh)
+    powers = np.zeros((len(parts), count))
+    for k, noise in enumerate(parts):
+        if isinstance(noise, PCMReadNoise):
+            powers[k] = gh[:count] ** noise.q_exponent
+    out = np.empty(g.shape, np.float32)
+    lawkernels.read_epoch(g, z, *law, powers, out)
+    return out
