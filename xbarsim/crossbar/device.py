@@ -86,8 +86,8 @@ def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first:
         g[:] = g_target
     else:
         kind, c0, c1, c2, scale = _write_law(noise)
-        lawkernels.written(g_target, kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
-                           np.uint64(first), g)  # fmt: skip
+        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
+                           np.uint64(first), lawkernels.rows(g))  # fmt: skip
     stuck = stuck_faults(device.faults, g_target.shape, seed, first)
     if device.faults.p_on > 0 or device.faults.p_off > 0:
         g[stuck == STUCK_ON] = device.g_max_us
@@ -164,14 +164,14 @@ def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, 
     z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first)
     index = np.empty(g_prog.size, np.int64)
     exponents = np.empty(g_prog.size, np.float64)
-    count = lawkernels.drifting(g_prog, stuck, float(device.g_max_us), index, exponents)
+    count = lawkernels.drifting(lawkernels.rows(g_prog), lawkernels.rows(stuck), float(device.g_max_us), index, exponents)
     index, exponents = index[:count], exponents[:count]
     if isinstance(law, PCMDrift):
-        lawkernels.pcm_negative_exponents(np.log(exponents), z, index, float(law.scale), exponents)
+        lawkernels.pcm_negative_exponents(np.log(exponents), lawkernels.rows(z), index, float(law.scale), exponents)
     else:
-        lawkernels.power_law_negative_exponents(z, index, float(law.nu_mean), float(law.nu_std), exponents)
+        lawkernels.power_law_negative_exponents(lawkernels.rows(z), index, float(law.nu_mean), float(law.nu_std), exponents)
     g = np.empty(g_prog.shape, np.float32)
-    lawkernels.scaled(g_prog, index, ((t_s + device.t0_s) / device.t0_s) ** exponents, g)
+    lawkernels.scaled(lawkernels.rows(g_prog), index, ((t_s + device.t0_s) / device.t0_s) ** exponents, lawkernels.rows(g))
     return g
 
 
@@ -276,11 +276,11 @@ def _read_law(parts: list, device: DeviceConfig, t_s: float) -> tuple[np.ndarray
 def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, law: tuple, g_max: float) -> np.ndarray:
     """``max(G + std_epoch * z, 0)`` of a piece (float32); the PCM terms' g^q_exponent by NumPy, for the devices with G != 0."""
     gh = np.empty(g.size, np.float64)
-    count = lawkernels.conducting(g, g_prog, float(g_max), gh)
+    count = lawkernels.conducting(lawkernels.rows(g), lawkernels.rows(g_prog), float(g_max), gh)
     powers = np.zeros((len(parts), count))
     for k, noise in enumerate(parts):
         if isinstance(noise, PCMReadNoise):
             powers[k] = gh[:count] ** noise.q_exponent
     out = np.empty(g.shape, np.float32)
-    lawkernels.read_epoch(g, z, *law, powers, out)
+    lawkernels.read_epoch(lawkernels.rows(g), lawkernels.rows(z), *law, powers, lawkernels.rows(out))
     return out
