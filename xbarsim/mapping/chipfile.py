@@ -45,6 +45,7 @@ from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
 from ..crossbar import device
+from ..crossbar.encode import signed_targets, targets_from_signed
 from ..progress import progress_bar
 from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
 
@@ -137,25 +138,6 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
                     m.create_dataset(name, data=np.atleast_1d(state[key]).astype(np.float32), **_STORAGE)
             if matrix.bias is not None:
                 m.create_dataset("bias", data=matrix.bias)
-
-
-def signed_targets(g_target: np.ndarray, g_min: float) -> np.ndarray:
-    """(2, n_in, n_out) target conductances -> (n_in, n_out) float32: G+ where G- is g_min, else -G-."""
-    g_pos, g_neg = g_target
-    floor = np.float32(g_min)
-    if not np.all((g_pos == floor) | (g_neg == floor)):
-        raise ValueError("target conductances must hold g_min on one side of every device pair (as mapping writes them)")
-    return np.where(g_neg == floor, g_pos, -g_neg).astype(np.float32)
-
-
-def targets_from_signed(targets: np.ndarray, g_min: float) -> np.ndarray:
-    """The inverse of ``signed_targets``: (2, n_in, n_out) float32."""
-    targets = targets.astype(np.float32, copy=False)
-    g = np.full((2,) + targets.shape, np.float32(g_min))
-    positive = targets >= 0
-    np.copyto(g[0], targets, where=positive)
-    np.negative(targets, out=g[1], where=~positive)
-    return g
 
 
 def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
