@@ -156,22 +156,19 @@ def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: fl
 
 def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
     law = device.drift
-    if not isinstance(law, (PowerLawDrift, PCMDrift)):
-        g = (g_prog * drift_factor(g_prog, device, t_s, seed, first)).astype(np.float32)
-        g[stuck != 0] = g_prog[stuck != 0]
-        return g
-    # a power law's factor lies in [0, 1]: only the devices that are not stuck and not at 0 move
-    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first)
-    index = np.empty(g_prog.size, np.int64)
-    exponents = np.empty(g_prog.size, np.float64)
-    count = lawkernels.drifting(lawkernels.rows(g_prog), lawkernels.rows(stuck), float(device.g_max_us), index, exponents)
-    index, exponents = index[:count], exponents[:count]
-    if isinstance(law, PCMDrift):
-        lawkernels.pcm_negative_exponents(np.log(exponents), lawkernels.rows(z), index, float(law.scale), exponents)
+    if isinstance(law, (PowerLawDrift, PCMDrift)):  # drift_factor, fused
+        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first))
+        exponents = np.empty(g_prog.size, np.float64)
+        if isinstance(law, PCMDrift):
+            lawkernels.pcm_log_arguments(lawkernels.rows(g_prog), float(device.g_max_us), exponents)
+            lawkernels.pcm_negative_exponents(np.log(exponents, out=exponents), z, float(law.scale), exponents)
+        else:
+            lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
+        factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
     else:
-        lawkernels.power_law_negative_exponents(lawkernels.rows(z), index, float(law.nu_mean), float(law.nu_std), exponents)
+        factor = drift_factor(g_prog, device, t_s, seed, first).reshape(-1)
     g = np.empty(g_prog.shape, np.float32)
-    lawkernels.scaled(lawkernels.rows(g_prog), index, ((t_s + device.t0_s) / device.t0_s) ** exponents, lawkernels.rows(g))
+    lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
 
 
@@ -248,39 +245,34 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
     if not parts:
         return g
 
-    law = _read_law(parts, device, t_s)
+    time_factors = [pcm_read_time_factor(noise, device, t_s) if isinstance(noise, PCMReadNoise) else 0.0 for noise in parts]
 
     def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
         z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
-        return (_epoch_pairs(g0, p0, z, parts, law, device.g_max_us),)
+        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
 
 
-def _read_law(parts: list, device: DeviceConfig, t_s: float) -> tuple[np.ndarray, ...]:
-    """(kinds, coefs, q_coeffs, q_maxs, time_factors) of read-noise terms ``parts`` at t_s, for ``lawkernels.read_epoch``."""
-    rows = []
-    for noise in parts:
-        if isinstance(noise, AdditiveReadNoise):
-            rows.append((lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0))
+def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
+    """``max(G + std_epoch * z, 0)`` of a piece (float32): ``read_noise_std`` fused, its powers by NumPy."""
+    rows = lawkernels.rows(g)
+    variance = np.zeros(g.size, np.float64)
+    gh = power = variance[:0]
+    for noise, time_factor in zip(parts, time_factors):
+        if isinstance(noise, PCMReadNoise):
+            if not len(gh):
+                gh = np.empty(g.size, np.float64)
+                lawkernels.pcm_read_g(lawkernels.rows(g_prog), float(g_max), gh)
+            power = gh**noise.q_exponent
+            law = (lawkernels.READ_PCM, noise.scale, noise.q_coeff, noise.q_max, time_factor)
         elif isinstance(noise, ProportionalReadNoise):
-            rows.append((lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0))
-        elif isinstance(noise, PCMReadNoise):
-            rows.append((lawkernels.READ_PCM, noise.scale, noise.q_coeff, noise.q_max, pcm_read_time_factor(noise, device, t_s)))
+            law = (lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0)
+        elif isinstance(noise, AdditiveReadNoise):
+            law = (lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0)
         else:
             raise TypeError(f"unknown read-noise model {noise!r}")
-    kinds, *values = zip(*rows)
-    return (np.array(kinds, np.int64), *(np.array(v, np.float64) for v in values))
-
-
-def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, law: tuple, g_max: float) -> np.ndarray:
-    """``max(G + std_epoch * z, 0)`` of a piece (float32); the PCM terms' g^q_exponent by NumPy, for the devices with G != 0."""
-    gh = np.empty(g.size, np.float64)
-    count = lawkernels.conducting(lawkernels.rows(g), lawkernels.rows(g_prog), float(g_max), gh)
-    powers = np.zeros((len(parts), count))
-    for k, noise in enumerate(parts):
-        if isinstance(noise, PCMReadNoise):
-            powers[k] = gh[:count] ** noise.q_exponent
+        lawkernels.add_read_variance(rows, *law, power, variance)
     out = np.empty(g.shape, np.float32)
-    lawkernels.read_epoch(lawkernels.rows(g), lawkernels.rows(z), *law, powers, lawkernels.rows(out))
+    lawkernels.read_epoch(rows, lawkernels.rows(z), variance, lawkernels.rows(out))
     return out
