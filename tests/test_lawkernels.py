@@ -51,6 +51,7 @@ def test_drift_equals_the_numpy_formula(drift, t_s):
 @pytest.mark.parametrize("read_noise", [
     {"kind": "pcm", "time": "per_epoch"},
     {"kind": "pcm", "time": "per_epoch", "q_exponent": 0.5, "scale": 1.7},  # 0.5: NumPy's pow takes its sqrt path
+    {"kind": "pcm", "time": "per_epoch", "q_exponent": 0.0},  # 0^0 = 1 at the devices programmed to 0
     {"kind": "additive", "sigma": 0.3, "time": "per_epoch"},
     {"kind": "proportional", "sigma": 0.05, "time": "per_epoch"},
     {"kind": "combined", "parts": [{"kind": "pcm", "time": "per_epoch"}, {"kind": "additive", "sigma": 0.2, "time": "per_epoch"},

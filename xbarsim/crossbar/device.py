@@ -256,15 +256,17 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
 
 def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
     """``max(G + std_epoch * z, 0)`` of a piece (float32): ``read_noise_std`` fused, its powers by NumPy."""
-    rows = lawkernels.rows(g)
+    rows, programmed = lawkernels.rows(g), lawkernels.rows(g_prog)
     variance = np.zeros(g.size, np.float64)
     gh = power = variance[:0]
+    zero_power = 0.0
     for noise, time_factor in zip(parts, time_factors):
         if isinstance(noise, PCMReadNoise):
             if not len(gh):
                 gh = np.empty(g.size, np.float64)
-                lawkernels.pcm_read_g(lawkernels.rows(g_prog), float(g_max), gh)
-            power = gh**noise.q_exponent
+                lawkernels.pcm_read_g(programmed, float(g_max), gh)
+            power = gh**noise.q_exponent  # NumPy's pow defines the bits; 0s stand apart (pcm_read_g)
+            zero_power = float((np.zeros(1) ** noise.q_exponent)[0])
             law = (lawkernels.READ_PCM, noise.scale, noise.q_coeff, noise.q_max, time_factor)
         elif isinstance(noise, ProportionalReadNoise):
             law = (lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0)
@@ -272,7 +274,7 @@ def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, 
             law = (lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0)
         else:
             raise TypeError(f"unknown read-noise model {noise!r}")
-        lawkernels.add_read_variance(rows, *law, power, variance)
+        lawkernels.add_read_variance(rows, programmed, *law, power, zero_power, variance)
     out = np.empty(g.shape, np.float32)
     lawkernels.read_epoch(rows, lawkernels.rows(z), variance, lawkernels.rows(out))
     return out
