@@ -88,6 +88,21 @@ def test_the_digital_tensors_become_the_networks_own_in_its_dtypes(tmp_path):
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
+def test_arrays_are_stored_checksummed_in_one_chunk_and_older_chunkings_still_load(saved_chip):
+    _, chip, path = saved_chip
+    with h5py.File(path, "a") as f:
+        matrix = f["layers"][next(iter(f["layers"]))]["m0"]
+        targets = matrix["targets"]
+        assert targets.fletcher32 and targets.chunks == targets.shape and targets.compression is None
+        value = targets[()]
+        del matrix["targets"]  # as earlier versions wrote it: h5py's automatic (smaller) chunks
+        matrix.create_dataset("targets", data=value, chunks=(7, 5), fletcher32=True)
+    loaded = load_chip(path)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), chip(x))
+
+
 def test_non_chip_files_are_refused_by_name(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"definitely not hdf5" * 100)
