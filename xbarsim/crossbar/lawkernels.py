@@ -35,13 +35,16 @@ def rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[0], a[1]
 
 
-@_kernel
+_helper = njit(inline="always", **JIT_OPTIONS)  # inlined: no dispatcher of its own to load from the cache
+
+
+@_helper
 def _maximum(a, b):
     """np.maximum of two floats (the first one when they compare equal, NaN propagates)."""
     return a if (a >= b or a != a) else b
 
 
-@_kernel
+@_helper
 def _minimum(a, b):
     """np.minimum of two floats (the first one when they compare equal, NaN propagates)."""
     return a if (a <= b or a != a) else b
