@@ -58,6 +58,51 @@ def test_a_plain_sequential_round_trips_without_the_model(tmp_path):
         assert torch.equal(load_chip(path, fresh)(x), expected)
 
 
+def test_the_digital_tensors_become_the_networks_own_in_its_dtypes(tmp_path):
+    """Without a model the network is built on the meta device and takes the file's tensors (no meta tensor
+    is left, nothing imports sympy as Module.to_empty does), cast to the dtypes the network declares."""
+    import subprocess
+    import sys
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.BatchNorm1d(5), nn.Linear(5, 2)).eval()  # the BN does not fold
+    with torch.no_grad():
+        model[2].running_mean.copy_(torch.arange(5.0))
+    chip = map_model(model, ChipConfig.preset("rram"), layers=["3"])
+    path = tmp_path / "seq.h5"
+    chip.save(path)
+    with h5py.File(path, "a") as f:  # a file may hold float64 digital tensors: the network's float32 wins
+        value = f["digital/0.weight"][()].astype(np.float64)
+        del f["digital/0.weight"]
+        f["digital"].create_dataset("0.weight", data=value)
+    loaded = load_chip(path)
+    tensors = dict(loaded.network.state_dict())
+    assert all(not t.is_meta for t in tensors.values()) and all(not t.is_meta for t in loaded.network.buffers())
+    assert tensors["0.weight"].dtype == torch.float32 and torch.equal(tensors["0.weight"], model[0].weight)
+    assert torch.equal(tensors["2.running_mean"], torch.arange(5.0)) and tensors["2.num_batches_tracked"].dtype == torch.int64
+    assert all(p.requires_grad for p in loaded.network.parameters())
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), chip(x))
+    script = (f"import sys, torch, xbarsim; xbarsim.load_chip({str(path)!r}, progress=False); "
+              f"print('sympy' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_arrays_are_stored_checksummed_in_one_chunk_and_older_chunkings_still_load(saved_chip):
+    _, chip, path = saved_chip
+    with h5py.File(path, "a") as f:
+        matrix = f["layers"][next(iter(f["layers"]))]["m0"]
+        targets = matrix["targets"]
+        assert targets.fletcher32 and targets.chunks == targets.shape and targets.compression is None
+        value = targets[()]
+        del matrix["targets"]  # as earlier versions wrote it: h5py's automatic (smaller) chunks
+        matrix.create_dataset("targets", data=value, chunks=(7, 5), fletcher32=True)
+    loaded = load_chip(path)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), chip(x))
+
+
 def test_non_chip_files_are_refused_by_name(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"definitely not hdf5" * 100)

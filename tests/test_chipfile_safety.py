@@ -245,6 +245,27 @@ def test_targets_are_stored_as_one_signed_number_per_device_pair():
         chipfile.signed_targets(np.ones((2, 1, 1), np.float32), 0.0)
 
 
+@pytest.mark.parametrize("shape", [(3, 5), (700, 300)])  # serial and threaded kernels
+def test_signed_targets_equal_the_numpy_formula(shape):
+    from xbarsim.crossbar.encode import encode, weight_scales
+    from xbarsim.crossbar.grid import TileGrid
+
+    w_t = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    w_t[0, :3] = [0.0, -0.0, 1e-30]
+    grid = TileGrid.for_matrix(*shape, 256, 128)
+    g_target = encode(w_t, weight_scales(w_t, grid, "column"), grid, 0.5, 25.0)
+    g_pos, g_neg = g_target
+    expected = np.where(g_neg == np.float32(0.5), g_pos, -g_neg).astype(np.float32)
+    signed = chipfile.signed_targets(g_target, 0.5)
+    assert np.array_equal(signed.view(np.uint32), expected.view(np.uint32))
+    unpacked = chipfile.targets_from_signed(signed, 0.5)
+    assert np.array_equal(unpacked.view(np.uint32), g_target.view(np.uint32))
+    broken = g_target.copy()
+    broken[1, -1, -1] = broken[0, -1, -1] = 3.0
+    with pytest.raises(ValueError, match="g_min on one side"):
+        chipfile.signed_targets(broken, 0.5)
+
+
 class TwoBranches(nn.Module):
     """A network of the user's own: only the user can say how to build it."""
 

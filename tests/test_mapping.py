@@ -97,6 +97,31 @@ def test_results_do_not_depend_on_tile_size_without_noise():
         _check_close(out, outs[0], 1e-5)
 
 
+def test_folding_gives_torchs_fused_layers_bit_for_bit():
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    from xbarsim.mapping.fold import fold_batchnorm
+
+    torch.manual_seed(3)
+    model = _randomize_batchnorm(nn.Sequential(nn.Conv2d(3, 6, 3, bias=False), nn.BatchNorm2d(6), nn.Flatten(),
+                                               nn.Linear(6 * 4 * 4, 5), nn.BatchNorm1d(5))).eval()  # fmt: skip
+    for bn in (model[1], model[4]):
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    expected = [fuse_conv_bn_eval(model[0], model[1]), fuse_linear_bn_eval(model[3], model[4])]
+    folded = copy.deepcopy(model)
+    assert fold_batchnorm(folded) == [("0", "1"), ("3", "4")]
+    for layer, fused in zip((folded[0], folded[3]), expected):
+        assert torch.equal(layer.weight, fused.weight) and torch.equal(layer.bias, fused.bias)
+        assert isinstance(layer.weight, nn.Parameter) and isinstance(layer.bias, nn.Parameter)
+    assert isinstance(folded[1], nn.Identity) and isinstance(folded[4], nn.Identity)
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
 def test_batchnorm_is_folded_and_can_be_kept():
     model = _randomize_batchnorm(zoo.build("vgg11", in_channels=1, image_size=8, width=0.25))
     folded = map_model(model, ChipConfig.preset("ideal"))

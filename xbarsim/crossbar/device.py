@@ -29,7 +29,7 @@ from ..config import (
     ProportionalWriteNoise,
     StuckAtFaults,
 )
-from . import pieces, rng
+from . import lawkernels, pieces, rng
 
 STUCK_ON = 1
 STUCK_OFF = -1
@@ -80,16 +80,30 @@ def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.n
 
 
 def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
-    std = write_noise_std(g_target, device.write_noise, device.g_max_us)
-    if np.any(std > 0):
-        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape, first=first)
-        g = np.maximum(g_target + (std * z).astype(np.float32), np.float32(0.0))
+    g = np.empty(g_target.shape, np.float32)
+    noise = device.write_noise
+    if isinstance(noise, NoWriteNoise):
+        g[:] = g_target
     else:
-        g = g_target.astype(np.float32, copy=True)
+        kind, c0, c1, c2, scale = _write_law(noise)
+        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
+                           np.uint64(first), lawkernels.rows(g))  # fmt: skip
     stuck = stuck_faults(device.faults, g_target.shape, seed, first)
-    g[stuck == STUCK_ON] = device.g_max_us
-    g[stuck == STUCK_OFF] = device.g_min_us
-    return g.astype(np.float32, copy=False), stuck
+    if device.faults.p_on > 0 or device.faults.p_off > 0:
+        g[stuck == STUCK_ON] = device.g_max_us
+        g[stuck == STUCK_OFF] = device.g_min_us
+    return g, stuck
+
+
+def _write_law(noise) -> tuple[int, float, float, float, float]:
+    """(kind, c0, c1, c2, scale) of a write-noise law for ``lawkernels.written``."""
+    if isinstance(noise, AbsoluteWriteNoise):
+        return lawkernels.WRITE_ABSOLUTE, float(noise.sigma), 0.0, 0.0, 1.0
+    if isinstance(noise, ProportionalWriteNoise):
+        return lawkernels.WRITE_PROPORTIONAL, float(noise.sigma), 0.0, 0.0, 1.0
+    if isinstance(noise, PCMWriteNoise):
+        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(noise.scale)
+    raise TypeError(f"unknown write-noise model {noise!r}")
 
 
 def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
@@ -141,9 +155,20 @@ def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: fl
 
 
 def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
-    factor = drift_factor(g_prog, device, t_s, seed, first)
-    g = (g_prog * factor).astype(np.float32)
-    g[stuck != 0] = g_prog[stuck != 0]
+    law = device.drift
+    if isinstance(law, (PowerLawDrift, PCMDrift)):  # drift_factor, fused
+        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first))
+        exponents = np.empty(g_prog.size, np.float64)
+        if isinstance(law, PCMDrift):
+            lawkernels.pcm_log_arguments(lawkernels.rows(g_prog), float(device.g_max_us), exponents)
+            lawkernels.pcm_negative_exponents(np.log(exponents), z, float(law.scale), exponents)  # in place: 3x slower
+        else:
+            lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
+        factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
+    else:
+        factor = drift_factor(g_prog, device, t_s, seed, first).reshape(-1)
+    g = np.empty(g_prog.shape, np.float32)
+    lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
 
 
@@ -202,8 +227,13 @@ def pcm_read_relative_std(noise: PCMReadNoise, g_prog: np.ndarray, device: Devic
     from g_prog, not from the drifted G(t), whose lower g would raise Q by (G_prog / G(t))^0.65."""
     gh = np.abs(g_prog.astype(np.float64)) / device.g_max_us
     q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
+    return q * pcm_read_time_factor(noise, device, t_s)
+
+
+def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) -> np.float64:
+    """sqrt(ln((t + t0 + t_read) / (2 t_read))): the time dependence of the PCM read noise."""
     t_read = noise.t_read_s
-    return q * np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))
+    return np.sqrt(np.log((t_s + device.t0_s + t_read) / (2 * t_read)))
 
 
 def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
@@ -215,9 +245,36 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
     if not parts:
         return g
 
+    time_factors = [pcm_read_time_factor(noise, device, t_s) if isinstance(noise, PCMReadNoise) else 0.0 for noise in parts]
+
     def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
-        std = read_noise_std(g0, device, t_s, p0, "per_epoch")
         z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
-        return (np.maximum(g0 + std * z, np.float32(0.0)),)
+        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
+
+
+def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
+    """``max(G + std_epoch * z, 0)`` of a piece (float32): ``read_noise_std`` fused, its powers by NumPy."""
+    rows, programmed = lawkernels.rows(g), lawkernels.rows(g_prog)
+    variance = np.zeros(g.size, np.float64)
+    gh = power = variance[:0]
+    zero_power = 0.0
+    for noise, time_factor in zip(parts, time_factors):
+        if isinstance(noise, PCMReadNoise):
+            if not len(gh):
+                gh = np.empty(g.size, np.float64)
+                lawkernels.pcm_read_g(programmed, float(g_max), gh)
+            power = gh**noise.q_exponent  # NumPy's pow defines the bits; 0s stand apart (pcm_read_g)
+            zero_power = float((np.zeros(1) ** noise.q_exponent)[0])
+            law = (lawkernels.READ_PCM, noise.scale, noise.q_coeff, noise.q_max, time_factor)
+        elif isinstance(noise, ProportionalReadNoise):
+            law = (lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0)
+        elif isinstance(noise, AdditiveReadNoise):
+            law = (lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0)
+        else:
+            raise TypeError(f"unknown read-noise model {noise!r}")
+        lawkernels.add_read_variance(rows, programmed, *law, power, zero_power, variance)
+    out = np.empty(g.shape, np.float32)
+    lawkernels.read_epoch(rows, lawkernels.rows(z), variance, lawkernels.rows(out))
+    return out

@@ -80,3 +80,48 @@ def normalized_difference(g: np.ndarray, g_min: float, g_max: float) -> np.ndarr
 def decode(g: np.ndarray, scales: np.ndarray, grid: TileGrid, g_min: float, g_max: float) -> np.ndarray:
     """(n_in, n_out) float32 effective weights ``scale * (G+ - G-) / (g_max - g_min)``."""
     return normalized_difference(g, g_min, g_max) * expand_rows(scales, grid)
+
+
+def signed_targets(g_target: np.ndarray, g_min: float) -> np.ndarray:
+    """(2, n_in, n_out) target conductances -> (n_in, n_out) float32, one number per pair: G+ where
+    G- is g_min, else -G- (mapping puts g_min on one side of every pair; ValueError otherwise)."""
+    g_target = np.ascontiguousarray(g_target, np.float32)
+    out = np.empty(g_target.shape[1:], np.float32)
+    pack = _pack_parallel if threads.use_parallel(out.size) else _pack_serial
+    if pack(g_target.reshape(2, -1), np.float32(g_min), out.reshape(-1)):
+        raise ValueError("target conductances must hold g_min on one side of every device pair (as mapping writes them)")
+    return out
+
+
+def _pack_into(g, floor, out):
+    """out[k] = g[0, k] if g[1, k] == floor else -g[1, k]; returns how many pairs hold floor on neither side."""
+    bad = 0
+    for k in prange(out.shape[0]):
+        g_pos, g_neg = g[0, k], g[1, k]
+        if not (g_pos == floor or g_neg == floor):
+            bad += 1
+        out[k] = g_pos if g_neg == floor else -g_neg
+    return bad
+
+
+_pack_parallel, _pack_serial = parallel_and_serial(_pack_into)
+
+
+def targets_from_signed(targets: np.ndarray, g_min: float) -> np.ndarray:
+    """The inverse of ``signed_targets``: (2, n_in, n_out) float32 (a target >= 0 is G+, else -G-)."""
+    targets = np.ascontiguousarray(targets, np.float32)
+    g = np.empty((2,) + targets.shape, np.float32)
+    unpack = _unpack_parallel if threads.use_parallel(targets.size) else _unpack_serial
+    unpack(targets.reshape(-1), np.float32(g_min), g.reshape(2, -1))
+    return g
+
+
+def _unpack_into(targets, floor, out):
+    for k in prange(targets.shape[0]):
+        t = targets[k]
+        positive = t >= 0
+        out[0, k] = t if positive else floor
+        out[1, k] = floor if positive else -t
+
+
+_unpack_parallel, _unpack_serial = parallel_and_serial(_unpack_into)

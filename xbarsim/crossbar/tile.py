@@ -299,7 +299,8 @@ class TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
         counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
         The drift compensation's reference and gain are taken from the state when it has a
-        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again."""
+        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again.
+        Arrays of the right dtype are kept, not copied (the array's state is never changed in place)."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
@@ -310,7 +311,7 @@ class TileArray:
             value = np.asarray(state[name])
             if value.shape != expected[name]:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
-            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32))
+            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32, copy=False))
         tiles._set_seed(state["seed"])
         tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()

@@ -66,9 +66,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
         source = ModelSource.of(network, record.folded)
     _fold(network, record, fail)
     _check_fit(network, record, fail)
-    if model is None:
-        network = network.to_empty(device="cpu")  # every value is loaded below (strict), from the file's checked data
-    return _assemble(network.eval(), record, source, progress)
+    return _assemble(network.eval(), record, source, progress, materialize=model is None)
 
 
 def _fold(network: nn.Module, record: ChipRecord, fail) -> None:
@@ -173,7 +171,10 @@ def output_channels(spec: dict[str, Any]) -> tuple[int, int]:
     return spec["hidden_size"] * (2 if spec["bidirectional"] else 1), -1
 
 
-def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None) -> AnalogModel:
+def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, materialize: bool) -> AnalogModel:
+    """The AnalogModel of ``record`` on ``network``; ``materialize``: the network is on the meta device,
+    and the file's tensors become its tensors (every one is in the file: the load is strict)."""
+    dtypes = {key: tensor.dtype for key, tensor in network.state_dict().items()}
     layers = {}
     for layer in progress_bar(record.layers, "load chip", "layer", progress, len(record.layers)):
         matrices = [
@@ -183,7 +184,9 @@ def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progr
         ]  # fmt: skip
         layers[layer.name] = LAYER_KINDS[layer.kind].from_spec(layer.spec, matrices)
         network = set_submodule(network, layer.name, layers[layer.name])
-    network.load_state_dict({key: torch.from_numpy(value) for key, value in record.digital.items()}, strict=True)
+    # assign=True rather than Module.to_empty(): to_empty's empty_like on meta tensors imports sympy (2-3 s)
+    digital = {key: torch.from_numpy(value).to(dtypes[key]) for key, value in record.digital.items()}
+    network.load_state_dict(digital, strict=True, assign=materialize)
     model = AnalogModel(network, VirtualChip(record.cfg, record.seed, layers), source)
     for block in record.blocks:
         module = DenoisingBlock(**block.spec)

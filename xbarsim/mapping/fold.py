@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.fx
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
 
 _FOLDABLE = {
     nn.Conv1d: nn.BatchNorm1d,
@@ -72,11 +72,23 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     if pairs is None:
         pairs = _pairs_in_sequentials(model)
     for layer_name, bn_name in pairs:
-        layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
-        fuse = fuse_linear_bn_eval if isinstance(layer, nn.Linear) else fuse_conv_bn_eval
-        set_submodule(model, layer_name, fuse(layer, bn))
+        _fuse(model.get_submodule(layer_name), model.get_submodule(bn_name), layer_name)
         set_submodule(model, bn_name, nn.Identity())
     return pairs
+
+
+def _fuse(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm, name: str) -> None:
+    """torch's fuse_conv_bn_eval / fuse_linear_bn_eval (the same values) on ``layer`` itself: they
+    deep-copy the layer first (ResNet-18: 0.3-0.5 s of copies that map_model, which folds its own copy, drops)."""
+    if layer.training or bn.training:
+        raise ValueError(f"layer {name!r}: BatchNorm folding needs the model in eval mode")
+    if isinstance(layer, nn.Linear):
+        if layer.out_features != bn.num_features and bn.num_features != 1:
+            raise ValueError(f"layer {name!r}: a BatchNorm of {bn.num_features} features cannot fold into {layer.out_features} outputs")
+        fused = fuse_linear_bn_weights(layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+    else:
+        fused = fuse_conv_bn_weights(layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias, False)
+    layer.weight, layer.bias = fused
 
 
 def replace_folded(model: nn.Module, pairs: list[tuple[str, str]]) -> None:
