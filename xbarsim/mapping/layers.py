@@ -7,6 +7,7 @@ trained torch layer, taking one seed per matrix from ``seeds``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from ..config import ChipConfig
 from ..models.convolution import output_size, pad_same
-from ..models.recurrent import RecurrentShape, run_recurrent, shape_of
+from ..models.recurrent import Product, RecurrentShape, run_recurrent, shape_of
 from .matrix import AnalogMatrix
 from .serial import serial_section
 
@@ -234,8 +235,17 @@ class AnalogRecurrent(AnalogLayer):
 
     def forward(self, x: torch.Tensor, hx=None):
         shape = RecurrentShape(self.mode, self.hidden_size, self.num_layers, self.batch_first, self.bidirectional)
-        pairs = list(zip(self._matrices[0::2], self._matrices[1::2]))
+        pairs = [self._step_products(ih, hh) for ih, hh in zip(self._matrices[0::2], self._matrices[1::2])]
         return run_recurrent(shape, x, hx, pairs, steps_section=serial_section)
+
+    def _step_products(self, ih: AnalogMatrix, hh: AnalogMatrix) -> tuple[Product, Product]:
+        """(input product, hidden product) of one layer and direction. An LSTM or RNN sums its
+        two products before any gate sees them, so a digital hidden bias joins the input
+        products of all steps in one addition, not one a step (a GRU's n gate needs it apart)."""
+        if self.mode == "GRU" or ih.bias is None or hh.bias is None:
+            return ih, hh
+        both = ih.bias + hh.bias
+        return functools.partial(ih.plus, bias=both), functools.partial(hh.plus, bias=None)
 
 
 class AnalogConv1d(AnalogConv):
