@@ -17,7 +17,8 @@ the core a Numba thread needed. On the 2-core development machine, VGG-11 at bat
 ``pcm`` chip, alternating paired forwards (min / median ms): 1092 / 1356 with the default threads
 against 376 / 621 held (load average 3-4), 1187 / 1536 against 495 / 905 (load 5 and more);
 ResNet-18 4298 / 6232 against 2046 / 3349 (load 4.5). On a quiet machine the forward keeps its
-threads: BLAS is half of a convolution's time there, and two threads halve it.
+threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341 / 370), ResNet-18
+faster with them (1190 / 1569 against 1455 / 1555).
 ``NETWORK_THREADS`` overrides the choice ("one" or "all").
 
 Thread counts never change a result: OpenBLAS splits a product over rows and columns, not over the
