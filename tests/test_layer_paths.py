@@ -140,3 +140,56 @@ def test_a_convolution_split_into_runs_of_images_reads_as_one_call(monkeypatch, 
         monkeypatch.setattr("xbarsim.mapping.layers.PATCH_VALUES", 2 * 5 * 8 * 9 * 4 // groups)  # 2 images a call
         _assert_same_reads(split(x), expected, fresh)
     assert expected.is_contiguous(memory_format=torch.channels_last)
+
+
+def _threads_seen_by_a_forward(chip, x) -> tuple[int, list[int]]:
+    """(torch's threads, BLAS's threads) inside the network's forward, seen from its first layer."""
+    seen = []
+    first = next(iter(chip.chip.layers.values()))
+    hook = first.register_forward_pre_hook(
+        lambda module, args: seen.append((torch.get_num_threads(), [lib.num_threads for lib in serial._blas().lib_controllers]))
+    )
+    try:
+        with torch.no_grad():
+            chip(x)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("load,held", [(0.5, False), (2.9, False), (3.1, True)])
+def test_a_network_forward_holds_one_thread_only_on_a_busy_machine(monkeypatch, load, held):
+    """"auto": one torch and BLAS thread for the forward when the 1-minute load average exceeds
+    the CPU count (2 here) + 1; the thread counts come back after it."""
+    monkeypatch.setattr(serial.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(serial.os, "getloadavg", lambda: (load, 0.0, 0.0))
+    monkeypatch.setattr(serial, "NETWORK_THREADS", "auto")
+    chip = map_model(zoo.build("lenet5"), ChipConfig.preset("pcm"), seed=1)
+    torch_before = torch.get_num_threads()
+    torch.set_num_threads(2)  # two threads outside, whatever this machine has
+    try:
+        with threadpool_limits(2, user_api="blas"):
+            outside = (2, [lib.num_threads for lib in serial._blas().lib_controllers])
+            inside = _threads_seen_by_a_forward(chip, torch.rand(2, 1, 32, 32))
+            after = (torch.get_num_threads(), [lib.num_threads for lib in serial._blas().lib_controllers])
+    finally:
+        torch.set_num_threads(torch_before)
+    assert inside == ((1, [1] * len(outside[1])) if held else outside)
+    assert after == outside
+
+
+@pytest.mark.parametrize("name,shape", [("resnet18", (3, 3, 32, 32)), ("lstm", (4, 7, 1))])
+def test_a_network_gives_the_same_bits_on_one_thread_and_on_all(monkeypatch, name, shape):
+    torch.manual_seed(4)
+    model = zoo.build(name, input_size=1) if name == "lstm" else zoo.build(name)
+    x = torch.rand(*shape)
+    outputs = {}
+    for policy in ("one", "all"):
+        monkeypatch.setattr(serial, "NETWORK_THREADS", policy)
+        chip = map_model(model, ChipConfig.preset("pcm"), seed=6)
+        with torch.no_grad():
+            outputs[policy] = chip(x)
+    assert torch.equal(outputs["one"], outputs["all"])
+    monkeypatch.setattr(serial, "NETWORK_THREADS", "some")
+    with pytest.raises(ValueError, match="NETWORK_THREADS must be"), torch.no_grad():
+        chip(x)

@@ -42,9 +42,9 @@ class GroupedDilated(nn.Module):
 
 
 class RNNStack(nn.Module):
-    def __init__(self):
+    def __init__(self, bias: bool = False):
         super().__init__()
-        self.rnn = nn.RNN(6, 10, num_layers=2, nonlinearity="relu", bias=False)
+        self.rnn = nn.RNN(6, 10, num_layers=2, nonlinearity="relu", bias=bias)
 
     def forward(self, x):
         return self.rnn(x)[0]
@@ -60,6 +60,7 @@ CASES = {
     "lstm-2x-bidirectional": (lambda: zoo.build("lstm", input_size=7, hidden_size=20, num_layers=2, bidirectional=True), (3, 6, 7)),
     "gru-2x-bidirectional": (lambda: zoo.build("gru", input_size=7, hidden_size=20, num_layers=2, bidirectional=True), (3, 6, 7)),
     "rnn-relu-no-bias": (RNNStack, (5, 2, 6)),
+    "rnn-relu": (lambda: RNNStack(bias=True), (5, 2, 6)),  # the hidden bias joins the input products
 }
 
 
@@ -82,7 +83,7 @@ def test_ideal_chip_reproduces_the_torch_model(name, tile):
     assert not any(type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN) for m in chip.network.modules())
     analog_types = {type(m) for m in chip.network.modules()}
     expected = {"conv1d": AnalogConv1d, "lstm-2x-bidirectional": AnalogLSTM, "gru-2x-bidirectional": AnalogGRU,
-                "rnn-relu-no-bias": AnalogRNN, "mlp": AnalogLinear, "resnet18": AnalogConv2d}.get(name)  # fmt: skip
+                "rnn-relu-no-bias": AnalogRNN, "rnn-relu": AnalogRNN, "mlp": AnalogLinear, "resnet18": AnalogConv2d}.get(name)  # fmt: skip
     assert expected is None or expected in analog_types
 
 

@@ -20,6 +20,7 @@ from .chipfile import BlockRecord, ChipRecord, LayerRecord, MatrixRecord, write_
 from .fold import fold_batchnorm, set_submodule
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
 from .matrix import AnalogMatrix
+from .serial import network_section
 
 
 def matrix_seed(chip_seed: int, index: int) -> int:
@@ -141,7 +142,8 @@ class AnalogModel(nn.Module):
         self._block_hooks: dict[str, object] = {}
 
     def forward(self, *args, **kwargs):
-        return self.network(*args, **kwargs)
+        with network_section():  # one BLAS and torch thread on a busy machine (mapping.serial)
+            return self.network(*args, **kwargs)
 
     def attach_block(self, layer_name: str, block: DenoisingBlock) -> None:
         """Run ``block`` on the output of the analog layer ``layer_name`` (replacing any block there)."""

@@ -50,13 +50,18 @@ class AnalogMatrix:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (batch, in) float -> (batch, out) float32, on the CPU."""
+        return self.plus(x, self.bias)
+
+    def plus(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x (batch, in) -> the tiles' product (a bias stored in rows included) plus ``bias``
+        (out,) instead of the digital bias (None: none), float32."""
         if x.device.type != "cpu":
             raise ValueError(f"layer {self.name!r}: analog layers run on the CPU, got a tensor on {x.device}")
         if x.requires_grad and torch.is_grad_enabled():
             y = _TileProduct.apply(x, self)
-            return y if self.bias is None else y + self.bias
+            return y if bias is None else y + bias
         y = self._mvm(x)  # inference: no autograd node (its bookkeeping costs more than a small product)
-        return y if self.bias is None else y.add_(self.bias)
+        return y if bias is None else y.add_(bias)
 
     def product(self, x: np.ndarray, with_bias: bool = False) -> np.ndarray:
         """x (batch, in) float32 NumPy -> (batch, out): the tiles' product (plus a bias stored in

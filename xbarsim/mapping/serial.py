@@ -9,6 +9,18 @@ the 2-core development machine (load average 8), 64 x 256 x 1024 products in a l
 0.6 ms with one BLAS thread against 29-44 ms with two, and the 2 x 256 LSTM at batch 32 ran its 50
 steps in 2.5-4 s with torch held at one thread against 10 s with the defaults.
 
+A whole network's forward (``network_section``, around ``AnalogModel.forward``) holds them at one
+thread too when the machine is busy: its 1-minute load average is above the CPU count plus
+``BUSY_LOAD_MARGIN`` (as OpenMP's dynamic mode reads it). A multi-threaded BLAS call or torch
+operation is then as slow as its thread that waits longest for a core, and a spinning worker takes
+the core a Numba thread needed. On the 2-core development machine, VGG-11 at batch 64 on the
+``pcm`` chip, alternating paired forwards (min / median ms): 1092 / 1356 with the default threads
+against 376 / 621 held (load average 3-4), 1187 / 1536 against 495 / 905 (load 5 and more);
+ResNet-18 4298 / 6232 against 2046 / 3349 (load 4.5). On a quiet machine the forward keeps its
+threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341 / 370), ResNet-18
+faster with them (1190 / 1569 against 1455 / 1555).
+``NETWORK_THREADS`` overrides the choice ("one" or "all").
+
 Thread counts never change a result: OpenBLAS splits a product over rows and columns, not over the
 summed index, and the Numba kernels are deterministic across thread counts (tested).
 """
@@ -16,8 +28,9 @@ summed index, and the Numba kernels are deterministic across thread counts (test
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from threadpoolctl import ThreadpoolController
@@ -43,3 +56,24 @@ def serial_section() -> Iterator[None]:
         finally:
             if torch_threads != 1:
                 torch.set_num_threads(torch_threads)
+
+
+BUSY_LOAD_MARGIN = 1.0  # load average above the CPU count at which a network's forward holds one thread
+NETWORK_THREADS = "auto"  # a network's forward: "auto" (one thread when busy), "one", or "all"
+
+
+def machine_is_busy() -> bool:
+    """Whether the 1-minute load average exceeds the CPU count by more than ``BUSY_LOAD_MARGIN``
+    (False where the system has no load average)."""
+    if not hasattr(os, "getloadavg"):
+        return False
+    return os.getloadavg()[0] > (os.cpu_count() or 1) + BUSY_LOAD_MARGIN
+
+
+def network_section():
+    """The context a whole network's forward runs in: ``serial_section()`` when ``NETWORK_THREADS``
+    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise the threads as they are."""
+    if NETWORK_THREADS not in ("auto", "one", "all"):
+        raise ValueError(f"NETWORK_THREADS must be 'auto', 'one' or 'all', got {NETWORK_THREADS!r}")
+    hold = NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy())
+    return serial_section() if hold else nullcontext()
