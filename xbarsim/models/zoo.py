@@ -89,16 +89,31 @@ def _typed(value: Any, annotation: Any, what: str) -> Any:
     raise XbarsimError(f"{what} must be of type {kind} (got {shown})")
 
 
-def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:
-    with torch.no_grad():  # a batch of 2: BatchNorm in training mode refuses a single value per channel
-        return int(features(torch.zeros(2, in_channels, image_size, image_size)).numel()) // 2
+def _flat_features(features: nn.Sequential, in_channels: int, image_size: int) -> int:
+    """Values per image after ``features`` (square images), from the layers' shape rules. No
+    forward pass: on the meta device (a chip load builds its network there) one imports torch's
+    symbolic-shape machinery, ~3 s at a process's first load."""
+    channels, size = in_channels, image_size
+    for layer in features:
+        if isinstance(layer, nn.Conv2d | nn.MaxPool2d):
+            kernel, stride, padding, dilation = (
+                v if isinstance(v, int) else v[0]
+                for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+            )
+            size = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+            channels = layer.out_channels if isinstance(layer, nn.Conv2d) else channels
+        elif not isinstance(layer, nn.ReLU | nn.BatchNorm2d):
+            raise TypeError(f"_flat_features has no shape rule for {type(layer).__name__}")
+    return channels * size * size
 
 
 @_register("mlp")
 class MLP(nn.Module):
     """Fully connected classifier on flattened inputs."""
 
-    def __init__(self, in_features: int = 64, hidden: tuple[int, ...] = (256, 128), num_classes: int = 10, dropout: float = 0.0):
+    def __init__(
+        self, in_features: int = 64, hidden: tuple[int, ...] = (256, 128), num_classes: int = 10, dropout: float = 0.0
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
