@@ -98,7 +98,7 @@ def _noisy_adc_accumulate(
     for b in prange(n_batch):
         out_row = out[b]
         base = np.uint64(first_vector + b) * np.uint64(half)
-        # views indexed from 0, so that LLVM vectorises (see converters._dac_into)
+        # views indexed from 0: Numba then knows the indices are >= 0, and LLVM vectorises
         z_row = z[b]
         z_first = z_row[:half]
         z_second = z_row[half:]
