@@ -11,8 +11,8 @@ result is the same bit for bit (``tests/test_lawkernels.py`` checks it law by la
 
 A piece of (2, m) devices, [0] = G+ and [1] = G-, is passed as the tuple of its two rows (``rows``): a
 (2, m) column slice of a larger array would reach Numba as a non-contiguous array, whose loops run
-several times slower. Device d of a piece is ``(d // m, d % m)``, and the compacted buffers list the
-selected devices in that order. All kernels are serial and release the
+several times slower. Device d of a piece is ``(d // m, d % m)`` in the flat (2m,) float64 buffers.
+All kernels are serial and release the
 GIL (``pieces.map_pairs`` runs them on several Python threads).
 """
 
