@@ -63,11 +63,14 @@ ADCS = {"none": {"range": "none"}, "clip": {"range": "fixed", "bound": 2.0}, "8-
 @pytest.mark.parametrize("adc", ADCS)
 @pytest.mark.parametrize("rows", [64, 512])
 @pytest.mark.parametrize("threaded", [False, True])
-def test_the_noise_pass_equals_the_reference_on_odd_output_counts(monkeypatch, path, adc, rows, threaded):
+# (outputs, vectors): the pass draws NOISE_PAIRS_PER_CHUNK // ceil(outputs / 2) vectors' normals at
+# once (13 for 37 outputs, 85 for 5): vectors that end mid-chunk, and several chunks
+@pytest.mark.parametrize(("n_out", "n_batch"), [(37, 19), (5, 200)])
+def test_the_noise_pass_equals_the_reference_on_odd_output_counts(monkeypatch, path, adc, rows, threaded, n_out, n_batch):
     monkeypatch.setattr(threads, "PARALLEL_MIN_OUTPUTS", 0 if threaded else 1 << 62)
     gen = np.random.default_rng(5)
-    w = (gen.standard_normal((37, 150)) / np.sqrt(150)).astype(np.float32)
-    x = gen.standard_normal((19, 150)).astype(np.float32)
+    w = (gen.standard_normal((n_out, 150)) / np.sqrt(150)).astype(np.float32)
+    x = gen.standard_normal((n_batch, 150)).astype(np.float32)
     cfg = ChipConfig.preset("pcm").with_values({"tile.rows": rows, "tile.cols": 512, "tile.dac": {"bits": 8, "range": "dynamic"},
                                                 "device.read_noise": {"kind": "none"}, "tile.out_noise": 0.0, "tile.adc": ADCS[adc], **NOISE_PATHS[path]})  # fmt: skip
     tiles = TileArray.from_weights(w, cfg, seed=6)

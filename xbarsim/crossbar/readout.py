@@ -123,8 +123,8 @@ def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> tuple:
     y = workspace.buffer("y", (n_p, n_batch, n_out))
     arrays = (
         xq, squares, workspace.buffer("dac_scale", (n_batch, n_p)), workspace.buffer("sq", (n_batch, n_p)), y,
-        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (n_batch, 2 * ((n_out + 1) // 2))),
-        workspace.buffer("bits", (n_batch, 2 * ((n_out + 1) // 2)), np.uint32),
+        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (n_batch * 2 * ((n_out + 1) // 2),)),
+        workspace.buffer("bits", (n_batch * 2 * ((n_out + 1) // 2),), np.uint32),
         workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8) if plan.bound_management else None,
     )  # fmt: skip
     return workspace.keep(key, arrays)
