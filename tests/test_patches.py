@@ -11,7 +11,12 @@ GEOMETRIES = [  # kernel, stride, padding (top, left), dilation, channels, first
     ((3, 3), (1, 1), (1, 1), (1, 1), 5, 0, (7, 6)),
     ((5, 2), (2, 1), (2, 0), (1, 3), 3, 2, (9, 11)),
     ((1, 1), (2, 2), (0, 0), (1, 1), 8, 0, (4, 4)),
+    ((5, 5), (1, 1), (0, 0), (1, 1), 3, 0, (9, 8)),  # LeNet's first layer, smaller
+    ((3, 2), (2, 3), (1, 2), (2, 1), 4, 0, (8, 10)),
 ]
+# channels the image has beyond first + channels: with none, a kernel row inside the image is one
+# run of memory (``gather_patch`` copies it as one), at the edges and with spare channels it is not
+SPARE_CHANNELS = [0, 2]
 
 
 def _out_size(image, kernel, stride, padding, dilation):
@@ -19,9 +24,10 @@ def _out_size(image, kernel, stride, padding, dilation):
 
 
 @pytest.mark.parametrize("kernel, stride, padding, dilation, channels, first, image", GEOMETRIES)
-def test_im2col_matches_torch_unfold(kernel, stride, padding, dilation, channels, first, image):
+@pytest.mark.parametrize("spare", SPARE_CHANNELS)
+def test_im2col_matches_torch_unfold(kernel, stride, padding, dilation, channels, first, image, spare):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, first + channels + 1, *image)).astype(np.float32)
+    x = rng.standard_normal((2, first + channels + spare, *image)).astype(np.float32)
     out_size = _out_size(image, kernel, stride, padding, dilation)
     cols = patches.im2col(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), kernel, stride, padding, dilation, out_size, first, channels)
     unfold = F.unfold(torch.from_numpy(x[:, first : first + channels]), kernel, dilation, padding, stride)  # (B, C*kh*kw, L)
@@ -31,9 +37,10 @@ def test_im2col_matches_torch_unfold(kernel, stride, padding, dilation, channels
 
 @pytest.mark.parametrize("preset", ["pcm", "rram", "gaussian", "aihwkit", "ideal"])
 @pytest.mark.parametrize("kernel, stride, padding, dilation, channels, first, image", GEOMETRIES)
-def test_patch_mvm_equals_mvm_of_the_im2col_matrix(preset, kernel, stride, padding, dilation, channels, first, image):
+@pytest.mark.parametrize("spare", SPARE_CHANNELS)
+def test_patch_mvm_equals_mvm_of_the_im2col_matrix(preset, kernel, stride, padding, dilation, channels, first, image, spare):
     rng = np.random.default_rng(1)
-    x = np.ascontiguousarray(rng.standard_normal((3, *image, first + channels + 2)).astype(np.float32))
+    x = np.ascontiguousarray(rng.standard_normal((3, *image, first + channels + spare)).astype(np.float32))
     out_size = _out_size(image, kernel, stride, padding, dilation)
     cfg = ChipConfig.preset(preset).with_values({"tile.rows": 16, "tile.cols": 8})
     if preset == "aihwkit":  # bound management re-reads patches: a low ADC bound makes it happen
