@@ -64,8 +64,8 @@ ADCS = {"none": {"range": "none"}, "clip": {"range": "fixed", "bound": 2.0}, "8-
 @pytest.mark.parametrize("rows", [64, 512])
 @pytest.mark.parametrize("threaded", [False, True])
 # (outputs, vectors): the pass draws NOISE_PAIRS_PER_CHUNK // ceil(outputs / 2) vectors' normals at
-# once (13 for 37 outputs, 85 for 5): vectors that end mid-chunk, and several chunks
-@pytest.mark.parametrize(("n_out", "n_batch"), [(37, 19), (5, 200)])
+# once (53 for 37 outputs, 341 for 5): vectors that end mid-chunk, and several chunks
+@pytest.mark.parametrize(("n_out", "n_batch"), [(37, 70), (5, 700)])
 def test_the_noise_pass_equals_the_reference_on_odd_output_counts(monkeypatch, path, adc, rows, threaded, n_out, n_batch):
     monkeypatch.setattr(threads, "PARALLEL_MIN_OUTPUTS", 0 if threaded else 1 << 62)
     gen = np.random.default_rng(5)

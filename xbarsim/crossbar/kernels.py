@@ -74,7 +74,7 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
                     y_row[j] += xi * (sigma_pos_row[j] * z_pos[j] - sigma_neg_row[j] * z_neg[j])
 
 
-NOISE_PAIRS_PER_CHUNK = 256  # normal pairs drawn at once: narrow outputs take several vectors' draws a call
+NOISE_PAIRS_PER_CHUNK = 1024  # normal pairs drawn at once (their scratch stays in L1): several vectors' draws
 
 
 def _noisy_adc_accumulate(
@@ -119,20 +119,23 @@ def _noisy_adc_accumulate(
                 y_row = y[p, b]
                 saturated_row = saturated[b, p] if saturated is not None else None
                 if noisy:
-                    # the noisy reads; loops without branches vectorise
-                    drawn = (b - b0) * half
+                    # the noisy reads; loops without branches vectorise (unsigned indices: Numba's
+                    # fix-up of negative ones would stop LLVM)
+                    drawn = np.uint64((b - b0) * half)
                     if var_mode == VAR_MATRIX:
                         var_row = var[p, b]
                         for j in range(half):
-                            reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * firsts[drawn + j]
-                        for j in range(half, n_out):
-                            reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * seconds[drawn + j - half]
+                            reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * firsts[drawn + np.uint64(j)]
+                        for k in range(n_out - half):
+                            j = np.uint64(half + k)
+                            reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * seconds[drawn + np.uint64(k)]
                     else:
                         read_std = np.sqrt(var_const * sq[b, p] + out_var if var_mode == VAR_CONSTANT else out_var)
                         for j in range(half):
-                            reads[j] = y_row[j] + read_std * firsts[drawn + j]
-                        for j in range(half, n_out):
-                            reads[j] = y_row[j] + read_std * seconds[drawn + j - half]
+                            reads[j] = y_row[j] + read_std * firsts[drawn + np.uint64(j)]
+                        for k in range(n_out - half):
+                            j = np.uint64(half + k)
+                            reads[j] = y_row[j] + read_std * seconds[drawn + np.uint64(k)]
                 # one call per source array: with a phi of the two, LLVM's vector loop ran at half speed
                 if noisy:
                     _adc_accumulate_row(reads, y_row, p, adc_levels, adc_clip, adc_bound[p], adc_to_int[p], adc_step[p],
