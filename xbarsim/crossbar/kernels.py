@@ -127,15 +127,15 @@ def _noisy_adc_accumulate(
                         for j in range(half):
                             reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * firsts[drawn + np.uint64(j)]
                         for k in range(n_out - half):
-                            j = np.uint64(half + k)
-                            reads[j] = y_row[j] + np.sqrt(var_row[j] + out_var) * seconds[drawn + np.uint64(k)]
+                            column = np.uint64(half + k)
+                            reads[column] = y_row[column] + np.sqrt(var_row[column] + out_var) * seconds[drawn + np.uint64(k)]
                     else:
                         read_std = np.sqrt(var_const * sq[b, p] + out_var if var_mode == VAR_CONSTANT else out_var)
                         for j in range(half):
                             reads[j] = y_row[j] + read_std * firsts[drawn + np.uint64(j)]
                         for k in range(n_out - half):
-                            j = np.uint64(half + k)
-                            reads[j] = y_row[j] + read_std * seconds[drawn + np.uint64(k)]
+                            column = np.uint64(half + k)
+                            reads[column] = y_row[column] + read_std * seconds[drawn + np.uint64(k)]
                 # one call per source array: with a phi of the two, LLVM's vector loop ran at half speed
                 if noisy:
                     _adc_accumulate_row(reads, y_row, p, adc_levels, adc_clip, adc_bound[p], adc_to_int[p], adc_step[p],
