@@ -121,10 +121,11 @@ def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> tuple:
     # the products go to their own buffer even for one row block: with y aliasing out, LLVM cannot
     # vectorise the noise/ADC pass (measured: 512x512 batch 256, 8-bit + additive noise, 0.43x -> 0.5-0.6x)
     y = workspace.buffer("y", (n_p, n_batch, n_out))
+    draws = n_batch * 2 * ((n_out + 1) // 2)  # the noise pass's normals: a pair per two outputs of a vector
     arrays = (
         xq, squares, workspace.buffer("dac_scale", (n_batch, n_p)), workspace.buffer("sq", (n_batch, n_p)), y,
-        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (n_batch * 2 * ((n_out + 1) // 2),)),
-        workspace.buffer("bits", (n_batch * 2 * ((n_out + 1) // 2),), np.uint32),
+        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (draws,)),
+        workspace.buffer("bits", (draws,), np.uint32),
         workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8) if plan.bound_management else None,
     )  # fmt: skip
     return workspace.keep(key, arrays)
