@@ -14,7 +14,7 @@ from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
 from ..crossbar import rng
 from ..progress import progress_bar
-from . import netspec
+from ..models import netspec
 from .blocks import DenoisingBlock, apply_block, block_key
 from .chipfile import BlockRecord, ChipRecord, LayerRecord, MatrixRecord, write_chip
 from .fold import fold_batchnorm, set_submodule

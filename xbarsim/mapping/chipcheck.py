@@ -22,7 +22,7 @@ import pydantic
 
 from ..config import ChipConfig, DeviceConfig
 from ..crossbar.grid import TileGrid
-from ..errors import XbarsimError
+from ..errors import XbarsimError, shown
 
 # gzip (deflate) cannot shrink data more than ~1032:1; a dataset claiming more is forged or never written
 MAX_COMPRESSION = 1100
@@ -251,9 +251,3 @@ def _dtype_words(dtype: np.dtype) -> str:
     words = {"S": "byte strings", "U": "text", "O": "objects (variable-length strings)", "c": "complex numbers",
              "V": "raw or compound records", "b": "booleans", "f": "floating-point numbers", "i": "integers", "u": "integers"}  # fmt: skip
     return f"{words.get(dtype.kind, 'values')} ({dtype})"
-
-
-def shown(value: Any) -> str:
-    """A value as an error message quotes it: its repr, cut to 60 characters."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -20,7 +20,7 @@ from torch import nn
 from ..crossbar.tile import TileArray
 from ..errors import XbarsimError
 from ..progress import progress_bar
-from . import netspec
+from ..models import netspec
 from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .chipcheck import ChipFileError, dumps, one_line

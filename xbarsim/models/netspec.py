@@ -25,9 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import XbarsimError
-from ..models import zoo
-from .chipcheck import shown
+from ..errors import XbarsimError, shown
+from . import zoo
 
 MAX_DEPTH = 32  # nesting of Sequentials in a described tree
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -188,7 +187,7 @@ def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
     type_name = node["type"]
     if type_name not in ALLOWED:
         raise XbarsimError(f"{where}: type {type_name[:60]!r} is not on the allow-list of standard torch.nn layers "
-                           f"(xbarsim.mapping.netspec.ALLOWED); pass the model to load it")  # fmt: skip
+                           f"(xbarsim.models.netspec.ALLOWED); pass the model to load it")  # fmt: skip
     if type_name == "Sequential":
         return nn.Sequential(OrderedDict(_children(node, path, depth)))
     cls, rules = ALLOWED[type_name]
