@@ -18,7 +18,7 @@ import studylib
 import torch
 
 from xbarsim import ChipConfig, map_model
-from xbarsim.crossbar import irdrop
+from xbarsim.crossbar.laws import irdrop
 from xbarsim.mapping.cost import ChipCost, cost_since, counter_snapshot
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy

@@ -12,7 +12,7 @@ from torch import nn
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.cli import main
-from xbarsim.crossbar.device import program
+from xbarsim.crossbar.laws.device import program
 from xbarsim.errors import XbarsimError
 from xbarsim.mapping.blocks import DenoisingBlock
 from xbarsim.mapping import chipfile
@@ -247,7 +247,7 @@ def test_targets_are_stored_as_one_signed_number_per_device_pair():
 
 @pytest.mark.parametrize("shape", [(3, 5), (700, 300)])  # serial and threaded kernels
 def test_signed_targets_equal_the_numpy_formula(shape):
-    from xbarsim.crossbar.encode import encode, weight_scales
+    from xbarsim.crossbar.laws.encode import encode, weight_scales
     from xbarsim.crossbar.grid import TileGrid
 
     w_t = np.random.default_rng(4).standard_normal(shape).astype(np.float32)

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import converters, lanesum, reference
+from xbarsim.crossbar.read import converters, lanesum
+from xbarsim.crossbar.truth import reference
 from xbarsim.crossbar.grid import TileGrid
 
 finite_f32 = st.floats(-1e4, 1e4, allow_nan=False, width=32)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xbarsim.config import DeviceConfig
-from xbarsim.crossbar import device
+from xbarsim.crossbar.laws import device
 
 N_IN, N_OUT = 1000, 1000  # two million devices
 

@@ -11,7 +11,7 @@ import torch
 
 from xbarsim.config import ChipConfig
 from xbarsim.presets import PRESET_SOURCES
-from xbarsim.crossbar import reference
+from xbarsim.crossbar.truth import reference
 from xbarsim.crossbar.tile import TileArray
 from xbarsim.models.hwa import hwa_matmul
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.config import ConfigError
-from xbarsim.crossbar import irdrop, reference
-from xbarsim.crossbar import irdrop_solver as solver
+from xbarsim.crossbar.laws import irdrop
+from xbarsim.crossbar.truth import reference
+from xbarsim.crossbar.truth import irdrop_solver as solver
 from xbarsim.crossbar.tile import TileArray
 from xbarsim.models import data, zoo
 from xbarsim.models.checkpoint import save_checkpoint

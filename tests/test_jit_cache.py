@@ -14,7 +14,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from torch import nn
     from xbarsim import ChipConfig, TileArray, map_model
-    from xbarsim.crossbar import converters, jit, threads
+    from xbarsim.crossbar.read import converters
+    from xbarsim.crossbar import jit, threads
 
     x = np.random.default_rng(0).standard_normal((40, 150)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((70, 150)).astype(np.float32)
@@ -48,8 +49,8 @@ def test_every_kernel_compiles_once_and_loads_from_the_cache_in_the_next_process
     first = _run(tmp_path)
     second = _run(tmp_path)
     assert first.keys() == second.keys()
-    for kernel in ("converters._dac_into", "patches._dac_patches_into", "kernels._add_device_read_noise", "kernels._noisy_adc_accumulate",
-                   "encode._encode_into"):
+    for kernel in ("read.converters._dac_into", "read.patches._dac_patches_into", "read.kernels._add_device_read_noise",
+                   "read.kernels._noisy_adc_accumulate", "laws.encode._encode_into"):
         assert {f"xbarsim.crossbar.{kernel}", f"xbarsim.crossbar.{kernel}_serial"} <= first.keys()  # threaded and serial twin
     assert all(compiled > 0 for compiled, _ in first.values()), first
     recompiled = {name: counts for name, counts in second.items() if counts[0] > 0}

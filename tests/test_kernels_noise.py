@@ -7,7 +7,9 @@ import pytest
 from numba import njit
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import reference, rng, threads
+from xbarsim.crossbar.truth import reference
+from xbarsim.crossbar.laws import rng
+from xbarsim.crossbar import threads
 from xbarsim.crossbar.tile import TileArray
 
 

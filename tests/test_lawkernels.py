@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xbarsim.config import DeviceConfig
-from xbarsim.crossbar import device, rng
+from xbarsim.crossbar.laws import device, rng
 
 G_MAX = 25.0
 

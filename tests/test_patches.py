@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import patches
+from xbarsim.crossbar.read import patches
 from xbarsim.crossbar.tile import TileArray
 
 GEOMETRIES = [  # kernel, stride, padding (top, left), dilation, channels, first channel, image (H, W)

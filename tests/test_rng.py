@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xbarsim.crossbar import reference, rng
+from xbarsim.crossbar.truth import reference
+from xbarsim.crossbar.laws import rng
 
 
 def test_numba_normals_equal_the_numpy_reference_bit_for_bit():

@@ -83,7 +83,7 @@ def test_the_same_seed_gives_the_same_chip_as_before(case):
 
 @pytest.mark.parametrize("workers, piece_pairs", [(1, 1 << 14), (3, 1000), (2, 7)])
 def test_the_same_chip_whatever_the_piece_size_and_thread_count(workers, piece_pairs, monkeypatch):
-    from xbarsim.crossbar import pieces
+    from xbarsim.crossbar.laws import pieces
 
     monkeypatch.setattr(pieces, "workers", lambda: workers)
     monkeypatch.setattr(pieces, "PIECE_PAIRS", piece_pairs)
@@ -190,7 +190,7 @@ def test_a_file_without_the_stored_reference_reads_the_probe_again_to_the_same_c
 
 @pytest.mark.parametrize("g_min, g_max, mode", [(0.0, 25.0, "column"), (1.0, 100.0, "tile"), (0.3, 7.7, "layer")])
 def test_encoding_equals_the_numpy_formula_bit_for_bit(g_min, g_max, mode):
-    from xbarsim.crossbar import encode
+    from xbarsim.crossbar.laws import encode
     from xbarsim.crossbar.grid import TileGrid
 
     w_t = np.random.default_rng(3).standard_normal((600, 300)).astype(np.float32)

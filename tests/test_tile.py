@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import compensation, reference
+from xbarsim.crossbar.laws import compensation
+from xbarsim.crossbar.truth import reference
 from xbarsim.crossbar.grid import balanced_edges
 from xbarsim.crossbar.tile import TileArray
 

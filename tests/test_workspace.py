@@ -5,7 +5,8 @@ import threading
 import numpy as np
 
 from xbarsim.config import ChipConfig
-from xbarsim.crossbar import reference, workspace
+from xbarsim.crossbar.truth import reference
+from xbarsim.crossbar.read import workspace
 from xbarsim.crossbar.tile import TileArray
 
 

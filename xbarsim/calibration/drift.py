@@ -1,5 +1,5 @@
 """Drift compensation, switched and inspected per chip (the mechanism is in the chip's periphery:
-``crossbar/compensation.py``): a probe read right after programming is the reference; after
+``crossbar/laws/compensation.py``): a probe read right after programming is the reference; after
 ``drift(t)`` each array's outputs are scaled by reference / probe read now."""
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from . import compensation, converters, device, irdrop, patches, readout, rng, workspace
-from .encode import decode, encode, expand_rows, normalized_difference, weight_scales
+from .laws import compensation, device, irdrop, rng
+from .read import converters, patches, readout, workspace
+from .laws.encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
-from .inputs import InputRows, PatchRows
+from .read.inputs import InputRows, PatchRows
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
-from ..crossbar import rng
+from ..crossbar.laws import rng
 from ..progress import progress_bar
 from ..models import netspec
 from .blocks import DenoisingBlock, apply_block, block_key

@@ -45,8 +45,8 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
-from ..crossbar import device
-from ..crossbar.encode import signed_targets, targets_from_signed
+from ..crossbar.laws import device
+from ..crossbar.laws.encode import signed_targets, targets_from_signed
 from ..progress import progress_bar
 from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
 

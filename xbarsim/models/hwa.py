@@ -7,7 +7,7 @@ ADC per tile (with iterative bound management if configured), digital sum over r
 weight_scale ``none`` puts the converters in raw weight units; per-epoch read noise is one draw
 per forward. Quantizers pass gradients straight through; noise is added, never differentiated.
 Drift and stuck-at faults are not trained against.
-The standard deviations come from ``crossbar.device``, so the physics is the kernels' own.
+The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
-from ..crossbar import converters, device
-from ..crossbar.encode import weight_scales
+from ..crossbar.read import converters
+from ..crossbar.laws import device
+from ..crossbar.laws.encode import weight_scales
 from ..crossbar.grid import TileGrid
 from .convolution import output_size, pad_same
 from .overrides import ForwardOverrides

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import device, irdrop, kernels, rng
-from .grid import TileGrid
-from .encode import expand_rows
-from .kernels import block_products
-from .lanesum import SQ_LANES
-from .tile import TileArray
+from ..laws import device, irdrop, rng
+from ..read import kernels
+from ..grid import TileGrid
+from ..laws.encode import expand_rows
+from ..read.kernels import block_products
+from ..read.lanesum import SQ_LANES
+from ..tile import TileArray
 
 _F = np.float32
 _U = np.uint64

@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .jit import parallel_and_serial
+from ..jit import parallel_and_serial
 
 GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..config import ConverterConfig, TileConfig
-from .jit import parallel_and_serial
+from ...config import ConverterConfig, TileConfig
+from ..jit import parallel_and_serial
 from .lanesum import sum_of_squares_by_lane
-from .rng import _bits_from_f32, _f32_from_bits
+from ..laws.rng import _bits_from_f32, _f32_from_bits
 
 # DAC modes, as the kernels see them
 DAC_NONE = 0  # no clipping, no quantization: x passes unchanged

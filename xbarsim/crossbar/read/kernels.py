@@ -20,8 +20,8 @@ import numpy as np
 from numba import njit, prange
 
 from .converters import DAC_NONE, clip, quantize
-from .jit import JIT_OPTIONS, parallel_and_serial
-from .rng import normal_pair, normal_pairs_into
+from ..jit import JIT_OPTIONS, parallel_and_serial
+from ..laws.rng import normal_pair, normal_pairs_into
 
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2

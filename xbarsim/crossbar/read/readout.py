@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import converters, kernels, rng, threads, workspace
+from . import converters, kernels, workspace
+from ..laws import rng
+from .. import threads
 from .inputs import InputRows
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .jit import JIT_OPTIONS
+from ..jit import JIT_OPTIONS
 from .rng import normal_pair
 
 WRITE_NONE, WRITE_ABSOLUTE, WRITE_PROPORTIONAL, WRITE_PCM = 0, 1, 2, 3

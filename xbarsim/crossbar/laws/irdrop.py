@@ -27,8 +27,8 @@ import warnings
 import numpy as np
 from numba import njit
 
-from .grid import TileGrid
-from .jit import JIT_OPTIONS
+from ..grid import TileGrid
+from ..jit import JIT_OPTIONS
 
 _SIEMENS_PER_US = 1e-6
 

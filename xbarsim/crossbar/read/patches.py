@@ -7,7 +7,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from .converters import dac_row
-from .jit import parallel_and_serial
+from ..jit import parallel_and_serial
 
 
 @njit(inline="always", error_model="numpy", cache=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from . import threads
-from .grid import TileGrid
-from .jit import parallel_and_serial
+from .. import threads
+from ..grid import TileGrid
+from ..jit import parallel_and_serial
 
 
 def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:

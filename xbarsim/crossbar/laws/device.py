@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import (
+from ...config import (
     AbsoluteWriteNoise,
     AdditiveReadNoise,
     CombinedReadNoise,

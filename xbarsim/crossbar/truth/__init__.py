@@ -1,0 +1,1 @@
+"""The references the kernels are tested against: the plain NumPy pipeline and the exact nodal solver."""
