@@ -122,7 +122,26 @@ def parse_sigmas(text: str) -> list[float]:
 
 
 
+def user_model(name: str | None, kwargs: dict | None):
+    """The network ``--model``/``--model-args`` name, built; None without ``--model``. A zoo name is
+    built from its description, as a file's network is (checked on the meta device first); a
+    ``package.module:Class`` is imported, from the working folder first, as ``python -m`` finds it."""
+    import os
+
+    from ..errors import XbarsimError
+    from ..models import netspec, usercode
+
+    if name is None:
+        if kwargs:
+            raise XbarsimError("--model-args needs --model (the network the arguments build)")
+        return None
+    if usercode.is_class_path(name):
+        return usercode.build(name, kwargs, folder=os.getcwd())
+    return netspec.build({"zoo": name, "kwargs": dict(kwargs or {})})
+
+
 def model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
-    parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class")
+    parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class (a module in the working "
+                        "folder is found, as with python -m)")  # fmt: skip
     parser.add_argument("--model-args", type=json_object, help="JSON object of the model's constructor arguments")
 

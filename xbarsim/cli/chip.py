@@ -8,18 +8,16 @@ import platform
 import sys
 from importlib import metadata
 
-from ..errors import XbarsimError
 from .args import (
     FRACTION,
     POSITIVE,
     POSITIVE_INT,
     SEED,
     bounded,
-    json_arg,
-    json_object,
     load_chip_config,
     model_arguments,
     parse_duration,
+    user_model,
 )
 
 
@@ -55,7 +53,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     from ..models.checkpoint import load_network
 
     cfg = load_chip_config(args.chip)
-    network = load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle)
+    network = load_network(args.checkpoint, user_model(args.model, args.model_args), allow_pickle=args.allow_pickle)
     layers = args.layers.split(",") if args.layers else None
     chip = map_model(network, cfg, seed=args.seed, layers=layers)
     chip.save(args.output)
@@ -68,11 +66,8 @@ def cmd_map(args: argparse.Namespace) -> int:
 def load_chip_file(args: argparse.Namespace):
     """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
     from ..mapping.chipload import load_chip
-    from ..models.checkpoint import build_model
 
-    if args.model_args and not args.model:
-        raise XbarsimError("--model-args needs --model (the network the arguments build)")
-    return load_chip(args.chip_file, build_model(args.model, json_arg(args.model_args)) if args.model else None)
+    return load_chip(args.chip_file, user_model(args.model, args.model_args))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -151,8 +146,7 @@ def add_map(sub: argparse._SubParsersAction) -> None:
     """``xbarsim map``."""
     map_cmd = sub.add_parser("map", help="map a trained checkpoint onto a chip and save the chip file")
     map_cmd.add_argument("checkpoint", help="state_dict, xbarsim checkpoint, or (with --allow-pickle) a pickled module")
-    map_cmd.add_argument("--model", help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class")
-    map_cmd.add_argument("--model-args", type=json_object, help="JSON object of the model's constructor arguments")
+    model_arguments(map_cmd, "the network, for a plain state_dict (or instead of the checkpoint's)")
     map_cmd.add_argument("--chip", required=True, help="a preset name or a chip YAML/JSON file")
     map_cmd.add_argument("--layers", help="comma-separated module names to map (default: every supported layer)")
     map_cmd.add_argument("--seed", type=SEED, default=0, help="programming seed")

@@ -19,6 +19,7 @@ from .args import (
     load_chip_config,
     model_arguments,
     parse_sigmas,
+    user_model,
 )
 
 
@@ -40,14 +41,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..models import data
-    from ..models.checkpoint import build_model, load_network, save_checkpoint
+    from ..models.checkpoint import describable, load_network, save_checkpoint
     from ..models.quant import QATConfig
     from ..models.training import TrainConfig, accuracy, train
+    from ..models.usercode import is_class_path
 
     split = data.load(args.data)  # the split every command uses: --seed changes the training, not which samples are test
-    kwargs = _zoo_kwargs(args.model, split, json_arg(args.model_args)) if ":" not in args.model else json_arg(args.model_args)
+    kwargs = json_arg(args.model_args) if is_class_path(args.model) else _zoo_kwargs(args.model, split, json_arg(args.model_args))
     torch.manual_seed(args.seed)
-    model = build_model(args.model, kwargs)
+    model = user_model(args.model, kwargs)
+    describable(model)  # a network the checkpoint cannot describe is refused before training, not after
     teacher = load_network(args.distill, allow_pickle=args.allow_pickle) if args.distill else None
     cfg = TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
@@ -75,7 +78,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from ..sweeps.plots import plot_noise_curves
 
     noise = parse_noise_kind(args.noise, args.mode, args.where)
-    network = load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle)
+    network = load_network(args.checkpoint, user_model(args.model, args.model_args), allow_pickle=args.allow_pickle)
     split = data.load(args.data)
     print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
     curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
@@ -97,7 +100,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def add_train(sub: argparse._SubParsersAction) -> None:
     """``xbarsim train``."""
     train_cmd = sub.add_parser("train", help="train a network, optionally with robustness options")
-    train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class")
+    train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class "
+                           "(a module in the working folder is found, as with python -m)")  # fmt: skip
     train_cmd.add_argument("--model-args", type=json_object, help="JSON object of constructor arguments (zoo defaults come from the data)")
     train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
     train_cmd.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training split")

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import torch
 from torch import nn
 
@@ -164,17 +165,47 @@ def _describe_layer(module: nn.Module) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- building
 def build(description: Any, device: str = "cpu") -> nn.Module:
     """The network a description (from ``describe``) stands for, on ``device`` ("meta": shapes only,
-    no memory). Raises XbarsimError naming the part of the description that is wrong."""
+    no memory). It is built on the meta device first and its parameter memory checked
+    (``check_memory``) before any memory is allocated. Raises XbarsimError naming the part of the
+    description that is wrong, or the memory it would need."""
+    meta = _build(description, "meta")
+    check_memory(meta, "the network")
+    return meta if device == "meta" else _build(description, device)
+
+
+def _build(description: Any, device: str) -> nn.Module:
     if not isinstance(description, dict) or len(description) != (2 if "zoo" in description else 1):
         raise XbarsimError("the network description must be {'zoo': name, 'kwargs': {...}} or {'layers': tree}")
     with torch.device(device):
         if "zoo" in description:
             name = description["zoo"]
             kwargs = zoo.check_kwargs(name, description.get("kwargs"))
-            return _constructed(lambda: zoo.ZOO[name](**kwargs), f"zoo model {name!r}")
+            return constructed(lambda: zoo.ZOO[name](**kwargs), f"zoo model {name!r}")
         if "layers" not in description:
             raise XbarsimError("the network description must be {'zoo': name, 'kwargs': {...}} or {'layers': tree}")
         return _build_layer(description["layers"], "", 0)
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can give now without swapping (psutil's estimate)."""
+    return psutil.virtual_memory().available
+
+
+def check_memory(network: nn.Module, what: str) -> None:
+    """Refuse ``network`` (built on the meta device) when its parameters and buffers would need more
+    memory than is available: a chip of it needs several times more still."""
+    tensors = dict(network.named_parameters())
+    tensors.update(network.named_buffers())
+    sizes = {name: t.numel() * t.element_size() for name, t in tensors.items()}
+    need, available = sum(sizes.values()), available_memory()
+    if need > available:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise XbarsimError(f"{what} would need {_gib(need)} for its parameters (the largest, {largest}: "
+                           f"{_gib(sizes[largest])}), more than the {_gib(available)} of memory available")  # fmt: skip
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
 
 
 def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
@@ -199,7 +230,7 @@ def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
             raise XbarsimError(f"{where}: {type_name} has no argument {str(arg)[:60]!r} here (allowed: {', '.join(rules) or 'none'})")
         if not rules[arg].check(value):
             raise XbarsimError(f"{where}: {type_name} argument {arg} must be {rules[arg].wording} (got {shown(value)})")
-    return _constructed(lambda: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}), f"{where}: {type_name}")
+    return constructed(lambda: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}), f"{where}: {type_name}")
 
 
 def _children(node: dict, path: str, depth: int) -> list[tuple[str, nn.Module]]:
@@ -217,7 +248,7 @@ def _children(node: dict, path: str, depth: int) -> list[tuple[str, nn.Module]]:
     return list(built.items())
 
 
-def _constructed(make: Callable[[], nn.Module], what: str) -> nn.Module:
+def constructed(make: Callable[[], nn.Module], what: str) -> nn.Module:
     """``make()``, with the constructor's complaint about impossible values as an XbarsimError."""
     try:
         return make()

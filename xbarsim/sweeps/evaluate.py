@@ -15,7 +15,7 @@ from ..errors import XbarsimError
 from ..mapping.chip import AnalogModel, map_model
 from ..mapping.cost import cost_since, counter_snapshot
 from ..models import data as datasets
-from ..models import zoo
+from ..models import netspec
 from ..models.checkpoint import checkpoint_content, load_network, network_from_content
 from ..models.noise import NoiseInjection
 from ..models.training import TrainConfig, accuracy, train
@@ -71,7 +71,7 @@ def load_inputs(spec: SweepSpec) -> Inputs:
             network, recipe = load_network(model.checkpoint, model.zoo, model.kwargs or None), None
         else:
             torch.manual_seed(spec.seed)
-            network = zoo.build(model.zoo, **model.kwargs)
+            network = netspec.build({"zoo": model.zoo, "kwargs": model.kwargs})
             recipe = model.recipe(spec.seed)
     except (ValueError, OSError, TypeError) as exc:
         raise XbarsimError(f"sweep {spec.name!r}: model: {exc}") from None

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import ChipConfig, chip_config, read_mapping_file
 from ..configfile import format_validation_error, short_repr, strict_model_of, validate
 from ..errors import XbarsimError
+from ..models import zoo
 from ..models.quant import QATConfig
 from ..models.training import TrainConfig
 from .noise_kinds import ActivationNoise, ChipNoise, NoiseKind, parse_noise_kind
@@ -48,10 +49,17 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     checkpoint: str | None = Field(None, description="checkpoint file (xbarsim checkpoint or state_dict with zoo)")
-    zoo: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$",
-                            description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru); never a module path")
+    zoo: str | None = Field(None, description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru); never a module path")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields when training a zoo model")
+
+    @field_validator("zoo")
+    @classmethod
+    def _zoo_name(cls, name: str | None) -> str | None:
+        if name is not None and name not in zoo.ZOO:
+            raise ValueError(f"unknown zoo model {short_repr(name)}; the zoo has {', '.join(sorted(zoo.ZOO))} "
+                             f"(a spec names a zoo model, never a module path)")  # fmt: skip
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
