@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .errors import XbarsimError
+from .paths import regular_file
 
 MAX_CONFIG_BYTES = 16 * 2**20
 """Larger files are refused before parsing: a config or spec is a few kilobytes."""
@@ -70,7 +71,7 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
     ``what`` names the kind of file in messages (``"chip config"``, ``"sweep spec"``). A missing file raises
     ``FileNotFoundError``; anything else wrong raises ``ConfigError``.
     """
-    path = Path(path)
+    path = regular_file(path, what)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise ConfigError(f"{what} {path}: expected a .yaml, .yml or .json file")
@@ -99,8 +100,6 @@ def _read_text(path: Path, what: str) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path}: is a folder, not a file") from None
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
     try:

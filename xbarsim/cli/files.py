@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import XbarsimError
+from ..paths import regular_file
 
 # command: (its input files, the files it writes, the folders it writes); an output may not be an input
 _FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
@@ -53,11 +54,8 @@ _REQUIRED_INPUTS = ("checkpoint", "chip_file", "spec", "store")
 
 def check_files(args: argparse.Namespace) -> None:
     for name in _REQUIRED_INPUTS:
-        path = getattr(args, name, None)
-        if path is not None and Path(path).is_dir():
-            raise XbarsimError(f"{path}: is a folder, not a file")
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such file")
+        if getattr(args, name, None) is not None:
+            regular_file(getattr(args, name))
     inputs, outputs, folders = _FILES.get(args.command, ((), (), ()))
     given = [getattr(args, name, None) for name in inputs]
     check_outputs({_option(name): getattr(args, name, None) for name in outputs}, given)

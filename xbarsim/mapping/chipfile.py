@@ -47,6 +47,7 @@ from ..atomic import atomic_write
 from ..config import ChipConfig
 from ..crossbar.laws import device
 from ..crossbar.laws.encode import signed_targets, targets_from_signed
+from ..paths import regular_file
 from ..progress import progress_bar
 from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
 
@@ -158,9 +159,7 @@ def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
 # ---------------------------------------------------------------- reading
 def read_chip(path: str | Path) -> ChipRecord:
     """The record in chip file ``path``, every value checked; ChipFileError names what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"chip file {path} does not exist")
+    path = regular_file(path, "chip file")
     reader = FileReader(path)
     try:
         f = h5py.File(path, "r")

@@ -137,8 +137,6 @@ def _fields(content: Any, where: str) -> tuple[dict[str, Any], Any, Any]:
         description = content["network"]
     else:
         description = {"zoo": content["model"], "kwargs": content.get("kwargs", {})}
-        if not isinstance(content["model"], str):
-            raise CheckpointError(f"{where}: model: must be a zoo name (a string), found {shown(content['model'])}")
     return description, content["state_dict"], content.get("qat")
 
 
@@ -159,8 +157,8 @@ def _loaded(network: nn.Module, state: Any, qat: Any, where: str, assign: bool) 
     expected = network.state_dict()
     missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
     if missing or unexpected:
-        raise CheckpointError(f"{where}: the weights do not fit {type(network).__name__}: missing {[str(k)[:60] for k in missing[:3]]}, "
-                              f"unexpected {[str(k)[:60] for k in unexpected[:3]]}")  # fmt: skip
+        keys = [f"{name} {[str(k)[:60] for k in keys[:3]]}" for name, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise CheckpointError(f"{where}: the weights do not fit {type(network).__name__}: {', '.join(keys)}")
     tensors = {key: _checked_tensor(state[key], want, f"{where}: the weights do not fit {type(network).__name__}: {key}")
                for key, want in expected.items()}  # fmt: skip
     network.load_state_dict(tensors, strict=True, assign=assign)

@@ -210,7 +210,7 @@ def _gib(n: int) -> str:
 
 def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
     """The layer at module path ``path`` ("" for the root) from its node of the description."""
-    where = f"layer {path!r}" if path else "network"
+    where = f"layer {path!r}" if path else "the root layer"
     if depth > MAX_DEPTH:
         raise XbarsimError(f"{where}: layers nested deeper than {MAX_DEPTH}")
     if not isinstance(node, dict) or not isinstance(node.get("type"), str):
@@ -234,7 +234,7 @@ def _build_layer(node: Any, path: str, depth: int) -> nn.Module:
 
 
 def _children(node: dict, path: str, depth: int) -> list[tuple[str, nn.Module]]:
-    where = f"layer {path!r}" if path else "network"
+    where = f"layer {path!r}" if path else "the root layer"
     children = node.get("children")
     if set(node) - {"type", "children"} or not isinstance(children, list):
         raise XbarsimError(f"{where}: a Sequential takes only 'children', a list of [name, layer] pairs")

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..atomic import atomic_write, make_parent
+from ..paths import regular_file
 from .journal import JournalWriter, StoreError, create_journal, header, journal_path, read_journal
 from .lock import StoreLock
 from .spec import SweepSpec
@@ -241,6 +242,7 @@ def _read_hdf5(path: Path) -> tuple[SweepSpec, list[ResultRow]]:
     """The spec and rows of an HDF5 store, every array checked (dtype, shape, range) before use."""
     if not path.exists():
         raise StoreError(f"{path}: no such sweep store")
+    regular_file(path, "sweep store")
     try:
         with h5py.File(path, "r") as f:
             spec, rows = _stored_rows(f, path)
