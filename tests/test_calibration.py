@@ -203,7 +203,7 @@ def test_calibrate_says_when_there_is_nothing_to_do(chip_files, capsys):
     path = chip_files / "pcm.h5"
     before = path.read_bytes()
     capsys.readouterr()
-    assert main(["calibrate", str(path)]) == 0
+    assert main(["calibrate", str(path), "--in-place"]) == 0
     out = capsys.readouterr().out
     assert "nothing to calibrate" in out and "--ranges percentile" in out and "left unchanged" in out
     assert path.read_bytes() == before
@@ -237,7 +237,7 @@ def test_denoise_with_the_target_met_leaves_eval_unchanged(chip_files, capsys):
     out = capsys.readouterr().out
     assert "target already met" in out and "0 block(s) kept" in out
     assert _eval_line(chip_files / "same.h5", capsys).split(":", 1)[1] == eval_before.split(":", 1)[1]
-    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1"]) == 0  # in place: not even rewritten
+    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1", "--in-place"]) == 0  # not even rewritten
     assert "left unchanged" in capsys.readouterr().out
     assert _eval_line(path, capsys) == eval_before
 
@@ -263,9 +263,9 @@ def test_calibrate_and_denoise_commands(lenet, tmp_path, capsys):
     config = tmp_path / "chip.yaml"
     config.write_text("preset: pcm\ntile:\n  adc: {bits: 6, range: calibrated, bound: 10}\n")
     assert main(["map", str(tmp_path / "l.pt"), "--chip", str(config), "-o", str(tmp_path / "c.h5")]) == 0
-    assert main(["calibrate", str(tmp_path / "c.h5"), "--samples", "200", "--compensation", "column"]) == 0
+    assert main(["calibrate", str(tmp_path / "c.h5"), "--samples", "200", "--compensation", "column", "--in-place"]) == 0
     out = capsys.readouterr().out
     assert "ADC" in out and "drift compensation: global -> column" in out
-    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1"]) in (0, 1)
+    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1", "--in-place"]) in (0, 1)
     assert "block parameters" in capsys.readouterr().out
     assert load_chip(tmp_path / "c.h5").chip.cfg.drift_compensation == "column"

@@ -9,9 +9,10 @@ import sys
 from importlib import metadata
 
 from .args import (
+    BATCH,
+    EPOCHS,
     FRACTION,
-    POSITIVE,
-    POSITIVE_INT,
+    SAMPLES,
     SEED,
     bounded,
     load_chip_config,
@@ -98,8 +99,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"{split.name} train samples (seed {args.seed}); accuracy on the {len(split.y_test)} held-out test samples")  # fmt: skip
     report = calibrate_chip(model, x, split.x_test, split.y_test, args.ranges, args.q, args.compensation, progress=True)
     print(format_report(report, f"{split.name} test"))
-    output = args.output or args.chip_file
-    if not report.changed and output == args.chip_file:
+    output = args.chip_file if args.in_place else args.output
+    if not report.changed and args.in_place:
         print(f"{args.chip_file} left unchanged")
         return 0
     model.save(output)
@@ -121,13 +122,13 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     split = data.load(args.data)
     result = denoise(model, split, args.target, args.max_blocks, args.epochs, args.ratio, args.seed, validation=args.validation)
     print(format_result(result, f"{split.name} test"))
-    output = args.output or args.chip_file
+    output = args.chip_file if args.in_place else args.output
     if result.final_accuracy < result.baseline_accuracy:
         print(f"xbarsim denoise: NOT SAVED: the blocks kept on validation lower the test accuracy "
               f"({100 * result.baseline_accuracy:.2f}% -> {100 * result.final_accuracy:.2f}%); {output} was not written. "
               f"Try more --epochs, another --seed or a lower --ratio.", file=sys.stderr)  # fmt: skip
         return 1
-    if not result.steps and output == args.chip_file:
+    if not result.steps and args.in_place:
         print(f"no block kept: {args.chip_file} left unchanged")
         return 0
     model.save(output)
@@ -163,7 +164,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     eval_cmd.add_argument("--drift", type=parse_duration, help="evaluate at this time after programming (e.g. 1h, 1d, 1y)")
     eval_cmd.add_argument("--reprogram", type=SEED, metavar="SEED", help="program the chip again with this seed first")
     model_arguments(eval_cmd, "the network class, when the chip file cannot rebuild it by itself")
-    eval_cmd.add_argument("--batch-size", type=POSITIVE_INT, default=512, help="test images per forward")
+    eval_cmd.add_argument("--batch-size", type=BATCH, default=512, help="test images per forward")
     eval_cmd.set_defaults(func=cmd_eval)
 
 
@@ -177,11 +178,11 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
                      help="switch fixed converter ranges to calibrated ones and set them by METHOD: absmax, percentile "
                           "or mse (without it: percentile, for ranges that are already calibrated only)")  # fmt: skip
     cal.add_argument("--q", type=bounded(float, 0, 100, above=True), default=99.99, help="percentile of the percentile method")
-    cal.add_argument("--samples", type=POSITIVE_INT, default=512, help="calibration inputs")
+    cal.add_argument("--samples", type=SAMPLES, default=512, help="calibration inputs")
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
     cal.add_argument("--seed", type=SEED, default=0, help="seed of the draw of calibration inputs")
     model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
-    cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
+    _output_or_in_place(cal)
     cal.set_defaults(func=cmd_calibrate)
 
 
@@ -192,12 +193,20 @@ def add_denoise(sub: argparse._SubParsersAction) -> None:
     den.add_argument("chip_file", help="chip file written by `xbarsim map`")
     den.add_argument("--data", default="digits", help="blocks train on its train split less a validation part; test split reported")
     den.add_argument("--target", type=FRACTION, required=True, help="validation accuracy at which to stop adding blocks, e.g. 0.98")
-    den.add_argument("--max-blocks", type=POSITIVE_INT, help="keep at most this many blocks (default: one per analog layer)")
+    den.add_argument("--max-blocks", type=bounded(int, 1, 1000), help="keep at most this many blocks (default: one per analog layer)")
     den.add_argument("--validation", type=bounded(float, 0, 0.9, above=True), default=0.2,
                      help="fraction of the train split held out to accept blocks")  # fmt: skip
-    den.add_argument("--epochs", type=POSITIVE_INT, default=5, help="training epochs after each added block")
-    den.add_argument("--ratio", type=POSITIVE, default=0.25, help="block width as a fraction of the layer's channels")
+    den.add_argument("--epochs", type=EPOCHS, default=5, help="training epochs after each added block")
+    den.add_argument("--ratio", type=bounded(float, 0, 4, above=True), default=0.25,
+                     help="block width as a fraction of the layer's channels")  # fmt: skip
     den.add_argument("--seed", type=SEED, default=0, help="seed of the validation draw, block initialization and data order")
     model_arguments(den, "the network class, when the chip file cannot rebuild it by itself")
-    den.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
+    _output_or_in_place(den)
     den.set_defaults(func=cmd_denoise)
+
+
+def _output_or_in_place(parser: argparse.ArgumentParser) -> None:
+    """``-o FILE`` (never the chip file itself, by any path) or ``--in-place``: one of them, said explicitly."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", help="chip file to write; not the input chip file (see --in-place)")
+    where.add_argument("--in-place", action="store_true", help="replace the input chip file itself (atomically)")

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import DEFAULT_MAX_WORK
 from .args import (
+    BATCH,
+    EPOCHS,
     FRACTION,
     NON_NEGATIVE,
     POSITIVE,
-    POSITIVE_INT,
+    REPEATS,
     SEED,
+    WORK,
     bounded,
     json_arg,
     json_object,
@@ -71,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
+    from ..limits import check_work
     from ..models import data
     from ..models.checkpoint import load_network
     from ..sweeps.metrics import NoMidpointError, noise_curve
@@ -80,6 +85,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     noise = parse_noise_kind(args.noise, args.mode, args.where)
     network = load_network(args.checkpoint, user_model(args.model, args.model_args), allow_pickle=args.allow_pickle)
     split = data.load(args.data)
+    tests = len(split.y_test)
+    check_work(len(args.sigmas) * args.repeats * tests, args.max_work, "this robustness curve",
+               f"{len(args.sigmas)} levels x {args.repeats} repeats x {tests:,} test samples")  # fmt: skip
     print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
     curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
     print(f"{noise.level_name:>10} {'accuracy':>9} {'std':>7}")
@@ -104,9 +112,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                            "(a module in the working folder is found, as with python -m)")  # fmt: skip
     train_cmd.add_argument("--model-args", type=json_object, help="JSON object of constructor arguments (zoo defaults come from the data)")
     train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
-    train_cmd.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training split")
+    train_cmd.add_argument("--epochs", type=EPOCHS, default=30, help="passes over the training split")
     train_cmd.add_argument("--lr", type=POSITIVE, default=2e-3, help="Adam learning rate")
-    train_cmd.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training images per step")
+    train_cmd.add_argument("--batch-size", type=BATCH, default=64, help="training images per step")
     train_cmd.add_argument("--seed", type=SEED, default=0, help="seed of the weights, the batches and the noise")
     train_cmd.add_argument("--noisy", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="noisy training: activation noise after every module")
     train_cmd.add_argument("--noise-mode", default="additive", choices=["additive", "multiplicative", "both"], help="how --noisy noise enters")
@@ -137,8 +145,10 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
                           "chip:PRESET or chip:FILE (the chip's device noise scale)")  # fmt: skip
     rob.add_argument("--sigmas", type=parse_sigmas, default="logspace(-2, 2, 17)",
                      help="noise levels (sigma, eta or scale): logspace(a, b, n) or a comma-separated list")  # fmt: skip
-    rob.add_argument("--repeats", type=POSITIVE_INT, default=10, help="noise draws per noise level")
+    rob.add_argument("--repeats", type=REPEATS, default=10, help="noise draws per noise level")
     rob.add_argument("--seed", type=SEED, default=0, help="noise seed: one seed, one curve")
+    rob.add_argument("--max-work", type=WORK, default=DEFAULT_MAX_WORK, metavar="N",
+                     help="refuse a curve of more than N network evaluations (levels x repeats x test samples)")
     rob.add_argument("--mode", choices=["additive", "multiplicative", "both"], help="activation noise only (default additive)")
     rob.add_argument("--where", help="activation noise only: all (default), or comma-separated module names")
     model_arguments(rob, "the model, for a plain state_dict")

@@ -13,6 +13,7 @@ from torch import nn
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
 from ..crossbar.laws import rng
+from ..limits import check_seed
 from ..progress import progress_bar
 from ..models import netspec
 from .blocks import DenoisingBlock, apply_block, block_key
@@ -73,7 +74,7 @@ class VirtualChip:
 
     def program(self, seed: int | None = None) -> None:
         """(Re)program every device (new write errors and faults for a new seed); resets drift."""
-        self.seed = self.seed if seed is None else int(seed)
+        self.seed = self.seed if seed is None else check_seed(seed)
         for index, matrix in enumerate(self.matrices()):
             matrix.tiles.program(matrix_seed(self.seed, index))
 
@@ -225,6 +226,7 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     layers are supported; anything else stays digital. ``progress``: a bar per layer (True),
     none (False), or only once mapping has taken a few seconds (None).
     """
+    seed = check_seed(seed)
     network = copy.deepcopy(model).eval()
     folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
     names = _selected(network, layers)

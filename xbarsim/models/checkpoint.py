@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write
-from ..configfile import strict_model_of, validate
+from ..configfile import check_plain_data, strict_model_of, validate
 from ..errors import XbarsimError, shown
 from ..paths import regular_file
 from . import netspec
@@ -75,6 +75,7 @@ def checkpoint_content(model: nn.Module) -> dict[str, Any]:
 def network_from_content(content: Any, where: str = "checkpoint") -> nn.Module:
     """The network an xbarsim checkpoint's content describes, with its weights and quantizers, in
     eval mode. ``where`` names the content's source in errors."""
+    check_plain_data(content, where)
     description, state, qat = _fields(content, where)
     return _loaded(_described(description, where), state, qat, where, assign=True)
 
@@ -94,6 +95,7 @@ def load_network(path: str | Path, model: str | nn.Module | None = None, model_k
         return content.eval()
     if not isinstance(content, dict):
         raise CheckpointError(f"{path}: expected a state_dict or a module, found {type(content).__name__}")
+    check_plain_data(content, str(path))
     if content.get("format") == FORMAT:
         description, state, qat = _fields(content, str(path))
     else:

@@ -13,6 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ChipConfig
+from ..limits import MAX_BATCH, MAX_EPOCHS, check_seed
 from .data import DataSplit
 from .hwa import HardwareAware
 from .noise import NOISE_MODES, GateNoise, NoiseInjection
@@ -41,9 +42,10 @@ class TrainConfig:
     hwa: ChipConfig | None = None  # hardware-aware: the chip's write/read noise and converters
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, high in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
+            if not 1 <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be from 1 to {high:,}, got {getattr(self, name)}")
+        check_seed(self.seed)
         for name in ("lr", "noise_sigma", "weight_noise_eta", "bayesft_sigma", "gate_noise_sigma", "weight_decay"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

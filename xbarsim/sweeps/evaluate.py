@@ -84,6 +84,19 @@ def load_inputs(spec: SweepSpec) -> Inputs:
     return Inputs(split, network, recipe)
 
 
+def sweep_work(spec: SweepSpec, inputs: Inputs) -> tuple[int, str]:
+    """Network evaluations the whole sweep asks for, and how they add up: every row runs its test
+    samples; a zoo model's recipe trains first (3 evaluations per sample and epoch: forward, backward)."""
+    tests = min(spec.test_samples or len(inputs.split.y_test), len(inputs.split.y_test))
+    rows = spec.row_count()
+    evaluations, parts = rows * tests, f"{rows:,} rows x {tests:,} test samples"
+    if inputs.train is not None:
+        samples = len(inputs.split.y_train)
+        evaluations += 3 * inputs.train.epochs * samples
+        parts += f" + 3 x {inputs.train.epochs:,} training epochs x {samples:,} samples"
+    return evaluations, parts
+
+
 def _check_noise_applies(spec: SweepSpec, network: nn.Module, x: torch.Tensor) -> None:
     """Run ``network`` on ``x`` under the spec's float-network noise (level 0), so that a kind that
     does not apply to the model (gate noise without a recurrent layer) is refused before any file

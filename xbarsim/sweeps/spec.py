@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import ChipConfig, chip_config, read_mapping_file
 from ..configfile import format_validation_error, short_repr, strict_model_of, validate
 from ..errors import XbarsimError
+from ..limits import MAX_REPEATS, MAX_SAMPLES, MAX_SEED, check_seed
 from ..models import zoo
 from ..models.quant import QATConfig
 from ..models.training import TrainConfig
@@ -122,15 +123,20 @@ class SweepSpec(BaseModel):
     name: str = "sweep"
     model: ModelSpec
     data: str = Field("digits", description="digits, synthetic, mnist:PATH or cifar10:PATH")
-    test_samples: int | None = Field(None, ge=1, description="evaluate on the first N test samples")
+    test_samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="evaluate on the first N test samples")
     chip: str | dict[str, Any] = Field("pcm", description="a preset name or a chip config (may start from 'preset:')")
     axes: dict[str, list[Value] | str]
     mode: Literal["grid", "zip"] = "grid"
-    repeats: int = Field(3, ge=1, le=10000, description="chips (programming seeds) per point")
-    seed: int = Field(0, ge=0)
+    repeats: int = Field(3, ge=1, le=MAX_REPEATS, description="chips (programming seeds) per point")
+    seed: int = Field(0, description="0 to 2**63 - 1; repeat r programs its chips with seed + r")
     metrics: list[Literal["accuracy", "midpoint", "cost"]] = Field(default_factory=lambda: ["accuracy"])
     noise: str = Field(CHIP_NOISE, description="the kind of noise of the noise axis: activation (after every module of "
                        "the mapped chip), or gate, gate:relative, weight, bayesft (on the trained float network, not the chip)")  # fmt: skip
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, seed: int) -> int:
+        return check_seed(seed, "the seed")
 
     @field_validator("axes")
     @classmethod
@@ -154,6 +160,8 @@ class SweepSpec(BaseModel):
                     raise ValueError(f"axis {path}: {exc.args[0]}") from None
                 except ValidationError as exc:
                     raise ValueError("axis " + format_validation_error(exc, ChipConfig)) from None
+        if self.seed + self.repeats - 1 > MAX_SEED:
+            raise ValueError(f"seed + repeats - 1 must be <= 2**63 - 1 (repeat r uses seed + r); got seed {self.seed}")
         if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
             raise ValueError("zipped axes must all have the same number of values")
         self._check_noise()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -68,7 +69,7 @@ class SweepStore:
     """
 
     def __init__(self, path: str | Path, spec: SweepSpec, checkpoint_s: float = CHECKPOINT_S):
-        self.path = Path(path)
+        self.path = Path(os.path.realpath(path))  # a link is written through: the store, journal and lock beside its target
         self.spec = spec
         self.checkpoint_s = checkpoint_s
         self.journal = journal_path(self.path)
