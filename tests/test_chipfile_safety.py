@@ -175,6 +175,17 @@ CASES = {
     "drift-reference-without-compensation": (_config(lambda c: c.__setitem__("drift_compensation", "none")),
                                              ["m0/drift_reference", "drift_compensation is 'none'"]),
     "format-version-99": (lambda f, m: f.attrs.__setitem__("format_version", 99), ["format version 99", "reads version 2"]),
+    # issue 22: each was ignored, or reported as something else
+    "extra-root-group": (lambda f, m: f.create_group("hooks").attrs.__setitem__("run", "os:system"),
+                         ["unexpected members ['hooks'] at the root", "config, model, digital, layers, blocks"]),
+    "extra-root-dataset": (lambda f, m: f.create_dataset("payload", data=np.zeros(3)), ["unexpected members ['payload'] at the root"]),
+    "dataset-inside-the-model-group": (lambda f, m: f["model"].create_dataset("network", data=np.zeros(3)),
+                                       ["model", "unexpected members ['network']", "attributes only"]),
+    "targets-fewer-inputs-checksum-untouched": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()][:20]),
+                                                ["features.0", "m0/targets", "holds 20 inputs x 6 outputs", "needs 25 x 6"]),
+    "targets-transposed": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()].T.copy()),
+                           ["features.0", "m0/"]),
+    "drift-time-1e300": (lambda f, m: f[CONV].attrs.__setitem__("t_s", 1e300), ["features.0", "t_s", "at most 1e+12 s"]),
 }  # fmt: skip
 
 

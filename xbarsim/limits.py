@@ -21,6 +21,9 @@ MAX_SAMPLES = 10_000_000
 """Samples a command takes from a data set (calibrate and cost --samples, a spec's test_samples)."""
 MAX_BATCH = 65_536
 """Samples per forward or per training step."""
+MAX_DRIFT_S = 1e12
+"""Seconds after programming a chip may be drifted to (about 31,700 years; the device models are fitted
+over seconds to years, and far beyond this float32 conductances underflow to zero)."""
 MAX_NESTING = 64
 """Levels of nesting in a config, spec, JSON argument or checkpoint field (a chip config needs 4)."""
 DEFAULT_MAX_WORK = 10**8
@@ -34,6 +37,14 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise XbarsimError(f"{what} must be an integer from 0 to 2**63 - 1, got {shown(seed)}")
     return int(seed)
+
+
+def check_drift_time(t_s: Any, what: str = "drift time") -> float:
+    """``t_s`` as a float, if it is a number of seconds in 0 .. ``MAX_DRIFT_S``; else XbarsimError naming ``what``."""
+    ok = isinstance(t_s, numbers.Real) and not isinstance(t_s, bool) and 0 <= t_s <= MAX_DRIFT_S
+    if not ok:
+        raise XbarsimError(f"{what} must be from 0 to {MAX_DRIFT_S:g} s (about 31,700 years), got {shown(t_s)}")
+    return float(t_s)
 
 
 def check_work(evaluations: int, limit: int, what: str, parts: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..limits import MAX_BATCH, MAX_EPOCHS, MAX_REPEATS, MAX_SAMPLES, MAX_SEED
+from ..limits import MAX_BATCH, MAX_DRIFT_S, MAX_EPOCHS, MAX_REPEATS, MAX_SAMPLES, MAX_SEED
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False,
@@ -97,6 +97,8 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 3600, 1h, 1d, 1y)") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"a duration must be finite and >= 0, got {text!r}")
+    if value > MAX_DRIFT_S:
+        raise argparse.ArgumentTypeError(f"a duration must be at most {MAX_DRIFT_S:g} s (about 31,700 years), got {text!r}")
     return value
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
 from ..crossbar.laws import rng
-from ..limits import check_seed
+from ..limits import check_drift_time, check_seed
 from ..progress import progress_bar
 from ..models import netspec
 from .blocks import DenoisingBlock, apply_block, block_key
@@ -79,7 +79,8 @@ class VirtualChip:
             matrix.tiles.program(matrix_seed(self.seed, index))
 
     def drift(self, t_s: float) -> None:
-        """Move every device to t_s seconds after programming."""
+        """Move every device to t_s seconds after programming (0 to ``limits.MAX_DRIFT_S``)."""
+        t_s = check_drift_time(t_s)
         for matrix in self.matrices():
             matrix.tiles.drift(t_s)
 

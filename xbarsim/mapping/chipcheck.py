@@ -185,7 +185,8 @@ def check_matrix(state: dict[str, Any], bias: np.ndarray | None, bias_in_rows: b
     n_p, n_q = TileGrid.for_matrix(n_in, n_out, rows, cols).shape
     for name, shape in {"scales": (n_p, n_out), "dac_bounds": (n_p,), "adc_bounds": (n_p, n_q)}.items():
         if state[name].shape != shape:
-            raise fail(name, f"has shape {state[name].shape}, expected {shape} for {n_in} inputs x {n_out} outputs on {rows}x{cols} tiles")
+            raise fail(name, f"has shape {state[name].shape}, but the targets ({n_in} inputs x {n_out} outputs on {rows}x{cols} "
+                             f"tiles) need {shape}: the targets or this array have the wrong shape")  # fmt: skip
     if np.any(state["scales"] <= 0):
         raise fail("scales", "weight scales must be > 0")
     for name, converter in (("dac_bounds", cfg.tile.dac), ("adc_bounds", cfg.tile.adc)):

@@ -47,26 +47,31 @@ from ..atomic import atomic_write
 from ..config import ChipConfig
 from ..crossbar.laws import device
 from ..crossbar.laws.encode import signed_targets, targets_from_signed
+from ..limits import MAX_DRIFT_S
 from ..paths import regular_file
 from ..progress import progress_bar
-from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
+from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps, one_line
 
 FORMAT = "xbarsim-chip"
 FORMAT_VERSION = 2
 TILE_ARRAYS = ("scales", "dac_bounds", "adc_bounds")  # stored as TileArray.state() has them
 COMPENSATION = {"reference": "drift_reference", "gain": "drift_gain"}  # TileArray.state() key -> dataset
+ROOT_GROUPS = ("config", "model", "digital", "layers", "blocks")
 _MAX_CHUNK_BYTES = 1 << 30  # HDF5 refuses chunks of 4 GiB or more
 
-__all__ = ["ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "BlockRecord", "read_chip", "write_chip"]
+__all__ = ["BlockRecord", "ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "program_checked", "read_chip", "write_chip"]
 
 
 @dataclass
 class MatrixRecord:
-    """One weight matrix: ``state`` as ``TileArray.state()`` gives it, and its digital bias (out,)."""
+    """One weight matrix: ``state`` as ``TileArray.state()`` gives it, and its digital bias (out,). Read from a
+    file, the state lacks the programmed conductances until ``program_checked`` regenerates them and checks
+    them against ``programmed_crc32``."""
 
     state: dict[str, Any]
     bias: np.ndarray | None
     bias_in_rows: bool
+    programmed_crc32: int | None = None
 
 
 @dataclass
@@ -181,6 +186,13 @@ def _read(f: h5py.File, reader: FileReader) -> ChipRecord:
     if version != FORMAT_VERSION:
         raise reader.error("", f"chip file format version {version}; this xbarsim ({__version__}) reads version "
                                f"{FORMAT_VERSION} only (map the network again with `xbarsim map`)")  # fmt: skip
+    unexpected = sorted(set(f) - set(ROOT_GROUPS))
+    if unexpected:
+        raise reader.error("", f"unexpected members {[one_line(n)[:60] for n in unexpected[:4]]} at the root (format version "
+                               f"{FORMAT_VERSION} holds the groups {', '.join(ROOT_GROUPS)})")  # fmt: skip
+    for name in ("config", "model"):
+        if len(reader.group(f, name, "")) > 0:
+            raise reader.error(name, f"unexpected members {[one_line(n)[:60] for n in sorted(f[name])[:4]]} (it holds attributes only)")
     seed = reader.int_attr(f, "seed", "")
     cfg = reader.config(reader.group(f, "config", ""))
     model = reader.group(f, "model", "")
@@ -234,6 +246,8 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     for key in ("seed", "reads", "epoch"):
         state[key] = reader.int_attr(group, key, where)
     state["t_s"] = reader.float_attr(group, "t_s", where)
+    if state["t_s"] > MAX_DRIFT_S:
+        raise reader.error(where, f"attribute t_s must be at most {MAX_DRIFT_S:g} s, found {state['t_s']:g}")
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
     checksum = reader.int_attr(group, "programmed_crc32", where)
     bias = dataset("bias") if "bias" in group else None
@@ -241,11 +255,22 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     if any(name in group for name in COMPENSATION.values()):  # absent in files of earlier versions: read the probe again
         stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
         state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
-    state["g_prog"], state["stuck"] = device.program(state["g_target"], cfg.device, state["seed"])
-    if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
-        raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "
-                                  "programmed_crc32 (the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
-    return MatrixRecord(state, bias, bias_in_rows)
+    return MatrixRecord(state, bias, bias_in_rows, checksum)
+
+
+def program_checked(record: ChipRecord, path: Path) -> None:
+    """Regenerate every matrix's programmed state (write error, stuck devices) from its targets, the device
+    config and its seed, and check it against the stored CRC-32. Run once the matrices' shapes are known to
+    fit the network, so that a target array of the wrong shape is reported as such, not as a checksum."""
+    reader = FileReader(path)
+    for layer in record.layers:
+        for k, matrix in enumerate(layer.matrices):
+            state = matrix.state
+            state["g_prog"], state["stuck"] = device.program(state["g_target"], record.cfg.device, state["seed"])
+            if programmed_checksum(state["g_prog"], state["stuck"]) != matrix.programmed_crc32:
+                raise reader.error(f"layer {layer.name!r}, group m{k}", "the programmed state regenerated from the targets and "
+                                   "the seed does not match programmed_crc32 (the file was altered, or written by an xbarsim "
+                                   "with another device model)")  # fmt: skip
 
 
 def _block(key: str, group: h5py.Group, layers: set[str], reader: FileReader) -> BlockRecord:

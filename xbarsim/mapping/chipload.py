@@ -24,7 +24,7 @@ from ..models import netspec
 from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .chipcheck import ChipFileError, dumps, one_line
-from .chipfile import ChipRecord, LayerRecord, read_chip
+from .chipfile import ChipRecord, LayerRecord, program_checked, read_chip
 from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS, analog_type_for
 from .matrix import AnalogMatrix
@@ -66,6 +66,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
         source = ModelSource.of(network, record.folded)
     _fold(network, record, fail)
     _check_fit(network, record, fail)
+    program_checked(record, path)
     return _assemble(network.eval(), record, source, progress, materialize=model is None)
 
 

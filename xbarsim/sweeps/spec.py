@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import ChipConfig, chip_config, read_mapping_file
 from ..configfile import format_validation_error, short_repr, strict_model_of, validate
 from ..errors import XbarsimError
-from ..limits import MAX_REPEATS, MAX_SAMPLES, MAX_SEED, check_seed
+from ..limits import MAX_REPEATS, MAX_SAMPLES, MAX_SEED, check_drift_time, check_seed
 from ..models import zoo
 from ..models.quant import QATConfig
 from ..models.training import TrainConfig
@@ -150,6 +150,9 @@ class SweepSpec(BaseModel):
         base = self.chip_config()
         for path, values in self.axes.items():
             for value in values:
+                if path == DRIFT_AXIS:
+                    check_drift_time(value, f"axis {path}: each value")
+                    continue
                 if path in SPECIAL_AXES:
                     if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
                         raise ValueError(f"axis {path}: values must be finite numbers >= 0, got {value!r}")
