@@ -15,12 +15,14 @@ from ..crossbar import cost as tile_cost
 from ..crossbar.laws import rng
 from ..progress import progress_bar
 from ..models import netspec
+from ..models.attention import SplitAttention
 from .blocks import DenoisingBlock, apply_block, block_key
 from .chipfile import BlockRecord, ChipRecord, LayerRecord, MatrixRecord, write_chip
 from .fold import fold_batchnorm, set_submodule
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
 from .matrix import AnalogMatrix
 from .serial import network_section
+from .transformer import attention_modules, prepare_encoders, projection_names, split_selected
 
 
 def matrix_seed(chip_seed: int, index: int) -> int:
@@ -55,12 +57,14 @@ class ModelSource:
 
 
 class VirtualChip:
-    """Every analog layer of a mapped network and the tiles they hold."""
+    """Every analog layer of a mapped network and the tiles they hold; ``attention``: the network's split
+    attention modules by name, whose score and context products run digitally (``macs`` counts them)."""
 
-    def __init__(self, cfg: ChipConfig, seed: int, layers: dict[str, AnalogLayer]):
+    def __init__(self, cfg: ChipConfig, seed: int, layers: dict[str, AnalogLayer], attention: dict[str, SplitAttention] | None = None):
         self.cfg = cfg
         self.seed = seed
         self.layers = layers
+        self.attention = attention or {}
 
     def matrices(self) -> Iterator[AnalogMatrix]:
         for layer in self.layers.values():
@@ -125,6 +129,10 @@ class VirtualChip:
         lines.append("-" * len(head))
         lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
         lines.append(f"chip: {self.cfg.name}, tiles {self.cfg.tile.rows}x{self.cfg.tile.cols}, seed {self.seed}, t = {self.t_s:g} s")
+        if self.attention:
+            lines.append(f"digital (float32, not on tiles): the score and context products of {len(self.attention)} attention "
+                         f"module(s) ({', '.join(list(self.attention)[:3])}{', ...' if len(self.attention) > 3 else ''}); "
+                         f"`xbarsim cost` counts their MACs")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -190,11 +198,12 @@ class AnalogModel(nn.Module):
         return ChipRecord(self.chip.cfg, self.chip.seed, source.network, source.origin, source.folded, digital, layers, blocks)
 
 
-def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
-    """Names of the modules to map; errors name the module path and type."""
+def _selected(model: nn.Module, layers: Iterable[str] | None, split: list[str]) -> list[str]:
+    """Names of the modules to map (a split attention's name stands for its four projections); errors name
+    the module path and type."""
     modules = dict(model.named_modules())
     if layers is not None:
-        names = list(layers)
+        names = [n for name in layers for n in (projection_names(name) if name in split else [name])]
         for name in names:
             if name not in modules:
                 raise ValueError(f"no module named {name!r} in {type(model).__name__}")
@@ -208,7 +217,7 @@ def _selected(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
         if analog_type_for(module) is not None:
             names.append(name)
             skip = (name + ".",)
-        elif isinstance(module, UNMAPPABLE) or (type(module) is not nn.Linear and isinstance(module, nn.Linear)):
+        elif isinstance(module, UNMAPPABLE):
             raise ValueError(
                 f"module {name!r} of type {type(module).__name__} cannot be mapped onto tiles; "
                 f"pass layers=[...] to map only the others and leave it digital"
@@ -221,17 +230,22 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     """Map every supported layer of ``model`` (or only ``layers``, by module name) onto a chip.
 
     The model is copied and put in eval mode; BatchNorms that follow a conv or linear layer are
-    folded into it first (``cfg.mapping.fold_batchnorm``). Linear, Conv1d/2d, LSTM, GRU and RNN
-    layers are supported; anything else stays digital. ``progress``: a bar per layer (True),
-    none (False), or only once mapping has taken a few seconds (None).
+    folded into it first (``cfg.mapping.fold_batchnorm``). Linear (and its subclasses, and classes
+    registered with ``register_linear``), Conv1d/2d, LSTM, GRU and RNN layers are supported, and
+    MultiheadAttention, whose four projections each become an analog Linear (``mapping.transformer``);
+    anything else stays digital. ``progress``: a bar per layer (True), none (False), or only once
+    mapping has taken a few seconds (None).
     """
     network = copy.deepcopy(model).eval()
     folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
-    names = _selected(network, layers)
+    layers = None if layers is None else list(layers)
+    network, split = split_selected(network, layers)
+    names = _selected(network, layers, split)
     seeds = (matrix_seed(seed, k) for k in range(1 << 62))
     analog: dict[str, AnalogLayer] = {}
     for name in progress_bar(names, "map", "layer", progress):
         module = network.get_submodule(name)
         analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
         network = set_submodule(network, name, analog[name])
-    return AnalogModel(network, VirtualChip(cfg, seed, analog), ModelSource.of(model, folded))
+    prepare_encoders(network)
+    return AnalogModel(network, VirtualChip(cfg, seed, analog, attention_modules(network)), ModelSource.of(model, folded))
