@@ -22,7 +22,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.json:
         layers = [dataclasses.asdict(layer) for layer in cost.layers]
         print(json.dumps({"chip_file": str(args.chip_file), "chip": cfg.name, "data": split.name, "samples": cost.samples,
-                          "cost_table": cfg.cost.model_dump(), "layers": layers, "totals": cost.totals()}, indent=2))  # fmt: skip
+                          "cost_table": cfg.cost.model_dump(), "layers": layers, "digital_macs": cost.digital_macs,
+                          "totals": cost.totals()}, indent=2))  # fmt: skip
         return 0
     print(f"{args.chip_file}: chip '{cfg.name}', tiles {cfg.tile.rows}x{cfg.tile.cols}, ADC {cfg.tile.adc.bits or 'ideal'} bits, "
           f"DAC {cfg.tile.dac.bits or 'ideal'} bits; per inference, measured on {cost.samples} {split.name} test inputs")  # fmt: skip

@@ -117,17 +117,18 @@ class VirtualChip:
         per inference are given (``mapping.cost.measure_cost``), else per input vector (one MVM of each matrix)."""
         rows = self.summary()
         energy_head = "nJ/inf." if energy_per_inference_pj is not None else "nJ/MVM"
-        head = f"{'layer':<28} {'kind':<10} {'matrix (out x in)':<20} {'tiles':>6} {'util.':>6} {'devices':>11} {energy_head:>9}"
+        width = max([28, *(len(r.name) for r in rows)])
+        head = f"{'layer':<{width}} {'kind':<10} {'matrix (out x in)':<20} {'tiles':>6} {'util.':>6} {'devices':>11} {energy_head:>9}"
         lines = [head, "-" * len(head)]
         energies = [r.energy_pj_per_vector if energy_per_inference_pj is None else energy_per_inference_pj[r.name] for r in rows]
         for r, energy in zip(rows, energies):
-            lines.append(f"{r.name:<28} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,} {energy * 1e-3:>9.4g}")
+            lines.append(f"{r.name:<{width}} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,} {energy * 1e-3:>9.4g}")
         tiles = sum(r.tiles for r in rows)
         devices = sum(r.devices for r in rows)
         capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2
         total_energy = f"{sum(energies) * 1e-3:>9.4g}" if energy_per_inference_pj is not None else f"{'':>9}"
         lines.append("-" * len(head))
-        lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
+        lines.append(f"{'total':<{width}} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
         lines.append(f"chip: {self.cfg.name}, tiles {self.cfg.tile.rows}x{self.cfg.tile.cols}, seed {self.seed}, t = {self.t_s:g} s")
         if self.attention:
             lines.append(f"digital (float32, not on tiles): the score and context products of {len(self.attention)} attention "
