@@ -73,6 +73,13 @@ def _forge_targets(f, group: str, targets) -> None:
     f[group].attrs["programmed_crc32"] = chipfile.programmed_checksum(g_prog, stuck)
 
 
+_ENCODER_LAYER = {"type": "TransformerEncoderLayer", "args": {"d_model": 8, "nhead": 2}}
+
+
+def _encoder(layer, **args) -> dict:
+    return {"layers": {"type": "TransformerEncoder", "args": {"encoder_layer": layer, "num_layers": 2, **args}}}
+
+
 def _old_format(f, marker):
     f.attrs["format_version"] = 1
     f["model"].attrs.update({"class_path": "subprocess:run", "kwargs_json": json.dumps({"args": ["touch", str(marker)]})})
@@ -96,8 +103,24 @@ CASES = {
     "zoo-ill-typed-argument": (lambda f, m: _network(f, {"zoo": "lenet5", "kwargs": {"image_size": "8; rm -rf ~"}}),
                                ["lenet5", "image_size", "int"]),
     "nn-type-not-allowed": (lambda f, m: _network(f, {"layers": {"type": "Sequential", "children": [
-                                ["enc", {"type": "TransformerEncoderLayer", "args": {"d_model": 8, "nhead": 2}}]]}}),
-                            ["layer 'enc'", "TransformerEncoderLayer", "allow-list"]),
+                                ["enc", {"type": "Bilinear", "args": {"in1_features": 8, "in2_features": 2, "out_features": 2}}]]}}),
+                            ["layer 'enc'", "Bilinear", "allow-list"]),
+    "nested-layer-os-system": (lambda f, m: _network(f, _encoder({"type": "os:system", "args": {"command": f"touch {m}"}})),
+                               ["TransformerEncoder argument encoder_layer", "TransformerEncoderLayer layer description", "os:system"]),
+    "nested-layer-of-another-type": (lambda f, m: _network(f, _encoder({"type": "Linear", "args": {"in_features": 8, "out_features": 8}})),
+                                     ["TransformerEncoder argument encoder_layer", "TransformerEncoderLayer layer description"]),
+    "nested-layer-as-text": (lambda f, m: _network(f, _encoder("subprocess:run")),
+                             ["TransformerEncoder argument encoder_layer", "layer description", "subprocess:run"]),
+    "encoder-of-a-billion-layers": (lambda f, m: _network(f, _encoder(_ENCODER_LAYER, num_layers=10**9)),
+                                    ["TransformerEncoder argument num_layers", "from 1 to 1000"]),
+    "encoder-layer-activation-by-name": (lambda f, m: _network(f, _encoder({**_ENCODER_LAYER, "args": {"d_model": 8, "nhead": 2,
+                                                                                                       "activation": "os.system"}})),
+                                         ["layer 'encoder_layer'", "activation", "'relu', 'gelu'"]),
+    "encoder-norm-a-sequential": (lambda f, m: _network(f, _encoder(_ENCODER_LAYER, norm={"type": "Sequential", "children": []})),
+                                  ["argument norm", "null or a LayerNorm layer description"]),
+    "attention-heads-do-not-divide": (lambda f, m: _network(f, {"layers": {"type": "MultiheadAttention",
+                                                                           "args": {"embed_dim": 10, "num_heads": 3}}}),
+                                      ["MultiheadAttention cannot be built", "divisible"]),
     "nn-bad-argument": (lambda f, m: _network(f, {"layers": {"type": "Linear", "args": {"in_features": -4, "out_features": 2}}}),
                         ["Linear", "in_features", "integer >= 1"]),
     "huge-network-small-file": (lambda f, m: _network(f, {"zoo": "lenet5", "kwargs": {"image_size": 8, "num_classes": 10**9}}),

@@ -21,13 +21,16 @@ from ..crossbar.tile import TileArray
 from ..errors import XbarsimError
 from ..progress import progress_bar
 from ..models import netspec
+from ..models.attention import split_attention
 from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .chipcheck import ChipFileError, dumps, one_line
 from .chipfile import ChipRecord, LayerRecord, read_chip
 from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS, analog_type_for
+from .linear import is_linear, linear_features
 from .matrix import AnalogMatrix
+from .transformer import attention_modules, prepare_encoders, split_parents
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 _FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -65,6 +68,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
         network = copy.deepcopy(model) if isinstance(model, nn.Module) else model(**model_kwargs)
         source = ModelSource.of(network, record.folded)
     _fold(network, record, fail)
+    network = split_attention(network, split_parents([layer.name for layer in record.layers], network))
     _check_fit(network, record, fail)
     return _assemble(network.eval(), record, source, progress, materialize=model is None)
 
@@ -133,8 +137,9 @@ def _check_matrices(layer: LayerRecord, module: nn.Module, bias_rows: bool, fail
 
 def module_spec(module: nn.Module) -> dict[str, Any]:
     """The ``spec()`` the analog layer mapped from this torch layer has."""
-    if isinstance(module, nn.Linear):
-        return {"in_features": module.in_features, "out_features": module.out_features}
+    if is_linear(module):
+        n_in, n_out, _ = linear_features(module)
+        return {"in_features": n_in, "out_features": n_out}
     if isinstance(module, nn.RNNBase):
         return {"mode": module.mode, "input_size": module.input_size, "hidden_size": module.hidden_size,
                 "num_layers": module.num_layers, "batch_first": module.batch_first, "bidirectional": module.bidirectional}  # fmt: skip
@@ -148,8 +153,9 @@ def module_spec(module: nn.Module) -> dict[str, Any]:
 
 def matrix_shapes(module: nn.Module) -> list[tuple[int, int, bool]]:
     """(outputs, inputs, has a bias) of each weight matrix the torch layer maps to, in mapping order."""
-    if isinstance(module, nn.Linear):
-        return [(module.out_features, module.in_features, module.bias is not None)]
+    if is_linear(module):
+        n_in, n_out, has_bias = linear_features(module)
+        return [(n_out, n_in, has_bias)]
     if isinstance(module, nn.RNNBase):
         gates, hidden, directions = _GATES[module.mode] * module.hidden_size, module.hidden_size, 2 if module.bidirectional else 1
         shapes = []
@@ -187,7 +193,8 @@ def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progr
     # assign=True rather than Module.to_empty(): to_empty's empty_like on meta tensors imports sympy (2-3 s)
     digital = {key: torch.from_numpy(value).to(dtypes[key]) for key, value in record.digital.items()}
     network.load_state_dict(digital, strict=True, assign=materialize)
-    model = AnalogModel(network, VirtualChip(record.cfg, record.seed, layers), source)
+    prepare_encoders(network)
+    model = AnalogModel(network, VirtualChip(record.cfg, record.seed, layers, attention_modules(network)), source)
     for block in record.blocks:
         module = DenoisingBlock(**block.spec)
         module.load_state_dict({key: torch.from_numpy(value.astype(np.float32)) for key, value in block.tensors.items()})

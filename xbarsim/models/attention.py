@@ -193,7 +193,7 @@ class SplitAttention(nn.Module):
         bias_kv = None
         if mha.bias_k is not None:
             bias_kv = (nn.Parameter(mha.bias_k.detach().clone()), nn.Parameter(mha.bias_v.detach().clone()))
-        return cls(shape_of(mha), mha.kdim, mha.vdim, projections, bias_kv)
+        return cls(shape_of(mha), mha.kdim, mha.vdim, projections, bias_kv).train(mha.training)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
                 need_weights: bool = True, attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
