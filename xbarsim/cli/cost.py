@@ -38,7 +38,7 @@ def add_cost(sub: argparse._SubParsersAction) -> None:
                           "bound-management re-reads, energy, latency and area of one inference")  # fmt: skip
     cost.add_argument("chip_file", help="chip file written by `xbarsim map`")
     cost.add_argument("--data", default="digits", help="inputs that are run to count MVMs and re-reads: digits, synthetic, "
-                      "mnist:PATH or cifar10:PATH (their test split)")  # fmt: skip
+                      "mnist:PATH, cifar10:PATH, pydoc or text:PATH (their test split)")  # fmt: skip
     cost.add_argument("--samples", type=POSITIVE_INT, default=64, help="test inputs run (re-reads are their mean per inference)")
     model_arguments(cost, "the network class, when the chip file cannot rebuild it by itself")
     cost.add_argument("--json", action="store_true", help="print the counts, costs and cost table as JSON instead of a table")
