@@ -70,7 +70,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
     _fold(network, record, fail)
     network = split_attention(network, split_parents([layer.name for layer in record.layers], network))
     _check_fit(network, record, fail)
-    return _assemble(network.eval(), record, source, progress, materialize=model is None)
+    return _assemble(network.eval(), record, source, progress, fail, materialize=model is None)
 
 
 def _fold(network: nn.Module, record: ChipRecord, fail) -> None:
@@ -125,7 +125,7 @@ def _check_matrices(layer: LayerRecord, module: nn.Module, bias_rows: bool, fail
         raise fail(where, f"holds {len(layer.matrices)} matrices, the network's {type(module).__name__} has {len(expected)}")
     for k, (matrix, (n_out, n_in, has_bias)) in enumerate(zip(layer.matrices, expected)):
         in_rows = has_bias and bias_rows
-        shape = matrix.state["g_target"].shape[1:]
+        shape = matrix.state["targets"].shape
         if shape != (n_in + in_rows, n_out) or matrix.bias_in_rows != in_rows:
             raise fail(f"{where}, dataset m{k}/targets", f"holds {shape[0]} inputs x {shape[1]} outputs (bias in rows: "
                                                           f"{matrix.bias_in_rows}); the network's layer needs {n_in + in_rows} x {n_out} "
@@ -177,17 +177,19 @@ def output_channels(spec: dict[str, Any]) -> tuple[int, int]:
     return spec["hidden_size"] * (2 if spec["bidirectional"] else 1), -1
 
 
-def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, materialize: bool) -> AnalogModel:
+def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, fail, materialize: bool) -> AnalogModel:
     """The AnalogModel of ``record`` on ``network``; ``materialize``: the network is on the meta device,
     and the file's tensors become its tensors (every one is in the file: the load is strict)."""
     dtypes = {key: tensor.dtype for key, tensor in network.state_dict().items()}
     layers = {}
     for layer in progress_bar(record.layers, "load chip", "layer", progress, len(record.layers)):
-        matrices = [
-            AnalogMatrix(TileArray.from_state(record.cfg, m.state), None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)),
-                         m.bias_in_rows, layer.name)
-            for m in layer.matrices
-        ]  # fmt: skip
+        matrices = []
+        for k, m in enumerate(layer.matrices):
+            try:
+                tiles = TileArray.from_state(record.cfg, m.state)
+            except ValueError as exc:
+                raise fail(f"layer {layer.name!r}, group m{k}", str(exc)) from None
+            matrices.append(AnalogMatrix(tiles, None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)), m.bias_in_rows, layer.name))
         layers[layer.name] = LAYER_KINDS[layer.kind].from_spec(layer.spec, matrices)
         network = set_submodule(network, layer.name, layers[layer.name])
     # assign=True rather than Module.to_empty(): to_empty's empty_like on meta tensors imports sympy (2-3 s)
