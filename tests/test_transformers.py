@@ -287,3 +287,20 @@ def test_mapping_only_some_attention_leaves_the_rest_digital():
     src, tgt = torch.randn(N, S, E), torch.randn(N, L, E)
     with torch.no_grad():
         _close(chip(src, tgt), model(src, tgt))
+
+
+def test_the_chip_owns_its_digital_tensors_though_mapping_shares_the_weights_it_reads():
+    emb = nn.Embedding(10, 8)
+    head = nn.Linear(8, 10, bias=False)
+    head.weight = emb.weight  # tied: the embedding stays digital
+    tied = map_model(nn.Sequential(emb, head), IDEAL)
+    assert tied.network[0].weight is not emb.weight
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    chip = map_model(model, IDEAL, layers=["0"])
+    assert chip.network[2].weight is not model[2].weight
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        before = chip(x)
+        model[0].bias.add_(1.0)  # the user goes on training the original
+        model[2].weight.mul_(2.0)
+        assert torch.equal(chip(x), before)

@@ -52,6 +52,7 @@ class TileArray:
         self.grid = grid
         self.scales = scales  # (P, n_out) float32
         self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
+        del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
@@ -74,8 +75,9 @@ class TileArray:
         w_t = np.ascontiguousarray(w.T, dtype=np.float32)
         grid = TileGrid.for_matrix(w_t.shape[0], w_t.shape[1], cfg.tile.rows, cfg.tile.cols)
         scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
-        g_target = encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)
-        return cls(cfg, grid, scales, g_target, seed)
+        targets = [encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)]
+        del w, w_t
+        return cls(cfg, grid, scales, targets.pop(), seed)  # no reference left here while the array programs
 
     # ------------------------------------------------------------------ state
     @property

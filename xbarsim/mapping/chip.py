@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import heap
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
 from ..crossbar.laws import rng
@@ -22,7 +23,7 @@ from .fold import fold_batchnorm, set_submodule
 from .layers import UNMAPPABLE, AnalogLayer, analog_type_for
 from .matrix import AnalogMatrix
 from .serial import network_section
-from .transformer import attention_modules, prepare_encoders, projection_names, split_selected
+from .transformer import attention_modules, is_attention, prepare_encoders, projection_names, split_selected
 
 
 def matrix_seed(chip_seed: int, index: int) -> int:
@@ -80,11 +81,13 @@ class VirtualChip:
         self.seed = self.seed if seed is None else int(seed)
         for index, matrix in enumerate(self.matrices()):
             matrix.tiles.program(matrix_seed(self.seed, index))
+            heap.release()
 
     def drift(self, t_s: float) -> None:
         """Move every device to t_s seconds after programming."""
         for matrix in self.matrices():
             matrix.tiles.drift(t_s)
+            heap.release()
 
     def new_read_epoch(self) -> None:
         """Start a new read epoch on every array: fresh per-epoch read-noise deviations at the same
@@ -226,6 +229,24 @@ def _selected(model: nn.Module, layers: Iterable[str] | None, split: list[str]) 
     return names
 
 
+def _copy_for_mapping(model: nn.Module, layers: list[str] | None) -> nn.Module:
+    """A deep copy of ``model`` in which the layers that will be mapped share the original's weight tensors
+    instead of copying them: mapping only reads them (folding a BatchNorm and splitting an attention make
+    new tensors) and then replaces those layers, so the copy never holds a second set of the weights that
+    go on tiles (a GPT-2-small-sized network: 324 MiB less at the peak). A tensor that a digital layer
+    uses too (tied weights) is copied as before."""
+    modules = dict(model.named_modules())
+    attention = [n for n in (modules if layers is None else layers) if is_attention(modules.get(n))]
+    roots = (*attention, *_selected(model, None if layers is None else [n for n in layers if n not in attention], []))
+    owners: dict[int, list[str]] = {}
+    for name, module in modules.items():
+        for tensor in module.parameters(recurse=False):
+            owners.setdefault(id(tensor), []).append(name)
+    inside = lambda owner: any(owner == root or owner.startswith(f"{root}.") or not root for root in roots)  # noqa: E731
+    shared = {id(t): t for root in roots for t in modules[root].parameters() if all(inside(o) for o in owners[id(t)])}
+    return copy.deepcopy(model, shared)
+
+
 def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable[str] | None = None,
               progress: bool | None = None) -> AnalogModel:  # fmt: skip
     """Map every supported layer of ``model`` (or only ``layers``, by module name) onto a chip.
@@ -237,9 +258,9 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     anything else stays digital. ``progress``: a bar per layer (True), none (False), or only once
     mapping has taken a few seconds (None).
     """
-    network = copy.deepcopy(model).eval()
-    folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
     layers = None if layers is None else list(layers)
+    network = _copy_for_mapping(model, layers).eval()
+    folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
     network, split = split_selected(network, layers)
     names = _selected(network, layers, split)
     seeds = (matrix_seed(seed, k) for k in range(1 << 62))
@@ -248,5 +269,6 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
         module = network.get_submodule(name)
         analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
         network = set_submodule(network, name, analog[name])
+        heap.release()
     prepare_encoders(network)
     return AnalogModel(network, VirtualChip(cfg, seed, analog, attention_modules(network)), ModelSource.of(model, folded))

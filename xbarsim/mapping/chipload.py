@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import heap
 from ..crossbar.tile import TileArray
 from ..errors import XbarsimError
 from ..progress import progress_bar
@@ -190,6 +191,7 @@ def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progr
             except ValueError as exc:
                 raise fail(f"layer {layer.name!r}, group m{k}", str(exc)) from None
             matrices.append(AnalogMatrix(tiles, None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)), m.bias_in_rows, layer.name))
+            heap.release()
         layers[layer.name] = LAYER_KINDS[layer.kind].from_spec(layer.spec, matrices)
         network = set_submodule(network, layer.name, layers[layer.name])
     # assign=True rather than Module.to_empty(): to_empty's empty_like on meta tensors imports sympy (2-3 s)
