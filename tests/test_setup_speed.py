@@ -152,9 +152,9 @@ def test_a_reloaded_chip_is_bit_identical_and_reads_no_probe(case, history, tmp_
     moves = []
     original_move = TileArray._move_to
 
-    def counting_move(self, t_s, epoch=None):
+    def counting_move(self, t_s, epoch=None, programmed=None):
         moves.append(t_s)
-        original_move(self, t_s, epoch)
+        original_move(self, t_s, epoch, programmed)
 
     def no_probe(self):
         raise AssertionError("a load with the stored reference and gain read the probe")

@@ -73,7 +73,7 @@ def load_chip_file(args: argparse.Namespace):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..models import data
-    from ..models.training import accuracy
+    from ..models.training import accuracy, bits_per_character
 
     chip = load_chip_file(args)
     if args.reprogram is not None:
@@ -81,9 +81,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.drift is not None:
         chip.drift(args.drift)
     split = data.load(args.data)
+    where = f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s"
+    if split.metric == "bpc":
+        bpc = bits_per_character(chip, split.x_test, split.y_test, args.batch_size)
+        acc = accuracy(chip, split.x_test, split.y_test, args.batch_size)
+        print(f"{args.chip_file}: {split.name} test {bpc:.4f} bits per character, next-character accuracy {100 * acc:.2f}% "
+              f"({split.y_test.numel():,} characters, {where})")  # fmt: skip
+        return 0
     acc = accuracy(chip, split.x_test, split.y_test, args.batch_size)
-    print(f"{args.chip_file}: {split.name} test accuracy {100 * acc:.2f}% ({len(split.y_test)} samples, "
-          f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s)")  # fmt: skip
+    print(f"{args.chip_file}: {split.name} test accuracy {100 * acc:.2f}% ({len(split.y_test)} samples, {where})")
     return 0
 
 
@@ -160,7 +166,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     """``xbarsim eval``."""
     eval_cmd = sub.add_parser("eval", help="test accuracy of a saved chip")
     eval_cmd.add_argument("chip_file", help="chip file written by `xbarsim map`")
-    eval_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    eval_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH "
+                          "(text: bits per character)")
     eval_cmd.add_argument("--drift", type=parse_duration, help="evaluate at this time after programming (e.g. 1h, 1d, 1y)")
     eval_cmd.add_argument("--reprogram", type=SEED, metavar="SEED", help="program the chip again with this seed first")
     model_arguments(eval_cmd, "the network class, when the chip file cannot rebuild it by itself")

@@ -28,8 +28,9 @@ from .args import (
 
 
 def _zoo_kwargs(model: str, split, given: dict) -> dict:
-    """Defaults for a zoo model from the data: channels, image size, classes (given ones win)."""
+    """Defaults for a zoo model from the data: channels, image size, classes, vocabulary, context (given ones win)."""
     channels, height, width = (split.input_shape + (1, 1))[:3] if len(split.input_shape) == 3 else (1, 1, split.input_shape[-1])
+    language = {"vocab_size": split.num_classes}
     defaults = {
         "mlp": {"in_features": int(np.prod(split.input_shape)), "num_classes": split.num_classes},
         "lenet5": {"in_channels": channels, "image_size": height, "num_classes": split.num_classes},
@@ -37,6 +38,10 @@ def _zoo_kwargs(model: str, split, given: dict) -> dict:
         "resnet18": {"in_channels": channels, "num_classes": split.num_classes},
         "lstm": {"input_size": width * channels, "num_classes": split.num_classes},
         "gru": {"input_size": width * channels, "num_classes": split.num_classes},
+        "vit": {"in_channels": channels, "image_size": height, "num_classes": split.num_classes, "patch_size": 2 if height <= 16 else 4},
+        "chargpt": {**language, "context": split.input_shape[-1]},
+        "charlstm": language,
+        "chargru": language,
     }.get(model, {})
     return {**defaults, **given}
 
@@ -47,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..models import data
     from ..models.checkpoint import describable, load_network, save_checkpoint
     from ..models.quant import QATConfig
-    from ..models.training import TrainConfig, accuracy, train
+    from ..models.training import TrainConfig, score, train
     from ..models.usercode import is_class_path
 
     split = data.load(args.data)  # the split every command uses: --seed changes the training, not which samples are test
@@ -66,8 +71,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         hwa=load_chip_config(args.hwa) if args.hwa else None,
     )  # fmt: skip
     losses = train(model, split, cfg, teacher=teacher)
-    print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, "
-          f"clean test accuracy {100 * accuracy(model, split.x_test, split.y_test):.2f}%")  # fmt: skip
+    value = score(model, split.x_test, split.y_test, split.metric)
+    shown = f"{value:.4f} bits per character" if split.metric == "bpc" else f"accuracy {100 * value:.2f}%"
+    print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, clean test {shown}")
     save_checkpoint(model, args.output)
     print(f"wrote {args.output}")
     return 0
@@ -89,10 +95,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     check_work(len(args.sigmas) * args.repeats * tests, args.max_work, "this robustness curve",
                f"{len(args.sigmas)} levels x {args.repeats} repeats x {tests:,} test samples")  # fmt: skip
     print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
-    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
-    print(f"{noise.level_name:>10} {'accuracy':>9} {'std':>7}")
+    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True,
+                        metric=split.metric)  # fmt: skip
+    bpc = split.metric == "bpc"
+    print(f"{noise.level_name:>10} {'BPC' if bpc else 'accuracy':>9} {'std':>7}")
     for sigma, mean, std in zip(curve.sigmas, curve.mean, curve.std):
-        print(f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
+        print(f"{sigma:>10.4g} {mean:>9.4f} {std:>7.4f}" if bpc else f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
     try:
         fit = curve.midpoint()
         print(f"midpoint {noise.level_name} ({args.noise}): {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
@@ -108,10 +116,11 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def add_train(sub: argparse._SubParsersAction) -> None:
     """``xbarsim train``."""
     train_cmd = sub.add_parser("train", help="train a network, optionally with robustness options")
-    train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class "
-                           "(a module in the working folder is found, as with python -m)")  # fmt: skip
+    train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru, vit; for text: "
+                           "chargpt, charlstm, chargru) or package.module:Class (a module in the working folder is found, "
+                           "as with python -m)")  # fmt: skip
     train_cmd.add_argument("--model-args", type=json_object, help="JSON object of constructor arguments (zoo defaults come from the data)")
-    train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH")
     train_cmd.add_argument("--epochs", type=EPOCHS, default=30, help="passes over the training split")
     train_cmd.add_argument("--lr", type=POSITIVE, default=2e-3, help="Adam learning rate")
     train_cmd.add_argument("--batch-size", type=BATCH, default=64, help="training images per step")
@@ -138,7 +147,8 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
     """``xbarsim robustness``."""
     rob = sub.add_parser("robustness", help="accuracy vs one kind of noise, its midpoint level and a plot")
     rob.add_argument("checkpoint", help="trained checkpoint (xbarsim checkpoint or state_dict)")
-    rob.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
+    rob.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH "
+                     "(text: the curve and its midpoint are in bits per character)")
     rob.add_argument("--noise", default="activation",
                      help="what to sweep: activation (after modules), gate or gate:relative (RNN gate pre-activations), "
                           "weight (eta x each layer's weight range), bayesft (log-normal sigma on every parameter), "

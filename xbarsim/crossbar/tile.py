@@ -10,7 +10,7 @@ import numpy as np
 from ..config import ChipConfig
 from .laws import compensation, device, irdrop, rng
 from .read import converters, patches, readout, workspace
-from .laws.encode import decode, encode, expand_rows, normalized_difference, weight_scales
+from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import InputRows, PatchRows
 
@@ -37,13 +37,22 @@ class TileArray:
     once per read epoch (counter ``epoch``: 0 at programming, +1 at every ``drift`` and
     ``new_read_epoch``) and folded into the conductances the kernels use. With bound management,
     ``bm_rereads`` counts the tile re-reads of saturated vectors since programming.
+
+    What an array keeps is what its reads need: the target conductances, one number per device pair
+    (``targets``, G+ or -G-: mapping puts g_min on one side of every pair), and the conductances the
+    kernels use (``gdiff_t``, and the per-read noise's variances where they depend on G): 8 bytes per
+    weight. The programmed conductances, the stuck devices and the conductances now are a deterministic
+    function of the targets, the device config, the seed and the time (``device.program``, ``drifted``);
+    ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does. Keeping them
+    took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
     """
 
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
         self.cfg = cfg
         self.grid = grid
         self.scales = scales  # (P, n_out) float32
-        self.g_target = g_target  # (2, n_in, n_out) float32, uS
+        self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
+        del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
@@ -66,8 +75,9 @@ class TileArray:
         w_t = np.ascontiguousarray(w.T, dtype=np.float32)
         grid = TileGrid.for_matrix(w_t.shape[0], w_t.shape[1], cfg.tile.rows, cfg.tile.cols)
         scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
-        g_target = encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)
-        return cls(cfg, grid, scales, g_target, seed)
+        targets = [encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)]
+        del w, w_t
+        return cls(cfg, grid, scales, targets.pop(), seed)  # no reference left here while the array programs
 
     # ------------------------------------------------------------------ state
     @property
@@ -75,15 +85,39 @@ class TileArray:
         """(out, in), like the torch weight."""
         return self.grid.n_out, self.grid.n_in
 
+    @property
+    def g_target(self) -> np.ndarray:
+        """(2, n_in, n_out) float32 target conductances (G+, G-), uS."""
+        return targets_from_signed(self.targets, self.cfg.device.g_min_us)
+
+    def programmed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(G_prog (2, n_in, n_out) float32 uS, stuck codes (2, n_in, n_out) int8), regenerated from the targets and the seed."""
+        return device.program(self.g_target, self.cfg.device, self.seed)
+
+    @property
+    def g_prog(self) -> np.ndarray:
+        return self.programmed()[0]
+
+    @property
+    def stuck(self) -> np.ndarray:
+        return self.programmed()[1]
+
+    @property
+    def g_now(self) -> np.ndarray:
+        """(2, n_in, n_out) float32 conductances at t_s (without the per-epoch read noise), uS."""
+        return device.drifted(*self.programmed(), self.cfg.device, self.t_s, self.seed)
+
     def program(self, seed: int) -> None:
         """(Re)program every device from its target with write error and faults; sets the drift
-        time to 0 and resets the read counter."""
+        time to 0 and resets the read counter. ``programmed_crc32`` fingerprints the programmed
+        state (CRC-32 of G_prog then the stuck codes)."""
         self._set_seed(seed)
-        self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
-        self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
+        programmed = self.programmed()
+        self.programmed_crc32 = device.programmed_checksum(*programmed)
+        self._move_to(0.0, programmed=programmed)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
 
     def _set_units(self) -> None:
@@ -119,15 +153,18 @@ class TileArray:
         self._move_to(self.t_s)
         self._compensate()
 
-    def _move_to(self, t_s: float, epoch: int | None = None) -> None:
-        """Go to t_s in read epoch ``epoch`` (default: the current one)."""
+    def _move_to(self, t_s: float, epoch: int | None = None, programmed: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Go to t_s in read epoch ``epoch`` (default: the current one); ``programmed``: (G_prog, stuck) if
+        already at hand (else regenerated)."""
         self.t_s = t_s  # validated by drifted()
         dev = self.cfg.device
-        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
-        g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        g_prog, stuck = programmed if programmed is not None else self.programmed()
+        g_now = device.drifted(g_prog, stuck, dev, t_s, self.seed)
+        del stuck
+        g_read = device.epoch_conductances(g_now, g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
-        self._set_conductances(g_now, g_read)
+        self._set_conductances(g_now, g_read, g_prog)
 
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
@@ -154,19 +191,21 @@ class TileArray:
     def _compensate(self) -> None:
         self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
-    def _set_conductances(self, g_now: np.ndarray, g_read: np.ndarray) -> None:
-        """Set the conductances now (g_now) and as this epoch's reads see them (g_read: with the
-        per-epoch read noise), and what the kernels derive from them in converter units
+    def _set_conductances(self, g_now: np.ndarray, g_read: np.ndarray, g_prog: np.ndarray) -> None:
+        """From the conductances now (g_now), as this epoch's reads see them (g_read: with the per-epoch
+        read noise) and as programmed (g_prog), set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         dev = self.cfg.device
-        self.g_now = g_now
+        self._weights = None  # the effective weights of the previous conductances
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
+        del g_read
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
-        self._set_read_noise(gain)
+        del gdiff
+        self._set_read_noise(gain, g_now, g_prog)
         self.g_direct = self._direct_conductances()
 
-    def _set_read_noise(self, gain: np.ndarray | None) -> None:
+    def _set_read_noise(self, gain: np.ndarray | None, g_now: np.ndarray, g_prog: np.ndarray) -> None:
         """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
@@ -178,7 +217,7 @@ class TileArray:
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = device.read_noise_std(self.g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        sigma = device.read_noise_std(g_now, dev, self.t_s, g_prog)  # (2, n_in, n_out) uS, per read
         if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
@@ -212,9 +251,12 @@ class TileArray:
         self.take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
-        """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
-        dev = self.cfg.device
-        return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+        """(out, in) float32: the weights the tiles hold now (after write error, faults, drift); kept until
+        the conductances change (training through the chip asks for them at every backward pass)."""
+        if self._weights is None:
+            dev = self.cfg.device
+            self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+        return self._weights
 
     def target_weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
@@ -224,11 +266,12 @@ class TileArray:
     def conductances(self) -> list[TileConductances]:
         """G+ and G- of every tile now, uS, row-major over the tile grid."""
         n_p, n_q = self.grid.shape
+        g_now = self.g_now
         tiles = []
         for p in range(n_p):
             for q in range(n_q):
                 rows, cols = self.grid.tile_slices(p, q)
-                tiles.append(TileConductances(p, q, rows, cols, self.g_now[0, rows, cols], self.g_now[1, rows, cols]))
+                tiles.append(TileConductances(p, q, rows, cols, g_now[0, rows, cols], g_now[1, rows, cols]))
         return tiles
 
     def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,35 +328,42 @@ class TileArray:
         return out
 
     # ------------------------------------------------------------------ persistence
-    STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
+    STATE_ARRAYS = ("targets", "scales", "dac_bounds", "adc_bounds")
 
     def state(self) -> dict:
-        """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
-        compensation's probe reference and gain (None when there are none) so that a rebuild
-        need not read the probe again."""
+        """Everything needed to rebuild this array exactly: arrays and scalars, the fingerprint of the
+        programmed state, and the drift compensation's probe reference and gain (None when there are
+        none) so that a rebuild need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
-                "reference": self.reference, "gain": self.gain}  # fmt: skip
+                "programmed_crc32": self.programmed_crc32, "reference": self.reference, "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
         counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
-        The drift compensation's reference and gain are taken from the state when it has a
-        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again.
-        Arrays of the right dtype are kept, not copied (the array's state is never changed in place)."""
+        The programmed state is regenerated from the targets and the seed; with a ``programmed_crc32``
+        entry, a fingerprint that differs raises ValueError. The drift compensation's reference and gain
+        are taken from the state when it has a ``reference`` entry (one move to t_s, no probe read);
+        otherwise the probe is read again. Arrays of the right dtype are kept, not copied (the array's
+        state is never changed in place)."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
-        n_in, n_out = state["g_target"].shape[1:]
+        n_in, n_out = state["targets"].shape
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
-        expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
-                    "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
+        expected = {"targets": (n_in, n_out), "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],),
+                    "adc_bounds": tiles.grid.shape}  # fmt: skip
         for name in cls.STATE_ARRAYS:
             value = np.asarray(state[name])
             if value.shape != expected[name]:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
-            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32, copy=False))
+            setattr(tiles, name, value.astype(np.float32, copy=False))
         tiles._set_seed(state["seed"])
+        programmed = tiles.programmed()
+        tiles.programmed_crc32 = device.programmed_checksum(*programmed)
+        if state.get("programmed_crc32", tiles.programmed_crc32) != tiles.programmed_crc32:
+            raise ValueError("the programmed state regenerated from the targets and the seed does not match programmed_crc32 "
+                             "(the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
         tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()
         tiles._col_block = tiles.grid.col_block_of()
@@ -323,7 +373,8 @@ class TileArray:
         tiles.epoch = int(state.get("epoch", 0))
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
-        tiles._move_to(float(state["t_s"]))
+        tiles._move_to(float(state["t_s"]), programmed=programmed)
+        del programmed
         if "reference" in state:
             tiles.reference, tiles.gain = state["reference"], state["gain"]
         else:

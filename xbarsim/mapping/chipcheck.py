@@ -180,7 +180,7 @@ def check_matrix(state: dict[str, Any], bias: np.ndarray | None, bias_in_rows: b
                  fail: Callable[[str, str], ChipFileError]) -> None:  # fmt: skip
     """Check one matrix's tile arrays (``TileArray.state()`` layout, targets already checked) against the
     chip config; ``fail(dataset, problem)`` makes the error."""
-    _, n_in, n_out = state["g_target"].shape
+    n_in, n_out = state["targets"].shape
     rows, cols = cfg.tile.rows, cfg.tile.cols
     n_p, n_q = TileGrid.for_matrix(n_in, n_out, rows, cols).shape
     for name, shape in {"scales": (n_p, n_out), "dac_bounds": (n_p,), "adc_bounds": (n_p, n_q)}.items():
@@ -217,7 +217,7 @@ def check_compensation(stored: dict[str, np.ndarray | None], state: dict[str, An
     if (stored["gain"] is not None) != read_again:
         raise fail("gain", "must be stored exactly when the chip was read again after programming (t_s > 0 or epoch > 0), "
                            f"found {'one' if stored['gain'] is not None else 'none'} at t_s = {state['t_s']:g}, epoch {state['epoch']}")  # fmt: skip
-    n_out = state["g_target"].shape[2]
+    n_out = state["targets"].shape[1]
     shape = (n_out,) if mode == "column" else (1,)
     result: dict[str, np.ndarray | None] = {}
     for key, value in stored.items():

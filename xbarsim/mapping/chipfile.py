@@ -19,9 +19,10 @@ Layout (format version 2)::
 ``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
 number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of every pair). The
 programmed state (write error, stuck devices) is not stored: it is a deterministic function of the
-targets, the device config and the matrix seed (``device.program``), regenerated on load and
-checked against ``programmed_crc32`` (CRC-32 of G_prog then the stuck codes), so a reload is
-bit-identical and the file is a quarter of the raw state (ResNet-18: 45 MB). With drift compensation,
+targets, the device config and the matrix seed (``device.program``), regenerated when the chip is
+rebuilt (``TileArray.from_state``) and checked against ``programmed_crc32`` (CRC-32 of G_prog then
+the stuck codes), so a reload is bit-identical and the file is a quarter of the raw state (ResNet-18:
+45 MB), about the size of the float32 weights. With drift compensation,
 ``drift_reference`` and ``drift_gain`` hold the probe's reference level and the gain in use, so a load
 reads no probe (files without them, from earlier xbarsim versions, read it again). Arrays are stored
 uncompressed (noisy float32 barely compresses, and gzip costs seconds), with Fletcher-32 checksums, each
@@ -34,7 +35,6 @@ previous file untouched.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,6 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
-from ..crossbar.laws import device
-from ..crossbar.laws.encode import signed_targets, targets_from_signed
 from ..limits import MAX_DRIFT_S
 from ..paths import regular_file
 from ..progress import progress_bar
@@ -59,19 +57,16 @@ COMPENSATION = {"reference": "drift_reference", "gain": "drift_gain"}  # TileArr
 ROOT_GROUPS = ("config", "model", "digital", "layers", "blocks")
 _MAX_CHUNK_BYTES = 1 << 30  # HDF5 refuses chunks of 4 GiB or more
 
-__all__ = ["BlockRecord", "ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "program_checked", "read_chip", "write_chip"]
+__all__ = ["ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "BlockRecord", "read_chip", "write_chip"]
 
 
 @dataclass
 class MatrixRecord:
-    """One weight matrix: ``state`` as ``TileArray.state()`` gives it, and its digital bias (out,). Read from a
-    file, the state lacks the programmed conductances until ``program_checked`` regenerates them and checks
-    them against ``programmed_crc32``."""
+    """One weight matrix: ``state`` as ``TileArray.state()`` gives it, and its digital bias (out,)."""
 
     state: dict[str, Any]
     bias: np.ndarray | None
     bias_in_rows: bool
-    programmed_crc32: int | None = None
 
 
 @dataclass
@@ -134,12 +129,11 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
         for k, matrix in enumerate(layer.matrices):
             m = group.create_group(f"m{k}")
             state = matrix.state
-            _checked_dataset(m, "targets", signed_targets(state["g_target"], record.cfg.device.g_min_us))
+            _checked_dataset(m, "targets", state["targets"])
             for key in TILE_ARRAYS:
                 _checked_dataset(m, key, state[key])
-            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch")})
+            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch", "programmed_crc32")})
             m.attrs["bias_in_rows"] = matrix.bias_in_rows
-            m.attrs["programmed_crc32"] = programmed_checksum(state["g_prog"], state["stuck"])
             for key, name in COMPENSATION.items():
                 if state.get(key) is not None:
                     _checked_dataset(m, name, np.atleast_1d(state[key]).astype(np.float32))
@@ -153,12 +147,6 @@ def _checked_dataset(group: h5py.Group, name: str, value: np.ndarray) -> None:
     value = np.asarray(value)
     chunks = value.shape if 0 < value.nbytes <= _MAX_CHUNK_BYTES else True
     group.create_dataset(name, data=value, chunks=chunks, fletcher32=True)
-
-
-def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
-    """CRC-32 of the programmed conductances (float32) then the stuck codes (int8)."""
-    crc = zlib.crc32(np.ascontiguousarray(g_prog, np.float32))
-    return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
 
 
 # ---------------------------------------------------------------- reading
@@ -226,7 +214,7 @@ def _layers(group: h5py.Group, cfg: ChipConfig, reader: FileReader) -> list[Laye
 
 
 def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, label: str) -> MatrixRecord:
-    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'"), its programmed state regenerated."""
+    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'"): its state as ``TileArray.from_state`` takes it."""
     where = f"{layer}, group {label}"
 
     def fail(key: str, problem: str) -> ChipFileError:
@@ -241,36 +229,20 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
                                   f"{', '.join(TILE_ARRAYS)}, bias and {' and '.join(COMPENSATION.values())})")  # fmt: skip
     targets = dataset("targets")
     check_targets(targets, cfg.device, lambda problem: fail("targets", problem))
-    state: dict[str, Any] = {"g_target": targets_from_signed(targets, cfg.device.g_min_us)}
+    state: dict[str, Any] = {"targets": targets}
     state.update({key: dataset(key) for key in TILE_ARRAYS})
-    for key in ("seed", "reads", "epoch"):
+    for key in ("seed", "reads", "epoch", "programmed_crc32"):
         state[key] = reader.int_attr(group, key, where)
     state["t_s"] = reader.float_attr(group, "t_s", where)
     if state["t_s"] > MAX_DRIFT_S:
         raise reader.error(where, f"attribute t_s must be at most {MAX_DRIFT_S:g} s, found {state['t_s']:g}")
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
-    checksum = reader.int_attr(group, "programmed_crc32", where)
     bias = dataset("bias") if "bias" in group else None
     check_matrix(state, bias, bias_in_rows, cfg, fail)
     if any(name in group for name in COMPENSATION.values()):  # absent in files of earlier versions: read the probe again
         stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
         state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
-    return MatrixRecord(state, bias, bias_in_rows, checksum)
-
-
-def program_checked(record: ChipRecord, path: Path) -> None:
-    """Regenerate every matrix's programmed state (write error, stuck devices) from its targets, the device
-    config and its seed, and check it against the stored CRC-32. Run once the matrices' shapes are known to
-    fit the network, so that a target array of the wrong shape is reported as such, not as a checksum."""
-    reader = FileReader(path)
-    for layer in record.layers:
-        for k, matrix in enumerate(layer.matrices):
-            state = matrix.state
-            state["g_prog"], state["stuck"] = device.program(state["g_target"], record.cfg.device, state["seed"])
-            if programmed_checksum(state["g_prog"], state["stuck"]) != matrix.programmed_crc32:
-                raise reader.error(f"layer {layer.name!r}, group m{k}", "the programmed state regenerated from the targets and "
-                                   "the seed does not match programmed_crc32 (the file was altered, or written by an xbarsim "
-                                   "with another device model)")  # fmt: skip
+    return MatrixRecord(state, bias, bias_in_rows)
 
 
 def _block(key: str, group: h5py.Group, layers: set[str], reader: FileReader) -> BlockRecord:

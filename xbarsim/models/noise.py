@@ -51,10 +51,17 @@ def noise_sites(model: nn.Module) -> list[str]:
     """Names of the modules that get noise after them with ``where="all"``: every leaf module
     (conv, linear, activation, pooling, normalization, recurrent, ...) except reshapes,
     dropout and identities. A layer with parametrized weights (QAT, weight noise) is still a
-    leaf; the parametrizations themselves are not sites (their outputs are weights)."""
-    sites = []
+    leaf; the parametrizations themselves are not sites (their outputs are weights). A torch
+    ``nn.MultiheadAttention`` is one site (its output): its projections and products run inside its
+    forward, not as modules (on a chip, ``SplitAttention`` has a site after each projection and after
+    the score and context products)."""
+    sites, inside = [], []
     for name, module in model.named_modules():
-        if "parametrizations" in name.split("."):
+        if "parametrizations" in name.split(".") or any(name.startswith(prefix) for prefix in inside):
+            continue
+        if isinstance(module, nn.MultiheadAttention):
+            sites.append(name)
+            inside.append(f"{name}." if name else "")
             continue
         children = [child for child, _ in module.named_children() if child != "parametrizations"]
         if not children and not isinstance(module, _NO_NOISE_AFTER):

@@ -18,7 +18,7 @@ from ..models import data as datasets
 from ..models import netspec
 from ..models.checkpoint import checkpoint_content, load_network, network_from_content
 from ..models.noise import NoiseInjection
-from ..models.training import TrainConfig, accuracy, train
+from ..models.training import TrainConfig, accuracy, language_scores, train
 from .noise_kinds import parse_noise_kind
 from .spec import CHIP_NOISE, DRIFT_AXIS, NOISE_AXES, SPECIAL_AXES, SweepSpec
 
@@ -34,6 +34,7 @@ class Payload:
     base_cfg_json: str
     noise: str = CHIP_NOISE
     cost: bool = False  # also measure the energy and latency per inference (metrics: [..., cost])
+    bpc: bool = False  # a language model: also its bits per character (metrics: [..., bpc])
 
     def __getstate__(self) -> dict:
         """Pickled for worker processes: a zoo network travels as its checkpoint content, because
@@ -118,7 +119,7 @@ def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Pa
         train(inputs.network, inputs.split, inputs.train, progress=progress)
     n = spec.test_samples or len(inputs.split.y_test)
     return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json(), spec.noise,
-                   "cost" in spec.metrics)
+                   "cost" in spec.metrics, "bpc" in spec.metrics)
 
 
 _last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
@@ -141,7 +142,7 @@ def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     another kind of noise, of the float network under the point's noise level drawn from ``seed``."""
     level = float(next((point[axis] for axis in NOISE_AXES if axis in point), 0.0))
     if payload.noise != CHIP_NOISE:
-        return {"accuracy": _float_accuracy(payload, level, seed)}
+        return _float_scores(payload, level, seed)
     base = ChipConfig.model_validate_json(payload.base_cfg_json)
     chip = _chip(payload, base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES}), seed)
     chip.program(seed)
@@ -150,16 +151,23 @@ def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     torch.manual_seed(seed)
     snapshot = counter_snapshot(chip.chip)
     with NoiseInjection(chip.network, level) if level > 0 else contextlib.nullcontext():
-        metrics = {"accuracy": accuracy(chip, payload.x, payload.y)}
+        metrics = _scores(chip, payload)
     if payload.cost:  # counted on the accuracy run itself: its vectors and bound-management re-reads
         cost = cost_since(chip.chip, snapshot, len(payload.x))
         metrics.update(energy_per_inference=cost.energy_pj * 1e-3, latency=cost.latency_ns * 1e-3)
     return metrics
 
 
+def _scores(network: nn.Module, payload: Payload) -> dict[str, float]:
+    """Accuracy, and with ``payload.bpc`` the bits per character too (one pass over the test data)."""
+    if payload.bpc:
+        return language_scores(network, payload.x, payload.y)
+    return {"accuracy": accuracy(network, payload.x, payload.y)}
+
+
 @torch.no_grad()
-def _float_accuracy(payload: Payload, level: float, seed: int) -> float:
-    """Accuracy of the float network under ``level`` of the payload's noise kind, drawn from ``seed``
+def _float_scores(payload: Payload, level: float, seed: int) -> dict[str, float]:
+    """``_scores`` of the float network under ``level`` of the payload's noise kind, drawn from ``seed``
     (``noise_kinds``: the same network a robustness curve measures); the network is left as it was."""
     with parse_noise_kind(payload.noise).applied(payload.network) as at:
-        return accuracy(at(level, seed), payload.x, payload.y)
+        return _scores(at(level, seed), payload)

@@ -1,9 +1,11 @@
-"""Accuracy under noise and the midpoint noise level.
+"""Accuracy (or, for a language model, bits per character) under noise and the midpoint noise level.
 
 The accuracy-vs-sigma curve is fitted with ``A(s) = a / (1 + exp(k (log10 s - x_mid))) + b`` by
 weighted least squares (``scipy.optimize.curve_fit`` with the per-point std over repeats as
 ``sigma``, ``absolute_sigma=True``); ``sigma_mid = 10**x_mid`` is where the curve is halfway
-between its plateaus a + b and b, and its standard error comes from the fit's covariance.
+between its plateaus a + b and b, and its standard error comes from the fit's covariance. Bits per
+character rise with the noise where accuracy falls: their curve is fitted negated (the midpoint, where the
+curve is halfway between its plateaus, is the same for any affine change of the metric).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from torch import nn
 from tqdm import tqdm
 
+from ..models.training import accuracy, score
 from .noise_kinds import ActivationNoise, NoiseKind
 
 STD_FLOOR = 1e-3  # a point with zero spread over repeats still has this much (binomial resolution)
@@ -83,10 +86,14 @@ def midpoint_noise_level(sigmas: Sequence[float], acc_mean: Sequence[float], acc
     return MidpointFit(float(sigma_mid), float(np.log(10) * sigma_mid * np.sqrt(cov[2, 2])), tuple(map(float, params)), cov)
 
 
+LOWER_IS_BETTER = ("bpc",)
+
+
 @dataclass(frozen=True)
 class NoiseCurve:
     sigmas: np.ndarray  # (S,)
-    accuracies: np.ndarray  # (S, repeats)
+    accuracies: np.ndarray  # (S, repeats): the metric's values (accuracy, or bits per character)
+    metric: str = "accuracy"
 
     @property
     def mean(self) -> np.ndarray:
@@ -96,16 +103,27 @@ class NoiseCurve:
     def std(self) -> np.ndarray:
         return self.accuracies.std(axis=1, ddof=1) if self.accuracies.shape[1] > 1 else np.zeros(len(self.sigmas))
 
+    @property
+    def sign(self) -> int:
+        """-1 for a metric that rises with the noise (fitted negated), else 1."""
+        return -1 if self.metric in LOWER_IS_BETTER else 1
+
     def midpoint(self) -> MidpointFit:
-        return midpoint_noise_level(self.sigmas, self.mean, self.std)
+        """The midpoint fit, of the negated values for bits per character (``fitted`` undoes the sign)."""
+        return midpoint_noise_level(self.sigmas, self.sign * self.mean, self.std)
+
+    def fitted(self, fit: MidpointFit, sigmas: np.ndarray) -> np.ndarray:
+        """The metric's fitted values at ``sigmas``."""
+        return self.sign * fit.curve(sigmas)
 
 
 @torch.no_grad()
 def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float], repeats: int = 10,
-                noise: NoiseKind = ActivationNoise(), seed: int = 0, batch_size: int = 1024, progress: bool = False) -> NoiseCurve:  # fmt: skip
-    """Test accuracy of ``model`` under each level of ``noise`` (default: additive Gaussian noise
-    after every module), ``repeats`` times per level. Repeat r of level i draws its noise from
-    ``SeedSequence([seed, i, r])``, so one seed gives one curve; the model is left as it was."""
+                noise: NoiseKind = ActivationNoise(), seed: int = 0, batch_size: int = 1024, progress: bool = False,
+                metric: str = "accuracy") -> NoiseCurve:  # fmt: skip
+    """Test accuracy (or ``metric="bpc"``: bits per character) of ``model`` under each level of ``noise``
+    (default: additive Gaussian noise after every module), ``repeats`` times per level. Repeat r of level i
+    draws its noise from ``SeedSequence([seed, i, r])``, so one seed gives one curve; the model is left as it was."""
     model.eval()
     accuracies = np.zeros((len(sigmas), repeats))
     with noise.applied(model) as at:
@@ -113,10 +131,6 @@ def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequ
             for i, sigma in enumerate(sigmas):
                 for r in range(repeats):
                     network = at(float(sigma), int(np.random.SeedSequence([seed, i, r]).generate_state(1)[0]))
-                    correct = 0
-                    for start in range(0, len(y), batch_size):
-                        logits = network(x[start : start + batch_size])
-                        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
-                    accuracies[i, r] = correct / len(y)
+                    accuracies[i, r] = score(network, x, y, metric) if metric != "accuracy" else accuracy(network, x, y, batch_size)
                     bar.update()
-    return NoiseCurve(np.asarray(sigmas, float), accuracies)
+    return NoiseCurve(np.asarray(sigmas, float), accuracies, metric)

@@ -122,14 +122,14 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     name: str = "sweep"
     model: ModelSpec
-    data: str = Field("digits", description="digits, synthetic, mnist:PATH or cifar10:PATH")
+    data: str = Field("digits", description="digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH")
     test_samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="evaluate on the first N test samples")
     chip: str | dict[str, Any] = Field("pcm", description="a preset name or a chip config (may start from 'preset:')")
     axes: dict[str, list[Value] | str]
     mode: Literal["grid", "zip"] = "grid"
     repeats: int = Field(3, ge=1, le=MAX_REPEATS, description="chips (programming seeds) per point")
     seed: int = Field(0, description="0 to 2**63 - 1; repeat r programs its chips with seed + r")
-    metrics: list[Literal["accuracy", "midpoint", "cost"]] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[Literal["accuracy", "midpoint", "cost", "bpc"]] = Field(default_factory=lambda: ["accuracy"])
     noise: str = Field(CHIP_NOISE, description="the kind of noise of the noise axis: activation (after every module of "
                        "the mapped chip), or gate, gate:relative, weight, bayesft (on the trained float network, not the chip)")  # fmt: skip
 
@@ -175,8 +175,14 @@ class SweepSpec(BaseModel):
         return self
 
     def stored_metrics(self) -> tuple[str, ...]:
-        """The metrics stored per row: accuracy, and with ``cost`` the energy per inference (nJ) and latency (us)."""
-        return ("accuracy", *COST_METRICS) if "cost" in self.metrics else ("accuracy",)
+        """The metrics stored per row: accuracy, with ``bpc`` the bits per character of a language model, and
+        with ``cost`` the energy per inference (nJ) and latency (us)."""
+        return ("accuracy", *(("bpc",) if "bpc" in self.metrics else ()), *(COST_METRICS if "cost" in self.metrics else ()))
+
+    @property
+    def curve_metric(self) -> str:
+        """What the midpoint is fitted on: bits per character with ``bpc``, else accuracy."""
+        return "bpc" if "bpc" in self.metrics else "accuracy"
 
     def _check_noise(self) -> None:
         try:

@@ -325,7 +325,7 @@ def _check_row(row: ResultRow, spec: SweepSpec, where: str) -> None:
     elif not isinstance(row.metrics, dict) or (row.status == OK and not all(_fraction(row.metrics.get(m)) for m in METRICS)):
         problem = f"metrics {row.metrics!r} are not fractions in [0, 1]"
     elif row.status == OK and not all(_non_negative(row.metrics.get(m)) for m in spec.stored_metrics() if m not in METRICS):
-        problem = f"metrics {row.metrics!r}: energy and latency must be finite numbers >= 0"
+        problem = f"metrics {row.metrics!r}: bits per character, energy and latency must be finite numbers >= 0"
     if problem:
         raise StoreError(f"{where}: {problem}")
 

@@ -10,6 +10,8 @@ values, faster.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ...config import (
@@ -77,6 +79,13 @@ def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.n
     """
     g, stuck = pieces.map_pairs(lambda first, target: _program_pairs(target, device, seed, first), [g_target], [np.float32, np.int8])
     return g, stuck
+
+
+def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
+    """CRC-32 of the programmed conductances (float32) then the stuck codes (int8): a fingerprint of a
+    programmed array (a chip file stores it; a reload regenerates the state and compares)."""
+    crc = zlib.crc32(np.ascontiguousarray(g_prog, np.float32))
+    return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
 
 
 def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
