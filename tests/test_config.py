@@ -133,7 +133,7 @@ def test_with_values_rejects_unknown_paths():
         ("device: {g_max_us: .nan}", "device.g_max_us: must be a finite number > 0 and <= 1000000.0 (got nan)"),
         ("mapping: {fold_batchnorm: 1}", "mapping.fold_batchnorm: must be true or false (got 1)"),
         ("device: {write_noise: {kind: absolute}}", "device.write_noise.sigma: missing (required)"),
-        ("device: {drift: {kind: linear}}", "device.drift: unknown kind 'linear'; choose from 'none', 'lognormal', 'power_law', 'pcm'"),
+        ("device: {drift: {kind: linear}}", "device.drift: unknown kind 'linear'; choose from 'none', 'lognormal', 'power_law', 'pcm', 'hermes', 'relaxation', 'log_time'"),
         ("tile: {read_noise_path: sideways}", "tile.read_noise_path: must be one of 'output_referred', 'per_device' (got 'sideways')"),
         ("tile: 5", "tile: must be a mapping (key: value) (got 5)"),
     ],

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from .laws import compensation, device, irdrop, rng
+from .laws import cells, compensation, device, irdrop, rng
 from .read import converters, patches, readout, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
@@ -79,12 +79,30 @@ class TileArray:
         """(Re)program every device from its target with write error and faults; sets the drift
         time to 0 and resets the read counter."""
         self._set_seed(seed)
-        self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
+        self._set_programmed(cells.program(self.g_target, self.cfg, self.seed))
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
         self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
+
+    def _set_programmed(self, programmed: cells.Programmed) -> None:
+        """The devices as programmed (``cells``, (N, 2, n_in, n_out)) and the cells they make: ``g_prog`` (the sum of
+        each cell's devices; one device per polarity: the device itself), ``stuck`` (one device: its codes)."""
+        self.cells = programmed
+        self.g_prog = cells.summed(programmed.g_prog)
+        self.stuck = programmed.stuck[0] if programmed.devices == 1 else programmed.stuck
+
+    def programming_report(self) -> dict[str, float] | None:
+        """Program-and-verify's outcome (None after one-shot programming): devices, the share that converged,
+        pulses (mean and total), and the residual error G_prog - G_target of the converged devices (mean, std, uS)."""
+        done, pulses = self.cells.converged, self.cells.pulses
+        if done is None:
+            return None
+        residual = (self.cells.g_prog.astype(np.float64) - self.g_target)[done]
+        return {"devices": float(done.size), "converged": float(done.mean()), "pulses_mean": float(pulses.mean()),
+                "pulses": float(pulses.sum(dtype=np.int64)), "residual_mean_us": float(residual.mean()) if residual.size else 0.0,
+                "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
 
     def _set_units(self) -> None:
         """What the converters' units are: ``analog_gain`` (P, n_out) multiplies the normalized
@@ -123,8 +141,9 @@ class TileArray:
         """Go to t_s in read epoch ``epoch`` (default: the current one)."""
         self.t_s = t_s  # validated by drifted()
         dev = self.cfg.device
-        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
-        g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        self.device_now = cells.drifted(self.cells, self.g_target, dev, t_s, self.seed)  # every device of every cell
+        g_now = cells.summed(self.device_now)
+        g_read = cells.epoch_conductances(self.device_now, self.cells, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
         self._set_conductances(g_now, g_read)
@@ -158,10 +177,9 @@ class TileArray:
         """Set the conductances now (g_now) and as this epoch's reads see them (g_read: with the
         per-epoch read noise), and what the kernels derive from them in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
-        dev = self.cfg.device
         self.g_now = g_now
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
-        gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
+        gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
         self._set_read_noise(gain)
         self.g_direct = self._direct_conductances()
@@ -170,15 +188,16 @@ class TileArray:
         """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
-        span = np.float32(dev.g_max_us - dev.g_min_us)
-        span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
+        g_min, g_max = cells.span(self.cfg)
+        span = np.float32(g_max - g_min)
+        span2 = np.float32((g_max - g_min) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = device.read_noise_std(self.g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        sigma = cells.read_noise_std(self.device_now, self.cells, dev, self.t_s)  # (2, n_in, n_out) uS, per read
         if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
@@ -213,8 +232,7 @@ class TileArray:
 
     def weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
-        dev = self.cfg.device
-        return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+        return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, *cells.span(self.cfg)).T)
 
     def target_weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
@@ -285,13 +303,15 @@ class TileArray:
         return out
 
     # ------------------------------------------------------------------ persistence
-    STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
+    STATE_ARRAYS = ("g_target", "scales", "dac_bounds", "adc_bounds")
+    PROGRAMMED = ("g_prog", "stuck", "pulses", "converged")  # cells.Programmed's arrays, (N, 2, n_in, n_out)
 
     def state(self) -> dict:
         """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
         compensation's probe reference and gain (None when there are none) so that a rebuild
         need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
+        arrays.update({name: getattr(self.cells, name) for name in self.PROGRAMMED})
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
                 "reference": self.reference, "gain": self.gain}  # fmt: skip
 
@@ -306,13 +326,24 @@ class TileArray:
         tiles.cfg = cfg
         n_in, n_out = state["g_target"].shape[1:]
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
-        expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
-                    "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
+        devices = (cfg.mapping.devices_per_polarity, 2, n_in, n_out)
+        expected = {"g_target": (2, n_in, n_out), "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],),
+                    "adc_bounds": tiles.grid.shape}  # fmt: skip
         for name in cls.STATE_ARRAYS:
             value = np.asarray(state[name])
             if value.shape != expected[name]:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
-            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32, copy=False))
+            setattr(tiles, name, value.astype(np.float32, copy=False))
+        programmed = {}
+        for name, dtype in zip(cls.PROGRAMMED, (np.float32, np.int8, np.int32, bool)):
+            value = state.get(name)
+            if value is not None:
+                value = np.asarray(value).reshape(devices) if np.size(value) == np.prod(devices) else np.asarray(value)
+                if value.shape != devices:
+                    raise ValueError(f"{name} has shape {value.shape}, expected {devices} for this chip config")
+                value = value.astype(dtype, copy=False)
+            programmed[name] = value
+        tiles._set_programmed(cells.Programmed(**programmed))
         tiles._set_seed(state["seed"])
         tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()

@@ -45,7 +45,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
-from ..crossbar.laws import device
+from ..crossbar.laws import cells
 from ..crossbar.laws.encode import signed_targets, targets_from_signed
 from ..progress import progress_bar
 from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
@@ -242,7 +242,8 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     if any(name in group for name in COMPENSATION.values()):  # absent in files of earlier versions: read the probe again
         stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
         state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
-    state["g_prog"], state["stuck"] = device.program(state["g_target"], cfg.device, state["seed"])
+    programmed = cells.program(state["g_target"], cfg, state["seed"])
+    state.update({name: getattr(programmed, name) for name in ("g_prog", "stuck", "pulses", "converged")})
     if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
         raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "
                                   "programmed_crc32 (the file was altered, or written by an xbarsim with another device model)")  # fmt: skip

@@ -1,0 +1,123 @@
+"""Unit cells: programming (one shot or program-and-verify) and the state of N devices per polarity.
+
+A weight sits on ``mapping.devices_per_polarity`` = N devices per polarity, each holding the same target: they
+program, drift and read-noise on their own (device n of a cell draws from its own streams, index n; device 0
+draws exactly what a one-device cell draws) and their currents add on the bit line, so a cell conducts the sum
+(2, n_in, n_out) and its weight is ``(G+ - G-) / (N (g_max - g_min))``. Per-device arrays are (N, 2, n_in, n_out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...config import ChipConfig, DeviceConfig, VerifyProgramming
+from . import device, pieces, rng, verify
+
+
+@dataclass(frozen=True)
+class Programmed:
+    """The programmed devices of a matrix, (N, 2, n_in, n_out): conductances (float32, uS), stuck codes (int8);
+    with program-and-verify also the pulses each device took (int32) and whether it converged (bool)."""
+
+    g_prog: np.ndarray
+    stuck: np.ndarray
+    pulses: np.ndarray | None = None
+    converged: np.ndarray | None = None
+
+    @property
+    def devices(self) -> int:
+        return self.g_prog.shape[0]
+
+
+def span(cfg: ChipConfig) -> tuple[float, float]:
+    """(g_min, g_max) that ``encode.normalized_difference`` takes for a cell: the device's for one device per
+    polarity (the same bits as before cells existed), else (0, N (g_max - g_min))."""
+    dev, n = cfg.device, cfg.mapping.devices_per_polarity
+    return (dev.g_min_us, dev.g_max_us) if n == 1 else (0.0, n * (dev.g_max_us - dev.g_min_us))
+
+
+def summed(per_device: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """The cell's conductance: the devices' sum in float32, in device order (one device: itself)."""
+    total = per_device[0]
+    for g in per_device[1:]:
+        total = total + g
+    return total
+
+
+def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
+    """Program every device of every cell to ``g_target`` (2, n_in, n_out): one write with the write-noise law,
+    then (``programming.method: verify``) the program-and-verify loop from there (or from g_min); stuck-at faults
+    last (a stuck device stays stuck: it converges only if its stuck value is inside the window)."""
+    dev, n_cell, prog = cfg.device, cfg.mapping.devices_per_polarity, cfg.programming
+    written = [device.program(g_target, dev, seed, n, n_cell) for n in range(n_cell)]
+    g = np.stack([w[0] for w in written])
+    stuck = np.stack([w[1] for w in written])
+    if not isinstance(prog, VerifyProgramming):
+        return Programmed(g, stuck)
+    pulses = np.empty(g.shape, np.int32)
+    converged = np.empty(g.shape, bool)
+    for n in range(n_cell):
+        start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
+        g[n], pulses[n], converged[n] = verified(g_target, start, prog, seed, n)
+        _apply_faults(g[n], pulses[n], converged[n], stuck[n], g_target, dev, prog)
+    return Programmed(g, stuck, pulses, converged)
+
+
+def _unstuck_start(written: np.ndarray, stuck: np.ndarray, g_target: np.ndarray) -> np.ndarray:
+    """The written state where a device is not stuck (the faults are applied after the loop)."""
+    return written if not np.any(stuck) else np.where(stuck != 0, g_target, written)
+
+
+def _apply_faults(g, pulses, converged, stuck, g_target, dev: DeviceConfig, prog: VerifyProgramming) -> None:
+    """Stuck devices sit at g_max / g_min whatever the loop did: the loop spends one ramp on them and gives up,
+    unless the stuck value is inside the window (then the first read accepts it)."""
+    if not np.any(stuck):
+        return
+    value = np.where(stuck > 0, dev.g_max_us, dev.g_min_us).astype(np.float32)
+    inside = np.abs(value.astype(np.float64) - g_target) <= prog.window_us + prog.window_pct / 100 * g_target
+    where = stuck != 0
+    g[where] = value[where]
+    converged[where] = inside[where]
+    pulses[where] = np.where(inside, 0, prog.max_pulses)[where]
+
+
+def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The program-and-verify loop (``verify.verify_pairs``) on (2, ...) targets from ``start``, device ``index``
+    of its cell: (conductances float32, pulses int32, converged bool), in pieces on several threads."""
+    pulse, keys = prog.pulse, (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
+
+    def piece(first: int, target: np.ndarray, begin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = np.empty(target.shape, np.float32)
+        count = np.empty(target.shape, np.int32)
+        done = np.empty(target.shape, np.int8)
+        verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
+                            prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
+                            float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
+                            float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,
+                            (out[0], out[1]), (count[0], count[1]), (done[0], done[1]))  # fmt: skip
+        return out, count, done
+
+    g, count, done = pieces.map_pairs(piece, [np.ascontiguousarray(g_target, np.float32), np.ascontiguousarray(start, np.float32)],
+                                      [np.float32, np.int32, np.int8])  # fmt: skip
+    return g, count, done.astype(bool)
+
+
+def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int) -> list[np.ndarray]:
+    """Every device's conductance t_s after programming (N arrays (2, n_in, n_out), float32)."""
+    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, n) for n in range(programmed.devices)]
+
+
+def epoch_conductances(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> np.ndarray:
+    """The cell conductances every read of the epoch sees: each device's per-epoch read noise, summed."""
+    return summed([device.epoch_conductances(g, programmed.g_prog[n], dev, t_s, seed, epoch, n) for n, g in enumerate(now)])
+
+
+def read_noise_std(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float) -> np.ndarray:
+    """Std (uS, float32) of a cell's per-read noise: its devices' variances add (one device: its own std)."""
+    stds = [device.read_noise_std(g, dev, t_s, programmed.g_prog[n]) for n, g in enumerate(now)]
+    if len(stds) == 1:
+        return stds[0]
+    return np.sqrt(sum(s.astype(np.float64) ** 2 for s in stds)).astype(np.float32)
