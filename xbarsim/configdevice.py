@@ -59,8 +59,9 @@ class PCMWriteNoise(_Strict):
 class PolynomialWriteNoise(_Strict):
     """std(uS) = scale * (g_max / g_max_reference_us) * |sum_i c_i x^i|, x = G_target / g_max (``variable:
     normalized``) or G_target in uS (``absolute``). ``fitted_on: cell``: the polynomial is the std of a unit
-    cell's summed conductance (``mapping.devices_per_polarity`` devices, as HERMES's two-device fit), so each of
-    its N devices gets std / sqrt(N) and their sum has the fitted std; ``device``: each device has the std."""
+    cell's summed conductance (``mapping.devices_per_polarity`` = N devices, as HERMES's two-device fit; its g_max
+    is then N g_max), so each of its N devices gets std / sqrt(N) and their sum has the fitted std; ``device``:
+    each device has the std."""
 
     kind: Literal["polynomial"] = "polynomial"
     coefficients: list[float] = Field(min_length=1, max_length=8, description="c_0, c_1, ... in uS")

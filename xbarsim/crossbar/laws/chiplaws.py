@@ -21,10 +21,13 @@ def polynomial(x: np.ndarray, coefficients: list[float]) -> np.ndarray:
 
 
 def polynomial_write_std(g_target: np.ndarray, noise, g_max: float, cell_devices: int) -> np.ndarray:
-    """std (uS) = scale * (g_max / g_ref) * |poly(x)| (/ sqrt(N) when the fit is of an N-device cell)."""
+    """std (uS) = scale * (g_max / g_ref) * |poly(x)|; a fit of an N-device cell: its g_max is N g_max, and each
+    device gets the cell's std / sqrt(N) (x = G_target / g_max is the same for a device and its cell)."""
     x = g_target / g_max if noise.variable == "normalized" else g_target
-    ratio = 1.0 if noise.g_max_reference_us is None else g_max / noise.g_max_reference_us
-    share = 1.0 / np.sqrt(cell_devices) if noise.fitted_on == "cell" else 1.0
+    cell = noise.fitted_on == "cell"
+    g_range = cell_devices * g_max if cell else g_max
+    ratio = 1.0 if noise.g_max_reference_us is None else g_range / noise.g_max_reference_us
+    share = 1.0 / np.sqrt(cell_devices) if cell else 1.0
     return noise.scale * ratio * share * np.abs(polynomial(x, noise.coefficients))
 
 
