@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..config import ChipConfig
@@ -94,6 +95,7 @@ class VirtualChip:
 
     def summary(self) -> list[LayerSummary]:
         rows, cols = self.cfg.tile.rows, self.cfg.tile.cols
+        n_cell = self.cfg.mapping.devices_per_polarity
         out = []
         for name, layer in self.layers.items():
             tiles = used = 0
@@ -102,10 +104,10 @@ class VirtualChip:
                 n_p, n_q = matrix.tiles.grid.shape
                 tiles += n_p * n_q
                 used += matrix.tiles.grid.n_in * matrix.tiles.grid.n_out
-                energy += sum(tile_cost.energy_pj(tile_cost.vector_counts(matrix.tiles.grid), self.cfg).values())
+                energy += sum(tile_cost.energy_pj(tile_cost.vector_counts(matrix.tiles.grid, n_cell), self.cfg).values())
             m = layer.matrices()[0].tiles.grid
             shape = f"{m.n_out}x{m.n_in}" + (f" (x{len(layer.matrices())})" if len(layer.matrices()) > 1 else "")
-            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * used, energy))
+            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * n_cell * used, energy))
         return out
 
     def format_summary(self, energy_per_inference_pj: dict[str, float] | None = None) -> str:
@@ -120,12 +122,30 @@ class VirtualChip:
             lines.append(f"{r.name:<28} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,} {energy * 1e-3:>9.4g}")
         tiles = sum(r.tiles for r in rows)
         devices = sum(r.devices for r in rows)
-        capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2
+        capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2 * self.cfg.mapping.devices_per_polarity
         total_energy = f"{sum(energies) * 1e-3:>9.4g}" if energy_per_inference_pj is not None else f"{'':>9}"
         lines.append("-" * len(head))
         lines.append(f"{'total':<28} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
         lines.append(f"chip: {self.cfg.name}, tiles {self.cfg.tile.rows}x{self.cfg.tile.cols}, seed {self.seed}, t = {self.t_s:g} s")
+        report = self.programming_report()
+        if report is not None:
+            lines.append(f"program-and-verify: {report['converged']:.2%} of {report['devices']:,.0f} devices converged, "
+                         f"{report['pulses_mean']:.2f} pulses a device, residual {report['residual_mean_us']:+.3f} +- "
+                         f"{report['residual_std_us']:.3f} uS (converged devices)")  # fmt: skip
         return "\n".join(lines)
+
+    def programming_report(self) -> dict[str, float] | None:
+        """Program-and-verify over the whole chip (``TileArray.programming_report`` pooled): devices, the share that
+        converged, mean pulses a device, the residual (mean, std, uS) of the converged devices; None after one shot."""
+        tiles = [m.tiles for m in self.matrices()]
+        if any(t.cells.converged is None for t in tiles):
+            return None
+        done = np.concatenate([t.cells.converged.ravel() for t in tiles])
+        residual = np.concatenate([(t.cells.g_prog.astype(np.float64) - t.g_target)[t.cells.converged] for t in tiles])
+        pulses = np.concatenate([t.cells.pulses.ravel() for t in tiles])
+        return {"devices": float(done.size), "converged": float(done.mean()), "pulses_mean": float(pulses.mean()),
+                "residual_mean_us": float(residual.mean()) if residual.size else 0.0,
+                "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
 
 
 class AnalogModel(nn.Module):

@@ -47,6 +47,7 @@ class ChipCost:
 
     layers: list[LayerCost]
     samples: int  # inputs the counts were measured on
+    programming: dict[str, float] | None = None  # program-and-verify, once: pulses, verify reads, energy (pJ), time (ns)
 
     @property
     def energy_pj(self) -> float:
@@ -81,18 +82,35 @@ class ChipCost:
 def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[str, list[float]], samples: int) -> ChipCost:
     """The cost of an inference given, per layer and matrix, the input vectors and re-reads per inference."""
     cfg = chip.cfg
+    n_cell = cfg.mapping.devices_per_polarity
     tile_area = sum(tile_cost.tile_area_um2(cfg).values())
     layers = []
     for name, layer in chip.layers.items():
         counts, latency, tiles = NO_COUNTS, 0.0, 0
         for matrix, n_vectors, n_rereads in zip(layer.matrices(), vectors[name], rereads[name]):
             grid = matrix.tiles.grid
-            counts = counts + tile_cost.vector_counts(grid).scaled(n_vectors) + tile_cost.reread_counts(grid).scaled(n_rereads)
+            counts = counts + tile_cost.vector_counts(grid, n_cell).scaled(n_vectors) + tile_cost.reread_counts(grid, n_cell).scaled(n_rereads)
             latency += (n_vectors + n_rereads) * tile_cost.vector_latency_ns(grid, cfg)
             tiles += grid.shape[0] * grid.shape[1]
         energy = tile_cost.energy_pj(counts, cfg)
         layers.append(LayerCost(name, tiles, sum(vectors[name]), sum(rereads[name]), counts, energy, latency, tiles * tile_area))
-    return ChipCost(layers, samples)
+    return ChipCost(layers, samples, programming_cost(chip))
+
+
+def programming_cost(chip: VirtualChip) -> dict[str, float] | None:
+    """Program-and-verify's pulses and verify reads over the whole chip, and their energy and time
+    (``crossbar.cost.programming_cost``); None after one-shot programming. Verify reads: the first read of every
+    device, one after each pulse and (``programming.confirm``) one confirming read per device: a lower bound where a
+    confirmation failed."""
+    reports = [m.tiles.programming_report() for m in chip.matrices()]
+    if any(r is None for r in reports):
+        return None
+    devices = sum(r["devices"] for r in reports)
+    pulses = sum(r["pulses"] for r in reports)
+    converged = sum(r["converged"] * r["devices"] for r in reports)
+    reads = pulses + devices * (2 if chip.cfg.programming.confirm else 1)
+    return {"devices": devices, "converged": converged / devices, "pulses": pulses, "verify_reads": reads,
+            **tile_cost.programming_cost(pulses, reads, chip.cfg)}  # fmt: skip
 
 
 Snapshot = list[tuple[int, int]]  # every array's (reads, bm_rereads), in the chip's matrix order
@@ -167,4 +185,9 @@ def format_cost(cost: ChipCost) -> str:
                      cost.latency_ns, cost.area_um2))  # fmt: skip
     parts = ", ".join(f"{part} {totals[f'energy_{part}_pj'] * 1e-3:.4g}" for part in ENERGY_PARTS)
     lines.append(f"energy per inference by part (nJ): {parts}; counts per inference over {cost.samples} input(s)")
+    if cost.programming is not None:
+        p = cost.programming
+        lines.append(f"programming (once, program-and-verify): {p['pulses']:.6g} pulses and {p['verify_reads']:.6g} verify reads on "
+                     f"{p['devices']:.6g} devices ({p['converged']:.2%} converged): {p['programming_energy_pj'] * 1e-6:.4g} uJ, "
+                     f"{p['programming_time_ns'] * 1e-9:.4g} s one device at a time")  # fmt: skip
     return "\n".join(lines)
