@@ -114,6 +114,9 @@ RELOAD_CASES = {
                                       "device.read_noise": {"kind": "pcm", "time": "per_read"}}),
     "rram-compensated-per-epoch": ("rram", {"drift_compensation": "global", "device.read_noise": {"kind": "combined", "parts": [
         {"kind": "proportional", "sigma": 0.02, "time": "per_epoch"}, {"kind": "additive", "sigma": 0.3}]}}),
+    "hermes": ("hermes", {}),  # program-and-verify, two devices per polarity
+    "neurram": ("neurram", {}),
+    "reram-cmo": ("reram-cmo", {}),
 }  # fmt: skip
 
 

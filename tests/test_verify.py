@@ -126,3 +126,22 @@ def test_a_stuck_device_stays_stuck_and_is_counted():
     assert tiles.cells.converged[~stuck].all()
     report = tiles.programming_report()
     assert report["converged"] == pytest.approx(tiles.cells.converged.mean())
+
+
+def test_cost_counts_the_pulses_and_a_sweep_takes_the_loop_as_an_axis():
+    import torch
+
+    from xbarsim import map_model
+    from xbarsim.mapping.cost import measure_cost
+    from xbarsim.models import zoo
+    from xbarsim.sweeps.spec import SweepSpec
+
+    torch.manual_seed(0)
+    chip = map_model(zoo.build("lenet5", image_size=8), ChipConfig.preset("neurram"), seed=2)
+    cost = measure_cost(chip, torch.rand(2, 1, 8, 8)).programming
+    pulses = sum(int(m.tiles.cells.pulses.sum()) for m in chip.chip.matrices())
+    assert cost["pulses"] == pulses and cost["programming_energy_pj"] == pytest.approx(pulses * 10.0)
+    assert "converged" in chip.summary() and cost["converged"] == chip.chip.programming_report()["converged"]
+    spec = SweepSpec.model_validate({"chip": "neurram", "model": {"zoo": "lenet5"},
+                                     "axes": {"programming.window_us": [0.5, 1.0, 2.0], "device.write_noise.scale": [1.0, 2.0]}})
+    assert spec.axes["programming.window_us"] == [0.5, 1.0, 2.0]
