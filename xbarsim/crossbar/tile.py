@@ -94,15 +94,8 @@ class TileArray:
         self.stuck = programmed.stuck[0] if programmed.devices == 1 else programmed.stuck
 
     def programming_report(self) -> dict[str, float] | None:
-        """Program-and-verify's outcome (None after one-shot programming): devices, the share that converged,
-        pulses (mean and total), and the residual error G_prog - G_target of the converged devices (mean, std, uS)."""
-        done, pulses = self.cells.converged, self.cells.pulses
-        if done is None:
-            return None
-        residual = (self.cells.g_prog.astype(np.float64) - self.g_target)[done]
-        return {"devices": float(done.size), "converged": float(done.mean()), "pulses_mean": float(pulses.mean()),
-                "pulses": float(pulses.sum(dtype=np.int64)), "residual_mean_us": float(residual.mean()) if residual.size else 0.0,
-                "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
+        """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""
+        return cells.verify_report([self.cells], [self.g_target])
 
     def _set_units(self) -> None:
         """What the converters' units are: ``analog_gain`` (P, n_out) multiplies the normalized
@@ -304,14 +297,15 @@ class TileArray:
 
     # ------------------------------------------------------------------ persistence
     STATE_ARRAYS = ("g_target", "scales", "dac_bounds", "adc_bounds")
-    PROGRAMMED = ("g_prog", "stuck", "pulses", "converged")  # cells.Programmed's arrays, (N, 2, n_in, n_out)
+    # cells.Programmed's arrays, (N, 2, n_in, n_out), and their dtypes
+    PROGRAMMED = {"g_prog": np.float32, "stuck": np.int8, "pulses": np.int32, "verify_reads": np.int32, "converged": bool}
 
     def state(self) -> dict:
         """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
         compensation's probe reference and gain (None when there are none) so that a rebuild
         need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
-        arrays.update({name: getattr(self.cells, name) for name in self.PROGRAMMED})
+        arrays.update(self.cells.arrays())
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
                 "reference": self.reference, "gain": self.gain}  # fmt: skip
 
@@ -335,7 +329,7 @@ class TileArray:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
             setattr(tiles, name, value.astype(np.float32, copy=False))
         programmed = {}
-        for name, dtype in zip(cls.PROGRAMMED, (np.float32, np.int8, np.int32, bool)):
+        for name, dtype in cls.PROGRAMMED.items():
             value = state.get(name)
             if value is not None:
                 value = np.asarray(value).reshape(devices) if np.size(value) == np.prod(devices) else np.asarray(value)

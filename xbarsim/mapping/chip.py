@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
-from ..crossbar.laws import rng
+from ..crossbar.laws import cells, rng
 from ..progress import progress_bar
 from ..models import netspec
 from .blocks import DenoisingBlock, apply_block, block_key
@@ -135,17 +134,10 @@ class VirtualChip:
         return "\n".join(lines)
 
     def programming_report(self) -> dict[str, float] | None:
-        """Program-and-verify over the whole chip (``TileArray.programming_report`` pooled): devices, the share that
-        converged, mean pulses a device, the residual (mean, std, uS) of the converged devices; None after one shot."""
+        """Program-and-verify over the whole chip (``cells.verify_report``: convergence, pulses and verify reads, the
+        residual of the converged devices); None after one-shot programming."""
         tiles = [m.tiles for m in self.matrices()]
-        if any(t.cells.converged is None for t in tiles):
-            return None
-        done = np.concatenate([t.cells.converged.ravel() for t in tiles])
-        residual = np.concatenate([(t.cells.g_prog.astype(np.float64) - t.g_target)[t.cells.converged] for t in tiles])
-        pulses = np.concatenate([t.cells.pulses.ravel() for t in tiles])
-        return {"devices": float(done.size), "converged": float(done.mean()), "pulses_mean": float(pulses.mean()),
-                "residual_mean_us": float(residual.mean()) if residual.size else 0.0,
-                "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
+        return cells.verify_report([t.cells for t in tiles], [t.g_target for t in tiles])
 
 
 class AnalogModel(nn.Module):

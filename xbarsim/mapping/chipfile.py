@@ -243,7 +243,7 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
         stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
         state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
     programmed = cells.program(state["g_target"], cfg, state["seed"])
-    state.update({name: getattr(programmed, name) for name in ("g_prog", "stuck", "pulses", "converged")})
+    state.update(programmed.arrays())
     if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
         raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "
                                   "programmed_crc32 (the file was altered, or written by an xbarsim with another device model)")  # fmt: skip

@@ -98,19 +98,13 @@ def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[
 
 
 def programming_cost(chip: VirtualChip) -> dict[str, float] | None:
-    """Program-and-verify's pulses and verify reads over the whole chip, and their energy and time
-    (``crossbar.cost.programming_cost``); None after one-shot programming. Verify reads: the first read of every
-    device, one after each pulse and (``programming.confirm``) one confirming read per device: a lower bound where a
-    confirmation failed."""
-    reports = [m.tiles.programming_report() for m in chip.matrices()]
-    if any(r is None for r in reports):
+    """Program-and-verify's pulses and verify reads over the whole chip (each device's own count, confirming reads
+    included) and their energy and time (``crossbar.cost.programming_cost``); None after one-shot programming."""
+    report = chip.programming_report()
+    if report is None:
         return None
-    devices = sum(r["devices"] for r in reports)
-    pulses = sum(r["pulses"] for r in reports)
-    converged = sum(r["converged"] * r["devices"] for r in reports)
-    reads = pulses + devices * (2 if chip.cfg.programming.confirm else 1)
-    return {"devices": devices, "converged": converged / devices, "pulses": pulses, "verify_reads": reads,
-            **tile_cost.programming_cost(pulses, reads, chip.cfg)}  # fmt: skip
+    return {"devices": report["devices"], "converged": report["converged"], "pulses": report["pulses"],
+            "verify_reads": report["verify_reads"], **tile_cost.programming_cost(report["pulses"], report["verify_reads"], chip.cfg)}  # fmt: skip
 
 
 Snapshot = list[tuple[int, int]]  # every array's (reads, bm_rereads), in the chip's matrix order

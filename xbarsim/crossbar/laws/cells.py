@@ -8,7 +8,7 @@ draws exactly what a one-device cell draws) and their currents add on the bit li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -19,16 +19,21 @@ from . import device, pieces, rng, verify
 @dataclass(frozen=True)
 class Programmed:
     """The programmed devices of a matrix, (N, 2, n_in, n_out): conductances (float32, uS), stuck codes (int8);
-    with program-and-verify also the pulses each device took (int32) and whether it converged (bool)."""
+    with program-and-verify also the pulses and verify reads each device took (int32) and whether it converged (bool)."""
 
     g_prog: np.ndarray
     stuck: np.ndarray
     pulses: np.ndarray | None = None
+    verify_reads: np.ndarray | None = None
     converged: np.ndarray | None = None
 
     @property
     def devices(self) -> int:
         return self.g_prog.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """Every array by its field name (None where absent)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def span(cfg: ChipConfig) -> tuple[float, float]:
@@ -57,12 +62,13 @@ def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     if not isinstance(prog, VerifyProgramming):
         return Programmed(g, stuck)
     pulses = np.empty(g.shape, np.int32)
+    reads = np.empty(g.shape, np.int32)
     converged = np.empty(g.shape, bool)
     for n in range(n_cell):
         start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
-        g[n], pulses[n], converged[n] = verified(g_target, start, prog, seed, n)
-        _apply_faults(g[n], pulses[n], converged[n], stuck[n], g_target, dev, prog)
-    return Programmed(g, stuck, pulses, converged)
+        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n)
+        _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog)
+    return Programmed(g, stuck, pulses, reads, converged)
 
 
 def _unstuck_start(written: np.ndarray, stuck: np.ndarray, g_target: np.ndarray) -> np.ndarray:
@@ -70,9 +76,10 @@ def _unstuck_start(written: np.ndarray, stuck: np.ndarray, g_target: np.ndarray)
     return written if not np.any(stuck) else np.where(stuck != 0, g_target, written)
 
 
-def _apply_faults(g, pulses, converged, stuck, g_target, dev: DeviceConfig, prog: VerifyProgramming) -> None:
-    """Stuck devices sit at g_max / g_min whatever the loop did: the loop spends one ramp on them and gives up,
-    unless the stuck value is inside the window (then the first read accepts it)."""
+def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfig, prog: VerifyProgramming) -> None:
+    """Stuck devices sit at g_max / g_min whatever the loop did: the loop spends one ramp on them (max_pulses pulses
+    and a read after each, after the first read) and gives up, unless the stuck value is inside the window (then the
+    first read, and the confirming one, accept it)."""
     if not np.any(stuck):
         return
     value = np.where(stuck > 0, dev.g_max_us, dev.g_min_us).astype(np.float32)
@@ -81,28 +88,47 @@ def _apply_faults(g, pulses, converged, stuck, g_target, dev: DeviceConfig, prog
     g[where] = value[where]
     converged[where] = inside[where]
     pulses[where] = np.where(inside, 0, prog.max_pulses)[where]
+    reads[where] = np.where(inside, 2 if prog.confirm else 1, 1 + prog.max_pulses)[where]
 
 
 def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The program-and-verify loop (``verify.verify_pairs``) on (2, ...) targets from ``start``, device ``index``
-    of its cell: (conductances float32, pulses int32, converged bool), in pieces on several threads."""
+    of its cell: (conductances float32, pulses int32, verify reads int32, converged bool), in pieces on several
+    threads."""
     pulse, keys = prog.pulse, (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
 
-    def piece(first: int, target: np.ndarray, begin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def piece(first: int, target: np.ndarray, begin: np.ndarray) -> tuple[np.ndarray, ...]:
         out = np.empty(target.shape, np.float32)
         count = np.empty(target.shape, np.int32)
+        reads = np.empty(target.shape, np.int32)
         done = np.empty(target.shape, np.int8)
         verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
                             prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
                             float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
                             float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,
-                            (out[0], out[1]), (count[0], count[1]), (done[0], done[1]))  # fmt: skip
-        return out, count, done
+                            (out[0], out[1]), (count[0], count[1]), (reads[0], reads[1]), (done[0], done[1]))  # fmt: skip
+        return out, count, reads, done
 
-    g, count, done = pieces.map_pairs(piece, [np.ascontiguousarray(g_target, np.float32), np.ascontiguousarray(start, np.float32)],
-                                      [np.float32, np.int32, np.int8])  # fmt: skip
-    return g, count, done.astype(bool)
+    g, count, reads, done = pieces.map_pairs(piece, [np.ascontiguousarray(g_target, np.float32), np.ascontiguousarray(start, np.float32)],
+                                             [np.float32, np.int32, np.int32, np.int8])  # fmt: skip
+    return g, count, reads, done.astype(bool)
+
+
+def verify_report(programmed: list[Programmed], targets: list[np.ndarray]) -> dict[str, float] | None:
+    """Program-and-verify's outcome over the matrices given (their devices and (2, n_in, n_out) targets) pooled: devices,
+    the share that converged, pulses and verify reads (mean a device, and totals), the residual G_prog - G_target of
+    the converged devices (mean, std, uS); None if any was programmed in one shot."""
+    if not programmed or any(p.converged is None for p in programmed):
+        return None
+    done = np.concatenate([p.converged.ravel() for p in programmed])
+    residual = np.concatenate([(p.g_prog.astype(np.float64) - t)[p.converged] for p, t in zip(programmed, targets)])
+    pulses = np.concatenate([p.pulses.ravel() for p in programmed]).astype(np.int64)
+    reads = np.concatenate([p.verify_reads.ravel() for p in programmed]).astype(np.int64)
+    return {"devices": float(done.size), "converged": float(done.mean()), "pulses_mean": float(pulses.mean()),
+            "pulses": float(pulses.sum()), "verify_reads_mean": float(reads.mean()), "verify_reads": float(reads.sum()),
+            "residual_mean_us": float(residual.mean()) if residual.size else 0.0,
+            "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
 
 
 def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int) -> list[np.ndarray]:

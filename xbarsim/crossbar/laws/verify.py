@@ -56,9 +56,11 @@ def _pulse(g, k, direction, counter, side, key, step_us, growth, spread, reset_r
 
 @_kernel
 def verify_pairs(targets, starts, window_us, window_rel, max_pulses, max_iterations, confirm, noise_us, noise_rel,
-                 step_us, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses, converged):  # fmt: skip
+                 step_us, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses, reads,
+                 converged):  # fmt: skip
     """Run the loop (module doc) for every device of a piece: targets and starts are the rows (G+, G-) of (2, m)
-    float32 arrays; out (float32), pulses (int32) and converged (int8) are rows of (2, m) outputs. window_rel and
+    float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
+    converged (int8) are rows of (2, m) outputs. window_rel and
     noise_rel are fractions (not %); saturation 0 means no state dependence; first: the piece's first pair."""
     m = targets[0].shape[0]
     for side in range(2):
@@ -98,4 +100,5 @@ def verify_pairs(targets, starts, window_us, window_rel, max_pulses, max_iterati
                     break
             out[side][k] = np.float32(g)
             pulses[side][k] = n_pulses
+            reads[side][k] = slot  # every read took one slot
             converged[side][k] = 1 if done else 0

@@ -19,8 +19,8 @@ def _normal(key: np.uint64, counter: int, side: int) -> float:
 
 
 def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tuple[np.uint64, np.uint64], pair: int,
-                  side: int) -> tuple[np.float32, int, bool]:  # fmt: skip
-    """(final conductance, pulses, converged) of device ``side`` (0: G+, 1: G-) of pair ``pair``."""
+                  side: int) -> tuple[np.float32, int, int, bool]:  # fmt: skip
+    """(final conductance, pulses, verify reads, converged) of device ``side`` (0: G+, 1: G-) of pair ``pair``."""
     pulse = prog.pulse
     target, g = float(np.float32(target)), float(np.float32(start))
     half = prog.window_us + prog.window_pct / 100 * target
@@ -43,35 +43,45 @@ def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tu
             g = g - pulse.reset_ratio * size * (min(1.0, g / saturation) if saturation > 0 else 1.0)
         return max(g, 0.0)
 
-    r = read(g)
+    reads = 0
+
+    def counted_read(g: float) -> float:
+        nonlocal reads
+        reads += 1
+        return read(g)
+
+    r = counted_read(g)
     pulses = 0
     for _ in range(prog.max_iterations):
         ramps = [0, 0]
         for which, direction in ((0, -1), (1, 1)):
             while (r > hi if direction < 0 else r < lo) and ramps[which] < prog.max_pulses:
                 g = step(g, ramps[which], direction)  # the pulse and the read after it share one slot
-                r = read(g)
+                r = counted_read(g)
                 ramps[which] += 1
         pulses += sum(ramps)
         if lo <= r <= hi:
             if prog.confirm:
-                r = read(g)
+                r = counted_read(g)
             if lo <= r <= hi:
-                return np.float32(g), pulses, True
+                return np.float32(g), pulses, reads, True
         if max(ramps) >= prog.max_pulses:
             break
-    return np.float32(g), pulses, False
+    return np.float32(g), pulses, reads, False
 
 
 def verify(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """(2, ...) targets and starts -> (conductances float32, pulses int32, converged bool), device by device."""
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(2, ...) targets and starts -> (conductances float32, pulses int32, verify reads int32, converged bool), device
+    by device."""
     keys = (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
     flat_t, flat_s = g_target.reshape(2, -1), start.reshape(2, -1)
     out = np.empty(flat_t.shape, np.float32)
     pulses = np.empty(flat_t.shape, np.int32)
+    reads = np.empty(flat_t.shape, np.int32)
     done = np.empty(flat_t.shape, bool)
     for side in range(2):
         for pair in range(flat_t.shape[1]):
-            out[side, pair], pulses[side, pair], done[side, pair] = verify_device(flat_t[side, pair], flat_s[side, pair], prog, keys, pair, side)
-    return out.reshape(g_target.shape), pulses.reshape(g_target.shape), done.reshape(g_target.shape)
+            out[side, pair], pulses[side, pair], reads[side, pair], done[side, pair] = verify_device(
+                flat_t[side, pair], flat_s[side, pair], prog, keys, pair, side)
+    return tuple(a.reshape(g_target.shape) for a in (out, pulses, reads, done))
