@@ -128,17 +128,29 @@ class PCMReadNoise(_Strict):
 
 
 HermesFit = Literal["one_device", "two_devices"]
+_HERMES_FIT = (
+    "one_device: the fit of a one-device unit cell, applied to each device on its own; two_devices: the fit of a "
+    "two-device cell (measured on the cell's summed conductance), applied to each unit cell's sum, so that its devices "
+    "share one draw, as aihwkit's HermesNoiseModel(num_devices=2) treats a cell 'as if the two devices host the same "
+    "conductance'"
+)
 
 
 class HermesReadNoise(_Strict):
     """HERMES PCM 1/f read noise (aihwkit's HermesNoiseModel): std = scale * |G(t)| * Q(g) *
-    sqrt(ln((t + t0 + t_read) / (2 t_read))), Q piecewise in g = |G_prog| / g_max (one- or two-device fit)."""
+    sqrt(ln((t + t0 + t_read) / (2 t_read))), Q piecewise in g = |G_prog| / g_max (one- or two-device fit; the
+    two-device fit takes G(t), G_prog and g_max of the whole unit cell: one deviation per cell)."""
 
     kind: Literal["hermes"] = "hermes"
-    fit: HermesFit = Field("one_device", description="the fit of one device per polarity, or of a two-device cell")
+    fit: HermesFit = Field("one_device", description=_HERMES_FIT)
     t_read_s: float = Field(512e-9, gt=0, description="duration of one read, s")
     scale: float = Field(1.0, ge=0, description="multiplies the std (1 = published model)")
     time: ReadTime = Field("per_epoch", description=_READ_TIME_DESCRIPTION + "; 1/f noise: per_epoch by default")
+
+    @property
+    def fitted_on_cell(self) -> bool:
+        """Whether the law describes a unit cell's summed conductance (one draw per cell)."""
+        return self.fit == "two_devices"
 
 
 class LogConductanceReadNoise(_Strict):
@@ -165,6 +177,14 @@ class CombinedReadNoise(_Strict):
 
     kind: Literal["combined"] = "combined"
     parts: list[SingleReadNoise] = Field(min_length=2, description="the terms (none of them 'combined')")
+
+    @model_validator(mode="after")
+    def _one_epoch_draw(self) -> CombinedReadNoise:
+        epoch = [part for part in self.parts if part.kind != "none" and part.time == "per_epoch"]
+        if len(epoch) > 1 and any(getattr(part, "fitted_on_cell", False) for part in epoch):
+            raise ValueError("a per_epoch part fitted on the unit cell (hermes, fit two_devices: one draw per cell) cannot be "
+                             "combined with other per_epoch parts (one draw per device); make the others per_read")
+        return self
 
 
 ReadNoise = Annotated[
@@ -220,11 +240,17 @@ class PCMDrift(_Strict):
 
 class HermesDrift(_Strict):
     """HERMES PCM drift (aihwkit's HermesNoiseModel): ``G(t) = G_prog * ((t + t0) / t0)^(-nu)``,
-    nu = scale * |mu(g) + sd(g) * n|, mu and sd piecewise in g = G_target / g_max (floored at 1e-7)."""
+    nu = scale * |mu(g) + sd(g) * n|, mu and sd piecewise in g = G_target / g_max (floored at 1e-7); with the
+    two-device fit every device of a unit cell drifts with its cell's one exponent."""
 
     kind: Literal["hermes"] = "hermes"
-    fit: HermesFit = Field("one_device", description="the fit of one device per polarity, or of a two-device cell")
+    fit: HermesFit = Field("one_device", description=_HERMES_FIT)
     scale: float = Field(1.0, ge=0, le=10, description="multiplies nu (1 = published model)")
+
+    @property
+    def fitted_on_cell(self) -> bool:
+        """Whether the law describes a unit cell's summed conductance (one exponent per cell)."""
+        return self.fit == "two_devices"
 
 
 class RelaxationDrift(_Strict):

@@ -80,17 +80,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": (
             "IBM HERMES 64-core PCM chip (Le Gallo et al., Nat. Electron. 2023), statistics from aihwkit 1.1.0's "
             "HermesNoiseModel: two devices per polarity of 10.35 uS each (20.7 uS a cell), programmed by "
-            "program-and-verify (at most 30 iterations) to the two-device programming spread, drift and 1/f read "
-            "noise per device (one-device fits, t0 300 s); 256x256 cores, 8-bit inputs and outputs, global drift "
-            "compensation."
+            "program-and-verify (at most 30 iterations) to the two-device programming spread; drift and 1/f read "
+            "noise as measured on the two-device cell (one exponent and one deviation per cell, t0 300 s); 256x256 "
+            "cores, 8-bit inputs and outputs, global drift compensation."
         ),
         "device": {
             "g_min_us": 0.0,
             "g_max_us": 10.35,
             "t0_s": 300.0,
             "write_noise": {"kind": "polynomial", "coefficients": _HERMES_CELL, "g_max_reference_us": 20.7, "fitted_on": "cell"},
-            "read_noise": {"kind": "hermes", "fit": "one_device", "t_read_s": 512e-9, "time": "per_epoch"},
-            "drift": {"kind": "hermes", "fit": "one_device"},
+            "read_noise": {"kind": "hermes", "fit": "two_devices", "t_read_s": 512e-9, "time": "per_epoch"},
+            "drift": {"kind": "hermes", "fit": "two_devices"},
         },
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
@@ -210,8 +210,10 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "device.t0_s": f"{_HERMES}.__init__: t_0 = 300 s when num_devices == 2",
         "device.write_noise": f"{_HERMES}.__init__: prog_coeff = [0.16603222, 4.71806468, -8.48101252, 4.68961419], "
                               "prog_coeff_g_max_reference 20.7 (num_devices 2): the spread of a two-device cell",
-        "device.read_noise": f"{_HERMES}.apply_drift_noise_to_conductance: q_s piecewise (num_devices 1, break 0.1591), t_read 512 ns",
-        "device.drift": f"{_HERMES}.generate_drift_coefficients: mu (break 0.0945), sd (num_devices 1, break 0.3039), nu = |mu + sd n|",
+        "device.read_noise": f"{_HERMES}.apply_drift_noise_to_conductance: q_s piecewise (num_devices 2, break 0.16), t_read 512 ns; "
+                             "on the cell's summed conductance, as aihwkit applies it to its one 20.7-uS conductance a polarity",
+        "device.drift": f"{_HERMES}.generate_drift_coefficients: mu (break 0.0945), sd (num_devices 2, break 0.3055), nu = |mu + sd n|, "
+                        "one per cell ('as if the two devices host the same conductance', the class docstring)",
         "mapping.devices_per_polarity": "Le Gallo et al., Nat. Electron. 2023 (two devices per polarity); HermesNoiseModel num_devices = 2",
         "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; window, pulse and read noise chosen "
                        "so the residual matches the two-device spread (docs/physics.md §2b)",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ...config import ChipConfig, DeviceConfig, VerifyProgramming
+from ...config import ChipConfig, CombinedReadNoise, DeviceConfig, VerifyProgramming
 from . import device, pieces, rng, verify
 
 
@@ -131,19 +131,55 @@ def verify_report(programmed: list[Programmed], targets: list[np.ndarray]) -> di
             "residual_std_us": float(residual.std()) if residual.size else 0.0}  # fmt: skip
 
 
+def fitted_on_cell(law) -> bool:
+    """Whether a drift or read-noise law describes a unit cell's summed conductance (HERMES's two-device fits): it then
+    acts once per cell, not once per device."""
+    return bool(getattr(law, "fitted_on_cell", False))
+
+
+def cell_device(dev: DeviceConfig, n_cell: int) -> DeviceConfig:
+    """The device a law fitted on the unit cell sees: the cell's range, N g_min .. N g_max."""
+    return dev.model_copy(update={"g_min_us": n_cell * dev.g_min_us, "g_max_us": n_cell * dev.g_max_us})
+
+
+def _with_read_noise(dev: DeviceConfig, parts: list) -> DeviceConfig:
+    """``dev`` with only the read-noise ``parts`` (taken from a validated config, so not validated again)."""
+    noise = parts[0] if len(parts) == 1 else CombinedReadNoise.model_construct(kind="combined", parts=parts)
+    return dev.model_copy(update={"read_noise": noise})
+
+
 def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int) -> list[np.ndarray]:
-    """Every device's conductance t_s after programming (N arrays (2, n_in, n_out), float32)."""
-    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, n) for n in range(programmed.devices)]
+    """Every device's conductance t_s after programming (N arrays (2, n_in, n_out), float32). A drift law fitted on
+    the cell draws its exponent from device 0's stream for every device of the cell (all hold the same target, so they
+    share it): the cell's sum then drifts as the law says."""
+    shared = fitted_on_cell(dev.drift)
+    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, 0 if shared else n)
+            for n in range(programmed.devices)]  # fmt: skip
 
 
 def epoch_conductances(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> np.ndarray:
-    """The cell conductances every read of the epoch sees: each device's per-epoch read noise, summed."""
+    """The cell conductances every read of the epoch sees: each device's per-epoch read noise, summed; a law fitted on
+    the cell (the only per-epoch part then: ``CombinedReadNoise``) draws one deviation per cell, from device 0's
+    stream, with the cell's conductances and range."""
+    if len(now) > 1 and any(fitted_on_cell(part) for part in device.read_noise_parts(dev, "per_epoch")):
+        return device.epoch_conductances(summed(now), summed(programmed.g_prog), cell_device(dev, len(now)), t_s, seed, epoch)
     return summed([device.epoch_conductances(g, programmed.g_prog[n], dev, t_s, seed, epoch, n) for n, g in enumerate(now)])
 
 
 def read_noise_std(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float) -> np.ndarray:
-    """Std (uS, float32) of a cell's per-read noise: its devices' variances add (one device: its own std)."""
-    stds = [device.read_noise_std(g, dev, t_s, programmed.g_prog[n]) for n, g in enumerate(now)]
-    if len(stds) == 1:
-        return stds[0]
-    return np.sqrt(sum(s.astype(np.float64) ** 2 for s in stds)).astype(np.float32)
+    """Std (uS, float32) of a cell's per-read noise: its devices' variances add (one device: its own std), and so do
+    those of the parts fitted on the cell, computed once for the cell's sum."""
+    if len(now) == 1:
+        return device.read_noise_std(now[0], dev, t_s, programmed.g_prog[0])
+    parts = device.read_noise_parts(dev, "per_read")
+    own = [part for part in parts if not fitted_on_cell(part)]
+    on_cell = [part for part in parts if fitted_on_cell(part)]
+    variance = np.zeros(now[0].shape, np.float64)
+    if own:
+        per_device = _with_read_noise(dev, own) if on_cell else dev
+        for n, g in enumerate(now):
+            variance += device.read_noise_std(g, per_device, t_s, programmed.g_prog[n]).astype(np.float64) ** 2
+    if on_cell:
+        cell = _with_read_noise(cell_device(dev, len(now)), on_cell)
+        variance += device.read_noise_std(summed(now), cell, t_s, summed(programmed.g_prog)).astype(np.float64) ** 2
+    return np.sqrt(variance).astype(np.float32)
