@@ -200,3 +200,28 @@ def test_devices_drifting_on_their_own_spread_less_than_the_measured_cell():
     assert spreads["two_devices"][1] == pytest.approx(1.0, abs=0.03)  # mu / sd >= 2.6 here: the fold |.| is negligible
     assert spreads["one_device"][1] == pytest.approx(1.0, abs=0.03)
     assert spreads["one_device"][0] < 0.95 * spreads["two_devices"][0]  # 0.90 measured
+
+
+def test_current_read_noise_is_aihwkits_pcm_read_weight_noise():
+    """aihwkit's WeightNoiseType.PCM_READ adds w_noise * sqrt(sum_j |w_ij| x_j^2) * n to output i at every read (its C++
+    applyOutputPCMReadNoise), in units of the full-scale weight. The ``current`` read noise (variance sigma^2 g_max |G|
+    per device) must give that variance on every output of an ideal tile."""
+    cfg = ChipConfig.from_dict({"device": {"read_noise": {"kind": "current", "sigma": 0.0175}},
+                                "tile": {"rows": 64, "cols": 16, "dac": {"bits": None, "range": "none"},
+                                         "adc": {"bits": None, "range": "none"}, "out_noise": 0.0}})  # fmt: skip
+    rng = np.random.default_rng(2)
+    w = rng.uniform(-1, 1, (16, 64)).astype(np.float32)
+    w[:, 0] = 1.0  # every column's scale 1: the tile's normalized weights are w
+    x = rng.uniform(-1, 1, 64).astype(np.float32)
+    tiles = TileArray.from_weights(w, cfg, seed=6)
+    y = tiles.mvm(np.repeat(x[None], 6000, axis=0)).astype(np.float64)  # 6000 reads, a fresh draw each
+    want = 0.0175**2 * (np.abs(w) @ (x.astype(np.float64) ** 2))
+    np.testing.assert_allclose(y.var(axis=0), want, rtol=4 * np.sqrt(2 / 6000))
+    np.testing.assert_allclose(y.mean(axis=0), w @ x, atol=4 * np.sqrt(want.max() / 6000))
+
+
+def test_the_hwa_preset_wires_have_aihwkits_ratio_of_wire_to_device_conductance():
+    """aihwkit's ir_drop_g_ratio (simulator/parameters/io.py) = 1 / 0.35 / 5e-6: a segment's conductance over g_max."""
+    cfg = ChipConfig.preset("aihwkit-hwa")
+    ratio = 1.0 / (cfg.tile.wire_resistance_ohm * cfg.device.g_max_us * 1e-6)
+    assert ratio == pytest.approx(1.0 / 0.35 / 5e-6, rel=1e-12)

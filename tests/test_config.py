@@ -48,9 +48,9 @@ def test_zero_bits_names_the_field_and_range():
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(XbarsimError, match="unknown preset 'nope'.*aihwkit, gaussian, ideal, pcm, rram"):
+    with pytest.raises(XbarsimError, match="unknown preset 'nope'.*aihwkit, aihwkit-hwa, gaussian, hermes, ideal, neurram, pcm, reram-cmo, rram"):
         ChipConfig.preset("nope")
-    with pytest.raises(ConfigError, match=r"preset: unknown preset \['pcm'\]; choose from aihwkit, gaussian"):
+    with pytest.raises(ConfigError, match=r"preset: unknown preset \['pcm'\]; choose from aihwkit, aihwkit-hwa, gaussian"):
         ChipConfig.from_dict({"preset": ["pcm"]})
 
 

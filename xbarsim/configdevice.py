@@ -113,6 +113,16 @@ class ProportionalReadNoise(_Strict):
     time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
 
 
+class CurrentReadNoise(_Strict):
+    """Noise whose variance follows the device's current: every read adds ``N(0, sigma^2 g_max |G|)`` (uS^2), a std of
+    ``sigma`` of g_max at G = g_max. On an output it is aihwkit's WeightNoiseType.PCM_READ, ``w_noise sqrt(sum_j |w_ij|
+    x_j^2)`` in units of the full-scale weight (its C++ ``applyOutputPCMReadNoise``), with w_noise = sigma."""
+
+    kind: Literal["current"] = "current"
+    sigma: float = Field(ge=0, le=10, description="std at G = g_max, as a fraction of g_max (aihwkit's w_noise)")
+    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
+
+
 class PCMReadNoise(_Strict):
     """IBM's PCM 1/f read noise: std = |G(t)| * Q * sqrt(ln((t + t0 + t_read) / (2 t_read))),
     Q = min(q_coeff / max(g^q_exponent, 1e-3), q_max), g = G_prog / g_max (the programmed
@@ -165,7 +175,8 @@ class LogConductanceReadNoise(_Strict):
 
 
 SingleReadNoise = Annotated[
-    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise, HermesReadNoise, LogConductanceReadNoise],
+    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, CurrentReadNoise, PCMReadNoise, HermesReadNoise,
+          LogConductanceReadNoise],
     Field(discriminator="kind"),
 ]
 
@@ -188,8 +199,8 @@ class CombinedReadNoise(_Strict):
 
 
 ReadNoise = Annotated[
-    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise, HermesReadNoise, LogConductanceReadNoise,
-          CombinedReadNoise],
+    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, CurrentReadNoise, PCMReadNoise, HermesReadNoise,
+          LogConductanceReadNoise, CombinedReadNoise],
     Field(discriminator="kind"),
 ]
 

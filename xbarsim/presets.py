@@ -142,17 +142,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "aihwkit-hwa",
         "description": (
             "aihwkit 1.1.0's StandardHWATrainingPreset inference chip (Rasch et al., Nat. Commun. 2023): PCMLikeNoiseModel "
-            "devices, 8-bit DAC with a calibrated input range (start 3.0), 8-bit ADC with bound 10, output noise 0.04, "
-            "no bound management, column-wise weight scaling, digital bias, global drift compensation, 512-row tiles "
-            "(its per-read PCM_READ weight noise, w_noise 0.0175, is not modelled)."
+            "devices plus its per-read PCM_READ weight noise (w_noise 0.0175: read noise with a variance following the "
+            "current), 8-bit DAC with a calibrated input range (start 3.0), 8-bit ADC with bound 10, output noise 0.04, "
+            "no bound management, column-wise weight scaling, digital bias, global drift compensation, 512-row tiles, "
+            "wires of its ir_drop_g_ratio (0.07 ohm a segment at 25 uS; xbarsim's wire model, not aihwkit's fit)."
         ),
-        "device": _PCM_DEVICE,
+        "device": {
+            **_PCM_DEVICE,
+            "read_noise": {"kind": "combined", "parts": [{"kind": "pcm", "time": "per_epoch"}, {"kind": "current", "sigma": 0.0175}]},
+        },
         "tile": {
             "rows": 512,
             "cols": 512,
             "dac": {"bits": 8, "range": "calibrated", "bound": 3.0},
             "adc": {"bits": 8, "range": "fixed", "bound": 10.0},
             "out_noise": 0.04,
+            "wire_resistance_ohm": 0.07,
         },
         "mapping": {"weight_scale": "column", "bias": "digital"},
         "drift_compensation": "global",
@@ -241,6 +246,12 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
     },
     "aihwkit-hwa": {
         "device": f"{_HWA}: noise_model = PCMLikeNoiseModel() (g_max 25, per-epoch 1/f read noise)",
+        "device.read_noise": f"{_HWA}: PCMLikeNoiseModel's 1/f noise (per epoch) and forward w_noise 0.0175, w_noise_type "
+                             "PCM_READ: output std w_noise sqrt(sum_j |w_ij| x_j^2) per read (aihwkit's C++ "
+                             "applyOutputPCMReadNoise), xbarsim's read noise kind current with sigma 0.0175",
+        "tile.wire_resistance_ohm": f"{_HWA}: ir_drop 1.0 (aihwkit/simulator/parameters/io.py: ir_drop_g_ratio = 1 / 0.35 / 5e-6, wire "
+                                    "conductance per segment over g_max): r = 1 / (5.7143e5 x 25 uS) = 0.07 ohm; aihwkit's "
+                                    "ir-drop fit itself is not copied (docs/physics.md §10)",
         "tile.rows, tile.cols": f"{_HWA}: MappingParameter max_input_size 512, max_output_size 0 (columns are not split; "
                                 "with column-wise scaling a split changes no output)",
         "tile.dac": f"{_HWA}: inp_res 254 (8 bits), InputRangeParameter init_value 3.0, learned from data (calibrated)",
@@ -250,8 +261,6 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "mapping.weight_scale": f"{_HWA}: weight_scaling_omega 1.0, weight_scaling_columnwise True",
         "mapping.bias": f"{_HWA}: digital_bias True",
         "drift_compensation": f"{_HWA}: drift_compensation = GlobalDriftCompensation",
-        "not modelled": f"{_HWA}: w_noise 0.0175 with WeightNoiseType.PCM_READ (output-referred, computed in aihwkit's C++ "
-                        "tile, not transcribed); ir_drop 1.0 (aihwkit's own IR-drop model, docs/physics.md §10)",
     },
     "aihwkit": {
         "device.g_max_us, g_min_us": "PCMLikeNoiseModel(g_max=25): SinglePairConductanceConverter(g_max=25, g_min=0)",

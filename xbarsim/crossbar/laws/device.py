@@ -16,6 +16,7 @@ from ...config import (
     AbsoluteWriteNoise,
     AdditiveReadNoise,
     CombinedReadNoise,
+    CurrentReadNoise,
     DeviceConfig,
     HermesDrift,
     HermesReadNoise,
@@ -239,7 +240,8 @@ def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.n
     """Std (uS, float32) of the ``time`` (per_read / per_epoch) read noise of every device with
     conductance g now, t_s after programming, programmed to ``g_prog`` (default: g).
 
-    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))).
+    additive: sigma; proportional: sigma |G|; current: sigma sqrt(g_max |G|); pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read)));
+    the measured chips: ``chiplaws``.
     Independent terms of one time character add in variance.
     """
     parts = read_noise_parts(device, time)
@@ -266,6 +268,8 @@ def _term_std(noise, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np
         return np.full(g.shape, noise.sigma)
     if isinstance(noise, ProportionalReadNoise):
         return noise.sigma * np.abs(g.astype(np.float64))
+    if isinstance(noise, CurrentReadNoise):
+        return noise.sigma * np.sqrt(device.g_max_us * np.abs(g.astype(np.float64)))
     if isinstance(noise, PCMReadNoise):
         return noise.scale * np.abs(g.astype(np.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
     if isinstance(noise, HermesReadNoise):
