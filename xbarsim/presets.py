@@ -233,7 +233,12 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "programming": "github weierwan/Neurram_48core python/wupdate_control.py program_increment/program_array: +-g_tol "
                        "window (1 uS), max_pulse_limit 30, iterations 50 (the issue's setting); pulse model chosen (docs/physics.md §2b)",
         "tile.rows, tile.cols": "Wan et al. 2022: 256x256 cores (16x16 corelets of 16x16)",
-        "tile.dac, tile.adc": "not transcribed from a checked source: 8-bit as the other presets",
+        "tile.dac.bits, tile.adc.bits": "github weierwan/Neurram_48core python/matmul.py: inputs bit-serial with a 3-bit "
+                                        "num_bits register ((num_bits-1) & 0b111 in _setup_inference: 1-8 bits, signed inputs "
+                                        "use one for the sign); outputs a sign and a 7-bit step count (_decode_row_output: "
+                                        "np_bytes & 0x7f, sign bit 7): 8-bit signed converters at the chip's largest setting",
+        "tile.dac.range, tile.adc.bound, tile.out_noise": "no checked source (the chip ranges its outputs by counting "
+                                                          "charge-decrement steps): those of the pcm preset",
     },
     "reram-cmo": {
         "device.g_max_us, g_min_us": f"{_CMO}: SingleDeviceConductanceConverter(g_max=88.199997, g_min=9.0) "
