@@ -266,17 +266,23 @@ class HermesDrift(_Strict):
 
 class RelaxationDrift(_Strict):
     """RRAM conductance relaxation fitted as the spread around the target at published times (NeuRRAM, aihwkit's
-    ReRamWan2022NoiseModel): ``G(t) = max(0, G_prog + r(t) * n)``, n ~ N(0, 1) per device,
-    ``r(t)^2 = max(s(t)^2 - s(t_1)^2, 0)``: the variance the spread s has grown since the first published time t_1,
-    s(t) = scale * (g_max / g_max_reference_us) * |poly_t(G_target / g_max)| interpolated linearly in log10 t
-    between the published times (held at the ends). Programming with the spread at t_1 then gives s(t) at every
-    published time; one normal per device, so drifting to any t follows one trajectory."""
+    ReRamWan2022NoiseModel): ``G(t) = max(0, G_prog + r(t) * n)``, n ~ N(0, 1) per device, s(t) = scale *
+    (g_max / g_max_reference_us) * |poly_t(G_target / g_max)| interpolated linearly in log10 t between the published
+    times (held at the ends). ``starts_from: first_fit``: ``r(t)^2 = max(s(t)^2 - s(t_1)^2, 0)``, the variance s has
+    grown since the first published time t_1, so programming with the spread at t_1 (one shot) gives s(t) at every
+    published time. ``programmed``: ``r(t)^2 = max(s(t)^2 - e^2, 0)`` with e = G_prog - G_target, the device's own
+    programming error, which the fitted deviation from the target already holds: the spread around the targets is
+    s(t) whatever the programming left (a verify loop's residual), exactly where |e| <= s(t). One normal per device,
+    so drifting to any t follows one trajectory."""
 
     kind: Literal["relaxation"] = "relaxation"
     times_s: list[float] = Field(min_length=1, max_length=16, description="the published times, s, increasing, > 0")
     coefficients: list[list[float]] = Field(description="per time: c_0, c_1, ... of the spread in uS, x = G_target / g_max")
     g_max_reference_us: float | None = Field(None, gt=0, description="the g_max of the fit, uS (None: g_max)")
     scale: float = Field(1.0, ge=0, le=10, description="multiplies the spread (1 = published model)")
+    starts_from: Literal["first_fit", "programmed"] = Field(
+        "first_fit", description="what the fitted spread grows from (class doc): the fit at t_1, or each device's programming error"
+    )
 
     @model_validator(mode="after")
     def _times(self) -> RelaxationDrift:

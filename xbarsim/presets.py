@@ -113,7 +113,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "g_max_us": 40.0,
             "t0_s": 1.0,
             "write_noise": {"kind": "polynomial", "coefficients": _NEURRAM_FITS[0], "g_max_reference_us": 40.0},
-            "drift": {"kind": "relaxation", "times_s": _NEURRAM_TIMES, "coefficients": _NEURRAM_FITS, "g_max_reference_us": 40.0},
+            "drift": {"kind": "relaxation", "times_s": _NEURRAM_TIMES, "coefficients": _NEURRAM_FITS, "g_max_reference_us": 40.0,
+                      "starts_from": "programmed"},
         },
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "programming": {
@@ -228,7 +229,8 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
     "neurram": {
         "device.g_max_us, g_min_us": "Wan et al., Nature 2022: 1-40 uS; coeff fits for g_max 40 uS (reram.py: 'standard g_max are defined in respect to 40.0 uS')",
         "device.write_noise": f"{_WAN}.__init__: coeff_dic[1.0] = [-16.815, 45.393, -43.853, 16.030, 0.348][::-1]",
-        "device.drift": f"{_WAN}.__init__: coeff_dic at 1 s, 86400 s, 172800 s, interpolated in log time (relaxation law)",
+        "device.drift": f"{_WAN}.__init__: coeff_dic at 1 s, 86400 s, 172800 s, interpolated in log time (relaxation law); "
+                        "the fits are deviations from the target, the verify residual included (starts_from: programmed)",
         "device.read_noise": f"{_WAN}: 'No separate data is available for read noise (1/f)': none",
         "programming": "github weierwan/Neurram_48core python/wupdate_control.py program_increment/program_array: +-g_tol "
                        "window (1 uS), max_pulse_limit 30, iterations 50 (the issue's setting); pulse model chosen (docs/physics.md §2b)",

@@ -92,12 +92,16 @@ def relaxation_spread(g_target: np.ndarray, law, g_max: float, t_s: float) -> np
 
 def additive_drift(g_prog: np.ndarray, g_target: np.ndarray, z: np.ndarray, law, device, t_s: float) -> np.ndarray:
     """G(t) (float32) under the additive laws, z the device's drift normals:
-    relaxation: ``max(0, G_prog + sqrt(max(s(t)^2 - s(t_1)^2, 0)) z)``;
+    relaxation: ``max(0, G_prog + sqrt(max(s(t)^2 - v, 0)) z)``, v = s(t_1)^2 (``starts_from: first_fit``) or each
+    device's squared programming error (``programmed``);
     log_time: ``clip(G_prog + scale (m L + (s1 L + s0) z), g_min, g_max)``, L = max(ln t, 0)."""
     z64 = z.astype(np.float64)
     if law.kind == "relaxation":
         grown = relaxation_spread(g_target, law, device.g_max_us, t_s) ** 2
-        first = relaxation_spread(g_target, law, device.g_max_us, law.times_s[0]) ** 2
+        if law.starts_from == "programmed":
+            first = (g_prog.astype(np.float64) - g_target) ** 2
+        else:
+            first = relaxation_spread(g_target, law, device.g_max_us, law.times_s[0]) ** 2
         g = g_prog + np.sqrt(np.maximum(grown - first, 0.0)) * z64
         return np.maximum(g, 0.0).astype(np.float32)
     decades = max(np.log(t_s), 0.0)
