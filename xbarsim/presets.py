@@ -95,8 +95,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
         "programming": {
-            "method": "verify", "start": "reset", "window_us": 1.2, "read_noise_us": 0.2, "max_pulses": 30, "max_iterations": 30,
-            "pulse": {"step_us": 2.0, "step_spread": 0.7},
+            "method": "verify", "start": "reset", "window_us": 0.35, "window_pct": 12.0, "read_noise_us": 0.1, "read_noise_pct": 4.0,
+            "max_pulses": 30, "max_iterations": 30, "pulse": {"step_us": 4.0, "step_spread": 0.7},
         },
         "drift_compensation": "global",
     },
