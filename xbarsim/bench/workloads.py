@@ -23,12 +23,12 @@ TILE_CASES: dict[str, dict] = {
     },
     "8-bit + PCM read noise (output_referred)": {
         **_CONVERTERS_8BIT,
-        "device.read_noise": {"kind": "pcm"},
+        "device.read_noise": {"kind": "pcm", "time": "per_read"},
         "tile.out_noise": 0.04,
     },
     "8-bit + PCM read noise (per_device)": {
         **_CONVERTERS_8BIT,
-        "device.read_noise": {"kind": "pcm"},
+        "device.read_noise": {"kind": "pcm", "time": "per_read"},
         "tile.out_noise": 0.04,
         "tile.read_noise_path": "per_device",
     },

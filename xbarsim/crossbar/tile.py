@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
-from .laws import compensation, device, irdrop, rng
+from .laws import cells, compensation, device, irdrop, rng
 from .read import converters, patches, readout, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
@@ -90,22 +90,31 @@ class TileArray:
         """(2, n_in, n_out) float32 target conductances (G+, G-), uS."""
         return targets_from_signed(self.targets, self.cfg.device.g_min_us)
 
-    def programmed(self) -> tuple[np.ndarray, np.ndarray]:
-        """(G_prog (2, n_in, n_out) float32 uS, stuck codes (2, n_in, n_out) int8), regenerated from the targets and the seed."""
-        return device.program(self.g_target, self.cfg.device, self.seed)
+    def programmed(self) -> cells.Programmed:
+        """Every device of every cell as programmed, (N, 2, n_in, n_out) (``cells.program``), regenerated from the
+        targets and the seed."""
+        return cells.program(self.g_target, self.cfg, self.seed)
+
+    def devices_now(self, programmed: cells.Programmed | None = None) -> np.ndarray:
+        """(N, 2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
+        programmed = self.programmed() if programmed is None else programmed
+        return cells.drifted(programmed, self.g_target, self.cfg.device, self.t_s, self.seed)
 
     @property
     def g_prog(self) -> np.ndarray:
-        return self.programmed()[0]
+        """(2, n_in, n_out) float32: the cells' programmed conductances (the sum of their devices), uS."""
+        return cells.summed(self.programmed().g_prog)
 
     @property
     def stuck(self) -> np.ndarray:
-        return self.programmed()[1]
+        """Stuck codes: (2, n_in, n_out) int8 for one device per polarity, else every device's (N, 2, n_in, n_out)."""
+        programmed = self.programmed()
+        return programmed.stuck[0] if programmed.devices == 1 else programmed.stuck
 
     @property
     def g_now(self) -> np.ndarray:
-        """(2, n_in, n_out) float32 conductances at t_s (without the per-epoch read noise), uS."""
-        return device.drifted(*self.programmed(), self.cfg.device, self.t_s, self.seed)
+        """(2, n_in, n_out) float32 cell conductances at t_s (without the per-epoch read noise), uS."""
+        return cells.summed(self.devices_now())
 
     def program(self, seed: int) -> None:
         """(Re)program every device from its target with write error and faults; sets the drift
@@ -116,9 +125,19 @@ class TileArray:
         self.bm_rereads = 0
         self.epoch = 0
         programmed = self.programmed()
-        self.programmed_crc32 = device.programmed_checksum(*programmed)
+        self._fingerprint(programmed)
         self._move_to(0.0, programmed=programmed)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
+
+    def _fingerprint(self, programmed: cells.Programmed) -> None:
+        """What is kept of the programmed devices: ``programmed_crc32`` (CRC-32 of every device's G_prog then its stuck
+        codes) and ``verify_totals`` (program-and-verify's sums, ``cells.verify_totals``; None after one shot)."""
+        self.programmed_crc32 = device.programmed_checksum(programmed.g_prog, programmed.stuck)
+        self.verify_totals = cells.verify_totals(programmed, self.g_target)
+
+    def programming_report(self) -> dict[str, float] | None:
+        """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""
+        return cells.verify_report([self.verify_totals])
 
     def _set_units(self) -> None:
         """What the converters' units are: ``analog_gain`` (P, n_out) multiplies the normalized
@@ -153,18 +172,17 @@ class TileArray:
         self._move_to(self.t_s)
         self._compensate()
 
-    def _move_to(self, t_s: float, epoch: int | None = None, programmed: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Go to t_s in read epoch ``epoch`` (default: the current one); ``programmed``: (G_prog, stuck) if
+    def _move_to(self, t_s: float, epoch: int | None = None, programmed: cells.Programmed | None = None) -> None:
+        """Go to t_s in read epoch ``epoch`` (default: the current one); ``programmed``: the programmed devices if
         already at hand (else regenerated)."""
         self.t_s = t_s  # validated by drifted()
         dev = self.cfg.device
-        g_prog, stuck = programmed if programmed is not None else self.programmed()
-        g_now = device.drifted(g_prog, stuck, dev, t_s, self.seed)
-        del stuck
-        g_read = device.epoch_conductances(g_now, g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        programmed = self.programmed() if programmed is None else programmed
+        devices_now = cells.drifted(programmed, self.g_target, dev, t_s, self.seed)  # every device of every cell
+        g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
-        self._set_conductances(g_now, g_read, g_prog)
+        self._set_conductances(g_read, devices_now, programmed)
 
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
@@ -191,33 +209,33 @@ class TileArray:
     def _compensate(self) -> None:
         self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
-    def _set_conductances(self, g_now: np.ndarray, g_read: np.ndarray, g_prog: np.ndarray) -> None:
-        """From the conductances now (g_now), as this epoch's reads see them (g_read: with the per-epoch
-        read noise) and as programmed (g_prog), set what the kernels use, in converter units
+    def _set_conductances(self, g_read: np.ndarray, devices_now: np.ndarray, programmed: cells.Programmed) -> None:
+        """From the cell conductances as this epoch's reads see them (g_read: with the per-epoch read noise), every
+        device now (``devices_now``, (N, 2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
-        dev = self.cfg.device
         self._weights = None  # the effective weights of the previous conductances
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
-        gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
+        gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         del g_read
         self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
         del gdiff
-        self._set_read_noise(gain, g_now, g_prog)
+        self._set_read_noise(gain, devices_now, programmed)
         self.g_direct = self._direct_conductances()
 
-    def _set_read_noise(self, gain: np.ndarray | None, g_now: np.ndarray, g_prog: np.ndarray) -> None:
-        """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
+    def _set_read_noise(self, gain: np.ndarray | None, devices_now: np.ndarray, programmed: cells.Programmed) -> None:
+        """The per-read noise the kernels draw, in converter units (from the devices at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
-        span = np.float32(dev.g_max_us - dev.g_min_us)
-        span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
+        g_min, g_max = cells.span(self.cfg)
+        span = np.float32(g_max - g_min)
+        span2 = np.float32((g_max - g_min) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = device.read_noise_std(g_now, dev, self.t_s, g_prog)  # (2, n_in, n_out) uS, per read
+        sigma = cells.read_noise_std(devices_now, programmed, dev, self.t_s)  # (2, n_in, n_out) uS, per read
         if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
@@ -254,8 +272,7 @@ class TileArray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift); kept until
         the conductances change (training through the chip asks for them at every backward pass)."""
         if self._weights is None:
-            dev = self.cfg.device
-            self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+            self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, *cells.span(self.cfg)).T)
         return self._weights
 
     def target_weights(self) -> np.ndarray:
@@ -360,7 +377,7 @@ class TileArray:
             setattr(tiles, name, value.astype(np.float32, copy=False))
         tiles._set_seed(state["seed"])
         programmed = tiles.programmed()
-        tiles.programmed_crc32 = device.programmed_checksum(*programmed)
+        tiles._fingerprint(programmed)
         if state.get("programmed_crc32", tiles.programmed_crc32) != tiles.programmed_crc32:
             raise ValueError("the programmed state regenerated from the targets and the seed does not match programmed_crc32 "
                              "(the file was altered, or written by an xbarsim with another device model)")  # fmt: skip

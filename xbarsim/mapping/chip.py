@@ -13,7 +13,7 @@ from torch import nn
 from .. import heap
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
-from ..crossbar.laws import rng
+from ..crossbar.laws import cells, rng
 from ..limits import check_drift_time, check_seed
 from ..progress import progress_bar
 from ..models import netspec
@@ -103,6 +103,7 @@ class VirtualChip:
 
     def summary(self) -> list[LayerSummary]:
         rows, cols = self.cfg.tile.rows, self.cfg.tile.cols
+        n_cell = self.cfg.mapping.devices_per_polarity
         out = []
         for name, layer in self.layers.items():
             tiles = used = 0
@@ -111,10 +112,10 @@ class VirtualChip:
                 n_p, n_q = matrix.tiles.grid.shape
                 tiles += n_p * n_q
                 used += matrix.tiles.grid.n_in * matrix.tiles.grid.n_out
-                energy += sum(tile_cost.energy_pj(tile_cost.vector_counts(matrix.tiles.grid), self.cfg).values())
+                energy += sum(tile_cost.energy_pj(tile_cost.vector_counts(matrix.tiles.grid, n_cell), self.cfg).values())
             m = layer.matrices()[0].tiles.grid
             shape = f"{m.n_out}x{m.n_in}" + (f" (x{len(layer.matrices())})" if len(layer.matrices()) > 1 else "")
-            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * used, energy))
+            out.append(LayerSummary(name, layer.kind, shape, tiles, used / (tiles * rows * cols), 2 * n_cell * used, energy))
         return out
 
     def format_summary(self, energy_per_inference_pj: dict[str, float] | None = None) -> str:
@@ -130,7 +131,7 @@ class VirtualChip:
             lines.append(f"{r.name:<{width}} {r.kind:<10} {r.shape:<20} {r.tiles:>6} {r.utilization:>6.1%} {r.devices:>11,} {energy * 1e-3:>9.4g}")
         tiles = sum(r.tiles for r in rows)
         devices = sum(r.devices for r in rows)
-        capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2
+        capacity = tiles * self.cfg.tile.rows * self.cfg.tile.cols * 2 * self.cfg.mapping.devices_per_polarity
         total_energy = f"{sum(energies) * 1e-3:>9.4g}" if energy_per_inference_pj is not None else f"{'':>9}"
         lines.append("-" * len(head))
         lines.append(f"{'total':<{width}} {'':<10} {'':<20} {tiles:>6} {devices / capacity:>6.1%} {devices:>11,} {total_energy}".rstrip())
@@ -139,7 +140,17 @@ class VirtualChip:
             lines.append(f"digital (float32, not on tiles): the score and context products of {len(self.attention)} attention "
                          f"module(s) ({', '.join(list(self.attention)[:3])}{', ...' if len(self.attention) > 3 else ''}); "
                          f"`xbarsim cost` counts their MACs")  # fmt: skip
+        report = self.programming_report()
+        if report is not None:
+            lines.append(f"program-and-verify: {report['converged']:.2%} of {report['devices']:,.0f} devices converged, "
+                         f"{report['pulses_mean']:.2f} pulses a device, residual {report['residual_mean_us']:+.3f} +- "
+                         f"{report['residual_std_us']:.3f} uS (converged devices)")  # fmt: skip
         return "\n".join(lines)
+
+    def programming_report(self) -> dict[str, float] | None:
+        """Program-and-verify over the whole chip (``cells.verify_report``: convergence, pulses and verify reads, the
+        residual of the converged devices); None after one-shot programming."""
+        return cells.verify_report([m.tiles.verify_totals for m in self.matrices()])
 
 
 class AnalogModel(nn.Module):

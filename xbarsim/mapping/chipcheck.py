@@ -134,10 +134,11 @@ class FileReader:
         return value
 
     def config(self, group: h5py.Group) -> ChipConfig:
-        """The chip config, validated again."""
-        self.json_attr(group, "json", "config", dict)  # refuses non-JSON, NaN and infinities first
+        """The chip config, validated again; laws a later xbarsim changed keep the form the file was written with
+        (``written_laws``)."""
+        data = self.json_attr(group, "json", "config", dict)  # refuses non-JSON, NaN and infinities first
         try:
-            return ChipConfig.model_validate_json(group.attrs["json"])
+            return ChipConfig.model_validate(written_laws(data))
         except pydantic.ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()[:5])
             raise self.error("config", f"not a valid chip config ({problems})") from None
@@ -252,3 +253,19 @@ def _dtype_words(dtype: np.dtype) -> str:
     words = {"S": "byte strings", "U": "text", "O": "objects (variable-length strings)", "c": "complex numbers",
              "V": "raw or compound records", "b": "booleans", "f": "floating-point numbers", "i": "integers", "u": "integers"}  # fmt: skip
     return f"{words.get(dtype.kind, 'values')} ({dtype})"
+
+
+def written_laws(config: dict) -> dict:
+    """A stored config with the fields that xbarsim 0.3 added to change a law set to the law before them, where a
+    file (written before) lacks them: PCM write noise not rescaled by g_max (``g_max_reference_us`` = g_max) and the
+    PCM drift exponent drawn at G_prog (``exponent_from: programmed``). Such a file then loads to the chip it held
+    (docs/file-formats.md); a file written since stores both fields."""
+    device = config.get("device")
+    if not isinstance(device, dict):
+        return config
+    write, drift = device.get("write_noise"), device.get("drift")
+    if isinstance(write, dict) and write.get("kind") == "pcm" and "g_max_reference_us" not in write:
+        write["g_max_reference_us"] = device.get("g_max_us", 25.0)
+    if isinstance(drift, dict) and drift.get("kind") == "pcm" and "exponent_from" not in drift:
+        drift["exponent_from"] = "programmed"
+    return config

@@ -54,6 +54,7 @@ class ChipCost:
     layers: list[LayerCost]
     samples: int  # inputs the counts were measured on
     digital_macs: dict[str, float] = field(default_factory=dict)  # attention module -> score and context MACs per inference
+    programming: dict[str, float] | None = None  # program-and-verify, once: pulses, verify reads, energy (pJ), time (ns)
 
     @property
     def energy_pj(self) -> float:
@@ -103,19 +104,30 @@ def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[
     """The cost of an inference given, per layer and matrix, the input vectors and re-reads per inference
     (and per attention module, the digital products' MACs per inference)."""
     cfg = chip.cfg
+    n_cell = cfg.mapping.devices_per_polarity
     tile_area = sum(tile_cost.tile_area_um2(cfg).values())
     layers = []
     for name, layer in chip.layers.items():
         counts, latency, tiles, macs = NO_COUNTS, 0.0, 0, 0.0
         for matrix, n_vectors, n_rereads in zip(layer.matrices(), vectors[name], rereads[name]):
             grid = matrix.tiles.grid
-            counts = counts + tile_cost.vector_counts(grid).scaled(n_vectors) + tile_cost.reread_counts(grid).scaled(n_rereads)
+            counts = counts + tile_cost.vector_counts(grid, n_cell).scaled(n_vectors) + tile_cost.reread_counts(grid, n_cell).scaled(n_rereads)
             latency += (n_vectors + n_rereads) * tile_cost.vector_latency_ns(grid, cfg)
             tiles += grid.shape[0] * grid.shape[1]
             macs += n_vectors * grid.n_in * grid.n_out
         energy = tile_cost.energy_pj(counts, cfg)
         layers.append(LayerCost(name, tiles, sum(vectors[name]), sum(rereads[name]), counts, energy, latency, tiles * tile_area, macs))
-    return ChipCost(layers, samples, dict(digital_macs or {}))
+    return ChipCost(layers, samples, dict(digital_macs or {}), programming_cost(chip))
+
+
+def programming_cost(chip: VirtualChip) -> dict[str, float] | None:
+    """Program-and-verify's pulses and verify reads over the whole chip (each device's own count, confirming reads
+    included) and their energy and time (``crossbar.cost.programming_cost``); None after one-shot programming."""
+    report = chip.programming_report()
+    if report is None:
+        return None
+    return {"devices": report["devices"], "converged": report["converged"], "pulses": report["pulses"],
+            "verify_reads": report["verify_reads"], **tile_cost.programming_cost(report["pulses"], report["verify_reads"], chip.cfg)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -205,4 +217,9 @@ def format_cost(cost: ChipCost) -> str:
         lines += [f"  {name:<{width}} {macs:>14,.0f}" for name, macs in cost.digital_macs.items()]
     lines.append(f"MACs per inference: analog {cost.analog_macs:,.0f}, digital {sum(cost.digital_macs.values()):,.0f}; "
                  f"analog share {100 * cost.analog_share:.1f}%")  # fmt: skip
+    if cost.programming is not None:
+        p = cost.programming
+        lines.append(f"programming (once, program-and-verify): {p['pulses']:.6g} pulses and {p['verify_reads']:.6g} verify reads on "
+                     f"{p['devices']:.6g} devices ({p['converged']:.2%} converged): {p['programming_energy_pj'] * 1e-6:.4g} uJ, "
+                     f"{p['programming_time_ns'] * 1e-9:.4g} s one device at a time")  # fmt: skip
     return "\n".join(lines)

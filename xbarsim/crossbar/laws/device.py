@@ -18,20 +18,27 @@ from ...config import (
     AbsoluteWriteNoise,
     AdditiveReadNoise,
     CombinedReadNoise,
+    CurrentReadNoise,
     DeviceConfig,
+    HermesDrift,
+    HermesReadNoise,
+    LogConductanceReadNoise,
     LogNormalDrift,
+    LogTimeDrift,
     NoDrift,
     NoReadNoise,
     NoWriteNoise,
     PCMDrift,
     PCMReadNoise,
     PCMWriteNoise,
+    PolynomialWriteNoise,
     PowerLawDrift,
     ProportionalReadNoise,
     ProportionalWriteNoise,
+    RelaxationDrift,
     StuckAtFaults,
 )
-from . import lawkernels, pieces, rng
+from . import chiplaws, lawkernels, pieces, rng
 
 STUCK_ON = 1
 STUCK_OFF = -1
@@ -44,9 +51,12 @@ def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int =
     return rng.normals(rng.stream_key(seed, purpose, index), pairs, first, serial=True).reshape(shape)
 
 
-def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
-    """Std (uS) of the programming error of every device, same shape as ``g_target``."""
+def write_noise_std(g_target: np.ndarray, noise, g_max: float, cell_devices: int = 1) -> np.ndarray:
+    """Std (uS) of the programming error of every device, same shape as ``g_target``; ``cell_devices``: the
+    devices per polarity of a unit cell (a law fitted on the cell gives each device std / sqrt(N))."""
     g = g_target.astype(np.float64)
+    if isinstance(noise, PolynomialWriteNoise):
+        return chiplaws.polynomial_write_std(g, noise, g_max, cell_devices)
     if isinstance(noise, NoWriteNoise):
         return np.zeros_like(g)
     if isinstance(noise, AbsoluteWriteNoise):
@@ -55,29 +65,38 @@ def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
         return noise.sigma * np.abs(g)
     if isinstance(noise, PCMWriteNoise):
         gh = g / g_max
-        return noise.scale * np.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
+        return pcm_write_scale(noise, g_max) * np.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0) -> np.ndarray:
+def pcm_write_scale(noise: PCMWriteNoise, g_max: float) -> float:
+    """``scale * g_max / g_max_reference_us``: exactly ``scale`` at the reference g_max (the presets' 25 uS)."""
+    return noise.scale * (g_max / noise.g_max_reference_us)
+
+
+def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0, index: int = 0) -> np.ndarray:
     """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device of a
-    (2, ...) array whose first pair is pair ``first`` of its matrix."""
+    (2, ...) array whose first pair is pair ``first`` of its matrix (``index``: the device of its unit cell)."""
     stuck = np.zeros(shape, np.int8)
     if faults.p_on == 0 and faults.p_off == 0:
         return stuck
-    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
+    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT, index), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
     stuck[u < faults.p_on] = STUCK_ON
     stuck[(u >= faults.p_on) & (u < faults.p_on + faults.p_off)] = STUCK_OFF
     return stuck
 
 
-def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def program(g_target: np.ndarray, device: DeviceConfig, seed: int, index: int = 0, cell_devices: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Write ``g_target`` with programming error, then apply stuck-at faults.
 
     ``G = max(0, G_target + std(G_target) * n)``; stuck devices sit at g_max (on) or g_min (off).
+    ``index``: which device of a unit cell of ``cell_devices`` per polarity (its own streams; 0 for one).
     Returns (programmed conductances float32, stuck codes int8).
     """
-    g, stuck = pieces.map_pairs(lambda first, target: _program_pairs(target, device, seed, first), [g_target], [np.float32, np.int8])
+    def piece(first: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _program_pairs(target, device, seed, first, index, cell_devices)
+
+    g, stuck = pieces.map_pairs(piece, [g_target], [np.float32, np.int8])
     return g, stuck
 
 
@@ -88,63 +107,81 @@ def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
 
 
-def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int, index: int = 0,
+                   cell_devices: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     g = np.empty(g_target.shape, np.float32)
     noise = device.write_noise
     if isinstance(noise, NoWriteNoise):
         g[:] = g_target
+    elif isinstance(noise, PolynomialWriteNoise):
+        std = write_noise_std(g_target, noise, device.g_max_us, cell_devices)
+        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape, index, first)
+        g[:] = np.maximum(g_target + (std * z.astype(np.float64)).astype(np.float32), np.float32(0.0))
     else:
-        kind, c0, c1, c2, scale = _write_law(noise)
-        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
+        kind, c0, c1, c2, scale = _write_law(noise, device.g_max_us)
+        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE, index),
                            np.uint64(first), lawkernels.rows(g))  # fmt: skip
-    stuck = stuck_faults(device.faults, g_target.shape, seed, first)
+    stuck = stuck_faults(device.faults, g_target.shape, seed, first, index)
     if device.faults.p_on > 0 or device.faults.p_off > 0:
         g[stuck == STUCK_ON] = device.g_max_us
         g[stuck == STUCK_OFF] = device.g_min_us
     return g, stuck
 
 
-def _write_law(noise) -> tuple[int, float, float, float, float]:
+def _write_law(noise, g_max: float) -> tuple[int, float, float, float, float]:
     """(kind, c0, c1, c2, scale) of a write-noise law for ``lawkernels.written``."""
     if isinstance(noise, AbsoluteWriteNoise):
         return lawkernels.WRITE_ABSOLUTE, float(noise.sigma), 0.0, 0.0, 1.0
     if isinstance(noise, ProportionalWriteNoise):
         return lawkernels.WRITE_PROPORTIONAL, float(noise.sigma), 0.0, 0.0, 1.0
     if isinstance(noise, PCMWriteNoise):
-        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(noise.scale)
+        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(pcm_write_scale(noise, g_max))
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
+def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0,
+                 g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray | None:  # fmt: skip
     """Multiplicative drift ``G(t) / G_prog`` per device (float64) of a (2, ...) array whose first
     pair is pair ``first`` of its matrix, or None where it is 1 everywhere (no drift; power_law and
     pcm at t = 0, where 1^(-nu) = 1 exactly).
 
     lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
-    The per-device draws come from one stream, so drift at any t is one consistent trajectory.
+    The per-device draws come from one stream, so drift at any t is one consistent trajectory. ``g_target``: the
+    targets (the PCM and HERMES laws take nu's statistics there; default g_prog); ``index``: the device of its cell.
     """
     law = device.drift
     t0 = device.t0_s
     if not drifts(device, t_s):
         return None
-    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first).astype(np.float64)
+    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first).astype(np.float64)
     if isinstance(law, LogNormalDrift):
         s = law.sigma + law.sigma_per_decade * np.log10((t_s + t0) / t0)
         return np.exp(s * z)
     if isinstance(law, PowerLawDrift):
         nu = np.maximum(law.nu_mean + law.nu_std * z, 0.0)
     elif isinstance(law, PCMDrift):
-        mean, std = pcm_drift_moments(g_prog, device.g_max_us)
+        mean, std = pcm_drift_moments(_exponent_conductance(law, g_prog, g_target), device.g_max_us)
+        nu = law.scale * np.abs(mean + std * z)
+    elif isinstance(law, HermesDrift):
+        mean, std = chiplaws.hermes_drift_moments(g_prog if g_target is None else g_target, device.g_max_us, law.fit)
         nu = law.scale * np.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
     return ((t_s + t0) / t0) ** (-nu)
 
 
+def _exponent_conductance(law: PCMDrift, g_prog: np.ndarray, g_target: np.ndarray | None) -> np.ndarray:
+    """The conductance the PCM law takes nu's statistics at: the target, or (``exponent_from: programmed``) G_prog."""
+    return g_prog if law.exponent_from == "programmed" or g_target is None else g_target
+
+
 def drifts(device: DeviceConfig, t_s: float) -> bool:
-    """Whether conductances at t_s differ from the programmed ones (power-law laws start at 1)."""
+    """Whether conductances at t_s differ from the programmed ones (power-law laws start at 1, the relaxation and
+    log-time laws at t = 0)."""
     law = device.drift
-    return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
+    if isinstance(law, (RelaxationDrift, LogTimeDrift)):
+        return t_s > 0
+    return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift, HermesDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
 
 
 def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarray]:
@@ -153,30 +190,43 @@ def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarr
     return np.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), np.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
 
 
-def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
-    """Conductances t_s seconds after programming (float32); stuck devices do not drift."""
+def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
+            g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray:  # fmt: skip
+    """Conductances t_s seconds after programming (float32); stuck devices do not drift. ``g_target``: the targets
+    (laws whose draws depend on them; default g_prog); ``index``: the device of its unit cell (its own stream)."""
     if t_s < 0 or not np.isfinite(t_s):
         raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
     if not drifts(device, t_s):
         return g_prog.copy()
-    (g,) = pieces.map_pairs(lambda first, g0, s0: (_drifted_pairs(g0, s0, device, t_s, seed, first),), [g_prog, stuck], [np.float32])
-    return g
+    targets = g_prog if g_target is None else g_target
+
+    def piece(first: int, g0: np.ndarray, s0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray]:
+        return (_drifted_pairs(g0, s0, device, t_s, seed, first, t0, index),)
+
+    return pieces.map_pairs(piece, [g_prog, stuck, targets], [np.float32])[0]
 
 
-def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
+def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int,
+                   g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray:  # fmt: skip
     law = device.drift
+    g_target = g_prog if g_target is None else g_target
+    if isinstance(law, (RelaxationDrift, LogTimeDrift)):  # additive laws
+        z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first)
+        g = chiplaws.additive_drift(g_prog, g_target, z, law, device, t_s)
+        return np.where(stuck != 0, g_prog, g)
     if isinstance(law, (PowerLawDrift, PCMDrift)):  # drift_factor, fused
-        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first))
+        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first))
         exponents = np.empty(g_prog.size, np.float64)
         if isinstance(law, PCMDrift):
-            lawkernels.pcm_log_arguments(lawkernels.rows(g_prog), float(device.g_max_us), exponents)
+            g_law = _exponent_conductance(law, g_prog, g_target)
+            lawkernels.pcm_log_arguments(lawkernels.rows(g_law), float(device.g_max_us), exponents)
             # the log to its own buffer: written in place, the next pass ran 3x slower
             lawkernels.pcm_negative_exponents(np.log(exponents), z, float(law.scale), exponents)
         else:
             lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
         factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
     else:
-        factor = drift_factor(g_prog, device, t_s, seed, first).reshape(-1)
+        factor = drift_factor(g_prog, device, t_s, seed, first, g_target, index).reshape(-1)
     g = np.empty(g_prog.shape, np.float32)
     lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
@@ -199,7 +249,8 @@ def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.n
     """Std (uS, float32) of the ``time`` (per_read / per_epoch) read noise of every device with
     conductance g now, t_s after programming, programmed to ``g_prog`` (default: g).
 
-    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))).
+    additive: sigma; proportional: sigma |G|; current: sigma sqrt(g_max |G|); pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read)));
+    the measured chips: ``chiplaws``.
     Independent terms of one time character add in variance.
     """
     parts = read_noise_parts(device, time)
@@ -226,8 +277,14 @@ def _term_std(noise, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np
         return np.full(g.shape, noise.sigma)
     if isinstance(noise, ProportionalReadNoise):
         return noise.sigma * np.abs(g.astype(np.float64))
+    if isinstance(noise, CurrentReadNoise):
+        return noise.sigma * np.sqrt(device.g_max_us * np.abs(g.astype(np.float64)))
     if isinstance(noise, PCMReadNoise):
         return noise.scale * np.abs(g.astype(np.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
+    if isinstance(noise, HermesReadNoise):
+        return chiplaws.hermes_read_std(noise, g, g_prog, device, t_s)
+    if isinstance(noise, LogConductanceReadNoise):
+        return chiplaws.log_conductance_read_std(noise, g, t_s)
     raise TypeError(f"unknown read-noise model {noise!r}")
 
 
@@ -247,24 +304,26 @@ def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) 
 
 
 def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
-                       epoch: int) -> np.ndarray:  # fmt: skip
+                       epoch: int, index: int = 0) -> np.ndarray:  # fmt: skip
     """The conductances that every read of read epoch ``epoch`` sees (float32, uS):
     ``max(0, G + std_epoch * n)``, n ~ N(0, 1) per device drawn from (seed, epoch), with the std of
-    the per_epoch read-noise terms at t_s; G itself when there are none."""
+    the per_epoch read-noise terms at t_s; G itself when there are none. ``index``: the device of its unit cell."""
     parts = read_noise_parts(device, "per_epoch")
     if not parts:
         return g
 
     time_factors = [pcm_read_time_factor(noise, device, t_s) if isinstance(noise, PCMReadNoise) else 0.0 for noise in parts]
+    stream = epoch + (index << 32)  # device 0 of a cell: the stream of a one-device cell
 
     def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
-        z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
-        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us),)
+        z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, stream, first)
+        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us, device, t_s),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
 
 
-def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
+def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float,
+                 device: DeviceConfig | None = None, t_s: float = 0.0) -> np.ndarray:  # fmt: skip
     """``max(G + std_epoch * z, 0)`` of a piece (float32): ``read_noise_std`` fused, its powers by NumPy."""
     rows, programmed = lawkernels.rows(g), lawkernels.rows(g_prog)
     variance = np.zeros(g.size, np.float64)
@@ -282,8 +341,9 @@ def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, 
             law = (lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0)
         elif isinstance(noise, AdditiveReadNoise):
             law = (lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0)
-        else:
-            raise TypeError(f"unknown read-noise model {noise!r}")
+        else:  # the laws of the measured chips, in NumPy (chiplaws)
+            variance += _term_std(noise, g, device, t_s, g_prog).reshape(-1) ** 2
+            continue
         lawkernels.add_read_variance(rows, programmed, *law, power, zero_power, variance)
     out = np.empty(g.shape, np.float32)
     lawkernels.read_epoch(rows, lawkernels.rows(z), variance, lawkernels.rows(out))

@@ -35,6 +35,8 @@ PURPOSE_PROBE_INPUT = 9  # the drift-compensation probe inputs
 PURPOSE_READ_EPOCH = 10  # per-epoch read noise per device, index = read epoch
 PURPOSE_BM_READ = 11  # read + output noise of bound-management re-reads, per output, index = row block
 PURPOSE_BM_DEVICE = 12  # device read noise of bound-management re-reads (per-device path), index = row block
+PURPOSE_VERIFY_PULSE = 13  # program-and-verify: each pulse's step spread, index = device of the unit cell
+PURPOSE_VERIFY_READ = 14  # program-and-verify: each verify read's noise, index = device of the unit cell
 
 _GOLDEN_U = np.uint64(GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

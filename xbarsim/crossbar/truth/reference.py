@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..laws import device, irdrop, rng
+from ..laws import cells, device, irdrop, rng
 from ..read import kernels
 from ..grid import TileGrid
 from ..laws.encode import expand_rows
@@ -139,18 +139,21 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
     half = (n_out + 1) // 2
 
     xq, dac_scale, sq = dac(x, grid, cfg.tile.dac.range, tiles.dac_bounds, cfg.tile.dac.levels)
-    span = _F(dev.g_max_us - dev.g_min_us)
+    g_min, g_max = cells.span(cfg)  # a cell of N devices per polarity spans N device ranges
+    span = _F(g_max - g_min)
     # converter units: normalized conductances, or (weight_scale none) raw weight units
     unscaled = cfg.mapping.weight_scale == "none"
     gain = np.repeat(tiles.scales, np.diff(grid.row_edges), axis=0) if unscaled else None
     out_scales = np.ones_like(tiles.scales) if unscaled else tiles.scales
-    g_read = device.epoch_conductances(tiles.g_now, tiles.g_prog, dev, tiles.t_s, tiles.seed, tiles.epoch)
+    programmed = tiles.programmed()
+    devices_now = tiles.devices_now(programmed)  # (N, 2, n_in, n_out) uS
+    g_read = cells.epoch_conductances(devices_now, programmed, dev, tiles.t_s, tiles.seed, tiles.epoch)
     if cfg.tile.wire_resistance_ohm > 0:  # the first-order model, itself tested against the exact nodal solver
         g_read = irdrop.seen_conductances(g_read, grid, cfg.tile.wire_resistance_ohm)
     g_t = (g_read[0] - g_read[1]) / span
     if unscaled:
         g_t = g_t * gain
-    sigma = device.read_noise_std(tiles.g_now, dev, tiles.t_s, tiles.g_prog)  # (2, n_in, n_out), uS, per read
+    sigma = cells.read_noise_std(devices_now, programmed, dev, tiles.t_s)  # (2, n_in, n_out), uS, per read
     per_device = cfg.tile.read_noise_path == "per_device"
     noiseless = not per_device and not np.any(sigma > 0) and cfg.tile.out_noise == 0
     if noiseless and cfg.tile.dac.range == "none" and cfg.tile.adc.range == "none":
@@ -163,7 +166,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
     block_products(xq, g_t, grid.row_edges, y)
 
     sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
-    span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
+    span2 = _F((g_max - g_min) ** 2)
     var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
     var_t = var_t if gain is None else var_t * (gain * gain)
     var_const = _F(2.0) * sigma.flat[0] * sigma.flat[0] / span2 if device.read_noise_is_constant(dev) and gain is None else None
