@@ -61,6 +61,13 @@ def reproducible(seed: int, threads: int) -> None:
     np.random.seed(seed)
 
 
+def begin(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Clock, int]:
+    """Parses a chip study's options and makes its run reproducible: (args, its clock, chips per point)."""
+    args = parser.parse_args(argv)
+    reproducible(args.seed, args.threads)
+    return args, Clock(), chip_count(parser, args)
+
+
 class Clock:
     """Wall time since the study started, for progress lines and the final run time."""
 

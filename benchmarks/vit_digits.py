@@ -43,10 +43,7 @@ def drift_part(model: torch.nn.Module, split: data.DataSplit, chips: int) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = studylib.study_parser(__doc__.splitlines()[0], "vit_digits.png")
     studylib.add_chips_option(parser, full=5, quick=2)
-    args = parser.parse_args(argv)
-    studylib.reproducible(args.seed, args.threads)
-    clock = studylib.Clock()
-    chips = studylib.chip_count(parser, args)
+    args, clock, chips = studylib.begin(parser, argv)
     epochs, repeats = (8, 3) if args.quick else (40, 10)
     activation_levels = np.logspace(-2, 2, 9 if args.quick else 17)
     weight_levels = np.logspace(-2.5, 0.5, 7 if args.quick else 13)
