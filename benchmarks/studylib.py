@@ -61,6 +61,13 @@ def reproducible(seed: int, threads: int) -> None:
     np.random.seed(seed)
 
 
+def begin(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Clock, int]:
+    """Parses a chip study's options and makes its run reproducible: (args, its clock, chips per point)."""
+    args = parser.parse_args(argv)
+    reproducible(args.seed, args.threads)
+    return args, Clock(), chip_count(parser, args)
+
+
 class Clock:
     """Wall time since the study started, for progress lines and the final run time."""
 
@@ -167,10 +174,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlabel: str | dict[str, str], title: str = "",
-                fit: bool = True, columns: int = 3) -> Path:  # fmt: skip
+                fit: bool = True, columns: int = 3, ylabel: str = "test accuracy") -> Path:  # fmt: skip
     """One panel of curves (mean ± std over repeats; with ``fit``, the logistic fit where there
     is one) per entry, ``columns`` to a row; the x axis is logarithmic where a panel's values
-    span more than a factor 50; ``xlabel`` names the noise (one for all, or one per panel)."""
+    span more than a factor 50; ``xlabel`` names the noise (one for all, or one per panel); an
+    accuracy axis runs from 0 to 1, another (``ylabel``) fits its values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,8 +202,9 @@ def plot_panels(panels: dict[str, dict[str, NoiseCurve]], path: str | Path, xlab
         if values.min() > 0 and values.max() / values.min() > 50:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel[panel])
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1.02)
+        ax.set_ylabel(ylabel)
+        if ylabel == "test accuracy":
+            ax.set_ylim(0, 1.02)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
         ax.set_title(panel, fontsize=10)

@@ -40,6 +40,13 @@ def test_a_chip_model_job_reports_set_up_cold_and_warm_figures():
     assert result["chip_file_mb"] > 1  # 2x256 LSTM: 4 matrices of about 1 M weights between them
 
 
+@pytest.mark.parametrize("name, batch", [("vit", 2), ("chargpt", 2)])
+def test_the_transformers_run_as_benchmark_jobs(name, batch):
+    chip = worker.chip_model_job({"model": name, "batch": batch, "preset": "pcm", "seconds": 0})
+    alone = run_job("torch_model", {"model": name, "batch": batch, "seconds": 0}, "torch-only")
+    assert chip["warm_s"] > 0 and alone["warm_s"] > 0 and chip["chip_file_mb"] > 0.5
+
+
 def test_the_model_table_shows_the_set_up_steps():
     row = {"model": "resnet18", "workload": "3x32x32 images", "preset": "pcm", "batch": 64, "chip_items_per_s": 10.0,
            "torch_items_per_s": 200.0, "ratio": 0.05, "chip_cold_s": 3.0, "torch_cold_s": 0.5, "map_program_cold_s": 4.25,

@@ -157,7 +157,7 @@ def test_weight_noise_reaches_each_attention_projection_with_its_own_range():
     clean = mha.in_proj_weight.detach().clone()
     with WeightNoise(mha, 0.1, per_forward=False) as noise:
         noisy = mha.in_proj_weight.detach()
-        unit = noise._targets[0][2].unit
+        unit = next(transform.unit for _, name, transform in noise._targets if name == "in_proj_weight")
     for block in range(3):
         rows = slice(8 * block, 8 * (block + 1))
         span = float(clean[rows].max() - clean[rows].min())

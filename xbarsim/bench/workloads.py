@@ -36,13 +36,19 @@ TILE_CASES: dict[str, dict] = {
 
 LSTM_STEPS = 50
 LSTM_FEATURES = 64
+GPT_CHARACTERS = 128  # characters per sequence of chargpt
 
-# name -> (zoo model, constructor arguments); CNNs read CIFAR-shaped images
+DEFAULT_MODELS = ("lenet5", "vgg11", "resnet18", "lstm", "vit", "chargpt")
+
+# name -> (zoo model, constructor arguments); CNNs and the ViT read CIFAR-shaped images
 MODELS: dict[str, tuple[str, dict]] = {
     "lenet5": ("lenet5", {"in_channels": 3, "num_classes": 10, "image_size": 32}),
     "vgg11": ("vgg11", {"in_channels": 3, "num_classes": 10, "image_size": 32}),
     "resnet18": ("resnet18", {"in_channels": 3, "num_classes": 10}),
     "lstm": ("lstm", {"input_size": LSTM_FEATURES, "hidden_size": 256, "num_layers": 2, "num_classes": 10}),
+    "vit": ("vit", {"in_channels": 3, "num_classes": 10, "image_size": 32, "patch_size": 4, "dim": 128, "depth": 4, "heads": 4,
+                    "mlp_dim": 256}),
+    "chargpt": ("chargpt", {"vocab_size": 97, "context": GPT_CHARACTERS, "dim": 128, "depth": 4, "heads": 4, "mlp_dim": 512}),
 }
 
 
@@ -50,6 +56,10 @@ def describe(model: str) -> str:
     """The input a model is timed on, in words."""
     if model == "lstm":
         return f"LSTM 2x256, {LSTM_STEPS} steps of {LSTM_FEATURES} features"
+    if model == "chargpt":
+        return f"chargpt 4 x 128, sequences of {GPT_CHARACTERS} characters"
+    if model == "vit":
+        return "ViT 4 x 128, 3x32x32 images in 64 patches"
     return "3x32x32 images"
 
 
@@ -58,5 +68,7 @@ def model_input(model: str, batch: int):
     import torch
 
     generator = torch.Generator().manual_seed(0)
+    if model == "chargpt":
+        return torch.randint(0, 97, (batch, GPT_CHARACTERS), generator=generator)
     shape = (batch, LSTM_STEPS, LSTM_FEATURES) if model == "lstm" else (batch, 3, 32, 32)
     return torch.rand(*shape, generator=generator)

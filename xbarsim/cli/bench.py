@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..bench.workloads import DEFAULT_MODELS
 from .args import BATCH, bounded, preset_name
 
 
@@ -64,10 +65,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     bench_tile.add_argument("-o", "--output", default="bench-results/tile.json", help="JSON file for the results")
     bench_tile.set_defaults(func=cmd_bench_tile)
     bench_model = bench_sub.add_parser("model", help="networks on a chip vs torch alone in its own process, cold and warm")
-    bench_model.add_argument("--models", nargs="+", default=["lenet5", "vgg11", "resnet18", "lstm"],
-                             help="networks to time (lstm: 2x256, 50 steps)")  # fmt: skip
+    bench_model.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                             help="networks to time (lstm: 2x256, 50 steps; vit: 4 layers of 128 on 3x32x32 images, --batch "
+                                  "of them; chargpt: 4 layers of 128, 32 sequences of 128 characters)")  # fmt: skip
     bench_model.add_argument("--chip", type=preset_name, default="pcm", help="chip preset")
-    bench_model.add_argument("--batch", type=BATCH, default=64, help="images per forward for the CNNs")
+    bench_model.add_argument("--batch", type=BATCH, default=64, help="images per forward for the CNNs and the ViT")
     bench_model.add_argument("--lstm-batches", type=BATCH, nargs="+", default=[32, 1], help="sequences per forward for the LSTM")
     bench_model.add_argument("--seconds", type=bounded(float, 0, 3600), default=3.0, help="minimum warm seconds timed per network (0: the minimum of 3 rounds)")
     bench_model.add_argument("--import-order", choices=["torch", "xbarsim"], default="torch", help=order_help)

@@ -18,7 +18,8 @@ NOISE_MODES = ("additive", "multiplicative", "both")
 
 class GaussianNoise(nn.Module):
     """``x + N(0, sigma^2)`` (additive), ``x * N(1, sigma^2)`` (multiplicative) or both, drawn
-    fresh at every forward (in training and evaluation); the gradient passes unchanged."""
+    fresh at every forward (in training and evaluation); the gradient passes unchanged; infinite
+    values (masked attention scores) pass unchanged."""
 
     def __init__(self, sigma: float = 0.0, mode: str = "additive"):
         super().__init__()
@@ -38,7 +39,9 @@ class GaussianNoise(nn.Module):
                 noisy = x * (1 + self.sigma * torch.randn_like(x))
             else:
                 noisy = x * (1 + self.sigma * torch.randn_like(x)) + self.sigma * torch.randn_like(x)
-        return x + (noisy - x).detach()
+            # a masked attention score is -inf: it stays so (inf - inf would make the deviation NaN)
+            deviation = torch.where(torch.isfinite(x), noisy - x, 0.0)
+        return x + deviation
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, mode={self.mode}"
