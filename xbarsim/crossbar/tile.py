@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import ChipConfig
 from .laws import compensation, device, irdrop, rng
-from .read import converters, patches, readout, workspace
+from .read import blas, converters, patches, readout, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, weight_scales
 from .grid import TileGrid
 from .read.inputs import InputRows, PatchRows
@@ -162,9 +162,17 @@ class TileArray:
         self.g_now = g_now
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
-        self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
+        self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
+        self.gdiff_t = self.gdiff_rows[: self.grid.n_in]
         self._set_read_noise(gain)
-        self.g_direct = self._direct_conductances()
+        self.g_direct_rows = self._direct_conductances()
+        self.g_direct = None if self.g_direct_rows is None else self.g_direct_rows[: self.grid.n_in]
+
+    def _with_tail(self, matrix: np.ndarray) -> np.ndarray:
+        """(n_in + tail, n_out): ``matrix`` and the zero rows after it that the read path's BLAS
+        products read past its last row block (``blas.BlockLayout``); its first n_in rows are the
+        (n_in, n_out) array the attributes name (``gdiff_t``, ``read_var_t``, ``g_direct``)."""
+        return blas.with_tail(matrix, blas.layout(self.grid.row_edges).tail)
 
     def _set_read_noise(self, gain: np.ndarray | None) -> None:
         """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
@@ -174,6 +182,7 @@ class TileArray:
         span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
+        self.read_var_rows = None  # read_var_t with the zero rows after it (``_with_tail``)
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
@@ -185,16 +194,18 @@ class TileArray:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
         elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
-            self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_rows = self._with_tail(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_t = self.read_var_rows[: self.grid.n_in]
 
     def _direct_conductances(self) -> np.ndarray | None:
-        """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
-        DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
+        """(n_in + tail, n_out) ``gdiff_t`` times the output scales (``_with_tail``), when a read is one
+        exact product (no DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM
+        per row block); else None."""
         tile_cfg = self.cfg.tile
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return np.ascontiguousarray(self.gdiff_t * expand_rows(self.out_scales, self.grid))
+        return self._with_tail(self.gdiff_t * expand_rows(self.out_scales, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -248,7 +259,7 @@ class TileArray:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
             self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
+        out = blas.matmul(x2, self.target_weights().T) if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],

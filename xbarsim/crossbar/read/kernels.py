@@ -1,7 +1,7 @@
 """The tiled noisy MVM: BLAS block products, then one fused Numba pass per output.
 
 Pipeline for a batch (docs/physics.md): DAC (``converters.dac_into_*``) -> per row block p,
-``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS) -> read noise (one exact draw per output,
+``y[p] = xq[:, block p] @ gdiff_t[block p]`` (BLAS, ``blas.block_products``) -> read noise (one exact draw per output,
 or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * dac_scale * w_scale``
 summed over row blocks in order; with iterative bound management, the tiles whose outputs for a
 vector exceeded the ADC bound are read again at reduced input scale (``_bound_managed_rereads``)
@@ -30,23 +30,11 @@ VAR_MATRIX = 2  # read variance = (xq^2 @ var_t) per row block (a second GEMM)
 _F = np.float32
 
 
-def block_products(xq: np.ndarray, g_t: np.ndarray, row_edges: np.ndarray, out: np.ndarray) -> None:
-    """out[p] = xq[:, block p] @ g_t[block p] for every row block p: one BLAS call per block.
-
-    xq (B, n_in) float32; g_t (n_in, n_out); out (P, B, n_out).
-    """
-    if len(row_edges) == 2:
-        np.matmul(xq, g_t, out=out[0])
-        return
-    for p in range(len(row_edges) - 1):
-        r0, r1 = int(row_edges[p]), int(row_edges[p + 1])
-        np.matmul(xq[:, r0:r1], g_t[r0:r1], out=out[p])
-
-
-def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, keys, first_vector):
+def _add_device_read_noise(y, xq, n_batch, row_edges, xq_edges, sigma_pos_t, sigma_neg_t, keys, first_vector):
     """Add every device's read noise to the block products, in place (the honest path).
 
-    y (P, >=B, n_out); xq (>=B, n_in), first n_batch rows used; sigma_*_t (n_in, n_out) normalized read std of G+ / G-;
+    y (P, >=B, n_out); xq (>=B, width) in the layout of ``blas.BlockLayout`` (block p's input
+    i - r0 in column xq_edges[p] + i - r0), first n_batch rows used; sigma_*_t (n_in, n_out) normalized read std of G+ / G-;
     keys (P,) uint64. Device (i, j) of vector v in block p uses counter
     ((v * rows_p + i - r0) * n_out + j): first normal for G+, second for G-.
     y[p, b, j] += sum_i xq[b, i] * (sigma_pos[i, j] z+ - sigma_neg[i, j] z-), i in order.
@@ -62,10 +50,11 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, sigma_pos_t, sigma_neg_t, 
         for p in range(row_edges.shape[0] - 1):
             r0 = row_edges[p]
             rows = np.uint64(row_edges[p + 1] - r0)
+            shift = xq_edges[p] - r0
             key = keys[p]
             y_row = y[p, b]
             for i in range(r0, row_edges[p + 1]):
-                xi = xq[b, i]
+                xi = xq[b, i + shift]
                 if xi == 0:
                     continue
                 normal_pairs_into(key, (vector * rows + np.uint64(i - r0)) * np.uint64(n_out), z_pos, z_neg, high, low)

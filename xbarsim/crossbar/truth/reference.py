@@ -3,9 +3,9 @@
 Used only by tests. It follows docs/physics.md step by step, with its own NumPy version of the
 counter-based normals, and does float32 arithmetic in the same order as the kernels, so the two
 agree bit for bit. The block products call NumPy's BLAS with the same shapes as the kernels do
-(``kernels.block_products``: one call per row block), since BLAS results depend on the call's
-shape; a chip without converters or noise reads with the output scales folded into the
-conductances, as ``readout`` does.
+(``blas.block_products``: one call per row block, each zero-padded within BLAS's rule), since
+BLAS results depend on the call's shape; a chip without converters or noise reads with the
+output scales folded into the conductances, as ``readout`` does.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..laws import device, irdrop, rng
-from ..read import kernels
+from ..read import blas, kernels
 from ..grid import TileGrid
 from ..laws.encode import expand_rows
-from ..read.kernels import block_products
 from ..read.lanesum import SQ_LANES
 from ..tile import TileArray
 
@@ -155,12 +154,11 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
     noiseless = not per_device and not np.any(sigma > 0) and cfg.tile.out_noise == 0
     if noiseless and cfg.tile.dac.range == "none" and cfg.tile.adc.range == "none":
         g_scaled = g_t * expand_rows(out_scales, grid)  # exact: the scales folded in, a GEMM per row block
-        out = np.zeros((n_batch, n_out), np.float32)
-        for r0, r1 in zip(grid.row_edges[:-1], grid.row_edges[1:]):
-            out = out + x[:, r0:r1] @ g_scaled[r0:r1]
+        out = blas.matmul(x, g_scaled, grid.row_edges)
         return out if drift_gain is None else out * drift_gain
     y = np.empty((n_p, n_batch, n_out), np.float32)
-    block_products(xq, g_t, grid.row_edges, y)
+    blocks = blas.layout(grid.row_edges)
+    blas.block_products(blas.widen(xq, blocks), blas.with_tail(g_t, blocks.tail), blocks, y)
 
     sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
     span2 = _F((dev.g_max_us - dev.g_min_us) ** 2)
@@ -186,7 +184,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
             read_var = (var_const * sq.T)[:, :, None] * np.ones(n_out, np.float32)
         else:
             read_var = np.empty((n_p, n_batch, n_out), np.float32)
-            block_products(xq * xq, var_t, grid.row_edges, read_var)
+            blas.block_products(blas.widen(xq * xq, blocks), blas.with_tail(var_t, blocks.tail), blocks, read_var)
     out_var = _F(cfg.tile.out_noise**2)
 
     bound_col = tiles.adc_bounds[:, grid.col_block_of()]

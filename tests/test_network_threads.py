@@ -1,0 +1,46 @@
+"""A whole network gives the same bits whatever the thread count of each runtime (docs/determinism.md)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# ResNet-18 on the pcm preset after a day of drift: its 3x3x256 convolutions (2304 inputs) are row
+# blocks of 461, padded for BLAS (read/blas.py); batch 4 (GEMMs) and batch 1 (matrix-vector
+# products); the forward with its threads held at one (a busy machine) and left as they are.
+SCRIPT = textwrap.dedent("""
+    import hashlib, sys
+    import torch
+    from xbarsim import ChipConfig, map_model
+    from xbarsim.mapping import serial
+    from xbarsim.models import zoo
+
+    torch.manual_seed(0)
+    net = zoo.build("resnet18", in_channels=3, num_classes=10).eval()
+    chip = map_model(net, ChipConfig.preset("pcm"), seed=3, progress=False)
+    chip.drift(86400.0)
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for mode in ("all", "one"):
+            serial.NETWORK_THREADS = mode
+            digest.update(chip(x[:4]).numpy().tobytes())
+            digest.update(chip(x[4:]).numpy().tobytes())
+    print(digest.hexdigest(), torch.get_num_threads())
+""")
+
+
+def _run(threads: int) -> list[str]:
+    count = str(threads)
+    env = {**os.environ, "NUMBA_NUM_THREADS": count, "OPENBLAS_NUM_THREADS": count, "OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.slow
+def test_resnet18_after_drift_gives_the_same_bits_on_one_and_two_threads_of_every_runtime():
+    one, two = _run(1), _run(2)
+    assert one[1] == "1" and two[1] == "2"  # torch's threads as asked
+    assert one[0] == two[0]
