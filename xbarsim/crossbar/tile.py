@@ -50,7 +50,6 @@ class TileArray:
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
         self._adc_columns = self._adc_parameters()
-        self._col_block = grid.col_block_of()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
         self.program(seed)
@@ -327,7 +326,6 @@ class TileArray:
         tiles._set_seed(state["seed"])
         tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()
-        tiles._col_block = tiles.grid.col_block_of()
         tiles.recorder = None
         tiles.ideal = False
         tiles.bm_rereads = 0

@@ -2,7 +2,7 @@
 
 DAC (``inputs.dac``) -> block products (BLAS, ``blas.block_products``) -> read noise and ADC,
 accumulated over row blocks (``kernels.noisy_adc_accumulate_*``) -> with iterative bound
-management, the re-reads of saturated tiles. A chip without converters or noise (``g_direct``)
+management, the re-reads of saturated tiles (``rereads``). A chip without converters or noise (``g_direct``)
 reads with one GEMM per row block and nothing else. Work buffers come from ``workspace``, and
 the config is looked up once (``ReadPlan``): at batch 1 the Python around the kernels costs as
 much as they do.
@@ -18,6 +18,7 @@ from . import blas, converters, kernels, workspace
 from ..laws import rng
 from .. import threads
 from .inputs import InputRows
+from .rereads import reread_saturated
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,12 @@ class ReadBuffers:
     squares: np.ndarray  # (B, width) xq * xq for VAR_MATRIX, else a placeholder
     dac_scale: np.ndarray  # (B, P) the bound each vector's block was divided by (x ~ xq * dac_scale)
     sq: np.ndarray  # (B, P) squared norm of each block of xq (VAR_CONSTANT)
-    y: np.ndarray  # (P, B, n_out) the block products (with bound management: the ADC outputs after the pass)
+    y: np.ndarray  # (P, B, n_out) the block products
     var: np.ndarray  # (P, B, n_out) their read variances for VAR_MATRIX, else a placeholder
     z: np.ndarray  # (2 B ceil(n_out / 2),) the noise pass's normals
     bits: np.ndarray  # the same, uint32: the hashes they are made from
     saturated: np.ndarray | None  # (B, P, Q) int8: tiles whose read exceeded an ADC bound; None without bound management
+    adc: np.ndarray | None  # (P, B, n_out) the ADC outputs, for bound management's re-reads; None without it
 
 
 def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
@@ -110,19 +112,14 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
 
     bound, to_int, step = tiles._adc_columns
-    saturated = buffers.saturated
-    bm = saturated is not None
-    if bm:
-        saturated[:] = 0
+    bm = buffers.saturated is not None
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
     finish(
         y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
         plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
-        tiles._col_block if bm else None, saturated,
+        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
     )  # fmt: skip
-    rereads = 0
-    if bm:
-        rereads = _reread_saturated(tiles, plan, inputs, saturated, first_vector, keys_by_purpose, buffers.dac_scale, var_mode, y, out)
+    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
     return out, rereads
 
 
@@ -145,6 +142,7 @@ def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> ReadBuffers:
         workspace.buffer("sq", (n_batch, n_p)), y, workspace.buffer("var", y.shape) if matrix else y[:0],
         workspace.buffer("z", (draws,)), workspace.buffer("bits", (draws,), np.uint32),
         workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8) if plan.bound_management else None,
+        workspace.buffer("adc", y.shape) if plan.bound_management else None,
     )  # fmt: skip
     return workspace.keep(key, buffers)
 
@@ -157,27 +155,3 @@ def _direct(tiles, plan: ReadPlan, x: np.ndarray) -> np.ndarray:
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector(s))")
     return blas.summed_block_products(blas.widen(x, plan.blocks), tiles.g_direct_rows, plan.blocks)
-
-
-def _reread_saturated(tiles, plan: ReadPlan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out) -> int:
-    """Bound management: read the saturated vectors' tiles again at reduced input scale
-    (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
-    vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
-    if len(vectors) == 0:
-        return 0
-    grid = tiles.grid
-    per_device = tiles.read_sigma_t is not None
-    sigma_pos, sigma_neg = tiles.read_sigma_t if per_device else (tiles.gdiff_t[:1], tiles.gdiff_t[:1])
-    var_t = tiles.read_var_t if tiles.read_var_t is not None else tiles.gdiff_t[:1]
-    bound, to_int, step = tiles._adc_columns
-    rereads = np.zeros(len(vectors), np.int64)
-    parallel = threads.use_parallel(len(vectors) * plan.n_out)
-    kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
-    kernel_fn(
-        vectors, inputs.rows(vectors), first_vector, grid.row_edges, grid.col_edges,
-        plan.dac_mode, tiles.dac_bounds, plan.dac_levels, dac_scale, tiles.gdiff_t,
-        var_mode, var_t, tiles.read_var_const, per_device, sigma_pos, sigma_neg, plan.out_var,
-        keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
-        plan.adc_levels, bound, to_int, step, tiles.out_scales, plan.bm_max_reduction, saturated, y, out, rereads,
-    )  # fmt: skip
-    return int(rereads.sum())

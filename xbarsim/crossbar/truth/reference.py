@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..laws import device, irdrop, rng
-from ..read import blas, kernels
+from ..read import blas
+from ..read.rereads import BM_ROUNDS
 from ..grid import TileGrid
 from ..laws.encode import expand_rows
 from ..read.lanesum import SQ_LANES
@@ -207,11 +208,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
     unit_scale = np.repeat(dac_scale[:, :, None], grid.shape[1], axis=2)  # (B, P, Q)
     if cfg.tile.bound_management == "iterative":
         noise = (sigma_t, None) if per_device else (None, var_const if var_const is not None else var_t)
-        counts = np.zeros(n_batch, np.int64)  # re-reads per vector so far: the round number of its streams
-        for b, p, q in zip(*(axis.tolist() for axis in np.nonzero(saturated))):
-            unit_scale[b, p, q], counts[b] = _reread(tiles, seed, x[b], first_vector + b, counts[b], p, q, dac_scale[b, p], g_t,
-                                                     noise, out_var, adc_out[p, b])  # fmt: skip
-        mvm.rereads = int(counts.sum())
+        mvm.rereads = _bound_management(tiles, seed, x, first_vector, saturated, dac_scale, g_t, noise, out_var, adc_out, unit_scale)
     out = np.zeros((n_batch, n_out), np.float32)
     col_block = grid.col_block_of()
     for p in range(n_p):
@@ -219,62 +216,75 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
     return out if drift_gain is None else out * drift_gain  # drift compensation, digital
 
 
-def _reread(tiles: TileArray, seed: int, x_row, vector, count, p, q, dac_scale, g_t, noise, out_var, adc_row) -> tuple[np.float32, int]:
-    """aihwkit's iterative bound management for tile (p, q) of one vector, whose first read
-    saturated: read again at half the input scale while an output exceeds the ADC bound and the
-    reduction is within the limits. ``count``: the vector's re-reads before this tile. Writes the
-    final ADC outputs into adc_row; returns the input scale used (dac_scale * reduction) and the
-    vector's re-reads after this tile; the noise comes from ``seed``'s re-read streams."""
+def _bound_management(tiles: TileArray, seed: int, x, first_vector, saturated, dac_scale, g_t, noise, out_var, adc_out,
+                      unit_scale) -> int:  # fmt: skip
+    """aihwkit's iterative bound management, in rounds as ``rereads`` runs it: round n reads every
+    tile (p, q) of vector b still saturated at input scale dac_scale[b, p] * 2^n, while an output
+    exceeds the ADC bound and the reduction is within the limits. The vectors of row block p read
+    in a round form one BLAS product (``blas.product``, as the kernels call it). Writes the final
+    ADC outputs into adc_out (P, B, n_out) and each tile's last input scale into unit_scale
+    (B, P, Q); returns the number of tile re-reads. The noise comes from ``seed``'s re-read streams."""
     cfg, grid = tiles.cfg, tiles.grid
     tile = cfg.tile
     levels = tile.dac.levels
-    limit = min(tile.bm_max_factor, tile.bm_max_res * levels) if levels > 0 else tile.bm_max_factor
-    r0, r1 = int(grid.row_edges[p]), int(grid.row_edges[p + 1])
-    c0, c1 = int(grid.col_edges[q]), int(grid.col_edges[q + 1])
-    n_out = grid.n_out
-    bound = tiles.adc_bounds[p, q]
+    limit = _F(min(tile.bm_max_factor, tile.bm_max_res * levels) if levels > 0 else tile.bm_max_factor)
+    n_out, (n_p, n_q) = grid.n_out, grid.shape
+    blocks = blas.layout(grid.row_edges)
+    g_rows = blas.with_tail(g_t, blocks.tail)
     (sigma_t, var) = noise
-    reduction = _F(1.0)
-    exceeded = True
-    tile_round = 0
-    while exceeded and reduction <= _F(limit):
-        reduction = reduction * _F(2.0)
-        count += 1
-        tile_round += 1
-        round_base = (_U(vector) * _U(grid.shape[1]) + _U(q)) * _U(kernels.BM_ROUNDS) + _U(tile_round)
-        s = _F(dac_scale) * reduction
-        block = x_row[r0:r1] / s
-        if tile.dac.range == "none":
-            xq = block
-        elif levels:
-            xq = np.rint(np.clip(block, -1, 1) * _F(levels)) * (_F(1.0) / _F(levels))
-        else:
-            xq = np.clip(block, -1, 1)
-        acc = np.zeros(c1 - c0, np.float32)
-        for i in range(r1 - r0):  # float32 sums over the rows in order, as the kernel does
-            acc = acc + xq[i] * g_t[r0 + i, c0:c1]
-        variance = np.zeros(c1 - c0, np.float32)
-        if sigma_t is not None:
-            key = rng.stream_key(seed, rng.PURPOSE_BM_DEVICE, p)
-            for i in range(r1 - r0):
-                if xq[i] == 0:
-                    continue
-                counters = (round_base * _U(r1 - r0) + _U(i)) * _U(n_out) + np.arange(c0, c1, dtype=np.uint64)
-                z_pos, z_neg = normal_pairs(key, counters)
-                acc = acc + xq[i] * (sigma_t[0][r0 + i, c0:c1] * z_pos - sigma_t[1][r0 + i, c0:c1] * z_neg)
-        elif np.ndim(var) == 2:
-            for i in range(r1 - r0):
-                variance = variance + (xq[i] * xq[i]) * var[r0 + i, c0:c1]
-        elif var is not None:
-            sq = _F(0.0)
-            for i in range(r1 - r0):
-                sq = _F(sq + xq[i] * xq[i])
-            variance[:] = var * sq
-        v = acc
-        if (sigma_t is None and var is not None and np.any(var > 0)) or out_var > 0:
-            key = rng.stream_key(seed, rng.PURPOSE_BM_READ, p)
-            z, _ = normal_pairs(key, round_base * _U(n_out) + np.arange(c0, c1, dtype=np.uint64))
-            v = acc + np.sqrt(variance + out_var) * z
-        exceeded = bool(np.any(np.abs(v) > bound))
-        adc_row[c0:c1] = quantize(v, bound, tile.adc.levels)
-    return _F(dac_scale) * reduction, count
+    var_rows = blas.with_tail(var, blocks.tail) if np.ndim(var) == 2 else None
+    noisy = (sigma_t is None and var is not None and np.any(var > 0)) or out_var > 0
+    vectors = np.flatnonzero(saturated.any(axis=(1, 2)))
+    active = saturated[vectors].copy()  # (K, P, Q)
+    rereads = 0
+    reduction, tile_round = _F(1.0), 0
+    while reduction <= limit:
+        reduction, tile_round = reduction * _F(2.0), tile_round + 1
+        for p in range(n_p):
+            chosen = [k for k in range(len(vectors)) if active[k, p].any()]
+            if not chosen:
+                continue
+            r0, r1 = int(grid.row_edges[p]), int(grid.row_edges[p + 1])
+            width = int(blocks.edges[p + 1] - blocks.edges[p])
+            xq = np.zeros((len(chosen), width), np.float32)
+            for n, k in enumerate(chosen):
+                block = x[vectors[k], r0:r1] / (dac_scale[vectors[k], p] * reduction)
+                if tile.dac.range == "none":
+                    xq[n, : r1 - r0] = block
+                elif levels:
+                    xq[n, : r1 - r0] = np.rint(np.clip(block, -1, 1) * _F(levels)) * (_F(1.0) / _F(levels))
+                else:
+                    xq[n, : r1 - r0] = np.clip(block, -1, 1)
+            acc = np.empty((len(chosen), n_out), np.float32)
+            blas.product(xq, g_rows[r0 : r0 + width], acc)
+            variance = np.zeros_like(acc)
+            if var_rows is not None:
+                blas.product(xq * xq, var_rows[r0 : r0 + width], variance)
+            for n, k in enumerate(chosen):
+                b = vectors[k]
+                for q in np.flatnonzero(active[k, p]).tolist():
+                    c0, c1 = int(grid.col_edges[q]), int(grid.col_edges[q + 1])
+                    round_base = (_U(first_vector + b) * _U(n_q) + _U(q)) * _U(BM_ROUNDS) + _U(tile_round)
+                    v = acc[n, c0:c1].copy()
+                    if sigma_t is not None:
+                        key = rng.stream_key(seed, rng.PURPOSE_BM_DEVICE, p)
+                        for i in range(r1 - r0):
+                            if xq[n, i] == 0:
+                                continue
+                            counters = (round_base * _U(r1 - r0) + _U(i)) * _U(n_out) + np.arange(c0, c1, dtype=np.uint64)
+                            z_pos, z_neg = normal_pairs(key, counters)
+                            v = v + xq[n, i] * (sigma_t[0][r0 + i, c0:c1] * z_pos - sigma_t[1][r0 + i, c0:c1] * z_neg)
+                    read_var = variance[n, c0:c1]
+                    if var_rows is None and sigma_t is None and var is not None:
+                        sq = _F(0.0)
+                        for i in range(r1 - r0):
+                            sq = _F(sq + xq[n, i] * xq[n, i])
+                        read_var = np.full(c1 - c0, var * sq, np.float32)
+                    if noisy:
+                        z, _ = normal_pairs(rng.stream_key(seed, rng.PURPOSE_BM_READ, p), round_base * _U(n_out) + np.arange(c0, c1, dtype=np.uint64))
+                        v = v + np.sqrt(read_var + out_var) * z
+                    adc_out[p, b, c0:c1] = quantize(v, tiles.adc_bounds[p, q], levels=tile.adc.levels)
+                    unit_scale[b, p, q] = dac_scale[b, p] * reduction
+                    active[k, p, q] = bool(np.any(np.abs(v) > tiles.adc_bounds[p, q])) and reduction <= limit
+                    rereads += 1
+    return rereads
