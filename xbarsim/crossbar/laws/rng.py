@@ -1,4 +1,6 @@
-"""Counter-based random numbers: the same (key, counter) always gives the same draw.
+"""Counter-based random numbers: the same (key, counter) always gives the same draw (noise stream
+version 1: programming, faults, drift and per-epoch read noise; per-read noise draws its normals
+from ``readnormals``, version 2, from the same hash).
 
 Every random number in xbarsim is a pure function of a 64-bit stream key and a counter, so the
 draws do not depend on thread count, batch splits or the order in which tiles run
@@ -173,22 +175,29 @@ def normal_pair(key, counter):
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def normal_pairs_into(key, first, z_first, z_second, high, low):
-    """z_first[k], z_second[k] = normal_pair(key, first + k) for k < len(z_first) (float32);
-    high, low: uint32 scratch of at least that length.
-
-    Two loops, so that each vectorises on its own: the 64-bit hashes (the counter's product with
-    golden as a running sum: the same bits mod 2^64), then float32 Box-Muller on 32-bit lanes only.
-    One loop mixing 64-bit and float32 lanes runs at half speed (LLVM splits it into 512-bit
-    integer and 256-bit float vectors, and 512-bit vectors close one of the two float ports).
-    """
-    n = z_first.shape[0]
+def hash_block(key, first, n, high, low):
+    """high[k], low[k] = the high and low 32 bits of hash64(key, first + k) for k < n (uint32): the
+    counter's product with golden as a running sum (the same bits mod 2^64), in 64-bit lanes."""
     z = key + first * _GOLDEN_U
     for k in range(n):
         h = mix64(z)
         high[k] = np.uint32(h >> _S32)
         low[k] = np.uint32(h & _LOW32)
         z += _GOLDEN_U
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def normal_pairs_into(key, first, z_first, z_second, high, low):
+    """z_first[k], z_second[k] = normal_pair(key, first + k) for k < len(z_first) (float32);
+    high, low: uint32 scratch of at least that length.
+
+    Two loops, so that each vectorises on its own: the 64-bit hashes (``hash_block``), then float32
+    Box-Muller on 32-bit lanes only. One loop mixing 64-bit and float32 lanes runs at half speed
+    (LLVM splits it into 512-bit integer and 256-bit float vectors, and 512-bit vectors close one
+    of the two float ports).
+    """
+    n = z_first.shape[0]
+    hash_block(key, first, n, high, low)
     for k in range(n):
         z_first[k], z_second[k] = normal_pair_from_bits(high[k], low[k])
 

@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from .converters import clip, quantize
 from ..jit import JIT_OPTIONS, parallel_and_serial
-from ..laws.rng import normal_pairs_into
+from ..laws.readnormals import normal_pairs_into
 
 VAR_NONE = 0  # no read noise on this path
 VAR_CONSTANT = 1  # read variance = var_const * ||xq_block||^2
@@ -41,7 +41,7 @@ def _add_device_read_noise(y, xq, n_batch, row_edges, xq_edges, sigma_pos_t, sig
     n_out = y.shape[2]
     for b in prange(n_batch):
         vector = np.uint64(first_vector + b)
-        # one row of normals at a time (``rng.normal_pairs_into``: consecutive counters)
+        # one row of normals at a time (``readnormals.normal_pairs_into``: consecutive counters)
         z_pos = np.empty(n_out, np.float32)
         z_neg = np.empty(n_out, np.float32)
         high = np.empty(n_out, np.uint32)

@@ -9,10 +9,12 @@ all of the block's columns), then their saturated tiles get their noise and ADC
 (``_finish_round``). At the end each re-read vector's output is summed again over row blocks in
 order, a re-read tile with its last input scale (``_sum_again``).
 
-Draws (docs/determinism.md): re-read n of tile (p, q) for vector v, with base
-c = (v * Q + q) * BM_ROUNDS + n: output j draws the first normal of counter c * n_out + j from
-``keys[p]`` (read + output noise, or output noise only on the per-device path); device (i, j) the
-pair of counter (c * rows_p + i - r0) * n_out + j from ``device_keys[p]``. A re-read's products
+Draws (docs/determinism.md; ``readnormals``, noise stream version 2): re-read n of tile (p, q)
+for vector v, with base c = (v * Q + q) * BM_ROUNDS + n and the tile's w outputs from column c0:
+output c0 + j draws from ``keys[p]`` (read + output noise, or output noise only on the per-device
+path) counter c * ceil(n_out / 2) + (j mod h), h = ceil(w / 2), its first normal for j < h and
+its second for j >= h; device (i, j) the pair of counter (c * rows_p + i - r0) * n_out + j from
+``device_keys[p]``. A re-read's products
 are one BLAS row of its round's call, its squared input norm a float32 sum over the rows in order.
 """
 
@@ -25,7 +27,7 @@ from . import blas, workspace
 from .converters import DAC_NONE, clip, quantize
 from .kernels import VAR_CONSTANT, VAR_MATRIX, VAR_NONE
 from ..jit import JIT_OPTIONS
-from ..laws.rng import normal_pairs_into
+from ..laws.readnormals import normal_pairs_into
 
 BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)
 
@@ -65,7 +67,7 @@ def reread_saturated(tiles, plan, inputs, buffers, n_batch: int, first_vector: i
     sq = workspace.buffer("bm_sq", (n_p, n_vectors))
     products = workspace.buffer("bm_y", (n_p, n_vectors, n_out))
     variances = workspace.buffer("bm_var", products.shape) if var_mode == VAR_MATRIX else products[:, :1]
-    z, bits = workspace.buffer("bm_z", (3, n_out)), workspace.buffer("bm_bits", (2, n_out), np.uint32)
+    z, bits = workspace.buffer("bm_z", (3, n_out + 1)), workspace.buffer("bm_bits", (2, n_out), np.uint32)
     reduction, tile_round = _F(1.0), 0
     while reduction <= plan.bm_max_reduction:
         reduction, tile_round = reduction * _F(2.0), tile_round + 1
@@ -142,6 +144,7 @@ def _finish_round(vectors, first_vector, active, chosen, counts, tile_round, red
     is allowed. z (3, >= n_out) float32 and bits (2, >= n_out) uint32: scratch. Loops over a tile's
     columns use unsigned indices and no branches, so that LLVM vectorises them."""
     n_out = y.shape[2]
+    half_out = np.uint64((n_out + 1) // 2)
     noisy = var_mode != VAR_NONE or out_var > 0
     allowed = reduction <= max_reduction
     reads = z[2]
@@ -174,8 +177,10 @@ def _finish_round(vectors, first_vector, active, chosen, counts, tile_round, red
                             column = c0 + np.uint64(j)
                             acc[column] += xi * (sigma_pos_t[row, column] * z[0, j] - sigma_neg_t[row, column] * z[1, j])
                 if noisy:
-                    normal_pairs_into(keys[p], round_base * np.uint64(n_out) + c0, z[0, :width], z[1, :width], bits[0, :width],
-                                      bits[1, :width])  # fmt: skip
+                    # a pair per two outputs: the first normals for the tile's first half, then the second ones
+                    half = (width + 1) // 2
+                    normal_pairs_into(keys[p], round_base * np.uint64(half_out), z[0, :half], z[0, half : 2 * half], bits[0, :half],
+                                      bits[1, :half])  # fmt: skip
                     if var_mode == VAR_MATRIX:
                         for j in range(width):
                             column = c0 + np.uint64(j)

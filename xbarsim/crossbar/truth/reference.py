@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..laws import device, irdrop, rng
+from ..laws import device, irdrop, readnormals, rng
 from ..read import blas
 from ..read.rereads import BM_ROUNDS
 from ..grid import TileGrid
@@ -67,7 +67,58 @@ def normal_pairs(key: np.uint64, counters: np.ndarray) -> tuple[np.ndarray, np.n
     c = (_F(1.0) - _F(0.5) * z) + z * z * (
         _F(4.166664568298827e-2) + z * (_F(-1.388731625493765e-3) + z * _F(2.443315711809948e-5))
     )
-    # rotate (c, s) by quadrant * 90 degrees
+    return _rotated(r, c, s, quadrant)
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """a * b + c for float32 arrays with one rounding, as the CPU's fused multiply-add: a * b is
+    exact in float64, the sum's error is exact by TwoSum, and rounding the sum to odd before
+    rounding it to float32 rounds the exact value once (53 >= 24 + 2 bits)."""
+    product = np.asarray(a, np.float32).astype(np.float64) * np.asarray(b, np.float32).astype(np.float64)
+    addend = np.asarray(c, np.float32).astype(np.float64)
+    total = product + addend
+    back = total - product
+    error = (product - (total - back)) + (addend - back)
+    even = (total.view(np.int64) & 1) == 0
+    odd = np.where((error != 0) & even, np.nextafter(total, np.where(error > 0, np.inf, -np.inf)), total)
+    return odd.astype(np.float32)
+
+
+def read_log_f32(u: np.ndarray) -> np.ndarray:
+    """``readnormals.log_f32`` (noise stream version 2): Cephes logf with fused multiply-adds."""
+    bits = u.view(np.uint32)
+    fe = (bits >> np.uint32(23)).astype(np.int32).astype(np.float32) - _F(127.0)
+    m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F800000)).view(np.float32)
+    big = m > _F(2.0) * _F(0.70710678118654752)
+    m = np.where(big, m * _F(0.5), m)
+    fe = np.where(big, fe + _F(1.0), fe)
+    x = m - _F(1.0)
+    z = x * x
+    p = np.full_like(x, _F(readnormals.LOG_COEFFICIENTS[0]))
+    for c in readnormals.LOG_COEFFICIENTS[1:]:
+        p = fma32(p, x, _F(c))
+    y = p * x * z
+    y = fma32(fe, _F(-2.12194440e-4), y)
+    y = fma32(_F(-0.5), z, y)
+    return fma32(fe, _F(0.693359375), x + y)
+
+
+def read_normal_pairs(key: np.uint64, counters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``readnormals.normal_pair_from_bits`` on the hash (noise stream version 2)."""
+    h = hash64(key, counters)
+    u = ((h >> _U(33)).astype(np.int32).astype(np.float32) + _F(0.5)) * _F(2.0**-31)
+    r = np.sqrt(_F(-2.0) * read_log_f32(u))
+    low = (h & _U(0xFFFFFFFF)).astype(np.uint32)
+    a = (((low & np.uint32(0x3FFFFFFF)) >> np.uint32(6)).astype(np.float32) * _F(2.0**-24) - _F(0.5)) * _F(np.pi / 2)
+    z = a * a
+    s_coef, c_coef = (tuple(_F(c) for c in k) for k in (readnormals.SIN_COEFFICIENTS, readnormals.COS_COEFFICIENTS))
+    s = fma32(a * z, fma32(z, fma32(z, s_coef[0], s_coef[1]), s_coef[2]), a)
+    c = fma32(z * z, fma32(z, fma32(z, c_coef[0], c_coef[1]), c_coef[2]), fma32(_F(-0.5), z, _F(1.0)))
+    return _rotated(r, c, s, low >> np.uint32(30))
+
+
+def _rotated(r, c, s, quadrant) -> tuple[np.ndarray, np.ndarray]:
+    """r times (cos, sin) of the angle whose offset has (c, s), rotated by quadrant * 90 degrees."""
     cos_t = np.choose(quadrant, [c, -s, -c, s])
     sin_t = np.choose(quadrant, [s, c, -s, -c])
     return r * cos_t, r * sin_t
@@ -174,7 +225,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
             vectors = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None]
             for i in range(r0, r1):
                 counters = (vectors * _U(r1 - r0) + _U(i - r0)) * _U(n_out) + np.arange(n_out, dtype=np.uint64)
-                z_pos, z_neg = normal_pairs(key, counters)
+                z_pos, z_neg = read_normal_pairs(key, counters)
                 noise = sigma_t[0][i] * z_pos - sigma_t[1][i] * z_neg
                 nonzero = xq[:, i] != 0
                 y[p, nonzero] = y[p, nonzero] + xq[nonzero, i : i + 1] * noise[nonzero]
@@ -196,7 +247,7 @@ def mvm(tiles: TileArray, x: np.ndarray, first_vector: int, noise_seed: int | No
         # j - half; with zero variance the noise adds exactly 0 (the kernel then skips drawing)
         key = rng.stream_key(seed, purpose, p)
         counters = np.arange(first_vector, first_vector + n_batch, dtype=np.uint64)[:, None] * _U(half)
-        z0, z1 = normal_pairs(key, counters + np.arange(half, dtype=np.uint64))
+        z0, z1 = read_normal_pairs(key, counters + np.arange(half, dtype=np.uint64))
         z = np.concatenate([z0, z1], axis=1)[:, :n_out]
         v = y[p] + np.sqrt(read_var[p] + out_var) * z
         for q in range(grid.shape[1]):
@@ -272,7 +323,7 @@ def _bound_management(tiles: TileArray, seed: int, x, first_vector, saturated, d
                             if xq[n, i] == 0:
                                 continue
                             counters = (round_base * _U(r1 - r0) + _U(i)) * _U(n_out) + np.arange(c0, c1, dtype=np.uint64)
-                            z_pos, z_neg = normal_pairs(key, counters)
+                            z_pos, z_neg = read_normal_pairs(key, counters)
                             v = v + xq[n, i] * (sigma_t[0][r0 + i, c0:c1] * z_pos - sigma_t[1][r0 + i, c0:c1] * z_neg)
                     read_var = variance[n, c0:c1]
                     if var_rows is None and sigma_t is None and var is not None:
@@ -281,8 +332,9 @@ def _bound_management(tiles: TileArray, seed: int, x, first_vector, saturated, d
                             sq = _F(sq + xq[n, i] * xq[n, i])
                         read_var = np.full(c1 - c0, var * sq, np.float32)
                     if noisy:
-                        z, _ = normal_pairs(rng.stream_key(seed, rng.PURPOSE_BM_READ, p), round_base * _U(n_out) + np.arange(c0, c1, dtype=np.uint64))
-                        v = v + np.sqrt(read_var + out_var) * z
+                        half = (c1 - c0 + 1) // 2  # a pair per two outputs of the tile
+                        z0, z1 = read_normal_pairs(rng.stream_key(seed, rng.PURPOSE_BM_READ, p), round_base * _U((n_out + 1) // 2) + np.arange(half, dtype=np.uint64))
+                        v = v + np.sqrt(read_var + out_var) * np.concatenate([z0, z1])[: c1 - c0]
                     adc_out[p, b, c0:c1] = quantize(v, tiles.adc_bounds[p, q], levels=tile.adc.levels)
                     unit_scale[b, p, q] = dac_scale[b, p] * reduction
                     active[k, p, q] = bool(np.any(np.abs(v) > tiles.adc_bounds[p, q])) and reduction <= limit
