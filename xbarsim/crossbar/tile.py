@@ -79,6 +79,7 @@ class TileArray:
         time to 0 and resets the read counter."""
         self._set_seed(seed)
         self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
+        self.drift_law = device.DRIFT_LAW  # a chip programmed now drifts by the current law
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
@@ -122,7 +123,7 @@ class TileArray:
         """Go to t_s in read epoch ``epoch`` (default: the current one)."""
         self.t_s = t_s  # validated by drifted()
         dev = self.cfg.device
-        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
+        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed, self.drift_law)
         g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
@@ -303,12 +304,13 @@ class TileArray:
         need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
-                "reference": self.reference, "gain": self.gain}  # fmt: skip
+                "drift_law": self.drift_law, "reference": self.reference, "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
-        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
+        counter, read epoch (0 when absent) and drift law (1 when absent: ``device.DRIFT_LAW``), so it
+        continues exactly where the saved one stopped.
         The drift compensation's reference and gain are taken from the state when it has a
         ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again.
         Arrays of the right dtype are kept, not copied (the array's state is never changed in place)."""
@@ -332,6 +334,9 @@ class TileArray:
         tiles.epoch = int(state.get("epoch", 0))
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
+        tiles.drift_law = int(state.get("drift_law", 1))  # a state without one was drifted by law 1 (NumPy's pow)
+        if tiles.drift_law not in (1, device.DRIFT_LAW):
+            raise ValueError(f"drift law must be 1 or {device.DRIFT_LAW}, got {tiles.drift_law}")
         tiles._move_to(float(state["t_s"]))
         if "reference" in state:
             tiles.reference, tiles.gain = state["reference"], state["gain"]

@@ -14,7 +14,7 @@ Layout (format version 2)::
     /blocks/b<k>      a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
         /m<k>         targets, scales, dac_bounds, adc_bounds, [bias], [drift_reference], [drift_gain];
-                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows, programmed_crc32
+                      attrs: seed, t_s, reads, epoch (read epoch), drift_law, bias_in_rows, programmed_crc32
 
 ``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
 number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of every pair). The
@@ -131,7 +131,7 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
             _checked_dataset(m, "targets", signed_targets(state["g_target"], record.cfg.device.g_min_us))
             for key in TILE_ARRAYS:
                 _checked_dataset(m, key, state[key])
-            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch")})
+            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch", "drift_law")})
             m.attrs["bias_in_rows"] = matrix.bias_in_rows
             m.attrs["programmed_crc32"] = programmed_checksum(state["g_prog"], state["stuck"])
             for key, name in COMPENSATION.items():
@@ -235,6 +235,10 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     for key in ("seed", "reads", "epoch"):
         state[key] = reader.int_attr(group, key, where)
     state["t_s"] = reader.float_attr(group, "t_s", where)
+    # files written before drift law 2 have none: they drifted by law 1 (device.DRIFT_LAW)
+    state["drift_law"] = reader.int_attr(group, "drift_law", where) if "drift_law" in group.attrs else 1
+    if state["drift_law"] not in (1, device.DRIFT_LAW):
+        raise reader.error(where, f"attribute drift_law must be 1 or {device.DRIFT_LAW}, found {state['drift_law']}")
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
     checksum = reader.int_attr(group, "programmed_crc32", where)
     bias = dataset("bias") if "bias" in group else None

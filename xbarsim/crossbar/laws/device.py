@@ -34,6 +34,20 @@ from . import lawkernels, pieces, rng
 STUCK_ON = 1
 STUCK_OFF = -1
 
+# how the power-law and PCM drift's ((t + t0) / t0)^(-nu) is evaluated (docs/physics.md, docs/file-formats.md):
+# 2 = exp(-nu ln((t + t0) / t0)), one log per array and NumPy's vectorised exp per device; 1 = NumPy's pow per
+# device, as xbarsim did before (chip files without a drift_law load with it). The two give a different float32
+# conductance for about 1 device in 10^8, by one unit in the last place.
+DRIFT_LAW = 2
+
+
+def drift_power(base: float, exponents: np.ndarray, drift_law: int = DRIFT_LAW) -> np.ndarray:
+    """base ** exponents (float64, base > 0) under ``drift_law``; law 2 overwrites ``exponents``."""
+    if drift_law == 1:
+        return base**exponents
+    np.multiply(exponents, np.log(base), out=exponents)
+    return np.exp(exponents, out=exponents)
+
 
 def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int = 0, first: int = 0) -> np.ndarray:
     """Standard normals, float32, one per device of a (2, ...) array (stream index ``index``) whose
@@ -106,12 +120,14 @@ def _write_law(noise) -> tuple[int, float, float, float, float]:
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
+def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0,
+                 drift_law: int = DRIFT_LAW) -> np.ndarray | None:  # fmt: skip
     """Multiplicative drift ``G(t) / G_prog`` per device (float64) of a (2, ...) array whose first
     pair is pair ``first`` of its matrix, or None where it is 1 everywhere (no drift; power_law and
     pcm at t = 0, where 1^(-nu) = 1 exactly).
 
-    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
+    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device,
+    evaluated by drift law ``drift_law`` (``drift_power``).
     The per-device draws come from one stream, so drift at any t is one consistent trajectory.
     """
     law = device.drift
@@ -129,7 +145,7 @@ def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int
         nu = law.scale * np.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
-    return ((t_s + t0) / t0) ** (-nu)
+    return drift_power((t_s + t0) / t0, -nu, drift_law)
 
 
 def drifts(device: DeviceConfig, t_s: float) -> bool:
@@ -144,17 +160,18 @@ def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarr
     return np.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), np.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
 
 
-def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
-    """Conductances t_s seconds after programming (float32); stuck devices do not drift."""
+def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, drift_law: int = DRIFT_LAW) -> np.ndarray:
+    """Conductances t_s seconds after programming (float32) under ``drift_law`` (``DRIFT_LAW``); stuck devices do not drift."""
     if t_s < 0 or not np.isfinite(t_s):
         raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
     if not drifts(device, t_s):
         return g_prog.copy()
-    (g,) = pieces.map_pairs(lambda first, g0, s0: (_drifted_pairs(g0, s0, device, t_s, seed, first),), [g_prog, stuck], [np.float32])
+    (g,) = pieces.map_pairs(lambda first, g0, s0: (_drifted_pairs(g0, s0, device, t_s, seed, first, drift_law),), [g_prog, stuck], [np.float32])
     return g
 
 
-def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
+def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int,
+                   drift_law: int = DRIFT_LAW) -> np.ndarray:  # fmt: skip
     law = device.drift
     if isinstance(law, (PowerLawDrift, PCMDrift)):  # drift_factor, fused
         z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first))
@@ -165,9 +182,9 @@ def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, 
             lawkernels.pcm_negative_exponents(np.log(exponents), z, float(law.scale), exponents)
         else:
             lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
-        factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
+        factor = drift_power((t_s + device.t0_s) / device.t0_s, exponents, drift_law)
     else:
-        factor = drift_factor(g_prog, device, t_s, seed, first).reshape(-1)
+        factor = drift_factor(g_prog, device, t_s, seed, first, drift_law).reshape(-1)
     g = np.empty(g_prog.shape, np.float32)
     lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
