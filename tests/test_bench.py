@@ -116,3 +116,22 @@ def test_bench_all_writes_the_readme_tables_from_the_benches_json():
     assert lines[2] == "| 512 x 512 tile, batch 256 | 20.00 ms (0.30x the GEMM) | 50.00 ms | 2.5x |"  # 256 / 12800 s
     assert lines[3] == "| lenet5, batch 64 | 2,000.0 img/s | 500.0 img/s | 4.0x |"
     assert bench_all.aihwkit_table(tile, chip, None).splitlines()[3].endswith("| - | - |")
+
+
+def test_bench_all_puts_its_tables_between_the_readme_markers_only(tmp_path):
+    bench_all = _bench_all()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n\n{bench_all.BEGIN}\nold table\n{bench_all.END}\n\nafter\n")
+    bench_all.put_into_readme(readme, "| new | table |")
+    assert readme.read_text() == f"# top\n\n{bench_all.BEGIN}\n| new | table |\n{bench_all.END}\n\nafter\n"
+    bench_all.put_into_readme(readme, "again")
+    assert readme.read_text().count("again") == 1 and "new" not in readme.read_text()
+    readme.write_text(f"{bench_all.END}\n{bench_all.BEGIN}\n")
+    with pytest.raises(SystemExit, match="needs one"):
+        bench_all.put_into_readme(readme, "x")
+    assert readme.read_text() == f"{bench_all.END}\n{bench_all.BEGIN}\n"  # left as it was
+
+
+def test_the_readme_has_the_bench_all_markers():
+    head, tail = _bench_all().readme_parts(Path(__file__).resolve().parents[1] / "README.md")
+    assert "## Benchmarks" in head and "bench_all.py" in head
