@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .rng import _HALF_PI, _LN2_HI, _LN2_LO, _MANT, _ONE_BITS, _SQRT_HALF, _TWO_M24, _TWO_M31, _LOW30, _bits_from_f32, _f32_from_bits, hash_block
+from .rng import _LN2_HI, _LN2_LO, box_muller_inputs, hash_block, log_reduced, rotated
 
 STREAM_VERSION = 2
 
@@ -52,13 +52,7 @@ def fma(typingctx, a, b, c):
 def log_f32(u):
     """Natural log of a positive, finite float32: Cephes logf's reduction and polynomial, the
     polynomial and the exponent's terms as fused multiply-adds."""
-    bits = _bits_from_f32(u)
-    fe = _F(np.int32(bits >> np.uint32(23))) - _F(127.0)
-    m = _f32_from_bits((bits & _MANT) | _ONE_BITS)  # mantissa in [1, 2)
-    big = m > _F(2.0) * _SQRT_HALF
-    m = m * _F(0.5) if big else m
-    fe = fe + _F(1.0) if big else fe
-    x = m - _F(1.0)
+    fe, x = log_reduced(u)
     z = x * x
     p = _L[0]
     p = fma(p, x, _L[1])
@@ -80,19 +74,12 @@ def normal_pair_from_bits(high, low):
     """Two independent standard normals (float32) from the high and low 32 bits (uint32) of a hash:
     radius sqrt(-2 ln u), u = (high >> 1 + 1/2) 2^-31 (so |z| <= 6.66); angle from low's top 2 bits
     (the quadrant) and the next 24 (the offset in [-pi/4, pi/4))."""
-    u = (_F(np.int32(high >> np.uint32(1))) + _F(0.5)) * _TWO_M31
+    u, a, quadrant = box_muller_inputs(high, low)
     r = np.sqrt(_F(-2.0) * log_f32(u))
-    quadrant = low >> np.uint32(30)
-    a = (_F(np.int32((low & _LOW30) >> np.uint32(6))) * _TWO_M24 - _F(0.5)) * _HALF_PI
     z = a * a
     s = fma(a * z, fma(z, fma(z, _S[0], _S[1]), _S[2]), a)
     c = fma(z * z, fma(z, fma(z, _C[0], _C[1]), _C[2]), fma(_F(-0.5), z, _F(1.0)))
-    swap = (quadrant & np.uint32(1)) == np.uint32(1)
-    first = s if swap else c
-    second = c if swap else s
-    first = -first if (quadrant == np.uint32(1) or quadrant == np.uint32(2)) else first
-    second = -second if quadrant >= np.uint32(2) else second
-    return r * first, r * second
+    return rotated(r, c, s, quadrant)
 
 
 @njit(inline="always", error_model="numpy", cache=True)
