@@ -2,36 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
+
 _CONVERTERS_8BIT = {
     "tile.dac": {"bits": 8, "range": "dynamic"},
     "tile.adc": {"bits": 8, "range": "fixed", "bound": 10.0},
 }
 
-TILE_CASES: dict[str, dict] = {
-    "ideal": {},
-    "8-bit DAC/ADC": _CONVERTERS_8BIT,
-    "8-bit + additive read noise (output_referred)": {
+
+@dataclass(frozen=True)
+class TileCase:
+    """A tile benchmark case: ``values`` over ``preset``, on weights and inputs of kind ``data``:
+    "scaled" W ~ N(0, 1 / size), x ~ N(0, 1); "aihwkit" W ~ N(0, 1), x ~ U(-1, 1) (the
+    comparison with aihwkit's tile: its converters saturate there and bound management re-reads)."""
+
+    values: dict = field(default_factory=dict)
+    preset: str = "ideal"
+    data: str = "scaled"
+
+    def workload(self, size: int, batches: list[int]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Seeded float32 weights (size, size) and inputs {batch: (batch, size)} of this case's kind."""
+        rng = np.random.default_rng(0)
+        if self.data == "aihwkit":
+            weights = rng.standard_normal((size, size)).astype(np.float32)
+            return weights, {b: rng.uniform(-1, 1, (b, size)).astype(np.float32) for b in batches}
+        weights = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+        return weights, {b: rng.standard_normal((b, size)).astype(np.float32) for b in batches}
+
+
+TILE_CASES: dict[str, TileCase] = {
+    "ideal": TileCase(),
+    "8-bit DAC/ADC": TileCase(_CONVERTERS_8BIT),
+    "8-bit + additive read noise (output_referred)": TileCase({
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "additive", "sigma": 0.5},
         "tile.out_noise": 0.04,
-    },
-    "8-bit + additive + wire resistance (1 ohm)": {
+    }),
+    "8-bit + additive + wire resistance (1 ohm)": TileCase({
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "additive", "sigma": 0.5},
         "tile.out_noise": 0.04,
         "tile.wire_resistance_ohm": 1.0,
-    },
-    "8-bit + PCM read noise (output_referred)": {
+    }),
+    "8-bit + PCM read noise (output_referred)": TileCase({
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "pcm", "time": "per_read"},
         "tile.out_noise": 0.04,
-    },
-    "8-bit + PCM read noise (per_device)": {
+    }),
+    "8-bit + PCM read noise (per_device)": TileCase({
         **_CONVERTERS_8BIT,
         "device.read_noise": {"kind": "pcm", "time": "per_read"},
         "tile.out_noise": 0.04,
         "tile.read_noise_path": "per_device",
-    },
+    }),
+    "aihwkit preset, bound management, W~N(0,1) x~U(-1,1)": TileCase(preset="aihwkit", data="aihwkit"),
 }
 
 LSTM_STEPS = 50

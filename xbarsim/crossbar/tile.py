@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import ChipConfig
 from .laws import cells, compensation, device, irdrop, rng
-from .read import converters, patches, readout, workspace
+from .read import blas, converters, patches, readout, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import InputRows, PatchRows
@@ -59,7 +59,6 @@ class TileArray:
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
         self._adc_columns = self._adc_parameters()
-        self._col_block = grid.col_block_of()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
         self.program(seed)
@@ -95,10 +94,10 @@ class TileArray:
         targets and the seed."""
         return cells.program(self.g_target, self.cfg, self.seed)
 
-    def devices_now(self, programmed: cells.Programmed | None = None) -> np.ndarray:
-        """(N, 2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
+    def devices_now(self, programmed: cells.Programmed | None = None) -> list[np.ndarray]:
+        """N arrays (2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
         programmed = self.programmed() if programmed is None else programmed
-        return cells.drifted(programmed, self.g_target, self.cfg.device, self.t_s, self.seed)
+        return cells.drifted(programmed, self.g_target, self.cfg.device, self.t_s, self.seed, self.drift_law)
 
     @property
     def g_prog(self) -> np.ndarray:
@@ -121,6 +120,7 @@ class TileArray:
         time to 0 and resets the read counter. ``programmed_crc32`` fingerprints the programmed
         state (CRC-32 of G_prog then the stuck codes)."""
         self._set_seed(seed)
+        self.drift_law = device.DRIFT_LAW  # a chip programmed now drifts by the current law
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
@@ -178,7 +178,7 @@ class TileArray:
         self.t_s = t_s  # validated by drifted()
         dev = self.cfg.device
         programmed = self.programmed() if programmed is None else programmed
-        devices_now = cells.drifted(programmed, self.g_target, dev, t_s, self.seed)  # every device of every cell
+        devices_now = cells.drifted(programmed, self.g_target, dev, t_s, self.seed, self.drift_law)  # every device of every cell
         g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
@@ -209,20 +209,28 @@ class TileArray:
     def _compensate(self) -> None:
         self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
-    def _set_conductances(self, g_read: np.ndarray, devices_now: np.ndarray, programmed: cells.Programmed) -> None:
+    def _set_conductances(self, g_read: np.ndarray, devices_now: list[np.ndarray], programmed: cells.Programmed) -> None:
         """From the cell conductances as this epoch's reads see them (g_read: with the per-epoch read noise), every
-        device now (``devices_now``, (N, 2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
+        device now (``devices_now``, N arrays (2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         self._weights = None  # the effective weights of the previous conductances
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         del g_read
-        self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
+        self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
+        self.gdiff_t = self.gdiff_rows[: self.grid.n_in]
         del gdiff
         self._set_read_noise(gain, devices_now, programmed)
-        self.g_direct = self._direct_conductances()
+        self.g_direct_rows = self._direct_conductances()
+        self.g_direct = None if self.g_direct_rows is None else self.g_direct_rows[: self.grid.n_in]
 
-    def _set_read_noise(self, gain: np.ndarray | None, devices_now: np.ndarray, programmed: cells.Programmed) -> None:
+    def _with_tail(self, matrix: np.ndarray) -> np.ndarray:
+        """(n_in + tail, n_out): ``matrix`` and the zero rows after it that the read path's BLAS
+        products read past its last row block (``blas.BlockLayout``); its first n_in rows are the
+        (n_in, n_out) array the attributes name (``gdiff_t``, ``read_var_t``, ``g_direct``)."""
+        return blas.with_tail(matrix, blas.layout(self.grid.row_edges).tail)
+
+    def _set_read_noise(self, gain: np.ndarray | None, devices_now: list[np.ndarray], programmed: cells.Programmed) -> None:
         """The per-read noise the kernels draw, in converter units (from the devices at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
@@ -231,6 +239,7 @@ class TileArray:
         span2 = np.float32((g_max - g_min) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
+        self.read_var_rows = None  # read_var_t with the zero rows after it (``_with_tail``)
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
@@ -242,16 +251,18 @@ class TileArray:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
         elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
-            self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_rows = self._with_tail(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_t = self.read_var_rows[: self.grid.n_in]
 
     def _direct_conductances(self) -> np.ndarray | None:
-        """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
-        DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
+        """(n_in + tail, n_out) ``gdiff_t`` times the output scales (``_with_tail``), when a read is one
+        exact product (no DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM
+        per row block); else None."""
         tile_cfg = self.cfg.tile
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return np.ascontiguousarray(self.gdiff_t * expand_rows(self.out_scales, self.grid))
+        return self._with_tail(self.gdiff_t * expand_rows(self.out_scales, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -308,7 +319,7 @@ class TileArray:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
         if self.recorder is not None:
             self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
+        out = blas.matmul(x2, self.target_weights().T) if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
         return out[0] if single else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -353,17 +364,18 @@ class TileArray:
         none) so that a rebuild need not read the probe again."""
         arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
-                "programmed_crc32": self.programmed_crc32, "reference": self.reference, "gain": self.gain}  # fmt: skip
+                "programmed_crc32": self.programmed_crc32, "drift_law": self.drift_law, "reference": self.reference,
+                "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
-        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
-        The programmed state is regenerated from the targets and the seed; with a ``programmed_crc32``
-        entry, a fingerprint that differs raises ValueError. The drift compensation's reference and gain
-        are taken from the state when it has a ``reference`` entry (one move to t_s, no probe read);
-        otherwise the probe is read again. Arrays of the right dtype are kept, not copied (the array's
-        state is never changed in place)."""
+        counter, read epoch (0 when absent) and drift law (1 when absent: ``device.DRIFT_LAW``), so it
+        continues exactly where the saved one stopped. The programmed state is regenerated from the targets
+        and the seed; with a ``programmed_crc32`` entry, a fingerprint that differs raises ValueError. The drift
+        compensation's reference and gain are taken from the state when it has a ``reference`` entry (one move to
+        t_s, no probe read); otherwise the probe is read again. Arrays of the right dtype are kept, not copied
+        (the array's state is never changed in place)."""
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         n_in, n_out = state["targets"].shape
@@ -383,13 +395,15 @@ class TileArray:
                              "(the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
         tiles._set_units()
         tiles._adc_columns = tiles._adc_parameters()
-        tiles._col_block = tiles.grid.col_block_of()
         tiles.recorder = None
         tiles.ideal = False
         tiles.bm_rereads = 0
         tiles.epoch = int(state.get("epoch", 0))
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
+        tiles.drift_law = int(state.get("drift_law", 1))  # a state without one was drifted by law 1 (NumPy's pow)
+        if tiles.drift_law not in (1, device.DRIFT_LAW):
+            raise ValueError(f"drift law must be 1 or {device.DRIFT_LAW}, got {tiles.drift_law}")
         tiles._move_to(float(state["t_s"]), programmed=programmed)
         del programmed
         if "reference" in state:

@@ -14,7 +14,7 @@ Layout (format version 2)::
     /blocks/b<k>      a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
         /m<k>         targets, scales, dac_bounds, adc_bounds, [bias], [drift_reference], [drift_gain];
-                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows, programmed_crc32
+                      attrs: seed, t_s, reads, epoch (read epoch), drift_law, bias_in_rows, programmed_crc32
 
 ``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
 number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of every pair). The
@@ -45,6 +45,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
+from ..crossbar.laws import device
 from ..limits import MAX_DRIFT_S
 from ..paths import regular_file
 from ..progress import progress_bar
@@ -132,7 +133,7 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
             _checked_dataset(m, "targets", state["targets"])
             for key in TILE_ARRAYS:
                 _checked_dataset(m, key, state[key])
-            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch", "programmed_crc32")})
+            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch", "programmed_crc32", "drift_law")})
             m.attrs["bias_in_rows"] = matrix.bias_in_rows
             for key, name in COMPENSATION.items():
                 if state.get(key) is not None:
@@ -236,6 +237,10 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
     state["t_s"] = reader.float_attr(group, "t_s", where)
     if state["t_s"] > MAX_DRIFT_S:
         raise reader.error(where, f"attribute t_s must be at most {MAX_DRIFT_S:g} s, found {state['t_s']:g}")
+    # files written before drift law 2 have none: they drifted by law 1 (device.DRIFT_LAW)
+    state["drift_law"] = reader.int_attr(group, "drift_law", where) if "drift_law" in group.attrs else 1
+    if state["drift_law"] not in (1, device.DRIFT_LAW):
+        raise reader.error(where, f"attribute drift_law must be 1 or {device.DRIFT_LAW}, found {state['drift_law']}")
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
     bias = dataset("bias") if "bias" in group else None
     check_matrix(state, bias, bias_in_rows, cfg, fail)

@@ -159,12 +159,13 @@ def _with_read_noise(dev: DeviceConfig, parts: list) -> DeviceConfig:
     return dev.model_copy(update={"read_noise": noise})
 
 
-def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int) -> list[np.ndarray]:
-    """Every device's conductance t_s after programming (N arrays (2, n_in, n_out), float32). A drift law fitted on
-    the cell draws its exponent from device 0's stream for every device of the cell (all hold the same target, so they
-    share it): the cell's sum then drifts as the law says."""
+def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int,
+            drift_law: int = device.DRIFT_LAW) -> list[np.ndarray]:  # fmt: skip
+    """Every device's conductance t_s after programming under ``drift_law`` (N arrays (2, n_in, n_out), float32). A
+    drift law fitted on the cell draws its exponent from device 0's stream for every device of the cell (all hold the
+    same target, so they share it): the cell's sum then drifts as the law says."""
     shared = fitted_on_cell(dev.drift)
-    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, 0 if shared else n)
+    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, 0 if shared else n, drift_law)
             for n in range(programmed.devices)]  # fmt: skip
 
 

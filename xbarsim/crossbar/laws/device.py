@@ -43,6 +43,20 @@ from . import chiplaws, lawkernels, pieces, rng
 STUCK_ON = 1
 STUCK_OFF = -1
 
+# how the power-law and PCM drift's ((t + t0) / t0)^(-nu) is evaluated (docs/physics.md, docs/file-formats.md):
+# 2 = exp(-nu ln((t + t0) / t0)), one log per array and NumPy's vectorised exp per device; 1 = NumPy's pow per
+# device, as xbarsim did before (chip files without a drift_law load with it). The two give a different float32
+# conductance for about 1 device in 10^8, by one unit in the last place.
+DRIFT_LAW = 2
+
+
+def drift_power(base: float, exponents: np.ndarray, drift_law: int = DRIFT_LAW) -> np.ndarray:
+    """base ** exponents (float64, base > 0) under ``drift_law``; law 2 overwrites ``exponents``."""
+    if drift_law == 1:
+        return base**exponents
+    np.multiply(exponents, np.log(base), out=exponents)
+    return np.exp(exponents, out=exponents)
+
 
 def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int = 0, first: int = 0) -> np.ndarray:
     """Standard normals, float32, one per device of a (2, ...) array (stream index ``index``) whose
@@ -140,12 +154,13 @@ def _write_law(noise, g_max: float) -> tuple[int, float, float, float, float]:
 
 
 def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0,
-                 g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray | None:  # fmt: skip
+                 g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray | None:  # fmt: skip
     """Multiplicative drift ``G(t) / G_prog`` per device (float64) of a (2, ...) array whose first
     pair is pair ``first`` of its matrix, or None where it is 1 everywhere (no drift; power_law and
     pcm at t = 0, where 1^(-nu) = 1 exactly).
 
-    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
+    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device,
+    evaluated by drift law ``drift_law`` (``drift_power``).
     The per-device draws come from one stream, so drift at any t is one consistent trajectory. ``g_target``: the
     targets (the PCM and HERMES laws take nu's statistics there; default g_prog); ``index``: the device of its cell.
     """
@@ -167,7 +182,7 @@ def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int
         nu = law.scale * np.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
-    return ((t_s + t0) / t0) ** (-nu)
+    return drift_power((t_s + t0) / t0, -nu, drift_law)
 
 
 def _exponent_conductance(law: PCMDrift, g_prog: np.ndarray, g_target: np.ndarray | None) -> np.ndarray:
@@ -191,9 +206,10 @@ def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarr
 
 
 def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
-            g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray:  # fmt: skip
-    """Conductances t_s seconds after programming (float32); stuck devices do not drift. ``g_target``: the targets
-    (laws whose draws depend on them; default g_prog); ``index``: the device of its unit cell (its own stream)."""
+            g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray:  # fmt: skip
+    """Conductances t_s seconds after programming (float32) under ``drift_law`` (``DRIFT_LAW``); stuck devices do
+    not drift. ``g_target``: the targets (laws whose draws depend on them; default g_prog); ``index``: the device of
+    its unit cell (its own stream)."""
     if t_s < 0 or not np.isfinite(t_s):
         raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
     if not drifts(device, t_s):
@@ -201,13 +217,13 @@ def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: fl
     targets = g_prog if g_target is None else g_target
 
     def piece(first: int, g0: np.ndarray, s0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray]:
-        return (_drifted_pairs(g0, s0, device, t_s, seed, first, t0, index),)
+        return (_drifted_pairs(g0, s0, device, t_s, seed, first, t0, index, drift_law),)
 
     return pieces.map_pairs(piece, [g_prog, stuck, targets], [np.float32])[0]
 
 
 def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int,
-                   g_target: np.ndarray | None = None, index: int = 0) -> np.ndarray:  # fmt: skip
+                   g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray:  # fmt: skip
     law = device.drift
     g_target = g_prog if g_target is None else g_target
     if isinstance(law, (RelaxationDrift, LogTimeDrift)):  # additive laws
@@ -224,9 +240,9 @@ def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, 
             lawkernels.pcm_negative_exponents(np.log(exponents), z, float(law.scale), exponents)
         else:
             lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
-        factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
+        factor = drift_power((t_s + device.t0_s) / device.t0_s, exponents, drift_law)
     else:
-        factor = drift_factor(g_prog, device, t_s, seed, first, g_target, index).reshape(-1)
+        factor = drift_factor(g_prog, device, t_s, seed, first, g_target, index, drift_law).reshape(-1)
     g = np.empty(g_prog.shape, np.float32)
     lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
