@@ -147,8 +147,8 @@ def test_cost_counts_the_pulses_and_a_sweep_takes_the_loop_as_an_axis():
     torch.manual_seed(0)
     chip = map_model(zoo.build("lenet5", image_size=8), ChipConfig.preset("neurram"), seed=2)
     cost = measure_cost(chip, torch.rand(2, 1, 8, 8)).programming
-    pulses = sum(int(m.devices.pulses.sum()) for m in chip.chip.matrices())
-    reads = sum(int(m.devices.verify_reads.sum()) for m in chip.chip.matrices())
+    pulses = sum(int(m.tiles.programmed().pulses.sum()) for m in chip.chip.matrices())
+    reads = sum(int(m.tiles.programmed().verify_reads.sum()) for m in chip.chip.matrices())
     assert cost["pulses"] == pulses and cost["programming_energy_pj"] == pytest.approx(pulses * 10.0)
     assert cost["verify_reads"] == reads and cost["programming_time_ns"] == pytest.approx(pulses * 100.0 + reads * 200.0)
     assert "converged" in chip.summary() and cost["converged"] == chip.chip.programming_report()["converged"]
