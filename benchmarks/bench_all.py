@@ -93,6 +93,18 @@ def aihwkit_table(tile: dict, chip: dict, theirs: dict | None) -> str:
     return "\n".join(lines)
 
 
+def header(info: dict, log: list, versions: dict) -> str:
+    """The tables' first line: date, machine, versions, the load average around each step, and a warning
+    where the machine was loaded (a load average above the CPUs usable, before or after any step)."""
+    loads = ", ".join(f"{entry['step']} {entry['load_before']:.1f}-{entry['load_after']:.1f}" for entry in log)
+    text = (f"Measured {info['date_utc'][:10]} on {info['cpu']} ({info['cpus_usable']} of {info['cpus']} CPUs usable), "
+            f"Python {info['python']}, torch {versions['torch']}, Numba {versions.get('numba')}, torch imported first; "
+            f"1-minute load average before-after each step: {loads}. Rerun: `python benchmarks/bench_all.py`.")  # fmt: skip
+    if max(max(entry["load_before"], entry["load_after"]) for entry in log) > info["cpus_usable"]:
+        text += " **A loaded machine (load average above the CPUs usable): the timings are not to be trusted.**"
+    return text
+
+
 def readme_parts(readme: Path) -> tuple[str, str]:
     """The README's text up to its begin marker line and from its end marker line on (checked before any run)."""
     text = readme.read_text()
@@ -139,12 +151,8 @@ def main() -> int:
         else:  # xbarsim's tables still come out; the aihwkit column says it is missing
             print(f"aihwkit_speed.py failed (exit {done[0].returncode}):\n{done[0].stderr[-2000:]}", file=sys.stderr)
     tile, model, chip = (json.loads((out / name).read_text()) for name in ("tile.json", "model.json", "model_aihwkit.json"))
-    loads = ", ".join(f"{entry['step']} {entry['load_before']:.1f}-{entry['load_after']:.1f}" for entry in log)
     versions = model["conditions"][next(iter(model["conditions"]))]["chip"]
-    header = (f"Measured {info['date_utc'][:10]} on {info['cpu']} ({info['cpus_usable']} of {info['cpus']} CPUs usable), "
-              f"Python {info['python']}, torch {versions['torch']}, Numba {versions.get('numba')}, torch imported first; "
-              f"1-minute load average before-after each step: {loads}. Rerun: `python benchmarks/bench_all.py`.")  # fmt: skip
-    tables = "\n\n".join([header, "### bench tile (512 x 512 on one 512 x 512 tile: GEMM time / tile time)", tile_table(tile),
+    tables = "\n\n".join([header(info, log, versions), "### bench tile (512 x 512 on one 512 x 512 tile: GEMM time / tile time)", tile_table(tile),
                           "### bench model (pcm chip)", model_tables(model),
                           "### against aihwkit (aihwkit preset, the same workloads)", aihwkit_table(tile, chip, theirs)])  # fmt: skip
     (out / "tables.md").write_text(tables + "\n")

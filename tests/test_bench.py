@@ -142,3 +142,14 @@ def test_bench_all_puts_its_tables_between_the_readme_markers_only(tmp_path):
 def test_the_readme_has_the_bench_all_markers():
     head, tail = _bench_all().readme_parts(Path(__file__).resolve().parents[1] / "README.md")
     assert "## Benchmarks" in head and "bench_all.py" in head
+
+
+def test_bench_all_header_names_the_conditions_and_flags_a_loaded_machine():
+    bench_all = _bench_all()
+    info = {"date_utc": "2026-12-07T12:00:00+00:00", "cpu": "Xeon", "cpus": 16, "cpus_usable": 2, "python": "3.11.7"}
+    versions = {"torch": "2.13.0+cpu", "numba": "0.61.0"}
+    quiet = [{"step": "bench tile", "load_before": 0.2, "load_after": 1.9}]
+    text = bench_all.header(info, quiet, versions)
+    assert text.startswith("Measured 2026-12-07 on Xeon (2 of 16 CPUs usable)") and "torch 2.13.0+cpu" in text
+    assert "bench tile 0.2-1.9" in text and "loaded" not in text
+    assert "not to be trusted" in bench_all.header(info, [*quiet, {"step": "aihwkit", "load_before": 1.0, "load_after": 2.5}], versions)
