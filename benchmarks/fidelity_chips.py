@@ -13,7 +13,9 @@ Sections:
   1. weights per |w| bin at each time: mean and std of (realized - w) sign(w) / max|w| of a 512x512 layer read
      through an ideal periphery, no compensation, 3 programmings. Two aihwkit columns: its tile (what an aihwkit user
      gets) and its noise model applied to the conductances with the converter's scale kept (``BaseNoiseModel
-     .apply_drift_noise`` re-derives the scale from the programmed weights: base.py lines 117-125).
+     .apply_drift_noise`` re-derives the scale from the programmed weights: base.py lines 117-125). One more xbarsim
+     column for the presets that program and verify: the preset programmed in one shot with the source's fitted
+     spread instead (hermes; neurram with ``starts_from: first_fit``, the relaxation grown from that fit).
   2. reram-cmo per device: G(t) - G_target per target level, aihwkit's conductance functions against xbarsim's laws.
   3. program-and-verify (hermes, neurram): residual, convergence and pulses of xbarsim's loop.
   4. a LeNet-5 on scikit-learn digits: accuracy over chips at each time, aihwkit's tile configured as the preset
@@ -68,14 +70,15 @@ class Chip:
     times: tuple  # (label, seconds, aihwkit evaluates it)
     cnn_time: tuple  # (label, seconds) of the CNN comparison
     compensation: bool
+    one_shot: dict | None = None  # the preset programmed in one shot with its fit (None: it is one-shot already)
 
 
 CHIPS = {
     "hermes": Chip("hermes", HermesNoiseModel, (("0", 0.0, True), ("1 h", HOUR, True), ("1 d", DAY, True), ("1 y", YEAR, True)),
-                   ("1 y", YEAR), True),
+                   ("1 y", YEAR), True, {"programming": {"method": "one_shot"}}),
     "neurram": Chip("neurram", lambda: ReRamWan2022NoiseModel(g_converter=SinglePairConductanceConverter(g_max=40.0, g_min=1.0), g_max=40.0),
                     (("1 s", 1.0, True), ("1 h", HOUR, False), ("1 d", DAY, True), ("2 d", 2 * DAY, True), ("1 y", YEAR, False)),
-                    ("2 d", 2 * DAY), False),
+                    ("2 d", 2 * DAY), False, {"programming": {"method": "one_shot"}, "device.drift.starts_from": "first_fit"}),
     "reram-cmo": Chip("reram-cmo", cmo_model, (("0", 0.0, True), ("1 h", HOUR, True), ("1 d", DAY, True), ("1 y", YEAR, True)),
                       ("1 y", YEAR), False),
 }  # fmt: skip
@@ -125,11 +128,14 @@ def _agrees(ours: dict, ref: dict) -> bool:
 
 
 def weight_section(chip: Chip, w: np.ndarray, seeds: list[int], bar) -> tuple[list[dict], dict]:
-    """Per time and |w| bin: aihwkit's tile, aihwkit's model (scale kept) and xbarsim; and xbarsim's verify report."""
+    """Per time and |w| bin: aihwkit's tile, aihwkit's model (scale kept), xbarsim, and xbarsim programmed in one shot
+    with the source's fit instead of its verify loop; and xbarsim's verify report."""
     cfg = ChipConfig.preset(chip.preset).with_values(DEVICE_ONLY)
+    configs = {"xbarsim": cfg} if chip.one_shot is None else {"xbarsim": cfg, "xbarsim one-shot": cfg.with_values(chip.one_shot)}
+    eye = np.eye(w.shape[1], dtype=np.float32)
     rows = []
     for label, t, in_aihwkit in chip.times:
-        realized = {"xbarsim": [xbarsim_layer(cfg, w, np.eye(w.shape[1], dtype=np.float32), [t], seed)[0].T for seed in seeds]}
+        realized = {side: [xbarsim_layer(c, w, eye, [t], seed)[0].T for seed in seeds] for side, c in configs.items()}
         if in_aihwkit:
             realized["aihwkit tile"] = [aihwkit_tile_weights(chip, w, t, seed) for seed in seeds]
             realized["aihwkit model"] = [aihwkit_model_weights(chip, w, t, seed) for seed in seeds]
@@ -139,6 +145,8 @@ def weight_section(chip: Chip, w: np.ndarray, seeds: list[int], bar) -> tuple[li
             row = {"chip": chip.preset, "time": label, "bin": stats["xbarsim"][k]["bin"], **{side: s[k] for side, s in stats.items()}}
             for side in ("aihwkit tile", "aihwkit model"):
                 row[f"status vs {side}"] = ("PASS" if _agrees(row["xbarsim"], row[side]) else "MISS") if side in row else "n/a"
+            if "xbarsim one-shot" in row:
+                row["one-shot vs aihwkit model"] = ("PASS" if _agrees(row["xbarsim one-shot"], row["aihwkit model"]) else "MISS") if "aihwkit model" in row else "n/a"
             rows.append(row)
     tiles = xbarsim.TileArray.from_weights(w, cfg, seeds[0])
     return rows, tiles.programming_report()
@@ -225,10 +233,12 @@ def _cell(s: dict | None) -> str:
 
 def print_tables(report: dict) -> None:
     print("\n### Weight error along sign(w) per |w| bin (units of max|w|; mean / std), ideal periphery\n")
-    print("| chip | time | |w| / max | aihwkit tile | aihwkit model, scale kept | xbarsim | vs tile | vs model |\n|---|---|---|---|---|---|---|---|")
+    print("| chip | time | |w| / max | aihwkit tile | aihwkit model, scale kept | xbarsim | vs tile | vs model | xbarsim one-shot | "
+          "vs model |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in report["weights"]:
         cells = " | ".join(_cell(r.get(side)) for side in ("aihwkit tile", "aihwkit model", "xbarsim"))
-        print(f"| {r['chip']} | {r['time']} | {r['bin']} | {cells} | {r['status vs aihwkit tile']} | {r['status vs aihwkit model']} |")
+        one_shot = f"{_cell(r['xbarsim one-shot'])} | {r['one-shot vs aihwkit model']}" if "xbarsim one-shot" in r else "n/a | n/a"
+        print(f"| {r['chip']} | {r['time']} | {r['bin']} | {cells} | {r['status vs aihwkit tile']} | {r['status vs aihwkit model']} | {one_shot} |")
     print("\n### reram-cmo per device: G(t) - G_target (uS; mean / std)\n")
     print("| time | G_target (uS) | aihwkit | xbarsim | status |\n|---|---|---|---|---|")
     for r in report["cmo_devices"]:
