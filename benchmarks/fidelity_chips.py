@@ -17,7 +17,8 @@ Sections:
      column for the presets that program and verify: the preset programmed in one shot with the source's fitted
      spread instead (hermes; neurram with ``starts_from: first_fit``, the relaxation grown from that fit).
   2. reram-cmo per device: G(t) - G_target per target level, aihwkit's conductance functions against xbarsim's laws.
-  3. program-and-verify (hermes, neurram): residual, convergence and pulses of xbarsim's loop.
+  3. program-and-verify (hermes, neurram): residual, convergence and pulses of xbarsim's loop, over the layer and per
+     target level beside the source's fitted spread per device.
   4. a LeNet-5 on scikit-learn digits: accuracy over chips at each time, aihwkit's tile configured as the preset
      (8-bit DAC and ADC, bound 10, output noise 0.04, column scaling, 256x256 tiles, no bound management).
 ReRamWan2022NoiseModel evaluates only at its fitted times (1 s, 1 d, 2 d; reram.py line 158 raises otherwise): its
@@ -49,7 +50,7 @@ from tqdm import tqdm
 
 import xbarsim
 from xbarsim import ChipConfig, map_model
-from xbarsim.crossbar.laws import device
+from xbarsim.crossbar.laws import cells, device
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy, train
 
@@ -182,6 +183,24 @@ def cmo_device_section(seeds: list[int], bar) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------- verify per level
+def verify_level_section(seed: int) -> list[dict]:
+    """xbarsim's verify loop per target level (2 x 128 x 128 devices a level, each cell at the level) beside the
+    source's fitted spread per device (the preset's write-noise law: HERMES's two-device fit over sqrt(2), NeuRRAM's
+    fit at 1 s, which includes the first second's relaxation)."""
+    rows = []
+    for name in ("hermes", "neurram"):
+        cfg = ChipConfig.preset(name)
+        dev, n_cell = cfg.device, cfg.mapping.devices_per_polarity
+        edges = np.linspace(dev.g_min_us, dev.g_max_us, BINS + 1)
+        for level in (edges[:-1] + edges[1:]) / 2:
+            target = np.full((2, 128, 128), level, np.float32)
+            report = cells.verify_report([cells.program(target, cfg, seed)], [target])
+            fit = float(device.write_noise_std(np.array([level]), dev.write_noise, dev.g_max_us, n_cell)[0])
+            rows.append({"chip": name, "level_us": float(level), "fit_std_us": fit, **report})
+    return rows
+
+
 # ---------------------------------------------------------------- CNN
 def chip_rpu_config(chip: Chip):
     """aihwkit's tile as the preset's periphery: 8-bit abs-max DAC, 8-bit ADC (254 steps) with bound 10, output noise
@@ -248,6 +267,12 @@ def print_tables(report: dict) -> None:
     for name, v in report["verify"].items():
         print(f"| {name} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['verify_reads_mean']:.2f} | "
               f"{v['residual_mean_us']:+.3f} | {v['residual_std_us']:.3f} |")  # fmt: skip
+    print("\n### xbarsim's program-and-verify per target level (per device) beside the source's fitted spread\n")
+    print("| chip | G_target (uS) | converged | pulses a device | residual mean (uS) | residual std (uS) | fitted std (uS) |\n"
+          "|---|---|---|---|---|---|---|")  # fmt: skip
+    for v in report["verify_levels"]:
+        print(f"| {v['chip']} | {v['level_us']:.2f} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['residual_mean_us']:+.3f} | "
+              f"{v['residual_std_us']:.3f} | {v['fit_std_us']:.3f} |")  # fmt: skip
     print(f"\n### LeNet-5 on digits (float {100 * report['cnn_float_accuracy']:.1f}%), accuracy over chips\n")
     print("| chip | time | aihwkit | xbarsim | status |\n|---|---|---|---|---|")
     for r in report["cnn"]:
@@ -270,6 +295,7 @@ def main() -> int:
             if verify is not None:
                 report["verify"][name] = verify
         report["cmo_devices"] = cmo_device_section(seeds, bar)
+        report["verify_levels"] = verify_level_section(seeds[0])
         report["cnn_float_accuracy"], report["cnn"] = cnn_section(chips_n, epochs, bar)
     finish(report, args, start, {"seeds": seeds, "cnn_chips": chips_n, "cnn_epochs": epochs}, print_tables)
     return 0
