@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch  # before xbarsim (Numba and torch thread pools)
@@ -63,6 +64,8 @@ def _compiled_tiles_work() -> bool:
 RPUConfig = InferenceRPUConfig if _compiled_tiles_work() else TorchInferenceRPUConfig
 from tqdm import tqdm
 
+# this checkout's xbarsim, wherever the shared venv's editable install points (the venv serves every checkout)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import xbarsim
 from xbarsim import ChipConfig, TileArray, map_model
 from xbarsim.atomic import atomic_write
@@ -403,7 +406,7 @@ def finish(report: dict, args: argparse.Namespace, start: float, meta: dict, pri
     report["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
         "wall_s": round(time.time() - start, 1), "torch": torch.__version__, "aihwkit": aihwkit.__version__,
-        "aihwkit_rpu_config": RPUConfig.__name__, "xbarsim": xbarsim.__version__, "tolerance": TOLERANCE, **meta,
+        "aihwkit_rpu_config": RPUConfig.__name__, "xbarsim": xbarsim.__version__, "xbarsim_path": xbarsim.__file__, "tolerance": TOLERANCE, **meta,
     }  # fmt: skip
     print_tables(report)
     with atomic_write(args.out) as tmp:

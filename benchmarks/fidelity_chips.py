@@ -13,9 +13,12 @@ Sections:
   1. weights per |w| bin at each time: mean and std of (realized - w) sign(w) / max|w| of a 512x512 layer read
      through an ideal periphery, no compensation, 3 programmings. Two aihwkit columns: its tile (what an aihwkit user
      gets) and its noise model applied to the conductances with the converter's scale kept (``BaseNoiseModel
-     .apply_drift_noise`` re-derives the scale from the programmed weights: base.py lines 117-125).
+     .apply_drift_noise`` re-derives the scale from the programmed weights: base.py lines 117-125). One more xbarsim
+     column for the presets that program and verify: the preset programmed in one shot with the source's fitted
+     spread instead (hermes; neurram with ``starts_from: first_fit``, the relaxation grown from that fit).
   2. reram-cmo per device: G(t) - G_target per target level, aihwkit's conductance functions against xbarsim's laws.
-  3. program-and-verify (hermes, neurram): residual, convergence and pulses of xbarsim's loop.
+  3. program-and-verify (hermes, neurram): residual, convergence and pulses of xbarsim's loop, over the layer and per
+     target level beside the source's fitted spread per device.
   4. a LeNet-5 on scikit-learn digits: accuracy over chips at each time, aihwkit's tile configured as the preset
      (8-bit DAC and ADC, bound 10, output noise 0.04, column scaling, 256x256 tiles, no bound management).
 ReRamWan2022NoiseModel evaluates only at its fitted times (1 s, 1 d, 2 d; reram.py line 158 raises otherwise): its
@@ -47,7 +50,7 @@ from tqdm import tqdm
 
 import xbarsim
 from xbarsim import ChipConfig, map_model
-from xbarsim.crossbar.laws import device
+from xbarsim.crossbar.laws import cells, device
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy, train
 
@@ -68,14 +71,15 @@ class Chip:
     times: tuple  # (label, seconds, aihwkit evaluates it)
     cnn_time: tuple  # (label, seconds) of the CNN comparison
     compensation: bool
+    one_shot: dict | None = None  # the preset programmed in one shot with its fit (None: it is one-shot already)
 
 
 CHIPS = {
     "hermes": Chip("hermes", HermesNoiseModel, (("0", 0.0, True), ("1 h", HOUR, True), ("1 d", DAY, True), ("1 y", YEAR, True)),
-                   ("1 y", YEAR), True),
+                   ("1 y", YEAR), True, {"programming": {"method": "one_shot"}}),
     "neurram": Chip("neurram", lambda: ReRamWan2022NoiseModel(g_converter=SinglePairConductanceConverter(g_max=40.0, g_min=1.0), g_max=40.0),
                     (("1 s", 1.0, True), ("1 h", HOUR, False), ("1 d", DAY, True), ("2 d", 2 * DAY, True), ("1 y", YEAR, False)),
-                    ("2 d", 2 * DAY), False),
+                    ("2 d", 2 * DAY), False, {"programming": {"method": "one_shot"}, "device.drift.starts_from": "first_fit"}),
     "reram-cmo": Chip("reram-cmo", cmo_model, (("0", 0.0, True), ("1 h", HOUR, True), ("1 d", DAY, True), ("1 y", YEAR, True)),
                       ("1 y", YEAR), False),
 }  # fmt: skip
@@ -125,11 +129,14 @@ def _agrees(ours: dict, ref: dict) -> bool:
 
 
 def weight_section(chip: Chip, w: np.ndarray, seeds: list[int], bar) -> tuple[list[dict], dict]:
-    """Per time and |w| bin: aihwkit's tile, aihwkit's model (scale kept) and xbarsim; and xbarsim's verify report."""
+    """Per time and |w| bin: aihwkit's tile, aihwkit's model (scale kept), xbarsim, and xbarsim programmed in one shot
+    with the source's fit instead of its verify loop; and xbarsim's verify report."""
     cfg = ChipConfig.preset(chip.preset).with_values(DEVICE_ONLY)
+    configs = {"xbarsim": cfg} if chip.one_shot is None else {"xbarsim": cfg, "xbarsim one-shot": cfg.with_values(chip.one_shot)}
+    eye = np.eye(w.shape[1], dtype=np.float32)
     rows = []
     for label, t, in_aihwkit in chip.times:
-        realized = {"xbarsim": [xbarsim_layer(cfg, w, np.eye(w.shape[1], dtype=np.float32), [t], seed)[0].T for seed in seeds]}
+        realized = {side: [xbarsim_layer(c, w, eye, [t], seed)[0].T for seed in seeds] for side, c in configs.items()}
         if in_aihwkit:
             realized["aihwkit tile"] = [aihwkit_tile_weights(chip, w, t, seed) for seed in seeds]
             realized["aihwkit model"] = [aihwkit_model_weights(chip, w, t, seed) for seed in seeds]
@@ -139,6 +146,8 @@ def weight_section(chip: Chip, w: np.ndarray, seeds: list[int], bar) -> tuple[li
             row = {"chip": chip.preset, "time": label, "bin": stats["xbarsim"][k]["bin"], **{side: s[k] for side, s in stats.items()}}
             for side in ("aihwkit tile", "aihwkit model"):
                 row[f"status vs {side}"] = ("PASS" if _agrees(row["xbarsim"], row[side]) else "MISS") if side in row else "n/a"
+            if "xbarsim one-shot" in row:
+                row["one-shot vs aihwkit model"] = ("PASS" if _agrees(row["xbarsim one-shot"], row["aihwkit model"]) else "MISS") if "aihwkit model" in row else "n/a"
             rows.append(row)
     tiles = xbarsim.TileArray.from_weights(w, cfg, seeds[0])
     return rows, tiles.programming_report()
@@ -171,6 +180,24 @@ def cmo_device_section(seeds: list[int], bar) -> list[dict]:
                 row[side] = {"mean": float(e.mean()), "std": float(e.std())}
             row["status"] = "PASS" if _agrees(row["xbarsim"], row["aihwkit"]) else "MISS"
             rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- verify per level
+def verify_level_section(seed: int) -> list[dict]:
+    """xbarsim's verify loop per target level (2 x 128 x 128 devices a level, each cell at the level) beside the
+    source's fitted spread per device (the preset's write-noise law: HERMES's two-device fit over sqrt(2), NeuRRAM's
+    fit at 1 s, which includes the first second's relaxation)."""
+    rows = []
+    for name in ("hermes", "neurram"):
+        cfg = ChipConfig.preset(name)
+        dev, n_cell = cfg.device, cfg.mapping.devices_per_polarity
+        edges = np.linspace(dev.g_min_us, dev.g_max_us, BINS + 1)
+        for level in (edges[:-1] + edges[1:]) / 2:
+            target = np.full((2, 128, 128), level, np.float32)
+            report = cells.verify_report([cells.program(target, cfg, seed)], [target])
+            fit = float(device.write_noise_std(np.array([level]), dev.write_noise, dev.g_max_us, n_cell)[0])
+            rows.append({"chip": name, "level_us": float(level), "fit_std_us": fit, **report})
     return rows
 
 
@@ -225,10 +252,12 @@ def _cell(s: dict | None) -> str:
 
 def print_tables(report: dict) -> None:
     print("\n### Weight error along sign(w) per |w| bin (units of max|w|; mean / std), ideal periphery\n")
-    print("| chip | time | |w| / max | aihwkit tile | aihwkit model, scale kept | xbarsim | vs tile | vs model |\n|---|---|---|---|---|---|---|---|")
+    print("| chip | time | |w| / max | aihwkit tile | aihwkit model, scale kept | xbarsim | vs tile | vs model | xbarsim one-shot | "
+          "vs model |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in report["weights"]:
         cells = " | ".join(_cell(r.get(side)) for side in ("aihwkit tile", "aihwkit model", "xbarsim"))
-        print(f"| {r['chip']} | {r['time']} | {r['bin']} | {cells} | {r['status vs aihwkit tile']} | {r['status vs aihwkit model']} |")
+        one_shot = f"{_cell(r['xbarsim one-shot'])} | {r['one-shot vs aihwkit model']}" if "xbarsim one-shot" in r else "n/a | n/a"
+        print(f"| {r['chip']} | {r['time']} | {r['bin']} | {cells} | {r['status vs aihwkit tile']} | {r['status vs aihwkit model']} | {one_shot} |")
     print("\n### reram-cmo per device: G(t) - G_target (uS; mean / std)\n")
     print("| time | G_target (uS) | aihwkit | xbarsim | status |\n|---|---|---|---|---|")
     for r in report["cmo_devices"]:
@@ -238,6 +267,12 @@ def print_tables(report: dict) -> None:
     for name, v in report["verify"].items():
         print(f"| {name} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['verify_reads_mean']:.2f} | "
               f"{v['residual_mean_us']:+.3f} | {v['residual_std_us']:.3f} |")  # fmt: skip
+    print("\n### xbarsim's program-and-verify per target level (per device) beside the source's fitted spread\n")
+    print("| chip | G_target (uS) | converged | pulses a device | residual mean (uS) | residual std (uS) | fitted std (uS) |\n"
+          "|---|---|---|---|---|---|---|")  # fmt: skip
+    for v in report["verify_levels"]:
+        print(f"| {v['chip']} | {v['level_us']:.2f} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['residual_mean_us']:+.3f} | "
+              f"{v['residual_std_us']:.3f} | {v['fit_std_us']:.3f} |")  # fmt: skip
     print(f"\n### LeNet-5 on digits (float {100 * report['cnn_float_accuracy']:.1f}%), accuracy over chips\n")
     print("| chip | time | aihwkit | xbarsim | status |\n|---|---|---|---|---|")
     for r in report["cnn"]:
@@ -260,6 +295,7 @@ def main() -> int:
             if verify is not None:
                 report["verify"][name] = verify
         report["cmo_devices"] = cmo_device_section(seeds, bar)
+        report["verify_levels"] = verify_level_section(seeds[0])
         report["cnn_float_accuracy"], report["cnn"] = cnn_section(chips_n, epochs, bar)
     finish(report, args, start, {"seeds": seeds, "cnn_chips": chips_n, "cnn_epochs": epochs}, print_tables)
     return 0
