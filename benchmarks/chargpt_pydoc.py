@@ -11,7 +11,8 @@ float copy is the control for the extra training; HWA: write noise drawn every f
 per-epoch PCM read noise, 8-bit DAC/ADC, output noise; the attention's score and context products stay
 digital, as on the chip). Each network is then mapped on the ``pcm`` preset (global drift compensation)
 and its test bits per character (BPC) measured right after programming, after 1 day and after 1 year, on
-``--chips`` chips (programming seeds), mean ± std.
+``--chips`` chips (programming seeds), mean ± std: with the preset's fixed ADC bound (10), and with each
+chip's ADC ranges calibrated after programming (99.99th percentile on 16 training windows).
 
 IBM's 64-core PCM chip ran a character-level LSTM on Penn Treebank within 0.1 BPC of its software baseline
 (Le Gallo et al., Nature Electronics 6, 680 (2023)); the gap columns are each network's chip BPC minus its own
@@ -30,12 +31,14 @@ import torch
 
 import studylib
 from xbarsim import ChipConfig, map_model
+from xbarsim.calibration.ranges import calibrate_ranges, switch_to_calibrated
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, bits_per_character, train
 from xbarsim.sweeps.metrics import NoiseCurve
 
 HWA = "+ HWA fine-tuning"
 FINE_TUNING = ("+ float fine-tuning", HWA)  # the same epochs and learning rate, without and with the chip's noise
+ADC = {"fixed ADC bound": False, "calibrated ADC": True}
 TIMES = [("after programming", 0.0), ("1 day", 86400.0), ("1 year", 365.25 * 86400.0)]
 MODELS = {
     "chargpt": lambda: zoo.build("chargpt", context=128, dim=64, depth=2, heads=4, mlp_dim=256),
@@ -43,12 +46,19 @@ MODELS = {
 }
 
 
-def chip_bpc(model: torch.nn.Module, split: data.DataSplit, chips: int) -> NoiseCurve:
-    """Test BPC on the pcm preset at each of ``TIMES``, per chip (programming seeds 0 .. chips-1)."""
+def chip_bpc(model: torch.nn.Module, split: data.DataSplit, chips: int, calibrated: bool) -> NoiseCurve:
+    """Test BPC on the pcm preset at each of ``TIMES``, per chip (programming seeds 0 .. chips-1); with
+    ``calibrated``, each chip's ADC ranges are set after programming to the 99.99th percentile of its
+    outputs on 16 training windows (the pcm preset's fixed ADC bound is 10)."""
     chip = map_model(model, ChipConfig.preset("pcm"))
+    if calibrated:
+        switch_to_calibrated(chip)
+    x_calibration = split.x_train[:: max(1, len(split.x_train) // 16)][:16]
     values = np.zeros((len(TIMES), chips))
     for c in range(chips):
         chip.program(c)
+        if calibrated:
+            calibrate_ranges(chip, x_calibration, "percentile", 99.99)
         for i, (_, t) in enumerate(TIMES):
             if t > 0:
                 chip.drift(t)
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     split = replace(split, x_train=split.x_train[chosen], y_train=split.y_train[chosen])
     base = TrainConfig(epochs=epochs, lr=3e-3, batch_size=32, seed=args.seed)
     tuning = replace(base, epochs=hwa_epochs, lr=1e-3, hwa=ChipConfig.preset("pcm"))
-    results: dict[tuple[str, str], tuple[float, NoiseCurve]] = {}
+    results: dict[tuple[str, str], tuple[float, dict[str, NoiseCurve]]] = {}
     with studylib.progress(3 * len(MODELS), "chargpt vs lstm") as bar:
         for name, build in MODELS.items():
             plain = studylib.trained(build, split, base)
@@ -86,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                 train(model, split, replace(tuning, hwa=tuning.hwa if label == HWA else None), progress=False)
             for training, model in (("float32", plain), *tuned.items()):
                 float_bpc = bits_per_character(model, split.x_test, split.y_test)
-                results[(name, training)] = (float_bpc, chip_bpc(model, split, chips))
-                clock.log(f"{name}, {training}: float {float_bpc:.3f} BPC, on pcm "
-                          f"{', '.join(f'{label} {v:.3f}' for (label, _), v in zip(TIMES, results[(name, training)][1].mean))}")  # fmt: skip
+                results[(name, training)] = (float_bpc, {adc: chip_bpc(model, split, chips, on) for adc, on in ADC.items()})
+                for adc, curve in results[(name, training)][1].items():
+                    clock.log(f"{name}, {training}: float {float_bpc:.3f} BPC, on pcm with {adc} "
+                              f"{', '.join(f'{label} {v:.3f}' for (label, _), v in zip(TIMES, curve.mean))}")  # fmt: skip
                 bar.update()
 
     params = {name: sum(p.numel() for p in build().parameters()) for name, build in MODELS.items()}
@@ -96,18 +107,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{epochs} float32 epochs, {hwa_epochs} fine-tuning epochs (float and hardware-aware), seed {args.seed}; {chips} chips per cell "
           f"(programming seeds 0..{chips - 1}), mean ± std over chips; parameters: "
           f"{', '.join(f'{n} {p:,}' for n, p in params.items())}; uniform guessing: {np.log2(97):.3f} BPC.\n")  # fmt: skip
-    headers = ["model", "training", "float32 BPC (the network's own)", *(f"pcm, {label}" for label, _ in TIMES),
+    headers = ["model", "training", "float32 BPC (the network's own)", "pcm chip", *(label for label, _ in TIMES),
                "gap after programming", "gap after 1 year"]  # fmt: skip
     rows = []
-    for (name, training), (float_bpc, curve) in results.items():
-        rows.append([name, training, f"{float_bpc:.3f}", *(bpc_cell(curve.accuracies[i]) for i in range(len(TIMES))),
-                     f"{curve.mean[0] - float_bpc:+.3f}", f"{curve.mean[-1] - float_bpc:+.3f}"])  # fmt: skip
+    for (name, training), (float_bpc, curves) in results.items():
+        for adc, curve in curves.items():
+            rows.append([name, training, f"{float_bpc:.3f}", adc, *(bpc_cell(curve.accuracies[i]) for i in range(len(TIMES))),
+                         f"{curve.mean[0] - float_bpc:+.3f}", f"{curve.mean[-1] - float_bpc:+.3f}"])  # fmt: skip
     print(studylib.markdown_table(headers, rows))
     baseline = {name: results[(name, FINE_TUNING[0])][0] for name in MODELS}
     print("\nGap after programming to the software baseline trained as long (float fine-tuning's float32 BPC), as IBM "
-          "reports it: " + ", ".join(f"{name} {training}: {results[(name, training)][1].mean[0] - baseline[name]:+.3f}"
-                                     for name in MODELS for training in FINE_TUNING))  # fmt: skip
-    panels = {name: {training: curve for (n, training), (_, curve) in results.items() if n == name} for name in MODELS}
+          "reports it: " + ", ".join(f"{name} {training}, {adc}: {results[(name, training)][1][adc].mean[0] - baseline[name]:+.3f}"
+                                     for name in MODELS for training in FINE_TUNING for adc in ADC))  # fmt: skip
+    panels = {f"{name}, {adc}": {training: curves[adc] for (n, training), (_, curves) in results.items() if n == name}
+              for name in MODELS for adc in ADC}  # fmt: skip
     path = studylib.plot_panels(panels, args.plot, "seconds after programming (programming plotted at 1 s)",
                                 "Character LMs on pcm (pydoc)", fit=False, columns=2, ylabel="test bits per character")  # fmt: skip
     print(f"\nplot: {path}; run time {clock.seconds():.0f} s")

@@ -51,8 +51,9 @@ def test_the_cifar10_study_refuses_other_data():
 def test_the_language_model_study_runs_quick(tmp_path):
     out = _run("chargpt_pydoc.py", "--quick", "--train-windows", "32", "--chips", "1", "--plot", str(tmp_path / "lm.png"))
     rows = [[cell.strip() for cell in row.split("|")[1:-1]] for row in _table(out)[2:]]
-    assert [row[:2] for row in rows] == [[m, t] for m in ("chargpt", "LSTM") for t in ("float32", "+ float fine-tuning", "+ HWA fine-tuning")]
+    assert [row[:2] + row[3:4] for row in rows] == [[m, t, adc] for m in ("chargpt", "LSTM") for t in ("float32", "+ float fine-tuning", "+ HWA fine-tuning")
+                                              for adc in ("fixed ADC bound", "calibrated ADC")]  # fmt: skip
     for row in rows:  # float BPC and the chip's at three times: below uniform guessing (log2 97 = 6.6 bits)
-        values = [float(row[2])] + [float(cell.split(" ± ")[0]) for cell in row[3:6]]
+        values = [float(row[2])] + [float(cell.split(" ± ")[0]) for cell in row[4:7]]
         assert all(0 < v < 6.6 for v in values), row
     assert "1 chips per cell" in out and (tmp_path / "lm.png").stat().st_size > 0
