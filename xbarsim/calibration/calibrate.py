@@ -17,7 +17,16 @@ import torch
 
 from ..mapping.chip import AnalogModel
 from ..mapping.matrix import AnalogMatrix
-from .chipstate import ConverterBounds, accuracy_from, bound_changes, converter_bounds, read_counters, replace_config, restore_read_counters
+from .chipstate import (
+    ConverterBounds,
+    accuracy_from,
+    bound_changes,
+    converter_bounds,
+    read_counters,
+    reads_restored,
+    replace_config,
+    restore_read_counters,
+)
 from .drift import set_drift_compensation
 from .ranges import calibrate_ranges, switch_to_calibrated
 
@@ -76,7 +85,8 @@ def calibrate_chip(model: AnalogModel, x_calibration: torch.Tensor, validation: 
 
     def keep(matrix: AnalogMatrix) -> bool:
         nonlocal best
-        score = accuracy_from(model, counters, x_val, y_val)
+        with reads_restored(model):  # the calibration reads go on as if this check had not read the chip
+            score = accuracy_from(model, counters, x_val, y_val)
         if score < best:
             report.reverted.append(matrix.name)
             return False

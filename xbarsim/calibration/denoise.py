@@ -196,7 +196,7 @@ def denoise(model: AnalogModel, data: DataSplit, target: float | None = None, ma
     best = result.validation_before
     candidates = [name for name in result.sensitivity if block_key(name) not in model.blocks]
     for index, name in enumerate(candidates):
-        if best >= target or (max_blocks is not None and len(result.steps) >= max_blocks):
+        if best >= result.target or (max_blocks is not None and len(result.steps) >= max_blocks):
             break
         block = block_for(model, name, ratio, _block_seed(seed, index))
         attached = {key: value.clone() for key, value in model.blocks.state_dict().items()}

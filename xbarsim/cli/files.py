@@ -12,7 +12,7 @@ from ..errors import XbarsimError
 _FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "map": (("checkpoint", "chip"), ("output",), ()),
     "train": (("distill", "hwa"), ("output",), ()),
-    "robustness": (("checkpoint",), ("plot",), ()),
+    "robustness": (("checkpoint", "distill", "hwa"), ("plot",), ()),
     "calibrate": ((), ("output",), ()),  # -o may be the chip file itself: that is the in-place default
     "denoise": ((), ("output",), ()),
     "sweep": (("spec",), ("output",), ()),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import XbarsimError
 from .args import (
     FRACTION,
     NON_NEGATIVE,
@@ -36,21 +37,21 @@ def _zoo_kwargs(model: str, split, given: dict) -> dict:
     return {**defaults, **given}
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _trained(args: argparse.Namespace, split, seed: int):
+    """The network ``args`` describe (``--model``, ``--model-args``) trained by the recipe in
+    ``args`` (``add_recipe_arguments``) on ``split`` from ``seed``."""
     import torch
 
-    from ..models import data
-    from ..models.checkpoint import build_model, load_network, save_checkpoint
+    from ..models.checkpoint import build_model, load_network
     from ..models.quant import QATConfig
-    from ..models.training import TrainConfig, accuracy, train
+    from ..models.training import TrainConfig, train
 
-    split = data.load(args.data)  # the split every command uses: --seed changes the training, not which samples are test
     kwargs = _zoo_kwargs(args.model, split, json_arg(args.model_args)) if ":" not in args.model else json_arg(args.model_args)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = build_model(args.model, kwargs)
     teacher = load_network(args.distill, allow_pickle=args.allow_pickle) if args.distill else None
     cfg = TrainConfig(
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
         noise_sigma=args.noisy, noise_mode=args.noise_mode,
         qat=QATConfig(args.qat, not args.asymmetric, args.scale) if args.qat else None,
         weight_noise_eta=args.weight_noise, bayesft_sigma=args.bayesft,
@@ -59,6 +60,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         hwa=load_chip_config(args.hwa) if args.hwa else None,
     )  # fmt: skip
     losses = train(model, split, cfg, teacher=teacher)
+    return model, losses
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..models import data
+    from ..models.checkpoint import save_checkpoint
+    from ..models.training import accuracy
+
+    split = data.load(args.data)  # the split every command uses: --seed changes the training, not which samples are test
+    model, losses = _trained(args, split, args.seed)
     print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, "
           f"clean test accuracy {100 * accuracy(model, split.x_test, split.y_test):.2f}%")  # fmt: skip
     save_checkpoint(model, args.output)
@@ -66,32 +77,101 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def cmd_robustness(args: argparse.Namespace) -> int:
     from ..models import data
     from ..models.checkpoint import load_network
-    from ..sweeps.metrics import NoMidpointError, noise_curve
+    from ..models.training import accuracy
+    from ..sweeps.metrics import noise_curve
     from ..sweeps.noise_kinds import parse_noise_kind
     from ..sweeps.plots import plot_noise_curves
 
     noise = parse_noise_kind(args.noise, args.mode, args.where)
-    network = load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle)
     split = data.load(args.data)
-    print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
-    curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
-    print(f"{noise.level_name:>10} {'accuracy':>9} {'std':>7}")
-    for sigma, mean, std in zip(curve.sigmas, curve.mean, curve.std):
-        print(f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
-    try:
-        fit = curve.midpoint()
-        print(f"midpoint {noise.level_name} ({args.noise}): {fit.sigma_mid:.4g} ± {fit.sigma_mid_err:.2g}")
-    except NoMidpointError as exc:
-        print(f"midpoint {noise.level_name} ({args.noise}): none ({exc})")
-    path = plot_noise_curves({Path(args.checkpoint).stem: curve}, args.plot, f"{split.name}: {noise.describe()}, vs {noise.level_name}",
-                             noise.level_name)
+    if args.train_seeds is None:
+        if args.checkpoint is None:
+            raise XbarsimError("give a CHECKPOINT, or --train-seeds N with --model to train N networks and measure each")
+        networks = {Path(args.checkpoint).stem: load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle)}
+    else:
+        if args.checkpoint is not None or not args.model:
+            raise XbarsimError("--train-seeds trains its own networks: give --model and the training options, not a CHECKPOINT")
+        seeds = range(args.seed, args.seed + args.train_seeds)
+        print(f"training {args.train_seeds} {args.model} network(s) on {split.name}, seeds {seeds[0]}..{seeds[-1]}")
+        networks = {f"seed {seed}": _trained(args, split, seed)[0] for seed in seeds}
+    print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, noise seed {args.seed}")
+    curves, rows = {}, []
+    for label, network in networks.items():
+        curve = curves[label] = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
+        rows.append(_robustness_lines(label if len(networks) > 1 else None, curve, accuracy(network, split.x_test, split.y_test),
+                                      noise.level_name, args))  # fmt: skip
+    if len(networks) > 1:
+        _seed_summary(rows, noise.level_name, args)
+    title = f"{split.name}: {noise.describe()}, vs {noise.level_name}"
+    path = plot_noise_curves(curves, args.plot, title, noise.level_name)
     print(f"wrote {path}")
     return 0
 
+
+def _robustness_lines(label: str | None, curve, clean: float, level_name: str, args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """Print one network's table, midpoint and level at the fixed drop; return (midpoint, level) or Nones."""
+    from ..sweeps.metrics import NoMidpointError
+
+    if label is not None:
+        print(f"\n{label}: float test accuracy {100 * clean:.2f}%")
+    print(f"{level_name:>10} {'accuracy':>9} {'std':>7}")
+    for sigma, mean, std in zip(curve.sigmas, curve.mean, curve.std):
+        print(f"{sigma:>10.4g} {100 * mean:>8.2f}% {100 * std:>6.2f}%")
+    found: list[float | None] = []
+    for what, measure in ((f"midpoint {level_name} ({args.noise})", lambda: _pair(curve.midpoint())),
+                          (f"{level_name} at {100 * args.drop:g} points below the float accuracy ({100 * (clean - args.drop):.2f}%)",
+                           lambda: curve.level_at_drop(clean, args.drop))):  # fmt: skip
+        try:
+            value, err = measure()
+            print(f"{what}: {value:.4g} ± {err:.2g}")
+            found.append(value)
+        except NoMidpointError as exc:
+            print(f"{what}: none ({exc})")
+            found.append(None)
+    return found[0], found[1]
+
+
+def _pair(fit) -> tuple[float, float]:
+    return fit.sigma_mid, fit.sigma_mid_err
+
+
+def _seed_summary(rows: list[tuple[float | None, float | None]], level_name: str, args: argparse.Namespace) -> None:
+    """Mean ± standard error over training seeds of the midpoint and of the level at the drop."""
+    from ..sweeps.metrics import mean_and_error
+
+    print(f"\nover {len(rows)} training seeds (mean ± standard error, from the seeds that have one):")
+    for index, what in enumerate((f"midpoint {level_name}", f"{level_name} at {100 * args.drop:g} points below the float accuracy")):
+        values = [row[index] for row in rows if row[index] is not None]
+        per_seed = ", ".join("none" if row[index] is None else f"{row[index]:.4g}" for row in rows)
+        if not values:
+            print(f"  {what}: none (per seed: {per_seed})")
+            continue
+        mean, error = mean_and_error(values)
+        spread = f" ± {error:.2g}" if len(values) > 1 else " (one seed)"
+        print(f"  {what}: {mean:.4g}{spread} ({len(values)} of {len(rows)} seeds; per seed: {per_seed})")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a network is trained: the options ``train`` and ``robustness --train-seeds`` share."""
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training split")
+    parser.add_argument("--lr", type=POSITIVE, default=2e-3, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training images per step")
+    parser.add_argument("--noisy", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="noisy training: activation noise after every module")
+    parser.add_argument("--noise-mode", default="additive", choices=["additive", "multiplicative", "both"], help="how --noisy noise enters")
+    parser.add_argument("--qat", type=bounded(int, 2, 16), metavar="BITS", help="quantization-aware training with this many bits")
+    parser.add_argument("--scale", default="dynamic", help="QAT activation scale: dynamic or const:<max>")
+    parser.add_argument("--asymmetric", action="store_true", help="asymmetric QAT quantizers (default symmetric)")
+    parser.add_argument("--weight-noise", type=NON_NEGATIVE, default=0.0, metavar="ETA", help="Noisy Machines weight noise eta")
+    parser.add_argument("--bayesft", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="BayesFT log-normal weight perturbation")
+    parser.add_argument("--gate-noise", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="deep noise injection at RNN gates")
+    parser.add_argument("--gate-noise-relative", action="store_true", help="gate noise relative to the pre-activation std")
+    parser.add_argument("--distill", metavar="TEACHER", help="distil from this trained checkpoint")
+    parser.add_argument("--temperature", type=POSITIVE, default=4.0, help="distillation temperature")
+    parser.add_argument("--beta", type=FRACTION, default=0.5, help="weight of the distillation term")
+    parser.add_argument("--hwa", metavar="CHIP", help="hardware-aware training on this preset or chip YAML")
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -100,23 +180,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     train_cmd.add_argument("--model", required=True, help="zoo name (mlp, lenet5, vgg11, resnet18, lstm, gru) or package.module:Class")
     train_cmd.add_argument("--model-args", type=json_object, help="JSON object of constructor arguments (zoo defaults come from the data)")
     train_cmd.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
-    train_cmd.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training split")
-    train_cmd.add_argument("--lr", type=POSITIVE, default=2e-3, help="Adam learning rate")
-    train_cmd.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training images per step")
     train_cmd.add_argument("--seed", type=SEED, default=0, help="seed of the weights, the batches and the noise")
-    train_cmd.add_argument("--noisy", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="noisy training: activation noise after every module")
-    train_cmd.add_argument("--noise-mode", default="additive", choices=["additive", "multiplicative", "both"], help="how --noisy noise enters")
-    train_cmd.add_argument("--qat", type=bounded(int, 2, 16), metavar="BITS", help="quantization-aware training with this many bits")
-    train_cmd.add_argument("--scale", default="dynamic", help="QAT activation scale: dynamic or const:<max>")
-    train_cmd.add_argument("--asymmetric", action="store_true", help="asymmetric QAT quantizers (default symmetric)")
-    train_cmd.add_argument("--weight-noise", type=NON_NEGATIVE, default=0.0, metavar="ETA", help="Noisy Machines weight noise eta")
-    train_cmd.add_argument("--bayesft", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="BayesFT log-normal weight perturbation")
-    train_cmd.add_argument("--gate-noise", type=NON_NEGATIVE, default=0.0, metavar="SIGMA", help="deep noise injection at RNN gates")
-    train_cmd.add_argument("--gate-noise-relative", action="store_true", help="gate noise relative to the pre-activation std")
-    train_cmd.add_argument("--distill", metavar="TEACHER", help="distil from this trained checkpoint")
-    train_cmd.add_argument("--temperature", type=POSITIVE, default=4.0, help="distillation temperature")
-    train_cmd.add_argument("--beta", type=FRACTION, default=0.5, help="weight of the distillation term")
-    train_cmd.add_argument("--hwa", metavar="CHIP", help="hardware-aware training on this preset or chip YAML")
+    add_recipe_arguments(train_cmd)
     train_cmd.add_argument("--allow-pickle", action="store_true", help="let --distill load a pickled module (trusted files only)")
     train_cmd.add_argument("-o", "--output", required=True, help="checkpoint to write")
     train_cmd.set_defaults(func=cmd_train)
@@ -125,7 +190,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def add_robustness(sub: argparse._SubParsersAction) -> None:
     """``xbarsim robustness``."""
     rob = sub.add_parser("robustness", help="accuracy vs one kind of noise, its midpoint level and a plot")
-    rob.add_argument("checkpoint", help="trained checkpoint (xbarsim checkpoint or state_dict)")
+    rob.add_argument("checkpoint", nargs="?", help="trained checkpoint (xbarsim checkpoint or state_dict); or none, with --train-seeds")
     rob.add_argument("--data", default="digits", help="digits, synthetic, mnist:PATH or cifar10:PATH")
     rob.add_argument("--noise", default="activation",
                      help="what to sweep: activation (after modules), gate or gate:relative (RNN gate pre-activations), "
@@ -134,10 +199,16 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
     rob.add_argument("--sigmas", type=parse_sigmas, default="logspace(-2, 2, 17)",
                      help="noise levels (sigma, eta or scale): logspace(a, b, n) or a comma-separated list")  # fmt: skip
     rob.add_argument("--repeats", type=POSITIVE_INT, default=10, help="noise draws per noise level")
-    rob.add_argument("--seed", type=SEED, default=0, help="noise seed: one seed, one curve")
+    rob.add_argument("--seed", type=SEED, default=0, help="noise seed: one seed, one curve (and the first training seed)")
+    rob.add_argument("--drop", type=bounded(float, 0, 1, above=True), default=0.05,
+                     help="also report the level where the accuracy is this far below the float network's")  # fmt: skip
+    rob.add_argument("--train-seeds", type=bounded(int, 1, 1000), metavar="N",
+                     help="train N networks of --model with the training options below (seeds --seed .. --seed + N - 1) and "
+                          "report each, and the mean ± standard error over them")  # fmt: skip
     rob.add_argument("--mode", choices=["additive", "multiplicative", "both"], help="activation noise only (default additive)")
     rob.add_argument("--where", help="activation noise only: all (default), or comma-separated module names")
     model_arguments(rob, "the model, for a plain state_dict")
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
+    add_recipe_arguments(rob.add_argument_group("training, with --train-seeds"))
     rob.set_defaults(func=cmd_robustness)

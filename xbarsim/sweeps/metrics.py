@@ -204,6 +204,12 @@ def _bracketed(bracket: tuple[float, float], above: float, below: float) -> NoMi
                            f"{below:.3f} at {bracket[1]:.3g} with no level on the way; add levels between them", bracket)  # fmt: skip
 
 
+def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of per-seed values and its standard error, std (ddof 1) / sqrt(n); NaN error for one value."""
+    v = np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
 @dataclass(frozen=True)
 class NoiseCurve:
     """A metric (accuracy by default) at each level, per repeat. ``resolution``: its smallest
