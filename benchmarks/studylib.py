@@ -24,7 +24,7 @@ from tqdm import tqdm
 from xbarsim import ChipConfig, map_model
 from xbarsim.models.data import DataSplit
 from xbarsim.models.training import TrainConfig, accuracy, train
-from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, noise_curve
+from xbarsim.sweeps.metrics import NoiseCurve, NoMidpointError, mean_and_error, noise_curve
 from xbarsim.models.quant import QATConfig
 from xbarsim.sweeps.noise_kinds import ActivationNoise, NoiseKind
 from xbarsim.sweeps.plots import save_figure
@@ -299,9 +299,8 @@ def summary(per_seed: list[dict]) -> dict:
     values = np.array([r["value"] for r in per_seed if r["value"] is not None], float)
     out = {"per_seed": per_seed, "n": int(values.size), "of": len(per_seed), "mean": None, "error": None}
     if values.size:
-        out["mean"] = float(values.mean())
-        single = next(r for r in per_seed if r["value"] is not None).get("fit_error")
-        out["error"] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else single
+        out["mean"], error = mean_and_error(values)
+        out["error"] = error if values.size > 1 else next(r for r in per_seed if r["value"] is not None).get("fit_error")
     return out
 
 
