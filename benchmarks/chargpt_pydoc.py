@@ -63,7 +63,7 @@ def chip_bpc(model: torch.nn.Module, split: data.DataSplit, chips: int, calibrat
             if t > 0:
                 chip.drift(t)
             values[i, c] = bits_per_character(chip, split.x_test, split.y_test)
-    return NoiseCurve(np.asarray([max(t, 1.0) for _, t in TIMES]), values, "bpc")
+    return NoiseCurve(np.asarray([max(t, 1.0) for _, t in TIMES]), values, metric="bpc")
 
 
 def bpc_cell(values) -> str:

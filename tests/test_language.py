@@ -16,7 +16,7 @@ from xbarsim.models.hwa import HardwareAware
 from xbarsim.models.noise import noise_sites
 from xbarsim.models.perturb import WeightNoise
 from xbarsim.models.training import bits_per_character, language_scores
-from xbarsim.sweeps.metrics import NoiseCurve, logistic
+from xbarsim.sweeps.metrics import NoiseCurve, sigmoid
 from xbarsim.sweeps.report import format_report
 from xbarsim.sweeps.runner import run_sweep
 from xbarsim.sweeps.spec import SweepSpec
@@ -175,12 +175,12 @@ def test_noise_sites_of_attention_on_torch_and_on_a_chip():
 
 def test_the_bpc_midpoint_is_where_the_rising_curve_is_halfway():
     sigmas = np.logspace(-2, 1, 13)
-    falling = logistic(np.log10(sigmas), 0.6, 4.0, np.log10(0.3), 0.2)
+    falling = sigmoid(np.log10(sigmas), 0.8, 0.2, 4.0, np.log10(0.3))
     rng = np.random.default_rng(0)
-    bpc = NoiseCurve(sigmas, (7.0 - 5.0 * falling)[:, None] + 0.01 * rng.standard_normal((13, 4)), "bpc")
+    bpc = NoiseCurve(sigmas, (7.0 - 5.0 * falling)[:, None] + 0.01 * rng.standard_normal((13, 4)), metric="bpc")
     fit = bpc.midpoint()
     assert fit.sigma_mid == pytest.approx(0.3, rel=0.05)
-    assert bpc.fitted(fit, np.array([1e-3]))[0] == pytest.approx(7.0 - 5.0 * 0.8, abs=0.05)
+    assert fit.curve(np.array([1e-3]))[0] == pytest.approx(7.0 - 5.0 * 0.8, abs=0.05)
 
 
 @pytest.fixture(scope="module")

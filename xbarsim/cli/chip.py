@@ -100,12 +100,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     model = load_chip_file(args)
     split = data.load(args.data)
-    x = split.x_train[torch_randperm(len(split.x_train), args.seed)[: args.samples]]
+    held = data.hold_out(split, args.validation, args.seed)
+    x = held.x_train[torch_randperm(len(held.x_train), args.seed)[: args.samples]]
     print(f"{args.chip_file}: chip '{model.chip.cfg.name}', t = {model.chip.t_s:g} s; calibration inputs: {len(x)} "
-          f"{split.name} train samples (seed {args.seed}); accuracy on the {len(split.y_test)} held-out test samples")  # fmt: skip
-    report = calibrate_chip(model, x, split.x_test, split.y_test, args.ranges, args.q, args.compensation, progress=True)
+          f"{split.name} train samples (seed {args.seed}); {len(held.y_test)} other train samples held out for validation decide "
+          f"what is kept; accuracy measured on the {len(split.y_test)} test samples")  # fmt: skip
+    report = calibrate_chip(model, x, (held.x_test, held.y_test), split.x_test, split.y_test, args.ranges, args.q, args.compensation,
+                            progress=True)  # fmt: skip
     print(format_report(report, f"{split.name} test"))
     output = args.chip_file if args.in_place else args.output
+    if report.fell:
+        print(f"xbarsim calibrate: NOT SAVED: the calibration kept on validation lowers the test accuracy "
+              f"({100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}%); {output} was not written. "
+              f"Try more --samples, another --ranges method or --q.", file=sys.stderr)  # fmt: skip
+        return 1
     if not report.changed and args.in_place:
         print(f"{args.chip_file} left unchanged")
         return 0
@@ -177,8 +185,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 def add_calibrate(sub: argparse._SubParsersAction) -> None:
     """``xbarsim calibrate``."""
-    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data; "
-                         "prints what changed and the test accuracy before and after")  # fmt: skip
+    cal = sub.add_parser("calibrate", help="calibrate a chip's converter ranges and drift reference from data, keeping what "
+                         "does not lower the validation accuracy; exits 1 without writing if the test accuracy would fall")  # fmt: skip
     cal.add_argument("chip_file", help="chip file written by `xbarsim map`")
     cal.add_argument("--data", default="digits", help="calibration inputs come from its train split, accuracy from its test split")
     cal.add_argument("--ranges", metavar="METHOD", choices=["absmax", "percentile", "mse"],
@@ -186,8 +194,10 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
                           "or mse (without it: percentile, for ranges that are already calibrated only)")  # fmt: skip
     cal.add_argument("--q", type=bounded(float, 0, 100, above=True), default=99.99, help="percentile of the percentile method")
     cal.add_argument("--samples", type=SAMPLES, default=512, help="calibration inputs")
+    cal.add_argument("--validation", type=bounded(float, 0, 0.9, above=True), default=0.2,
+                     help="fraction of the train split held out to decide which new bounds and switches are kept")  # fmt: skip
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
-    cal.add_argument("--seed", type=SEED, default=0, help="seed of the draw of calibration inputs")
+    cal.add_argument("--seed", type=SEED, default=0, help="seed of the validation draw and of the draw of calibration inputs")
     model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
     _output_or_in_place(cal)
     cal.set_defaults(func=cmd_calibrate)
@@ -199,7 +209,9 @@ def add_denoise(sub: argparse._SubParsersAction) -> None:
                          "exits 1 without writing if the test accuracy would fall")  # fmt: skip
     den.add_argument("chip_file", help="chip file written by `xbarsim map`")
     den.add_argument("--data", default="digits", help="blocks train on its train split less a validation part; test split reported")
-    den.add_argument("--target", type=FRACTION, required=True, help="validation accuracy at which to stop adding blocks, e.g. 0.98")
+    den.add_argument("--target", type=FRACTION,
+                     help="validation accuracy at which to stop adding blocks, e.g. 0.98 (default: the validation accuracy "
+                          "with every layer exact, less 0.02)")  # fmt: skip
     den.add_argument("--max-blocks", type=bounded(int, 1, 1000), help="keep at most this many blocks (default: one per analog layer)")
     den.add_argument("--validation", type=bounded(float, 0, 0.9, above=True), default=0.2,
                      help="fraction of the train split held out to accept blocks")  # fmt: skip

@@ -18,7 +18,7 @@ from ..paths import regular_file
 _FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "map": (("checkpoint", "chip"), ("output",), ()),
     "train": (("distill", "hwa", "data"), ("output",), ()),
-    "robustness": (("checkpoint", "data", "noise"), ("plot",), ()),
+    "robustness": (("checkpoint", "data", "noise", "distill", "hwa"), ("plot",), ()),
     "calibrate": (("chip_file", "data"), ("output",), ()),
     "denoise": (("chip_file", "data"), ("output",), ()),
     "sweep": (("spec",), ("output",), ()),  # and the files the spec names: cmd_sweep

@@ -86,6 +86,20 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: 
     return DataSplit(name, tx[~test], ty[~test], tx[test], ty[test])
 
 
+def hold_out(data: DataSplit, fraction: float, seed: int) -> DataSplit:
+    """Split ``data``'s train split into a fitting part (the result's train split) and a
+    validation part (the result's test split): a seeded random ``fraction`` of it."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+    n = len(data.y_train)
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"cannot hold out {fraction:.0%} of {n} training samples for validation")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, fit = order[:n_val], order[n_val:]
+    return DataSplit(f"{data.name} (validation)", data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
+
+
 def digits(seed: int = 0) -> DataSplit:
     """scikit-learn's 1797 8x8 handwritten digits, scaled to [0, 1]; 20% held out for test."""
     from sklearn.datasets import load_digits

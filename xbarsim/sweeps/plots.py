@@ -62,7 +62,7 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
         if fit is not None:
             fine = np.logspace(np.log10(curve.sigmas.min()), np.log10(curve.sigmas.max()), 200)
             color = points[0].get_color()
-            ax.plot(fine, curve.fitted(fit, fine), color=color, lw=1.2)
+            ax.plot(fine, fit.curve(fine), color=color, lw=1.2)
             ax.axvline(fit.sigma_mid, color=color, ls=":", lw=1)
     bpc = any(curve.metric == "bpc" for curve in curves.values())
     ax.set_xscale("log")

@@ -53,7 +53,7 @@ def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
             continue  # an incomplete group has no curve yet
         repeats = min(len(v) for v in by_sigma.values())
         label = ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in zip(others, key)) or "all"
-        curves[label] = NoiseCurve(np.array(sigmas), np.array([by_sigma[s][:repeats] for s in sigmas]), metric)
+        curves[label] = NoiseCurve(np.array(sigmas), np.array([by_sigma[s][:repeats] for s in sigmas]), metric=metric)
     return curves
 
 
