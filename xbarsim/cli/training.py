@@ -103,7 +103,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     split = data.load(args.data)
     tests, count = len(split.y_test), args.train_seeds or 1
     check_work(count * len(args.sigmas) * args.repeats * tests, args.max_work, "this robustness run",
-               f"{count} network(s) x {len(args.sigmas)} levels x {args.repeats} repeats x {tests:,} test samples")  # fmt: skip
+               f"{f'{count} networks x ' if count > 1 else ''}{len(args.sigmas)} levels x {args.repeats} repeats x {tests:,} test samples")  # fmt: skip
     if args.train_seeds is None:
         if args.checkpoint is None:
             raise XbarsimError("give a CHECKPOINT, or --train-seeds N with --model to train N networks and measure each")
