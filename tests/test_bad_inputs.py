@@ -287,7 +287,7 @@ CASES = [
          {"deep.pt": _forged_checkpoint(network={"zoo": "lenet5", "kwargs": {"image_size": _deep_list(200)}})}),
     # ---- issue 22: names in files are data
     Case("spec-zoo-os-system", "sweep {tmp}/spec.yaml -o {tmp}/store.h5",
-         r"spec\.yaml: model\.zoo: unknown zoo model 'os:system'; the zoo has gru, lenet5, .*never a module path",
+         r"spec\.yaml: model\.zoo: unknown zoo model 'os:system'; the zoo has chargpt, chargru, charlstm, gru, lenet5, .*never a module path",
          {"spec.yaml": "model: {zoo: 'os:system', kwargs: {command: 'touch {tmp}/pwned'}}\naxes: {tile.adc.bits: [6]}\n"}),
     # ---- issue 22: chip files that were misreported or half-read
     Case("chip-file-extra-root-group", "eval {tmp}/x.h5", r"x\.h5: unexpected members \['hooks'\] at the root",

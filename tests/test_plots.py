@@ -85,14 +85,14 @@ def _assert_labels_apart(figure) -> None:
 
 @pytest.mark.parametrize("kind", ["weight", "bayesft", "chip:pcm"])
 def test_noise_figures_fit_their_titles_and_name_their_level(kind, tmp_path, monkeypatch):
-    from xbarsim.sweeps.metrics import NoiseCurve, logistic
+    from xbarsim.sweeps.metrics import NoiseCurve, sigmoid
     from xbarsim.sweeps.noise_kinds import parse_noise_kind
     from xbarsim.sweeps.plots import plot_noise_curves
 
     noise = parse_noise_kind(kind)
     sigmas = np.logspace(-2, 1, 9)
     rng = np.random.default_rng(0)
-    accuracies = logistic(np.log10(sigmas), 0.85, 4.0, -0.5, 0.1)[:, None] + rng.normal(0, 0.01, (9, 3))
+    accuracies = sigmoid(np.log10(sigmas), 0.95, 0.1, 4.0, -0.5)[:, None] + rng.normal(0, 0.01, (9, 3))
     figures = []
     real_savefig = Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda figure, *a, **k: (figures.append(figure), real_savefig(figure, *a, **k))[1])
