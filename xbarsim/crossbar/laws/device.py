@@ -3,14 +3,21 @@
 Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Every random draw
 comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j
 (the pair's first normal for G+, the second for G-), so a draw does not depend on the tiling.
-The whole-array functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``)
-evaluate their law in pieces of device pairs on several threads (``pieces.map_pairs``): the same
-values, faster.
+
+Each law is written once, as a function over any array namespace (NumPy, or torch on any device:
+``array_api_compat``) given its standard normals or uniforms: ``write_noise_std``, ``written``,
+``stuck_codes``, ``stuck_conductances``, ``drift_factor_from``, ``drifted_from``, ``read_noise_std``,
+``read_epoch_from``. Every backend evaluates these same expressions, each backend drawing the same
+numbers (``rng`` here, ``crossbar_torch.rng`` for torch). On the NumPy side the whole-array
+functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``) evaluate them in
+pieces of device pairs on several threads (``pieces.map_pairs``), through the fused Numba twins of
+``lawkernels`` where that is faster: the same values, bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from ...config import (
     AbsoluteWriteNoise,
@@ -42,31 +49,55 @@ def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int =
     return rng.normals(rng.stream_key(seed, purpose, index), pairs, first, serial=True).reshape(shape)
 
 
-def write_noise_std(g_target: np.ndarray, noise, g_max: float) -> np.ndarray:
-    """Std (uS) of the programming error of every device, same shape as ``g_target``."""
-    g = g_target.astype(np.float64)
+def write_noise_std(g_target, noise, g_max: float):
+    """Std (uS, float64) of the programming error of every device, same shape as ``g_target`` (any array)."""
+    xp = array_namespace(g_target)
+    g = xp.astype(g_target, xp.float64)
     if isinstance(noise, NoWriteNoise):
-        return np.zeros_like(g)
+        return xp.zeros_like(g)
     if isinstance(noise, AbsoluteWriteNoise):
-        return np.full_like(g, noise.sigma)
+        return xp.full_like(g, noise.sigma)
     if isinstance(noise, ProportionalWriteNoise):
-        return noise.sigma * np.abs(g)
+        return noise.sigma * xp.abs(g)
     if isinstance(noise, PCMWriteNoise):
         gh = g / g_max
-        return noise.scale * np.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
+        return noise.scale * xp.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
     raise TypeError(f"unknown write-noise model {noise!r}")
+
+
+def written(g_target, std, z):
+    """Programmed conductances ``max(G_target + float32(std * z), 0)`` (float32, uS): targets float32, std
+    (``write_noise_std``) float64, z the devices' write normals (float32)."""
+    xp = array_namespace(g_target)
+    return xp.maximum(g_target + xp.astype(std * xp.astype(z, xp.float64), xp.float32), 0.0)
+
+
+def stuck_codes(u, faults: StuckAtFaults):
+    """int8 codes from the devices' fault uniforms u (float64 in [0, 1)): STUCK_ON where u < p_on,
+    STUCK_OFF where p_on <= u < p_on + p_off, else 0."""
+    xp = array_namespace(u)
+    on = u < faults.p_on
+    off = (u >= faults.p_on) & (u < faults.p_on + faults.p_off)
+    return xp.astype(on, xp.int8) * STUCK_ON + xp.astype(off, xp.int8) * STUCK_OFF
+
+
+def stuck_conductances(g, stuck, device: DeviceConfig):
+    """g (float32) with stuck devices at g_max (on) or g_min (off), whatever was written."""
+    xp = array_namespace(g)
+    return xp.where(stuck == STUCK_ON, device.g_max_us, xp.where(stuck == STUCK_OFF, device.g_min_us, g))
+
+
+def has_faults(device: DeviceConfig) -> bool:
+    return device.faults.p_on > 0 or device.faults.p_off > 0
 
 
 def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0) -> np.ndarray:
     """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device of a
     (2, ...) array whose first pair is pair ``first`` of its matrix."""
-    stuck = np.zeros(shape, np.int8)
     if faults.p_on == 0 and faults.p_off == 0:
-        return stuck
+        return np.zeros(shape, np.int8)
     u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
-    stuck[u < faults.p_on] = STUCK_ON
-    stuck[(u >= faults.p_on) & (u < faults.p_on + faults.p_off)] = STUCK_OFF
-    return stuck
+    return stuck_codes(u, faults)
 
 
 def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +120,8 @@ def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first:
         lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
                            np.uint64(first), lawkernels.rows(g))  # fmt: skip
     stuck = stuck_faults(device.faults, g_target.shape, seed, first)
-    if device.faults.p_on > 0 or device.faults.p_off > 0:
-        g[stuck == STUCK_ON] = device.g_max_us
-        g[stuck == STUCK_OFF] = device.g_min_us
+    if has_faults(device):
+        g = stuck_conductances(g, stuck, device)
     return g, stuck
 
 
@@ -114,22 +144,34 @@ def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int
     lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
     The per-device draws come from one stream, so drift at any t is one consistent trajectory.
     """
-    law = device.drift
-    t0 = device.t0_s
     if not drifts(device, t_s):
         return None
-    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first).astype(np.float64)
+    return drift_factor_from(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first), g_prog, device, t_s)
+
+
+def drift_factor_from(z, g_prog, device: DeviceConfig, t_s: float):
+    """``drift_factor`` (float64, any array) from the devices' drift normals z (float32)."""
+    xp = array_namespace(z)
+    law = device.drift
+    t0 = device.t0_s
+    z = xp.astype(z, xp.float64)
     if isinstance(law, LogNormalDrift):
-        s = law.sigma + law.sigma_per_decade * np.log10((t_s + t0) / t0)
-        return np.exp(s * z)
+        s = law.sigma + law.sigma_per_decade * float(np.log10((t_s + t0) / t0))
+        return xp.exp(s * z)
     if isinstance(law, PowerLawDrift):
-        nu = np.maximum(law.nu_mean + law.nu_std * z, 0.0)
+        nu = xp.maximum(law.nu_mean + law.nu_std * z, 0.0)
     elif isinstance(law, PCMDrift):
         mean, std = pcm_drift_moments(g_prog, device.g_max_us)
-        nu = law.scale * np.abs(mean + std * z)
+        nu = law.scale * xp.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
     return ((t_s + t0) / t0) ** (-nu)
+
+
+def drifted_from(g_prog, stuck, factor):
+    """``float32(G_prog * factor)`` (any array), G_prog itself where a device is stuck."""
+    xp = array_namespace(g_prog)
+    return xp.where(stuck != 0, g_prog, xp.astype(g_prog * factor, xp.float32))
 
 
 def drifts(device: DeviceConfig, t_s: float) -> bool:
@@ -138,10 +180,11 @@ def drifts(device: DeviceConfig, t_s: float) -> bool:
     return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
 
 
-def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and device-to-device std of the drift exponent in IBM's PCM model for conductance g (uS)."""
-    log_gh = np.log(np.maximum(g.astype(np.float64) / g_max, 1e-7))
-    return np.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), np.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
+def pcm_drift_moments(g, g_max: float):
+    """Mean and device-to-device std (float64, any array) of the drift exponent in IBM's PCM model for conductance g (uS)."""
+    xp = array_namespace(g)
+    log_gh = xp.log(xp.maximum(xp.astype(g, xp.float64) / g_max, 1e-7))
+    return xp.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), xp.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
 
 
 def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
@@ -185,50 +228,53 @@ def read_noise_is_constant(device: DeviceConfig) -> bool:
     return all(isinstance(part, AdditiveReadNoise) for part in read_noise_parts(device, "per_read"))
 
 
-def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray | None = None,
-                   time: str = "per_read") -> np.ndarray:  # fmt: skip
+def read_noise_std(g, device: DeviceConfig, t_s: float, g_prog=None, time: str = "per_read"):
     """Std (uS, float32) of the ``time`` (per_read / per_epoch) read noise of every device with
-    conductance g now, t_s after programming, programmed to ``g_prog`` (default: g).
+    conductance g now (any array), t_s after programming, programmed to ``g_prog`` (default: g).
 
     additive: sigma; proportional: sigma |G|; pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))).
     Independent terms of one time character add in variance.
     """
+    xp = array_namespace(g)
     parts = read_noise_parts(device, time)
     if not parts:
-        return np.zeros_like(g)
+        return xp.zeros_like(g)
     if len(parts) == 1 and isinstance(parts[0], AdditiveReadNoise):
-        return np.full_like(g, parts[0].sigma)
+        return xp.full_like(g, parts[0].sigma)
     g_prog = g if g_prog is None else g_prog
-    if g.ndim >= 2 and g.shape[0] == 2:
+    if is_numpy_namespace(xp) and g.ndim >= 2 and g.shape[0] == 2:
         return pieces.map_pairs(lambda _, g0, p0: (_read_noise_variance(parts, g0, device, t_s, p0),), [g, g_prog], [np.float32])[0]
     return _read_noise_variance(parts, g, device, t_s, g_prog)
 
 
-def _read_noise_variance(parts: list, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
+def _read_noise_variance(parts: list, g, device: DeviceConfig, t_s: float, g_prog):
     """sqrt of the summed variance of ``parts`` (float32)."""
-    variance = np.zeros(g.shape, np.float64)
+    xp = array_namespace(g)
+    variance = xp.zeros_like(g, dtype=xp.float64)
     for noise in parts:
         variance += _term_std(noise, g, device, t_s, g_prog) ** 2
-    return np.sqrt(variance).astype(np.float32)
+    return xp.astype(xp.sqrt(variance), xp.float32)
 
 
-def _term_std(noise, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
+def _term_std(noise, g, device: DeviceConfig, t_s: float, g_prog):
+    xp = array_namespace(g)
     if isinstance(noise, AdditiveReadNoise):
-        return np.full(g.shape, noise.sigma)
+        return xp.full_like(g, noise.sigma, dtype=xp.float64)
     if isinstance(noise, ProportionalReadNoise):
-        return noise.sigma * np.abs(g.astype(np.float64))
+        return noise.sigma * xp.abs(xp.astype(g, xp.float64))
     if isinstance(noise, PCMReadNoise):
-        return noise.scale * np.abs(g.astype(np.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
+        return noise.scale * xp.abs(xp.astype(g, xp.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
     raise TypeError(f"unknown read-noise model {noise!r}")
 
 
-def pcm_read_relative_std(noise: PCMReadNoise, g_prog: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
-    """IBM PCM 1/f read noise relative to |G(t)| (float64): Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))),
+def pcm_read_relative_std(noise: PCMReadNoise, g_prog, device: DeviceConfig, t_s: float):
+    """IBM PCM 1/f read noise relative to |G(t)| (float64, any array): Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))),
     with Q of the programmed conductance g = |G_prog| / g_max: aihwkit's PCMLikeNoiseModel computes Q
     from g_prog, not from the drifted G(t), whose lower g would raise Q by (G_prog / G(t))^0.65."""
-    gh = np.abs(g_prog.astype(np.float64)) / device.g_max_us
-    q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
-    return q * pcm_read_time_factor(noise, device, t_s)
+    xp = array_namespace(g_prog)
+    gh = xp.abs(xp.astype(g_prog, xp.float64)) / device.g_max_us
+    q = xp.minimum(noise.q_coeff / xp.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
+    return q * float(pcm_read_time_factor(noise, device, t_s))
 
 
 def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) -> np.float64:
@@ -253,6 +299,13 @@ def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, 
         return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
+
+
+def read_epoch_from(g, std, z):
+    """The conductances a read epoch sees, ``max(G + std * z, 0)`` (float32, any array): std of the per_epoch
+    read noise (``read_noise_std``), z the devices' epoch normals."""
+    xp = array_namespace(g)
+    return xp.maximum(g + std * z, 0.0)
 
 
 def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
