@@ -1,0 +1,127 @@
+"""The counter-based draws of ``crossbar.laws.rng`` in torch operations, on any device, bit for bit.
+
+splitmix64's finalizer of ``key + counter * golden`` in int64 arithmetic (torch's uint64 lacks shifts on
+the CPU): multiplication and addition wrap mod 2^64 alike for signed and unsigned integers, xor is the
+same, and a logical right shift is the arithmetic one with the sign-extended bits masked off. Box-Muller
+then runs in float32 with the same Cephes polynomials, operation by operation and without fused
+multiply-add (every torch operation here is one IEEE operation: no ``addcmul``, no ``alpha``), so a GPU
+draws the very numbers the CPU kernels draw (``tests/test_torch_rng.py``). One exception: torch's float32
+``sqrt`` on the CPU is not correctly rounded (AVX-512: 692 of 10^6 values off by one ulp), so ``sqrt_f32``
+takes it in float64 and rounds once, which is the correctly rounded float32 root (53 >= 2 * 24 + 2 bits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..crossbar.laws import rng as host_rng
+
+
+def _signed(value: int) -> int:
+    """A uint64 constant as the int64 with the same bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+GOLDEN = _signed(host_rng.GOLDEN)
+_M1 = _signed(0xBF58476D1CE4E5B9)
+_M2 = _signed(0x94D049BB133111EB)
+_LOW32 = 0xFFFFFFFF
+
+
+def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """The logical right shift of int64 z by 0 < bits < 64 (as uint64 >> bits)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def mix64(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finalizer of int64 z (the bits of a uint64)."""
+    z = (z ^ _shift_right(z, 30)) * _M1
+    z = (z ^ _shift_right(z, 27)) * _M2
+    return z ^ _shift_right(z, 31)
+
+
+def key_tensor(key, device: torch.device) -> torch.Tensor:
+    """A 0-d int64 tensor holding the bits of a uint64 stream key."""
+    return torch.tensor(_signed(int(key)), dtype=torch.int64, device=device)
+
+
+def hash64(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """64 random bits (int64) of (key, counter), broadcast: ``mix64(key + counter * golden)``."""
+    return mix64(keys + counters * GOLDEN)
+
+
+def _log_f32(u: torch.Tensor) -> torch.Tensor:
+    """``rng.log_f32``: natural log of positive finite float32, Cephes logf, the same operations."""
+    bits = u.view(torch.int32)
+    fe = (bits >> 23).to(torch.float32) - 127.0
+    m = ((bits & 0x007FFFFF) | 0x3F800000).view(torch.float32)
+    big = m > 2.0 * 0.70710678118654752  # float32(2) * float32(sqrt(1/2)): exact doubling of the float32 constant
+    m = torch.where(big, m * 0.5, m)
+    fe = torch.where(big, fe + 1.0, fe)
+    x = m - 1.0
+    z = x * x
+    y = torch.full_like(x, 7.0376836292e-2)
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):  # fmt: skip
+        y = y * x + c if c > 0 else y * x - (-c)
+    y = y * x * z
+    y = y + fe * -2.12194440e-4
+    y = y - 0.5 * z
+    return x + y + fe * 0.693359375
+
+
+def sqrt_f32(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded float32 square root of float32 x, on any device."""
+    return torch.sqrt(x.to(torch.float64)).to(torch.float32)
+
+
+def normal_pairs_from_bits(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rng.normal_pair_from_bits`` of every hash in h (int64): two float32 standard normals each."""
+    high = _shift_right(h, 32)
+    low = h & _LOW32
+    u = ((high >> 1).to(torch.float32) + 0.5) * 2.0**-31
+    r = sqrt_f32(-2.0 * _log_f32(u))
+    quadrant = low >> 30
+    a = (((low & 0x3FFFFFFF) >> 6).to(torch.float32) * 2.0**-24 - 0.5) * (math.pi / 2)
+    z = a * a
+    s = a + a * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4))
+    c = (1.0 - 0.5 * z) + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5))
+    swap = (quadrant & 1) == 1
+    first = torch.where(swap, s, c)
+    second = torch.where(swap, c, s)
+    first = torch.where((quadrant == 1) | (quadrant == 2), -first, first)
+    second = torch.where(quadrant >= 2, -second, second)
+    return r * first, r * second
+
+
+def normal_pairs(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float32 normals of (key, counter), broadcast; both int64 tensors."""
+    return normal_pairs_from_bits(hash64(keys, counters))
+
+
+def counters(first: int, n: int, device: torch.device) -> torch.Tensor:
+    """int64 counters first .. first + n - 1."""
+    return torch.arange(n, dtype=torch.int64, device=device) + first
+
+
+def normals(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Tensor:
+    """(2, n_pairs) float32: ``rng.normals(key, n_pairs, first)`` on ``device``."""
+    return torch.stack(normal_pairs(key_tensor(key, device), counters(first, n_pairs, device)))
+
+
+def uniforms(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Tensor:
+    """(2, n_pairs) float64 in [0, 1): ``rng.uniforms(key, n_pairs, first)`` on ``device``."""
+    h = hash64(key_tensor(key, device), counters(first, n_pairs, device))
+    return torch.stack([_shift_right(h, 32).to(torch.float64), (h & _LOW32).to(torch.float64)]) * 2.0**-32
+
+
+def device_normals(seed: int, purpose: int, shape: tuple[int, ...], device: torch.device, index: int = 0) -> torch.Tensor:
+    """``crossbar.laws.device.device_normals`` of a whole (2, ...) array on ``device``."""
+    return normals(host_rng.stream_key(seed, purpose, index), math.prod(shape[1:]), device).reshape(shape)
+
+
+def device_uniforms(seed: int, purpose: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The uniforms of a whole (2, ...) array (``device.stuck_faults``'s draws) on ``device``."""
+    return uniforms(host_rng.stream_key(seed, purpose), math.prod(shape[1:]), device).reshape(shape)
