@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from array_api_compat import array_namespace
 
 from ..config import ChipConfig
+from .backend import NUMBA, TileBackend
 from .laws import compensation, device, irdrop, rng
-from .read import converters, patches, readout, workspace
-from .laws.encode import decode, encode, expand_rows, normalized_difference, weight_scales
+from .read import converters, workspace
+from .laws.encode import encode, normalized_difference, weight_scales
 from .grid import TileGrid
-from .read.inputs import InputRows, PatchRows
+from .read.inputs import PatchRows
 
 
 @dataclass(frozen=True)
@@ -37,27 +39,35 @@ class TileArray:
     once per read epoch (counter ``epoch``: 0 at programming, +1 at every ``drift`` and
     ``new_read_epoch``) and folded into the conductances the kernels use. With bound management,
     ``bm_rereads`` counts the tile re-reads of saturated vectors since programming.
+
+    The per-device arrays (``g_target``, ``g_prog``, ``stuck``, ``g_now``, ``scales`` and what a read
+    derives from them) live on ``backend`` (``crossbar.backend``): NumPy arrays for the Numba kernels
+    (the default), torch tensors on a torch device for ``crossbar_torch``; ``to(backend)`` moves them.
+    Converter bounds, the drift-compensation reference and gain, and ``state()`` stay NumPy.
     """
 
-    def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
+    def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int,
+                 backend: TileBackend = NUMBA):  # fmt: skip
+        backend.check(cfg)
         self.cfg = cfg
         self.grid = grid
-        self.scales = scales  # (P, n_out) float32
-        self.g_target = g_target  # (2, n_in, n_out) float32, uS
+        self.backend = backend
+        self.scales = backend.asarray(scales)  # (P, n_out) float32
+        self.g_target = backend.asarray(g_target)  # (2, n_in, n_out) float32, uS
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
-        self._adc_columns = self._adc_parameters()
-        self._col_block = grid.col_block_of()
+        self._set_periphery()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
+        self.gain = None
         self.program(seed)
 
     @classmethod
-    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0) -> TileArray:
-        """Encode W (out x in, finite) into differential conductances and program them."""
+    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0, backend: TileBackend = NUMBA) -> TileArray:
+        """Encode W (out x in, finite) into differential conductances and program them on ``backend``."""
         w = np.asarray(weights)
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
             raise ValueError(f"weights must be a non-empty 2-D (out x in) array, got shape {w.shape}")
@@ -67,7 +77,7 @@ class TileArray:
         grid = TileGrid.for_matrix(w_t.shape[0], w_t.shape[1], cfg.tile.rows, cfg.tile.cols)
         scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
         g_target = encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)
-        return cls(cfg, grid, scales, g_target, seed)
+        return cls(cfg, grid, scales, g_target, seed, backend)
 
     # ------------------------------------------------------------------ state
     @property
@@ -79,7 +89,7 @@ class TileArray:
         """(Re)program every device from its target with write error and faults; sets the drift
         time to 0 and resets the read counter."""
         self._set_seed(seed)
-        self.g_prog, self.stuck = device.program(self.g_target, self.cfg.device, self.seed)
+        self.g_prog, self.stuck = self.backend.program(self.g_target, self.cfg.device, self.seed)
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
@@ -93,16 +103,34 @@ class TileArray:
         units into weights after the ADC."""
         unscaled = self.cfg.mapping.weight_scale == "none"
         self.analog_gain = self.scales if unscaled else None
-        self.out_scales = np.ones_like(self.scales) if unscaled else self.scales
+        self.out_scales = array_namespace(self.scales).ones_like(self.scales) if unscaled else self.scales
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
         self._keys = self._stream_keys(self.seed)
 
-    def _stream_keys(self, seed: int) -> dict[int, np.ndarray]:
-        """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed``."""
+    def _stream_keys(self, seed: int):
+        """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed`` (as the backend reads them)."""
         purposes = (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT, rng.PURPOSE_BM_READ, rng.PURPOSE_BM_DEVICE)
-        return {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
+        keys = {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
+        return self.backend.stream_keys(keys)
+
+    def to(self, backend: TileBackend) -> TileArray:
+        """Move this array onto ``backend`` (another device, or the other backend), in place: its
+        conductances are copied exactly; what reads derive from them is derived there again (the same
+        draws; products equal to float32 rounding). Read counters, epoch, ranges and compensation stay."""
+        if backend is self.backend:
+            return self
+        backend.check(self.cfg)
+        for name in ("g_target", "g_prog", "stuck", "g_now", "scales"):
+            setattr(self, name, backend.asarray(self.backend.to_numpy(getattr(self, name))))
+        self.backend = backend
+        self._set_seed(self.seed)
+        self._set_units()
+        self._set_periphery()
+        self._set_epoch(self.g_now, self.epoch)
+        self.gain = self.gain  # its copy on the backend
+        return self
 
     def drift(self, t_s: float) -> None:
         """Conductances as they are t_s seconds after programming (absolute time, not a step), in
@@ -121,10 +149,14 @@ class TileArray:
 
     def _move_to(self, t_s: float, epoch: int | None = None) -> None:
         """Go to t_s in read epoch ``epoch`` (default: the current one)."""
-        self.t_s = t_s  # validated by drifted()
-        dev = self.cfg.device
-        g_now = device.drifted(self.g_prog, self.stuck, dev, t_s, self.seed)
-        g_read = device.epoch_conductances(g_now, self.g_prog, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        if t_s < 0 or not np.isfinite(t_s):
+            raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
+        self.t_s = t_s
+        self._set_epoch(self.backend.drifted(self.g_prog, self.stuck, self.cfg.device, t_s, self.seed), self.epoch if epoch is None else epoch)
+
+    def _set_epoch(self, g_now, epoch: int) -> None:
+        """Conductances g_now at t_s, read in epoch ``epoch`` (per-epoch read noise, wires)."""
+        g_read = self.backend.epoch_conductances(g_now, self.g_prog, self.cfg.device, self.t_s, self.seed, epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
         self._set_conductances(g_now, g_read)
@@ -132,9 +164,19 @@ class TileArray:
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
-        x = compensation.probe_inputs(self.seed, self.grid.n_in)
-        outputs = self._mvm(len(x), InputRows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
-        return compensation.response_level(outputs, self.cfg.drift_compensation)
+        x = self.backend.asarray(compensation.probe_inputs(self.seed, self.grid.n_in))
+        outputs = self._mvm(len(x), self.backend.rows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        return compensation.response_level(self.backend.to_numpy(outputs), self.cfg.drift_compensation)
+
+    @property
+    def gain(self) -> np.ndarray | None:
+        """The drift compensation's gain in use (float32: a scalar, or one per output column), or None."""
+        return self._gain
+
+    @gain.setter
+    def gain(self, value: np.ndarray | None) -> None:
+        self._gain = value
+        self._gain_read = None if value is None else self.backend.asarray(np.asarray(value, np.float32))
 
     def take_reference(self) -> None:
         """Read the drift-compensation probe at t = 0 with the current ranges and compensation
@@ -160,13 +202,13 @@ class TileArray:
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         dev = self.cfg.device
         self.g_now = g_now
-        gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
+        gain = None if self.analog_gain is None else self.backend.expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
-        self.gdiff_t = np.ascontiguousarray(gdiff if gain is None else gdiff * gain)
+        self.gdiff_t = self.backend.contiguous(gdiff if gain is None else gdiff * gain)
         self._set_read_noise(gain)
         self.g_direct = self._direct_conductances()
 
-    def _set_read_noise(self, gain: np.ndarray | None) -> None:
+    def _set_read_noise(self, gain) -> None:
         """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
@@ -182,19 +224,20 @@ class TileArray:
         if per_device:
             self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
         elif device.read_noise_is_constant(dev) and gain is None:
-            self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
-        elif np.any(sigma > 0):
+            first = np.float32(float(sigma[0, 0, 0]))
+            self.read_var_const = np.float32(2.0) * first * first / span2
+        elif bool((sigma > 0).any()):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
-            self.read_var_t = np.ascontiguousarray(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_t = self.backend.contiguous(var_t if gain is None else var_t * (gain * gain))
 
-    def _direct_conductances(self) -> np.ndarray | None:
+    def _direct_conductances(self):
         """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
         DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
         tile_cfg = self.cfg.tile
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return np.ascontiguousarray(self.gdiff_t * expand_rows(self.out_scales, self.grid))
+        return self.backend.contiguous(self.gdiff_t * self.backend.expand_rows(self.out_scales, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -208,48 +251,62 @@ class TileArray:
             if arr.shape != shape or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
                 raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
             setattr(self, f"{name}_bounds", arr.copy())
-        self._adc_columns = self._adc_parameters()
+        self._set_periphery()
         self.take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
-        dev = self.cfg.device
-        return np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+        return self.backend.to_numpy(self.device_weights())
 
     def target_weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
+        return self.backend.to_numpy(self._decoded(self.g_target))
+
+    def device_weights(self):
+        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch)."""
+        return self._decoded(self.g_now)
+
+    def _decoded(self, g):
+        """(out, in) float32 effective weights ``scale * (G+ - G-) / (g_max - g_min)`` of conductances g, on the backend."""
         dev = self.cfg.device
-        return np.ascontiguousarray(decode(self.g_target, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
+        weights = normalized_difference(g, dev.g_min_us, dev.g_max_us) * self.backend.expand_rows(self.scales, self.grid)
+        return self.backend.contiguous(weights.T)
 
     def conductances(self) -> list[TileConductances]:
-        """G+ and G- of every tile now, uS, row-major over the tile grid."""
+        """G+ and G- of every tile now, uS (NumPy), row-major over the tile grid."""
         n_p, n_q = self.grid.shape
+        g_now = self.backend.to_numpy(self.g_now)
         tiles = []
         for p in range(n_p):
             for q in range(n_q):
                 rows, cols = self.grid.tile_slices(p, q)
-                tiles.append(TileConductances(p, q, rows, cols, self.g_now[0, rows, cols], self.g_now[1, rows, cols]))
+                tiles.append(TileConductances(p, q, rows, cols, g_now[0, rows, cols], g_now[1, rows, cols]))
         return tiles
 
-    def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
+    def _set_periphery(self) -> None:
+        """What reads take from the converter bounds, on the backend: ``_adc_columns`` = (bound, to_int, step),
+        each (P, n_out) float32, the ADC of every output's tile; ``_dac_bounds_read`` (P,); ``_col_block`` (n_out,)."""
         bound = np.ascontiguousarray(self.adc_bounds[:, self.grid.col_block_of()])
         to_int, step = converters.quantizer_steps(bound, self.cfg.tile.adc.levels)
-        return bound, to_int, step
+        self._adc_columns = tuple(self.backend.asarray(a) for a in (bound, to_int, step))
+        self._dac_bounds_read = self.backend.asarray(self.dac_bounds)
+        self._col_block = self.backend.asarray(self.grid.col_block_of())
 
     # ------------------------------------------------------------------ compute
-    def mvm(self, x: np.ndarray) -> np.ndarray:
-        """x (batch, in) or (in,) -> (batch, out) or (out,), float32."""
-        x = np.asarray(x)
-        single = x.ndim == 1
-        x2 = np.ascontiguousarray(x[None] if single else x, dtype=np.float32)
-        n_in = readout.ReadPlan.of(self).n_in
+    def mvm(self, x):
+        """x (batch, in) or (in,) -> (batch, out) or (out,), float32: NumPy in, NumPy out; on the torch
+        backend a tensor on the chip's device in, a tensor out."""
+        x2 = self.backend.input_matrix(x)
+        single = x2.ndim == 1
+        x2 = x2[None] if single else x2
+        n_in = self.grid.n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
-            raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
+            raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {tuple(x2.shape)}")
         if self.recorder is not None:
-            self.recorder.inputs(self, x2)
-        out = x2 @ self.target_weights().T if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
-        return out[0] if single else out
+            self.recorder.inputs(self, self.backend.to_numpy(x2))
+        out = x2 @ self._decoded(self.g_target).T if self.ideal else self._mvm(x2.shape[0], self.backend.rows(x2))
+        out = out[0] if single else out
+        return self.backend.to_numpy(out) if isinstance(x, np.ndarray) else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                     dilation: tuple[int, int], out_size: tuple[int, int], first_channel: int = 0, ones: int = 0) -> np.ndarray:  # fmt: skip
@@ -258,16 +315,16 @@ class TileArray:
         (``patches.gather_patch``; padding is (top, left)), followed by ``ones`` inputs fixed at 1.
         Returns (B * out_h * out_w, out), rows in (b, oh, ow) order: the same as ``mvm`` of the
         im2col matrix, without building it (a chip without converters or noise builds it: it
-        only multiplies)."""
+        only multiplies; so does the torch backend, from a float32 NHWC tensor on its device)."""
         channels = (self.grid.n_in - ones) // (kernel[0] * kernel[1])
-        if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
-            raise ValueError(f"mvm_patches needs a C-contiguous float32 NHWC image and a kernel that covers {self.grid.n_in} inputs")
+        if x_nhwc.ndim != 4 or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
+            raise ValueError(f"mvm_patches needs an NHWC image and a kernel that covers {self.grid.n_in} inputs")
+        if self.recorder is not None or self.ideal or self.g_direct is not None or not self.backend.fused_patches:
+            return self.mvm(self.backend.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels, ones))
+        if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous:
+            raise ValueError("mvm_patches needs a C-contiguous float32 NHWC image")
         scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
         geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
-
-        if self.recorder is not None or self.ideal or self.g_direct is not None:
-            rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
-            return self.mvm(np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1))
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
@@ -276,12 +333,12 @@ class TileArray:
         ``stream`` = (keys, first vector) draws the read noise elsewhere and does neither (the
         compensation probe)."""
         if stream is not None:
-            return readout.read(self, n_batch, inputs, stream[0], stream[1], record=False)[0]
-        out, rereads = readout.read(self, n_batch, inputs, self._keys, self.reads, record=self.recorder is not None)
+            return self.backend.read(self, n_batch, inputs, stream[0], stream[1], record=False)[0]
+        out, rereads = self.backend.read(self, n_batch, inputs, self._keys, self.reads, record=self.recorder is not None)
         self.reads += n_batch
         self.bm_rereads += rereads
-        if self.gain is not None:
-            out *= self.gain
+        if self._gain_read is not None:
+            out *= self._gain_read
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -291,19 +348,22 @@ class TileArray:
         """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
         compensation's probe reference and gain (None when there are none) so that a rebuild
         need not read the probe again."""
-        arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
+        arrays = {name: self.backend.to_numpy(getattr(self, name)) for name in self.STATE_ARRAYS}
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
                 "reference": self.reference, "gain": self.gain}  # fmt: skip
 
     @classmethod
-    def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
+    def from_state(cls, cfg: ChipConfig, state: dict, backend: TileBackend = NUMBA) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
         counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
         The drift compensation's reference and gain are taken from the state when it has a
         ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again.
-        Arrays of the right dtype are kept, not copied (the array's state is never changed in place)."""
+        Arrays of the right dtype are kept, not copied (the array's state is never changed in place);
+        on another backend than NumPy's they are copied there."""
+        backend.check(cfg)
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
+        tiles.backend = backend
         n_in, n_out = state["g_target"].shape[1:]
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
         expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
@@ -312,17 +372,18 @@ class TileArray:
             value = np.asarray(state[name])
             if value.shape != expected[name]:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
-            setattr(tiles, name, value.astype(np.int8 if name == "stuck" else np.float32, copy=False))
+            value = value.astype(np.int8 if name == "stuck" else np.float32, copy=False)
+            setattr(tiles, name, value if name.endswith("_bounds") else backend.asarray(value))
         tiles._set_seed(state["seed"])
         tiles._set_units()
-        tiles._adc_columns = tiles._adc_parameters()
-        tiles._col_block = tiles.grid.col_block_of()
+        tiles._set_periphery()
         tiles.recorder = None
         tiles.ideal = False
         tiles.bm_rereads = 0
         tiles.epoch = int(state.get("epoch", 0))
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
+        tiles.gain = None
         tiles._move_to(float(state["t_s"]))
         if "reference" in state:
             tiles.reference, tiles.gain = state["reference"], state["gain"]
