@@ -16,6 +16,16 @@ from xbarsim.crossbar_torch.backend import select, torch_backend
 from xbarsim.errors import XbarsimError
 
 TORCH = torch_backend(torch.device("cpu"))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """torch's elementwise operations at one thread: on the shared 2-core machine each two-thread operation
+    waited ~20 ms for its second thread (measured: 0.16 ms a multiply at one thread). No result depends on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 BASE = ChipConfig.preset("ideal").with_values({"tile.rows": 64, "tile.cols": 40})
 CONVERTERS = {"tile.dac": {"bits": 8, "range": "dynamic"}, "tile.adc": {"bits": 8, "range": "fixed", "bound": 2.0}}
 
