@@ -15,6 +15,7 @@ from .args import (
     POSITIVE_INT,
     SEED,
     bounded,
+    device_arguments,
     json_arg,
     json_object,
     load_chip_config,
@@ -66,13 +67,15 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def load_chip_file(args: argparse.Namespace):
-    """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
+    """The command's chip file, on --device with --backend when the command has them; its network from
+    --model/--model-args when given (the user's code, never the file's)."""
     from ..mapping.chipload import load_chip
     from ..models.checkpoint import build_model
 
     if args.model_args and not args.model:
         raise XbarsimError("--model-args needs --model (the network the arguments build)")
-    return load_chip(args.chip_file, build_model(args.model, json_arg(args.model_args)) if args.model else None)
+    model = build_model(args.model, json_arg(args.model_args)) if args.model else None
+    return load_chip(args.chip_file, model, device=getattr(args, "device", None), backend=getattr(args, "backend", None))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -86,8 +89,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         chip.drift(args.drift)
     split = data.load(args.data)
     acc = accuracy(chip, split.x_test, split.y_test, args.batch_size)
+    backend = chip.chip.backend
     print(f"{args.chip_file}: {split.name} test accuracy {100 * acc:.2f}% ({len(split.y_test)} samples, "
-          f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s)")  # fmt: skip
+          f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s, {backend.name} on {backend.device})")  # fmt: skip
     return 0
 
 
@@ -170,6 +174,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     eval_cmd.add_argument("--reprogram", type=SEED, metavar="SEED", help="program the chip again with this seed first")
     model_arguments(eval_cmd, "the network class, when the chip file cannot rebuild it by itself")
     eval_cmd.add_argument("--batch-size", type=POSITIVE_INT, default=512, help="test images per forward")
+    device_arguments(eval_cmd, "the chip")
     eval_cmd.set_defaults(func=cmd_eval)
 
 
@@ -187,6 +192,7 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
     cal.add_argument("--seed", type=SEED, default=0, help="seed of the draw of calibration inputs")
     model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
+    device_arguments(cal, "the chip")
     cal.add_argument("-o", "--output", help="chip file to write (default: in place, atomically)")
     cal.set_defaults(func=cmd_calibrate)
 

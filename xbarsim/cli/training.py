@@ -14,6 +14,8 @@ from .args import (
     POSITIVE_INT,
     SEED,
     bounded,
+    device_arguments,
+    device_of,
     json_arg,
     json_object,
     load_chip_config,
@@ -58,8 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_temperature=args.temperature, distill_beta=args.beta,
         hwa=load_chip_config(args.hwa) if args.hwa else None,
     )  # fmt: skip
-    losses = train(model, split, cfg, teacher=teacher)
-    print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, "
+    losses = train(model, split, cfg, teacher=teacher, device=device_of(args.device))
+    print(f"trained {args.model} on {split.name} ({args.device}): final loss {losses[-1]:.4f}, "
           f"clean test accuracy {100 * accuracy(model, split.x_test, split.y_test):.2f}%")  # fmt: skip
     save_checkpoint(model, args.output)
     print(f"wrote {args.output}")
@@ -74,8 +76,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from ..sweeps.noise_kinds import parse_noise_kind
     from ..sweeps.plots import plot_noise_curves
 
-    noise = parse_noise_kind(args.noise, args.mode, args.where)
-    network = load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle)
+    noise = parse_noise_kind(args.noise, args.mode, args.where, args.backend)
+    network = load_network(args.checkpoint, args.model, json_arg(args.model_args), args.allow_pickle).to(device_of(args.device))
     split = data.load(args.data)
     print(f"noise: {noise.describe()}; {args.repeats} repeats per {noise.level_name}, seed {args.seed}")
     curve = noise_curve(network, split.x_test, split.y_test, args.sigmas, args.repeats, noise, args.seed, progress=True)
@@ -118,6 +120,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     train_cmd.add_argument("--beta", type=FRACTION, default=0.5, help="weight of the distillation term")
     train_cmd.add_argument("--hwa", metavar="CHIP", help="hardware-aware training on this preset or chip YAML")
     train_cmd.add_argument("--allow-pickle", action="store_true", help="let --distill load a pickled module (trusted files only)")
+    device_arguments(train_cmd, "the training", backend=False)
     train_cmd.add_argument("-o", "--output", required=True, help="checkpoint to write")
     train_cmd.set_defaults(func=cmd_train)
 
@@ -139,5 +142,6 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
     rob.add_argument("--where", help="activation noise only: all (default), or comma-separated module names")
     model_arguments(rob, "the model, for a plain state_dict")
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
+    device_arguments(rob, "the network (and with chip noise its chip)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     rob.set_defaults(func=cmd_robustness)

@@ -48,7 +48,7 @@ def checkpoint_content(model: nn.Module) -> dict[str, Any]:
         raise XbarsimError(f"{type(model).__name__} is not a zoo model; save its state_dict and name the class when loading")
     content = {"format": FORMAT, "model": name, "kwargs": model.init_kwargs}
     # under QAT the float weights sit at "<layer>.parametrizations.weight.original"
-    content["state_dict"] = {_PARAMETRIZED.sub(r".\1", key): value for key, value in model.state_dict().items()}
+    content["state_dict"] = {_PARAMETRIZED.sub(r".\1", key): value.cpu() for key, value in model.state_dict().items()}  # loads anywhere
     qat = getattr(model, "qat", None)
     if qat is not None:
         content["qat"] = dataclasses.asdict(qat.cfg)

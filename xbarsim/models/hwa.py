@@ -7,12 +7,12 @@ ADC per tile (with iterative bound management if configured), digital sum over r
 weight_scale ``none`` puts the converters in raw weight units; per-epoch read noise is one draw
 per forward. Quantizers pass gradients straight through; noise is added, never differentiated.
 Drift and stuck-at faults are not trained against.
-The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own.
+The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own, evaluated
+in torch operations on the weights' device (the laws are written over any array namespace).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,20 +43,20 @@ def hwa_matmul(x: torch.Tensor, weight: torch.Tensor, cfg: ChipConfig, t_s: floa
     n_out, n_in = weight.shape
     grid = TileGrid.for_matrix(n_in, n_out, tile.rows, tile.cols)
     w_t = weight.t()
-    scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale))
+    scales = weight_scales(w_t.detach(), grid, cfg.mapping.weight_scale)
     unscaled = cfg.mapping.weight_scale == "none"  # converters in raw weight units
     span = dev.g_max_us - dev.g_min_us
-    out = torch.zeros(x.shape[0], n_out, dtype=x.dtype)
+    out = torch.zeros(x.shape[0], n_out, dtype=x.dtype, device=x.device)
     for p in range(grid.shape[0]):
         rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
         w_norm = w_t[rows] / scales[p]
         target = torch.stack([dev.g_min_us + span * torch.relu(w_norm), dev.g_min_us + span * torch.relu(-w_norm)])
-        write_std = torch.from_numpy(device.write_noise_std(target.detach().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32))
+        write_std = device.write_noise_std(target.detach(), dev.write_noise, dev.g_max_us).to(torch.float32)
         g = torch.clamp(target + write_std * torch.randn_like(target), min=0.0)
-        g_np = g.detach().numpy().astype(np.float32)
-        epoch_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s, time="per_epoch"))
+        g_now = g.detach().to(torch.float32)
+        epoch_std = device.read_noise_std(g_now, dev, t_s, time="per_epoch")
         g_read = torch.clamp(g + epoch_std * torch.randn_like(g), min=0.0) if bool((epoch_std > 0).any()) else g
-        read_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s))
+        read_std = device.read_noise_std(g_now, dev, t_s)
         gain = scales[p] if unscaled else 1.0
         read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2 * gain**2
         w_analog = (g_read[0] - g_read[1]) / span * gain
@@ -70,12 +70,12 @@ def hwa_matmul(x: torch.Tensor, weight: torch.Tensor, cfg: ChipConfig, t_s: floa
 
         xb = x[:, rows]
         if tile.dac.range == "none":
-            scale = torch.ones(x.shape[0], 1)
+            scale = torch.ones(x.shape[0], 1, device=x.device)
         elif tile.dac.range == "dynamic":
             peak = xb.detach().abs().amax(dim=1, keepdim=True)
             scale = torch.where(peak > 0, peak, torch.ones_like(peak))
         else:
-            scale = torch.full((x.shape[0], 1), float(tile.dac.bound))
+            scale = torch.full((x.shape[0], 1), float(tile.dac.bound), device=x.device)
 
         def dac(rows_x: torch.Tensor, rows_scale: torch.Tensor) -> torch.Tensor:
             return rows_x / rows_scale if tile.dac.range == "none" else _quantize(rows_x / rows_scale, 1.0, tile.dac.levels)

@@ -19,6 +19,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from torch import nn
 from tqdm import tqdm
 
+from ..models.training import model_device
 from .noise_kinds import ActivationNoise, NoiseKind
 
 STD_FLOOR = 1e-3  # a point with zero spread over repeats still has this much (binomial resolution)
@@ -107,16 +108,17 @@ def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequ
     after every module), ``repeats`` times per level. Repeat r of level i draws its noise from
     ``SeedSequence([seed, i, r])``, so one seed gives one curve; the model is left as it was."""
     model.eval()
+    device = model_device(model)
     accuracies = np.zeros((len(sigmas), repeats))
     with noise.applied(model) as at:
         with tqdm(total=len(sigmas) * repeats, desc="noise curve", disable=not progress, file=sys.stderr) as bar:
             for i, sigma in enumerate(sigmas):
                 for r in range(repeats):
                     network = at(float(sigma), int(np.random.SeedSequence([seed, i, r]).generate_state(1)[0]))
-                    correct = 0
+                    correct = torch.zeros((), dtype=torch.int64, device=device)
                     for start in range(0, len(y), batch_size):
-                        logits = network(x[start : start + batch_size])
-                        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
-                    accuracies[i, r] = correct / len(y)
+                        logits = network(x[start : start + batch_size].to(device))
+                        correct += (logits.argmax(dim=1) == y[start : start + batch_size].to(device)).sum()
+                    accuracies[i, r] = int(correct) / len(y)
                     bar.update()
     return NoiseCurve(np.asarray(sigmas, float), accuracies)
