@@ -156,14 +156,28 @@ def test_programming_is_the_numba_chip_bit_for_bit(noise):
     assert np.array_equal(gpu.g_prog.numpy(), cpu.g_prog)
 
 
-def test_programming_statistics_follow_the_write_law():
+WRITE_LAWS = {  # the law's std (uS) at G_target = 10 uS of 25 (device.write_noise_std), written out here
+    "absolute": ({"kind": "absolute", "sigma": 0.5}, 0.5),
+    "proportional": ({"kind": "proportional", "sigma": 0.04}, 0.04 * 10.0),
+    "pcm": ({"kind": "pcm"}, 0.26348 + 1.965 * 0.4 - 1.1731 * 0.4**2),
+}
+
+
+@pytest.mark.parametrize("law", WRITE_LAWS)
+def test_programming_statistics_follow_the_write_law(law):
+    """240,000 devices at 10 uS: the standardized error is N(0, 1) (5-sigma bounds on mean, std, skew and
+    kurtosis), and stuck-on / stuck-off devices occur at p_on / p_off (5 binomial sigmas)."""
     target = torch.full((2, 300, 400), 10.0)
-    assert torch.equal(TORCH.program(target, BASE.device, 1)[0], target)  # no write noise: exact
-    cfg = BASE.with_values({"device.write_noise": {"kind": "absolute", "sigma": 0.5}})
-    g, _ = TORCH.program(target, cfg.device, 1)
-    z = ((g - target) / 0.5).double()
-    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01  # 240,000 devices: 5 sigma ~ 0.01
+    assert torch.equal(TORCH.program(target, BASE.device, 1)[0], target)  # no write noise, no faults: exact
+    noise, std = WRITE_LAWS[law]
+    cfg = BASE.with_values({"device.write_noise": noise, "device.faults": {"p_on": 0.02, "p_off": 0.03}})
+    g, stuck = TORCH.program(target, cfg.device, 1)
+    z = ((g[stuck == 0] - target[stuck == 0]) / std).double()
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01
     assert abs(float(((z - z.mean()) ** 3).mean())) < 0.03 and abs(float(((z - z.mean()) ** 4).mean()) - 3) < 0.06
+    for code, p, level in ((device.STUCK_ON, 0.02, 25.0), (device.STUCK_OFF, 0.03, 0.0)):
+        share = float((stuck == code).double().mean())
+        assert abs(share - p) < 5 * np.sqrt(p * (1 - p) / stuck.numel()) and bool((g[stuck == code] == level).all())
 
 
 @pytest.mark.parametrize("drift", [{"kind": "pcm"}, {"kind": "power_law", "nu_mean": 0.05, "nu_std": 0.02},
