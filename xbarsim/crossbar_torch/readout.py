@@ -1,7 +1,7 @@
 """One read of a TileArray on a torch device: ``crossbar.read.readout.read`` in whole-block torch operations.
 
 DAC of every row block of every vector -> one batched GEMM for all block products -> the read and output
-noise, one exact draw per output (the CPU's counters and streams, ``rng``) -> ADC -> with iterative bound
+noise, one exact draw per output (the CPU's counters and streams, ``readnormals``) -> ADC -> with iterative bound
 management the re-reads of the saturated tiles (``rereads``) -> the sum over row blocks, in block order.
 Every step is a handful of elementwise operations over (P, B, n_out) tensors: no loop over vectors, and
 one host synchronisation per read (the DAC's count of non-finite inputs), more only where tiles saturate.
@@ -15,7 +15,7 @@ import torch
 
 from ..crossbar.laws import rng as host_rng
 from ..crossbar.read.readout import ReadPlan
-from . import rereads, rng
+from . import readnormals, rereads, rng
 from .blocks import blocked
 from .converters import dac, quantize
 
@@ -65,7 +65,7 @@ def output_normals(keys: torch.Tensor, first_vector: int, n_batch: int, n_out: i
     half = (n_out + 1) // 2
     device = keys.device
     counters = (rng.counters(first_vector, n_batch, device) * half)[:, None] + torch.arange(half, dtype=torch.int64, device=device)
-    first, second = rng.normal_pairs(keys[:, None, None], counters)
+    first, second = readnormals.read_normal_pairs(keys[:, None, None], counters)
     return torch.cat([first, second], dim=2)[:, :, :n_out]
 
 
@@ -113,7 +113,7 @@ def _add_device_noise(y, xq, sizes, arrays, keys, first_vector: int) -> None:
         for b0 in range(0, n_batch, chunk):
             b1 = min(n_batch, b0 + chunk)
             vectors = rng.counters(first_vector + b0, b1 - b0, device) * (rows * n_out)
-            z_pos, z_neg = rng.normal_pairs(keys[p], vectors[:, None, None] + (row + column))
+            z_pos, z_neg = readnormals.read_normal_pairs(keys[p], vectors[:, None, None] + (row + column))
             noise = arrays["sigma_pos"][p] * z_pos - arrays["sigma_neg"][p] * z_neg  # (b, height, n_out)
             y[p, b0:b1] += (xq[p, b0:b1, :, None] * noise).sum(dim=1)
 

@@ -4,8 +4,8 @@ scale, round by round, all pairs of a tile in one batch (``crossbar.read.kernels
 A round takes the pairs still saturated (one ``nonzero``: a host synchronisation per round, at most
 log2(bm_max_factor) + 1 rounds), groups them by tile, and reads each tile's pairs as one GEMM with their
 own noise: re-read n of tile (p, q) for vector v draws from counter base c = (v * Q + q) * BM_ROUNDS + n,
-output j the first normal of c * n_out + j, device (i, j) the pair of (c * rows_p + i) * n_out + j (the CPU's
-streams). A pair's ADC outputs and input scale are replaced by its last re-read's.
+its outputs as ``readnormals.reread_output_normals`` says, device (i, j) the pair of (c * rows_p + i) * n_out + j
+(the CPU's streams). A pair's ADC outputs and input scale are replaced by its last re-read's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..crossbar.laws import rng as host_rng
 from ..crossbar.read.converters import DAC_NONE
 from ..crossbar.read.kernels import BM_ROUNDS
 from ..crossbar.read.readout import ReadPlan
-from . import rng
+from . import readnormals, rng
 from .converters import quantize, unit_steps
 
 DEVICE_DRAWS_PER_CHUNK = 1 << 24
@@ -68,9 +68,9 @@ def _reread(tiles, plan: ReadPlan, x, vectors, p: int, q: int, s, round_: int, f
         xq = quantize(xq, 1.0, *unit_steps(plan.dac_levels), plan.dac_levels)
     acc = xq @ tiles.gdiff_t[r0:r1, c0:c1]
     base = ((vectors + first_vector) * grid.shape[1] + q) * BM_ROUNDS + round_  # (K,) int64
-    columns = torch.arange(c0, c1, dtype=torch.int64, device=x.device)
     variance = None
     if per_device:
+        columns = torch.arange(c0, c1, dtype=torch.int64, device=x.device)
         acc = acc + _device_noise(tiles, xq, base, p, r0, r1, columns, keys[host_rng.PURPOSE_BM_DEVICE])
     elif tiles.read_var_t is not None:
         variance = (xq * xq) @ tiles.read_var_t[r0:r1, c0:c1]
@@ -78,7 +78,7 @@ def _reread(tiles, plan: ReadPlan, x, vectors, p: int, q: int, s, round_: int, f
         variance = float(tiles.read_var_const) * (xq * xq).sum(dim=1, keepdim=True)
     if variance is None and plan.out_var == 0:
         return acc
-    z, _ = rng.normal_pairs(keys[host_rng.PURPOSE_BM_READ][p], base[:, None] * grid.n_out + columns)
+    z = readnormals.reread_output_normals(keys[host_rng.PURPOSE_BM_READ][p], base, grid.n_out, c0, c1)
     std = rng.sqrt_f32(variance + float(plan.out_var)) if variance is not None else float(np.sqrt(plan.out_var))
     return acc + std * z
 
@@ -91,6 +91,6 @@ def _device_noise(tiles, xq, base, p: int, r0: int, r1: int, columns, keys):
     chunk = max(1, DEVICE_DRAWS_PER_CHUNK // (rows * len(columns)))
     parts = []
     for k0 in range(0, len(base), chunk):
-        z_pos, z_neg = rng.normal_pairs(keys[p], (base[k0 : k0 + chunk] * (rows * n_out))[:, None, None] + device_index)
+        z_pos, z_neg = readnormals.read_normal_pairs(keys[p], (base[k0 : k0 + chunk] * (rows * n_out))[:, None, None] + device_index)
         parts.append((xq[k0 : k0 + chunk, :, None] * (sigma_pos * z_pos - sigma_neg * z_neg)).sum(dim=1))
     return torch.cat(parts)

@@ -52,19 +52,31 @@ def hash64(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
     return mix64(keys + counters * GOLDEN)
 
 
-def _log_f32(u: torch.Tensor) -> torch.Tensor:
-    """``rng.log_f32``: natural log of positive finite float32, Cephes logf, the same operations."""
+# Cephes logf's polynomial on [sqrt(1/2) - 1, sqrt(2) - 1] (highest power first), sinf / cosf on [-pi/4, pi/4]
+LOG_COEFFICIENTS = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                    -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)  # fmt: skip
+SIN_COEFFICIENTS = (-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1)
+COS_COEFFICIENTS = (2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2)
+
+
+def log_reduction(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cephes logf's reduction of positive finite float32 u: (exponent e, x = m - 1), u = 2^e (1 + x),
+    1 + x in [sqrt(1/2), sqrt(2)) (float32 both)."""
     bits = u.view(torch.int32)
     fe = (bits >> 23).to(torch.float32) - 127.0
     m = ((bits & 0x007FFFFF) | 0x3F800000).view(torch.float32)
     big = m > 2.0 * 0.70710678118654752  # float32(2) * float32(sqrt(1/2)): exact doubling of the float32 constant
     m = torch.where(big, m * 0.5, m)
     fe = torch.where(big, fe + 1.0, fe)
-    x = m - 1.0
+    return fe, m - 1.0
+
+
+def _log_f32(u: torch.Tensor) -> torch.Tensor:
+    """``rng.log_f32``: natural log of positive finite float32, Cephes logf, the same operations."""
+    fe, x = log_reduction(u)
     z = x * x
-    y = torch.full_like(x, 7.0376836292e-2)
-    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):  # fmt: skip
+    y = torch.full_like(x, LOG_COEFFICIENTS[0])
+    for c in LOG_COEFFICIENTS[1:]:
         y = y * x + c if c > 0 else y * x - (-c)
     y = y * x * z
     y = y + fe * -2.12194440e-4
@@ -77,23 +89,42 @@ def sqrt_f32(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(x.to(torch.float64)).to(torch.float32)
 
 
-def normal_pairs_from_bits(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rng.normal_pair_from_bits`` of every hash in h (int64): two float32 standard normals each."""
-    high = _shift_right(h, 32)
-    low = h & _LOW32
-    u = ((high >> 1).to(torch.float32) + 0.5) * 2.0**-31
-    r = sqrt_f32(-2.0 * _log_f32(u))
-    quadrant = low >> 30
-    a = (((low & 0x3FFFFFFF) >> 6).to(torch.float32) * 2.0**-24 - 0.5) * (math.pi / 2)
-    z = a * a
-    s = a + a * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4))
-    c = (1.0 - 0.5 * z) + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5))
+def halves(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The high and low 32 bits of 64-bit hashes h (int64), as non-negative int64."""
+    return _shift_right(h, 32), h & _LOW32
+
+
+def radius_uniform(high: torch.Tensor) -> torch.Tensor:
+    """Box-Muller's uniform in (0, 1) of a hash's high 32 bits: (high >> 1 + 1/2) 2^-31 (float32)."""
+    return ((high >> 1).to(torch.float32) + 0.5) * 2.0**-31
+
+
+def angle_offset(low: torch.Tensor) -> torch.Tensor:
+    """The angle's offset in [-pi/4, pi/4) from bits 6-29 of a hash's low 32 bits (float32)."""
+    return (((low & 0x3FFFFFFF) >> 6).to(torch.float32) * 2.0**-24 - 0.5) * (math.pi / 2)
+
+
+def rotated(r: torch.Tensor, c: torch.Tensor, s: torch.Tensor, quadrant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """r times (cos, sin) of the angle whose offset has cosine c and sine s, turned by quadrant * 90 degrees."""
     swap = (quadrant & 1) == 1
     first = torch.where(swap, s, c)
     second = torch.where(swap, c, s)
     first = torch.where((quadrant == 1) | (quadrant == 2), -first, first)
     second = torch.where(quadrant >= 2, -second, second)
     return r * first, r * second
+
+
+def normal_pairs_from_bits(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rng.normal_pair_from_bits`` of every hash in h (int64): two float32 standard normals each."""
+    high, low = halves(h)
+    r = sqrt_f32(-2.0 * _log_f32(radius_uniform(high)))
+    a = angle_offset(low)
+    z = a * a
+    s0, s1, s2 = SIN_COEFFICIENTS
+    c0, c1, c2 = COS_COEFFICIENTS
+    s = a + a * z * (s2 + z * (s1 + z * s0))
+    c = (1.0 - 0.5 * z) + z * z * (c2 + z * (c1 + z * c0))
+    return rotated(r, c, s, low >> 30)
 
 
 def normal_pairs(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +144,8 @@ def normals(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Te
 
 def uniforms(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Tensor:
     """(2, n_pairs) float64 in [0, 1): ``rng.uniforms(key, n_pairs, first)`` on ``device``."""
-    h = hash64(key_tensor(key, device), counters(first, n_pairs, device))
-    return torch.stack([_shift_right(h, 32).to(torch.float64), (h & _LOW32).to(torch.float64)]) * 2.0**-32
+    high, low = halves(hash64(key_tensor(key, device), counters(first, n_pairs, device)))
+    return torch.stack([high.to(torch.float64), low.to(torch.float64)]) * 2.0**-32
 
 
 def device_normals(seed: int, purpose: int, shape: tuple[int, ...], device: torch.device, index: int = 0) -> torch.Tensor:
