@@ -7,8 +7,9 @@ For the MLP and the LeNet-5-style CNN on digits, trained plain and with BayesFT'
 2. on the same chip with the drift law's sigma swept (``device.drift.sigma`` in
    linspace(0.1, 1.5, 15), no growth with time, read at t = 0: each device G+ and G- times
    ``exp(sigma * n)``), accuracy and its midpoint sigma.
-``--chips`` chips (programming and drift seeds) per point. Prints markdown tables and writes
-benchmarks/results/bayesft_rram.png. ``python benchmarks/bayesft_rram.py [--quick]``
+``--chips`` chips (programming and drift seeds) per point, ``--train-seeds`` trained networks per
+arm. Prints markdown tables, writes benchmarks/results/bayesft_rram.png and the per-seed values
+to bayesft_rram.json. ``python benchmarks/bayesft_rram.py [--quick] [--train-seeds N]``
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def lognormal_curve(model: torch.nn.Module, cfg: ChipConfig, sigmas: np.ndarray,
             chip.program(c)
             chip.drift(0.0)
             accuracies[i, c] = accuracy(chip, split.x_test, split.y_test)
-    return NoiseCurve(np.asarray(sigmas, float), accuracies)
+    return NoiseCurve(np.asarray(sigmas, float), accuracies, 1.0 / len(split.y_test))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,44 +44,61 @@ def main(argv: list[str] | None = None) -> int:
     studylib.add_chips_option(parser, full=10, quick=3)
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
+    env = studylib.environment()
     clock = studylib.Clock()
     chips = studylib.chip_count(parser, args)
+    seeds = studylib.training_seeds(parser, args)
     sigmas = np.linspace(0.1, 1.5, 8 if args.quick else 15)
-    base = TrainConfig(epochs=10 if args.quick else 40, lr=3e-3, seed=args.seed)
-    trainings = {"plain": base, "BayesFT": studylib.with_options(base, bayesft_sigma=args.train_sigma)}
+    middle = len(sigmas) // 2
+    epochs = 10 if args.quick else 40
     cfg = ChipConfig.preset("rram")
     split = data.digits(args.seed)
     drift_rows = {label: [] for label, _ in studylib.DRIFT}
-    sigma_rows, panels, drift_panels = [], {}, {}
-    with studylib.progress(len(MODELS) * len(trainings), "bayesft") as bar:
+    sigma_rows, panels, drift_panels, results, gains = [], {}, {}, {}, []
+    with studylib.progress(len(MODELS) * 2 * len(seeds), "bayesft") as bar:
         for name, build in MODELS.items():
-            curves = {}
-            for training, train_cfg in trainings.items():
-                model = studylib.trained(build, split, train_cfg)
-                over_time = studylib.drift_curve(model, cfg, [t for _, t in studylib.DRIFT], chips, split)
-                for (label, _), values in zip(studylib.DRIFT, over_time.accuracies):
-                    drift_rows[label].append(studylib.mean_std_cell(values))
-                curves[training] = lognormal_curve(model, cfg, sigmas, chips, split)
-                drift_panels.setdefault(f"{name}: rram over time", {})[training] = over_time
-                sigma_rows.append([name, training, f"{100 * accuracy(model, split.x_test, split.y_test):.1f}%",
-                                   studylib.mean_std_cell(curves[training].accuracies[len(sigmas) // 2]),
-                                   studylib.midpoint_cell(curves[training])])  # fmt: skip
-                clock.log(f"{name} {training}: 10 years {drift_rows[studylib.DRIFT[-1][0]][-1]}, midpoint sigma {sigma_rows[-1][-1]}")
-                bar.update()
-            sigma_rows[-1].append(studylib.midpoint_ratio(curves["BayesFT"], curves["plain"]))
-            sigma_rows[-2].append("")
-            panels[f"{name}: rram, log-normal sigma"] = curves
-    columns = [f"{name}, {training}" for name in MODELS for training in trainings]
-    print(f"Digits, rram preset, {chips} chips per cell; {base.epochs} epochs, Adam lr {base.lr}, seed {args.seed}; "
-          f"BayesFT training sigma {args.train_sigma}.\n")  # fmt: skip
+            arms = {"plain": studylib.Arm(), "BayesFT": studylib.Arm()}
+            over_time = {"plain": studylib.Arm(), "BayesFT": studylib.Arm()}
+            for seed in seeds:
+                base = TrainConfig(epochs=epochs, lr=3e-3, seed=seed)
+                for training, train_cfg in (("plain", base), ("BayesFT", studylib.with_options(base, bayesft_sigma=args.train_sigma))):
+                    model = studylib.trained(build, split, train_cfg)
+                    clean = accuracy(model, split.x_test, split.y_test)
+                    over_time[training].add(seed, studylib.drift_curve(model, cfg, [t for _, t in studylib.DRIFT], chips, split), clean)
+                    arms[training].add(seed, lognormal_curve(model, cfg, sigmas, chips, split), clean)
+                    clock.log(f"{name} {training}, training seed {seed}: 10 years {100 * over_time[training].curves[-1].mean[-1]:.1f}%, "
+                              f"midpoint sigma {studylib.summary_cell(studylib.summary(arms[training].midpoints()[-1:]))}")  # fmt: skip
+                    bar.update()
+            stats = results[name] = studylib.compare(arms, "plain")
+            for training, arm in over_time.items():
+                stats[training]["over_time"] = studylib.curve_record(arm)
+                for i, (label, _) in enumerate(studylib.DRIFT):
+                    drift_rows[label].append(studylib.chips_cell([c.accuracies[i] for c in arm.curves]))
+            gain = stats["BayesFT"]["ten_years_gain"] = studylib.values_summary(
+                seeds, [b.mean[-1] - p.mean[-1] for b, p in zip(over_time["BayesFT"].curves, over_time["plain"].curves)])
+            gains.append(f"{name} {studylib.summary_cell(gain, 1, percent=True)} points (per seed {studylib.per_seed_cell(gain, 1, percent=True)})")
+            for training, arm in arms.items():
+                clean = stats[training]["float_accuracy"] = studylib.values_summary(arm.seeds, arm.clean)
+                sigma_rows.append([name, training, studylib.summary_cell(clean, 1, percent=True) + "%",
+                                   studylib.chips_cell([c.accuracies[middle] for c in arm.curves]), *studylib.comparison_cells(stats[training])])  # fmt: skip
+            panels[f"{name}: rram, log-normal sigma"] = arms
+            drift_panels[f"{name}: rram over time"] = over_time
+    columns = [f"{name}, {training}" for name in MODELS for training in ("plain", "BayesFT")]
+    print(f"Digits, rram preset, {chips} chips per cell; {epochs} epochs, Adam lr 0.003; BayesFT training sigma {args.train_sigma}; "
+          f"training seeds {', '.join(map(str, seeds))}, data split seed {args.seed}. Cells: mean over training seeds ± its standard "
+          f"error (of each seed's mean over chips), and the chip-to-chip std.\n")  # fmt: skip
     print("#### Accuracy over time after programming (rram drift: sigma 0.1 + 0.05 per decade)\n")
     print(studylib.markdown_table(["time"] + columns, [[label] + cells for label, cells in drift_rows.items()]))
+    print(f"\nBayesFT - plain after 10 years: {'; '.join(gains)}.")
     print(f"\n#### Accuracy over the log-normal drift sigma (t = 0, linspace(0.1, 1.5, {len(sigmas)}))\n")
-    print(studylib.markdown_table(["model", "training", "float accuracy", f"on rram at sigma={sigmas[len(sigmas) // 2]:.2f}",
-                                   "midpoint sigma", "BayesFT / plain midpoint"], sigma_rows))  # fmt: skip
+    print(studylib.markdown_table(["model", "training", "float accuracy", f"on rram at sigma={sigmas[middle]:.2f}", "midpoint sigma",
+                                   "per seed", f"sigma at -{100 * studylib.DROP:g} points", "BayesFT / plain midpoint (per seed)"],
+                                  sigma_rows))  # fmt: skip
     xlabels = {**{panel: "seconds after programming" for panel in drift_panels}, **{panel: "log-normal drift sigma" for panel in panels}}
     path = studylib.plot_panels({**drift_panels, **panels}, args.plot, xlabels, "BayesFT on rram", fit=False, columns=2)
-    print(f"\nplot: {path}; run time {clock.seconds():.0f} s")
+    print(f"\n{studylib.environment_line(env, clock.seconds())}")
+    record = studylib.write_json(args.json, "bayesft_rram", args, env, clock.seconds(), results)
+    print(f"plot: {path}; per-seed results: {record}")
     return 0
 
 

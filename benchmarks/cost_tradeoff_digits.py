@@ -7,8 +7,9 @@ docs/physics.md §10). Each cell is measured on ``--chips`` chips (programming s
 accuracy (mean ± std over chips) and, on the same reads, the energy and latency per inference
 (``xbarsim.mapping.cost``, ISAAC's per-operation table, docs/cost.md) and the area of the tiles.
 "wire delta" is the largest first-order attenuation of any device (the model holds for delta <~ 0.3).
-Prints markdown tables and writes benchmarks/results/cost_tradeoff_digits.png.
-``python benchmarks/cost_tradeoff_digits.py [--quick]``
+``--train-seeds`` trained networks. Prints markdown tables, writes
+benchmarks/results/cost_tradeoff_digits.png and the per-seed accuracies to cost_tradeoff_digits.json.
+``python benchmarks/cost_tradeoff_digits.py [--quick] [--train-seeds N]``
 """
 
 from __future__ import annotations
@@ -68,42 +69,61 @@ def main(argv: list[str] | None = None) -> int:
     studylib.add_chips_option(parser, full=5, quick=2, per="cell")
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
+    env = studylib.environment()
     clock = studylib.Clock()
     chips = studylib.chip_count(parser, args)
+    seeds = studylib.training_seeds(parser, args)
     split = data.digits(args.seed)
-    recipe = TrainConfig(epochs=10 if args.quick else 40, lr=3e-3, seed=args.seed)
-    model = studylib.trained(lambda: zoo.build("lenet5", image_size=8), split, recipe)
-    float_acc = accuracy(model, split.x_test, split.y_test)
-    clock.log(f"trained: float32 test accuracy {100 * float_acc:.1f}%")
+    epochs = 10 if args.quick else 40
     cases = [(tile, wire) for tile in TILES for wire in (0.0, WIRE_OHM)]
-    results: dict[tuple[int, float], dict[int, tuple[np.ndarray, ChipCost, float]]] = {}
-    with studylib.progress(len(cases) * len(ADC_BITS), "cost trade-off") as bar:
-        for tile, wire in cases:
-            results[tile, wire] = {}
-            for bits in ADC_BITS:
-                cfg = ChipConfig.preset("pcm").with_values({"tile.rows": tile, "tile.cols": tile, "tile.adc.bits": bits,
-                                                            "tile.wire_resistance_ohm": wire})  # fmt: skip
-                results[tile, wire][bits] = measure(model, split, cfg, chips)
-                bar.update()
+    per_seed: list[dict[tuple[int, float], dict[int, tuple[np.ndarray, ChipCost, float]]]] = []
+    floats = []
+    with studylib.progress(len(cases) * len(ADC_BITS) * len(seeds), "cost trade-off") as bar:
+        for seed in seeds:
+            model = studylib.trained(lambda: zoo.build("lenet5", image_size=8), split, TrainConfig(epochs=epochs, lr=3e-3, seed=seed))
+            floats.append(accuracy(model, split.x_test, split.y_test))
+            clock.log(f"training seed {seed}: float32 test accuracy {100 * floats[-1]:.1f}%")
+            results: dict[tuple[int, float], dict[int, tuple[np.ndarray, ChipCost, float]]] = {}
+            for tile, wire in cases:
+                results[tile, wire] = {}
+                for bits in ADC_BITS:
+                    cfg = ChipConfig.preset("pcm").with_values({"tile.rows": tile, "tile.cols": tile, "tile.adc.bits": bits,
+                                                                "tile.wire_resistance_ohm": wire})  # fmt: skip
+                    results[tile, wire][bits] = measure(model, split, cfg, chips)
+                    bar.update()
+            per_seed.append(results)
 
-    print(f"LeNet-5 on digits ({len(split.y_train)} train / {len(split.y_test)} test): float32 test accuracy "
-          f"{100 * float_acc:.1f}%; {recipe.epochs} epochs, Adam lr {recipe.lr}, seed {args.seed}; pcm preset at t = 0, "
-          f"{chips} chips per cell (programming seeds 0..{chips - 1}), accuracy mean ± std over chips; energy, latency and "
-          f"area per inference from the cost model (ISAAC's table, 32 nm), counted on the test set.\n")  # fmt: skip
+    floats_cell = studylib.summary_cell(studylib.values_summary(seeds, floats), 1, percent=True)
+    print(f"LeNet-5 on digits ({len(split.y_train)} train / {len(split.y_test)} test): float32 test accuracy {floats_cell}%; "
+          f"{epochs} epochs, Adam lr 0.003; training seeds {', '.join(map(str, seeds))}, data split seed {args.seed}; pcm preset "
+          f"at t = 0, {chips} chips per cell (programming seeds 0..{chips - 1}). Accuracy: mean over training seeds ± its standard "
+          f"error (of each seed's mean over chips), and the chip-to-chip std; energy, latency and area per inference from the cost "
+          f"model (ISAAC's table, 32 nm), counted on the test set with the first training seed's network.\n")  # fmt: skip
+    first = per_seed[0]
     for tile in TILES:
         print(f"#### {tile}x{tile} tiles\n")
         rows = []
         for bits in ADC_BITS:
-            ideal, wired = results[tile, 0.0][bits], results[tile, WIRE_OHM][bits]
+            ideal, wired = first[tile, 0.0][bits], first[tile, WIRE_OHM][bits]
             totals = ideal[1].totals()
-            rows.append([bits, studylib.mean_std_cell(ideal[0]), studylib.mean_std_cell(wired[0]), f"{ideal[1].energy_pj * 1e-3:.3g}",
-                         f"{ideal[1].latency_ns * 1e-3:.3g}", f"{ideal[1].area_um2 * 1e-6:.3g}", int(totals["tiles"]),
-                         f"{totals['adc_conversions']:.4g}", f"{wired[2]:.3f}"])  # fmt: skip
+            wire_change = ", ".join(f"{100 * (r[tile, WIRE_OHM][bits][0].mean() - r[tile, 0.0][bits][0].mean()):.1f}" for r in per_seed)
+            rows.append([bits, studylib.chips_cell([r[tile, 0.0][bits][0] for r in per_seed]),
+                         studylib.chips_cell([r[tile, WIRE_OHM][bits][0] for r in per_seed]), wire_change,
+                         f"{ideal[1].energy_pj * 1e-3:.3g}", f"{ideal[1].latency_ns * 1e-3:.3g}", f"{ideal[1].area_um2 * 1e-6:.3g}",
+                         int(totals["tiles"]), f"{totals['adc_conversions']:.4g}", f"{wired[2]:.3f}"])  # fmt: skip
         print(studylib.markdown_table(["ADC bits", "accuracy, ideal wires", f"accuracy, {WIRE_OHM:g} ohm/segment",
-                                       "energy nJ", "latency us", "area mm²", "tiles", "ADC conversions", "wire delta"], rows))  # fmt: skip
+                                       "wires - ideal, per seed (points)", "energy nJ", "latency us", "area mm²", "tiles",
+                                       "ADC conversions", "wire delta"], rows))  # fmt: skip
         print()
-    path = plot(results, args.plot)
-    print(f"plot: {path}; run time {clock.seconds():.0f} s")
+    pooled = {case: {bits: (np.concatenate([r[case][bits][0] for r in per_seed]), *first[case][bits][1:]) for bits in ADC_BITS}
+              for case in cases}  # fmt: skip
+    path = plot(pooled, args.plot)
+    print(studylib.environment_line(env, clock.seconds()))
+    record = {"float_accuracy": dict(zip(seeds, floats)),
+              "accuracy": [{"seed": seed, "tile": tile, "wire_ohm": wire, "adc_bits": bits, "chips": r[tile, wire][bits][0]}
+                           for seed, r in zip(seeds, per_seed) for tile, wire in cases for bits in ADC_BITS]}  # fmt: skip
+    written = studylib.write_json(args.json, "cost_tradeoff_digits", args, env, clock.seconds(), record)
+    print(f"plot: {path}; per-seed results: {written}")
     return 0
 
 

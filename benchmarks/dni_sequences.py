@@ -8,8 +8,10 @@ Two sequence tasks:
 Each cell (2 layers, 64 hidden) is trained plain and with deep noise injection (Gaussian noise on
 every gate pre-activation of every step, sigma ``--train-sigma``), then tested under gate noise
 over a log grid of sigma. The paper reports flatter curves, and sometimes better clean accuracy.
-Prints a markdown table and writes benchmarks/results/dni_sequences.png.
-``python benchmarks/dni_sequences.py [--quick] [--relative]``
+Every cell is trained with ``--train-seeds`` seeds; clean accuracies, midpoints and the DNI / plain
+ratio are the mean ± standard error over them. Prints a markdown table, writes
+benchmarks/results/dni_sequences.png and the per-seed values to dni_sequences.json.
+``python benchmarks/dni_sequences.py [--quick] [--train-seeds N] [--relative]``
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import studylib
 from xbarsim.models import data, zoo
 from xbarsim.models.data import DataSplit
-from xbarsim.models.training import TrainConfig, accuracy
+from xbarsim.models.training import TrainConfig
 from xbarsim.sweeps.noise_kinds import GateNoiseKind
 
 CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
@@ -51,38 +53,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
+    env = studylib.environment()
     clock = studylib.Clock()
+    seeds = studylib.training_seeds(parser, args)
     sigmas = np.logspace(-2, 1, 7 if args.quick else 13)
+    middle = len(sigmas) // 2
     repeats = 3 if args.quick else 10
-    base = TrainConfig(epochs=8 if args.quick else 30, lr=3e-3, seed=args.seed)
-    dni = studylib.with_options(base, gate_noise_sigma=args.train_sigma, gate_noise_relative=args.relative)
+    epochs = 8 if args.quick else 30
     noise = GateNoiseKind(relative=args.relative)
     tasks = {"digits row by row": row_by_row_digits(args.seed), "delayed recall": delayed_recall(seed=args.seed)}
-    rows, panels = [], {}
-    with studylib.progress(len(tasks) * len(args.cells) * 2, "deep noise injection") as bar:
+    rows, panels, results = [], {}, {}
+    with studylib.progress(len(tasks) * len(args.cells) * 2 * len(seeds), "deep noise injection") as bar:
         for task, split in tasks.items():
             for cell in args.cells:
                 build = lambda cell=cell, split=split: zoo.build(CELLS[cell], input_size=split.x_train.shape[-1], num_classes=split.num_classes)  # noqa: E731
-                curves = {}
-                for training, cfg in (("plain", base), ("DNI", dni)):
-                    model = studylib.trained(build, split, cfg)
-                    curves[training] = studylib.curve_under(model, split, sigmas, repeats, noise, args.seed)
-                    clean = accuracy(model, split.x_test, split.y_test)
-                    rows.append([task, cell, training, f"{100 * clean:.1f}%", f"{100 * curves[training].mean[len(sigmas) // 2]:.1f}%",
-                                 studylib.midpoint_cell(curves[training])])  # fmt: skip
-                    clock.log(f"{task}, {cell}, {training}: clean {100 * clean:.1f}%, midpoint {rows[-1][-1]}")
-                    bar.update()
-                rows[-1].append(studylib.midpoint_ratio(curves["DNI"], curves["plain"]))
-                rows[-2].append("")
-                panels[f"{task}: {cell}"] = curves
+                arms = {"plain": studylib.Arm(), "DNI": studylib.Arm()}
+                for seed in seeds:
+                    base = TrainConfig(epochs=epochs, lr=3e-3, seed=seed)
+                    dni = studylib.with_options(base, gate_noise_sigma=args.train_sigma, gate_noise_relative=args.relative)
+                    for training, cfg in (("plain", base), ("DNI", dni)):
+                        arms[training].add(seed, *studylib.measured(studylib.trained(build, split, cfg), split, sigmas, repeats, noise, args.seed))
+                        clock.log(f"{task}, {cell}, {training}, training seed {seed}: clean {100 * arms[training].clean[-1]:.1f}%, midpoint "
+                                  f"{studylib.summary_cell(studylib.summary(arms[training].midpoints()[-1:]))}")  # fmt: skip
+                        bar.update()
+                stats = results.setdefault(task, {})[cell] = studylib.compare(arms, "plain")
+                gain = studylib.values_summary(seeds, np.subtract(arms["DNI"].clean, arms["plain"].clean))
+                stats["DNI"]["clean_accuracy_change"] = gain
+                for training, arm in arms.items():
+                    clean = stats[training]["clean_accuracy"] = studylib.values_summary(arm.seeds, arm.clean)
+                    at_middle = stats[training]["accuracy_at_middle_level"] = studylib.values_summary(arm.seeds, [c.mean[middle] for c in arm.curves])
+                    change = "" if training == "plain" else f"{studylib.summary_cell(gain, 1, percent=True)} ({studylib.per_seed_cell(gain, 1, percent=True)})"
+                    rows.append([task, cell, training, studylib.summary_cell(clean, 1, percent=True) + "%", change,
+                                 studylib.summary_cell(at_middle, 1, percent=True) + "%", *studylib.comparison_cells(stats[training])])  # fmt: skip
+                panels[f"{task}: {cell}"] = arms
     kind = "relative to each pre-activation's std" if args.relative else "absolute"
     print(f"Gate noise ({kind}) on every gate pre-activation of every step, sigma logspace(-2, 1, {len(sigmas)}), {repeats} "
-          f"repeats; 2 layers x 64 hidden; {base.epochs} epochs, Adam lr {base.lr}, seed {args.seed}; DNI training sigma "
-          f"{args.train_sigma}.\n")  # fmt: skip
-    print(studylib.markdown_table(["task", "cell", "training", "clean accuracy", f"accuracy at sigma={sigmas[len(sigmas) // 2]:.3g}",
-                                   "midpoint sigma", "DNI / plain midpoint"], rows))  # fmt: skip
+          f"repeats; 2 layers x 64 hidden; {epochs} epochs, Adam lr 0.003; DNI training sigma {args.train_sigma}; training seeds "
+          f"{', '.join(map(str, seeds))}, data and noise seed {args.seed}. Cells: mean ± standard error over training seeds; "
+          f"sigma at -{100 * studylib.DROP:g} points: where the curve is {100 * studylib.DROP:g} points below the plain network's "
+          f"clean accuracy of the same seed.\n")  # fmt: skip
+    print(studylib.markdown_table(["task", "cell", "training", "clean accuracy", "DNI - plain, clean (per seed)",
+                                   f"accuracy at sigma={sigmas[middle]:.3g}", "midpoint sigma", "per seed",
+                                   f"sigma at -{100 * studylib.DROP:g} points", "DNI / plain midpoint (per seed)"], rows))  # fmt: skip
     path = studylib.plot_panels(panels, args.plot, f"gate-noise sigma ({kind})", "Deep noise injection")
-    print(f"\nplot: {path}; run time {clock.seconds():.0f} s")
+    print(f"\n{studylib.environment_line(env, clock.seconds())}")
+    record = studylib.write_json(args.json, "dni_sequences", args, env, clock.seconds(), results)
+    print(f"plot: {path}; per-seed results: {record}")
     return 0
 
 

@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch  # before xbarsim (Numba and torch thread pools)
@@ -44,13 +45,27 @@ try:
     from aihwkit.simulator.parameters.enums import BoundManagementType
 except ImportError as missing:
     sys.exit(f"fidelity_aihwkit: aihwkit is not importable ({missing}); make its venv with benchmarks/fidelity_venv.sh")
-try:  # the compiled simulator does bound management per input vector, as the hardware would
-    from aihwkit.simulator import rpu_base  # noqa: F401
-    from aihwkit.simulator.configs import InferenceRPUConfig as RPUConfig
-except ImportError:  # any other torch: aihwkit's pure-torch tiles (bound management per batch)
-    from aihwkit.simulator.configs import TorchInferenceRPUConfig as RPUConfig
+from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+
+
+def _compiled_tiles_work() -> bool:
+    """Whether aihwkit's compiled simulator (bound management per input vector, as the hardware would) runs with
+    this torch: with another torch than its build's, rpu_base may import and still refuse every tensor."""
+    try:
+        from aihwkit.simulator import rpu_base  # noqa: F401
+
+        AnalogLinear(2, 2, bias=False, rpu_config=InferenceRPUConfig())
+        return True
+    except (ImportError, RuntimeError):
+        return False
+
+
+# any other torch: aihwkit's pure-torch tiles (bound management per batch)
+RPUConfig = InferenceRPUConfig if _compiled_tiles_work() else TorchInferenceRPUConfig
 from tqdm import tqdm
 
+# this checkout's xbarsim, wherever the shared venv's editable install points (the venv serves every checkout)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import xbarsim
 from xbarsim import ChipConfig, TileArray, map_model
 from xbarsim.atomic import atomic_write
@@ -320,26 +335,33 @@ def print_tables(report: dict) -> None:
         print(f"| {r['setting']} | {r['time']} | {ref} | {cells} |")
 
 
-def _json_default(value):
+def json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(description: str, out: str) -> tuple[argparse.Namespace, list[int], int, int]:
+    """The command line of a fidelity script: (arguments, programming seeds, CNN chips, CNN training epochs)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed per layer setting, 2 chips, 5 epochs")
     parser.add_argument("--chips", type=int, default=5, help="chips (programmings) per CNN setting (>= 2)")
-    parser.add_argument("--out", default="bench-results/fidelity.json", help="JSON file for the results")
+    parser.add_argument("--out", default=out, help="JSON file for the results")
     args = parser.parse_args()
-    start = time.time()
-    seeds = [0] if args.quick else [0, 1, 2]
-    chips = 2 if args.quick else max(2, args.chips)
-    epochs = 5 if args.quick else 30
+    return args, [0] if args.quick else [0, 1, 2], 2 if args.quick else max(2, args.chips), 5 if args.quick else 30
 
-    rng = np.random.default_rng(0)  # weights in [-1, 1] with max|w| = 1: unscaled and scaled mappings coincide
+
+def unit_max_weights(rng: np.random.Generator) -> np.ndarray:
+    """512x512 weights uniform in [-1, 1] with max|w| = 1: unscaled and scaled mappings coincide."""
     w = rng.uniform(-1, 1, (512, 512)).astype(np.float32)
-    w /= np.abs(w).max()
+    return w / np.abs(w).max()
+
+
+def main() -> int:
+    args, seeds, chips, epochs = run_arguments(__doc__.splitlines()[0], "bench-results/fidelity.json")
+    start = time.time()
+    rng = np.random.default_rng(0)
+    w = unit_max_weights(rng)
     x = rng.uniform(-1, 1, (256 if args.quick else 512, 512)).astype(np.float32)
 
     layer_settings = [
@@ -374,18 +396,22 @@ def main() -> int:
         report["layer"] = layer_section(layer_settings, w, x, seeds, bar)
         report["isolation"] = layer_section(isolation, w, x, seeds, bar, times=TIMES[-1:])
         report["cnn_float_accuracy"], report["cnn"] = cnn_section(cnn_settings, epochs, chips, bar)
+    settings = {s.label: asdict(s) for s in layer_settings + isolation + cnn_settings}
+    finish(report, args, start, {"layer_seeds": seeds, "cnn_chips": chips, "cnn_epochs": epochs, "settings": settings}, print_tables)
+    return 0
+
+
+def finish(report: dict, args: argparse.Namespace, start: float, meta: dict, print_tables) -> None:
+    """Stamp the report (date, versions, wall time, ``meta``), print its tables, write it whole to ``args.out``."""
     report["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
         "wall_s": round(time.time() - start, 1), "torch": torch.__version__, "aihwkit": aihwkit.__version__,
-        "aihwkit_rpu_config": RPUConfig.__name__, "xbarsim": xbarsim.__version__, "layer_seeds": seeds,
-        "cnn_chips": chips, "cnn_epochs": epochs, "tolerance": TOLERANCE,
-        "settings": {s.label: asdict(s) for s in layer_settings + isolation + cnn_settings},
+        "aihwkit_rpu_config": RPUConfig.__name__, "xbarsim": xbarsim.__version__, "xbarsim_path": xbarsim.__file__, "tolerance": TOLERANCE, **meta,
     }  # fmt: skip
     print_tables(report)
     with atomic_write(args.out) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, default=_json_default))
+        tmp.write_text(json.dumps(report, indent=1, default=json_default))
     print(f"\n{report['meta']['wall_s']:.0f} s; results in {args.out}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -75,36 +75,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     studylib.reproducible(args.seed, args.threads)
     clock = studylib.Clock()
+    env = studylib.environment()
+    seeds = studylib.training_seeds(parser, args)
     sigmas = np.logspace(-2, 2, 5 if args.quick else 17)
     repeats = 2 if args.quick else 10
-    base = TrainConfig(epochs=args.epochs or (2 if args.quick else 30), lr=1e-3, batch_size=128, seed=args.seed)
+    bases = [TrainConfig(epochs=args.epochs or (2 if args.quick else 30), lr=1e-3, batch_size=128, seed=seed) for seed in seeds]
+    base = bases[0]
     split = load(args.data, args.seed)
     channels, size = split.input_shape[0], split.input_shape[1]
     builds = {name: build for name, build in networks(args.width, channels, size, split.num_classes).items() if name in args.models}
     trainings = 1 + len(sigmas) + len(QAT_SCALES)
-    estimate = sum(estimate_seconds(build, split, base, trainings, len(sigmas), repeats) for build in builds.values())
+    estimate = len(seeds) * sum(estimate_seconds(build, split, base, trainings, len(sigmas), repeats) for build in builds.values())
     print(f"{split.name}: {len(split.y_train)} train / {len(split.y_test)} test; {trainings} trainings of {base.epochs} epochs "
-          f"per network; estimated run time {estimate / 3600:.2f} h on this machine ({torch.get_num_threads()} threads)")  # fmt: skip
+          f"per network and training seed ({len(seeds)} seeds); estimated run time {estimate / 3600:.2f} h on this machine "
+          f"({torch.get_num_threads()} threads)")  # fmt: skip
     if args.estimate:
         return 0
     studylib.reproducible(args.seed, args.threads)  # the estimate drew from the global generators
-    rows, panels = [], {}
-    with studylib.progress(len(builds) * (2 + len(QAT_SCALES)), "hardening") as bar:
-        for name, build in builds.items():
-            panels[name] = {}
-            for variant, run in studylib.hardening_variants(build, split, sigmas, repeats, base, args.seed, QAT_SCALES).items():
-                curve = panels[name][variant] = run()
-                paper = {"plain": PAPER[name][0], "noisy training": PAPER[name][1]}.get(variant)
-                rows.append((name, variant, f"{100 * curve.mean[0]:.1f}%", studylib.midpoint_cell(curve), "-" if paper is None else paper))
-                clock.log(f"{name} {variant}: midpoint {rows[-1][3]}")
-                bar.update()
+    with studylib.progress(len(builds) * (2 + len(QAT_SCALES)) * len(seeds), "hardening") as bar:
+        results, panels, rows = studylib.hardening_study(builds, split, sigmas, repeats, bases, args.seed, QAT_SCALES, clock, bar)
+    for row in rows:
+        row.append({"plain": PAPER[row[0]][0], "noisy training": PAPER[row[0]][1]}.get(row[1], "-"))
     print(f"\nAdditive activation noise after every module, sigmas logspace(-2, 2, {len(sigmas)}), {repeats} repeats; "
-          f"{base.epochs} epochs, Adam lr {base.lr}, batch {base.batch_size}, seed {args.seed}, width {args.width}.\n")  # fmt: skip
-    print(studylib.markdown_table(["model", "training", f"accuracy at sigma={sigmas[0]:g}", "midpoint noise level", "paper"], rows))
+          f"{base.epochs} epochs, Adam lr {base.lr}, batch {base.batch_size}, width {args.width}; training seeds "
+          f"{', '.join(map(str, seeds))}, data and noise seed {args.seed}. Cells: mean ± standard error over training seeds.\n")  # fmt: skip
+    print(studylib.markdown_table(["model", "training", f"accuracy at sigma={sigmas[0]:g}", "midpoint noise level", "per seed",
+                                   f"sigma at -{100 * studylib.DROP:g} points", "midpoint / plain's (per seed)", "paper"], rows))  # fmt: skip
     path = studylib.plot_panels(panels, args.plot, "activation noise sigma (after every module)", f"{split.name}: hardening")
-    print(f"\nplot: {path}; run time {clock.seconds():.0f} s (estimated {estimate:.0f} s)")
+    print(f"\n{studylib.environment_line(env, clock.seconds())} Estimated {estimate:.0f} s.")
+    record = studylib.write_json(args.json, "hardening_cifar10", args, env, clock.seconds(), results)
+    print(f"plot: {path}; per-seed results: {record}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -38,3 +38,25 @@ def lenet_files(tmp_path_factory):
         "axes: {tile.adc.bits: [6]}\nrepeats: 1\ntest_samples: 20\n"
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits, the split every command uses."""
+    from xbarsim.models import data
+
+    return data.digits()
+
+
+@pytest.fixture(scope="session")
+def lenet(digits):
+    """A LeNet-5 for 8x8 digits trained for 25 epochs from seed 0 (read-only)."""
+    import torch
+
+    from xbarsim.models import zoo
+    from xbarsim.models.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    model = zoo.build("lenet5", image_size=8)
+    train(model, digits, TrainConfig(epochs=25), progress=False)
+    return model

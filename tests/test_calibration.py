@@ -4,25 +4,12 @@ import torch
 
 from xbarsim import ChipConfig, TileArray, load_chip, map_model
 from xbarsim.calibration.chipstate import accuracy_from, read_counters
-from xbarsim.calibration.denoise import block_for, denoise, hold_out, layer_sensitivity, only_noisy, train_blocks
+from xbarsim.calibration.denoise import block_for, denoise, layer_sensitivity, only_noisy, train_blocks
 from xbarsim.calibration.drift import compensation_gains, set_drift_compensation
 from xbarsim.calibration.ranges import RangeRecorder, calibrate_ranges, clipping_bound, switch_to_calibrated
 from xbarsim.cli import main
-from xbarsim.models import data, zoo
-from xbarsim.models.training import TrainConfig, accuracy, train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.digits()
-
-
-@pytest.fixture(scope="module")
-def lenet(digits):
-    torch.manual_seed(0)
-    model = zoo.build("lenet5", image_size=8)
-    train(model, digits, TrainConfig(epochs=25), progress=False)
-    return model
+from xbarsim.models.data import hold_out
+from xbarsim.models.training import accuracy
 
 
 def _calibrated(bits: int) -> ChipConfig:
@@ -203,7 +190,7 @@ def test_calibrate_says_when_there_is_nothing_to_do(chip_files, capsys):
     path = chip_files / "pcm.h5"
     before = path.read_bytes()
     capsys.readouterr()
-    assert main(["calibrate", str(path)]) == 0
+    assert main(["calibrate", str(path), "--in-place"]) == 0
     out = capsys.readouterr().out
     assert "nothing to calibrate" in out and "--ranges percentile" in out and "left unchanged" in out
     assert path.read_bytes() == before
@@ -217,13 +204,20 @@ def test_calibrate_ranges_switches_a_preset_chip_and_reports_every_bound(chip_fi
     assert "ADC ranges switched from fixed to calibrated" in out
     chip = load_chip(calibrated)
     assert chip.chip.cfg.tile.adc.range == "calibrated" and chip.chip.cfg.tile.dac.range == "dynamic"
-    # every matrix's new ADC bound is printed, and it is what an independent calibration finds
+    # every matrix's new ADC bound is printed, and it is what an independent calibration on the same inputs
+    # (200 of the train split less its 20% held out for validation) finds, with the matrices the validation
+    # check put back (printed) left at the fixed bound
+    reverted = _reverted(out)
+    fit = hold_out(digits, 0.2, 0).x_train
     reference = load_chip(path)
     switch_to_calibrated(reference)
-    calibrate_ranges(reference, digits.x_train[torch.randperm(len(digits.x_train), generator=torch.Generator().manual_seed(0))[:200]], "mse")
+    calibrate_ranges(reference, fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(0))[:200]], "mse",
+                     keep=lambda matrix: matrix.name not in reverted)  # fmt: skip
     for mine, theirs in zip(chip.chip.matrices(), reference.chip.matrices()):
         assert np.array_equal(mine.tiles.adc_bounds, theirs.tiles.adc_bounds)
-        assert f"{mine.name}" in out and f"-> {float(mine.tiles.adc_bounds.max()):.4g} (calibrated)" in out
+        if mine.name not in reverted:
+            assert f"{mine.name}" in out and f"-> {float(mine.tiles.adc_bounds.max()):.4g} (calibrated)" in out
+    assert len(reverted) < len(list(chip.chip.matrices()))
     # the accuracy before is what eval said before; the accuracy after is what eval says now
     before, after = _accuracies(out, "digits test accuracy")
     assert f"{before:.2f}%" in eval_before
@@ -237,7 +231,7 @@ def test_denoise_with_the_target_met_leaves_eval_unchanged(chip_files, capsys):
     out = capsys.readouterr().out
     assert "target already met" in out and "0 block(s) kept" in out
     assert _eval_line(chip_files / "same.h5", capsys).split(":", 1)[1] == eval_before.split(":", 1)[1]
-    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1"]) == 0  # in place: not even rewritten
+    assert main(["denoise", str(path), "--target", "0.5", "--epochs", "1", "--in-place"]) == 0  # not even rewritten
     assert "left unchanged" in capsys.readouterr().out
     assert _eval_line(path, capsys) == eval_before
 
@@ -261,11 +255,68 @@ def test_calibrate_and_denoise_commands(lenet, tmp_path, capsys):
 
     save_checkpoint(lenet, tmp_path / "l.pt")
     config = tmp_path / "chip.yaml"
-    config.write_text("preset: pcm\ntile:\n  adc: {bits: 6, range: calibrated, bound: 10}\n")
+    config.write_text("preset: pcm\ntile:\n  adc: {bits: 4, range: calibrated, bound: 10}\n")
     assert main(["map", str(tmp_path / "l.pt"), "--chip", str(config), "-o", str(tmp_path / "c.h5")]) == 0
-    assert main(["calibrate", str(tmp_path / "c.h5"), "--samples", "200", "--compensation", "column"]) == 0
+    assert main(["calibrate", str(tmp_path / "c.h5"), "--samples", "200", "--compensation", "column", "--in-place"]) == 0
     out = capsys.readouterr().out
     assert "ADC" in out and "drift compensation: global -> column" in out
-    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1"]) in (0, 1)
+    assert main(["denoise", str(tmp_path / "c.h5"), "--target", "0.999", "--max-blocks", "1", "--epochs", "1", "--in-place"]) in (0, 1)
     assert "block parameters" in capsys.readouterr().out
     assert load_chip(tmp_path / "c.h5").chip.cfg.drift_compensation == "column"
+
+
+def _validation_line(text: str) -> tuple[float, float]:
+    return _accuracies(text, "validation accuracy")
+
+
+def _reverted(text: str) -> list[str]:
+    """The matrices ``calibrate`` printed as put back to their old bounds."""
+    marker = "kept as they were (their new bounds lowered the validation accuracy): "
+    return text.split(marker)[1].splitlines()[0].split(", ") if marker in text else []
+
+
+def test_calibrate_keeps_only_bounds_that_do_not_lower_the_validation_accuracy(chip_files, digits, capsys):
+    """Clipping every ADC at the median of its outputs (--q 50) ruins a matrix: each such bound is
+    judged on the held-out part of the train split and put back when it lowers that accuracy, and the
+    validation accuracies printed are what the saved chip scores on that split."""
+    path, output = chip_files / "pcm.h5", chip_files / "q50.h5"
+    assert main(["calibrate", str(path), "--ranges", "percentile", "--q", "50", "-o", str(output)]) in (0, 1)
+    out = capsys.readouterr().out
+    validation = hold_out(digits, 0.2, 0)
+    before, after = _validation_line(out)
+    reverted = _reverted(out)
+    original = load_chip(path)
+    assert f"{100 * accuracy_from(original, read_counters(original), validation.x_test, validation.y_test):.2f}" == f"{before:.2f}"
+    assert after >= before and reverted
+    if output.exists():
+        chip = load_chip(output)
+        assert f"{100 * accuracy_from(chip, read_counters(chip), validation.x_test, validation.y_test):.2f}" == f"{after:.2f}"
+        for matrix in chip.chip.matrices():  # a matrix put back keeps the fixed bound 10
+            assert (matrix.name in reverted) == bool(np.all(matrix.tiles.adc_bounds == 10.0)), matrix.name
+
+
+def test_calibrate_refuses_to_save_a_chip_whose_test_accuracy_falls(chip_files, capsys):
+    """With one validation sample (--validation 0.001) every 90th-percentile ADC bound passes the
+    validation check, and the test accuracy falls: nothing is written, NOT SAVED, exit 1 (the test
+    split only vetoes; it never chooses what is kept)."""
+    path, output = chip_files / "pcm.h5", chip_files / "worse.h5"
+    original = path.read_bytes()
+    eval_before = _eval_line(path, capsys)
+    argv = ["calibrate", str(path), "--ranges", "percentile", "--q", "90", "--validation", "0.001"]
+    assert main([*argv, "-o", str(output)]) == 1
+    captured = capsys.readouterr()
+    before, after = _accuracies(captured.out, "digits test accuracy")
+    assert after < before and f"{before:.2f}%" in eval_before and "1 other train samples held out" in captured.out
+    assert "xbarsim calibrate: NOT SAVED" in captured.err and not output.exists()
+    assert main(argv) == 1 and path.read_bytes() == original  # in place: the input stays as it was
+    assert "NOT SAVED" in capsys.readouterr().err
+
+
+def test_denoise_target_defaults_to_the_float_network_on_validation_less_two_points(chip_files, lenet, digits, capsys):
+    """Without --target the stopping target is the float network's accuracy on the validation part of
+    the train split less 2 points, never a test-set number."""
+    assert main(["denoise", str(chip_files / "noisy.h5"), "--epochs", "1", "--max-blocks", "1", "-o", str(chip_files / "dflt.h5")]) in (0, 1)
+    out = capsys.readouterr().out
+    validation = hold_out(digits, 0.2, 0)
+    exact = accuracy(lenet, validation.x_test, validation.y_test)  # the torch network itself
+    assert f"(target {100 * (exact - 0.02):.2f}%: the validation accuracy with every layer exact, {100 * exact:.2f}%, less 2 points)" in out

@@ -12,10 +12,10 @@ from torch import nn
 
 from xbarsim import ChipConfig, load_chip, map_model
 from xbarsim.cli import main
-from xbarsim.crossbar.laws.device import program
+from xbarsim.crossbar.laws.device import program, programmed_checksum
+from xbarsim.crossbar.laws.encode import signed_targets, targets_from_signed
 from xbarsim.errors import XbarsimError
 from xbarsim.mapping.blocks import DenoisingBlock
-from xbarsim.mapping import chipfile
 from xbarsim.mapping.chipcheck import ChipFileError
 from xbarsim.models import zoo
 
@@ -68,9 +68,16 @@ def _set(values, index, value):
 def _forge_targets(f, group: str, targets) -> None:
     """New targets with a matching checksum of the programmed state: a forgery only the network can catch."""
     cfg = ChipConfig.model_validate_json(f["config"].attrs["json"])
-    g_prog, stuck = program(chipfile.targets_from_signed(targets, cfg.device.g_min_us), cfg.device, int(f[group].attrs["seed"]))
+    g_prog, stuck = program(targets_from_signed(targets, cfg.device.g_min_us), cfg.device, int(f[group].attrs["seed"]))
     _replace(f, f"{group}/targets", targets)
-    f[group].attrs["programmed_crc32"] = chipfile.programmed_checksum(g_prog, stuck)
+    f[group].attrs["programmed_crc32"] = programmed_checksum(g_prog, stuck)
+
+
+_ENCODER_LAYER = {"type": "TransformerEncoderLayer", "args": {"d_model": 8, "nhead": 2}}
+
+
+def _encoder(layer, **args) -> dict:
+    return {"layers": {"type": "TransformerEncoder", "args": {"encoder_layer": layer, "num_layers": 2, **args}}}
 
 
 def _old_format(f, marker):
@@ -96,8 +103,24 @@ CASES = {
     "zoo-ill-typed-argument": (lambda f, m: _network(f, {"zoo": "lenet5", "kwargs": {"image_size": "8; rm -rf ~"}}),
                                ["lenet5", "image_size", "int"]),
     "nn-type-not-allowed": (lambda f, m: _network(f, {"layers": {"type": "Sequential", "children": [
-                                ["enc", {"type": "TransformerEncoderLayer", "args": {"d_model": 8, "nhead": 2}}]]}}),
-                            ["layer 'enc'", "TransformerEncoderLayer", "allow-list"]),
+                                ["enc", {"type": "Bilinear", "args": {"in1_features": 8, "in2_features": 2, "out_features": 2}}]]}}),
+                            ["layer 'enc'", "Bilinear", "allow-list"]),
+    "nested-layer-os-system": (lambda f, m: _network(f, _encoder({"type": "os:system", "args": {"command": f"touch {m}"}})),
+                               ["TransformerEncoder argument encoder_layer", "TransformerEncoderLayer layer description", "os:system"]),
+    "nested-layer-of-another-type": (lambda f, m: _network(f, _encoder({"type": "Linear", "args": {"in_features": 8, "out_features": 8}})),
+                                     ["TransformerEncoder argument encoder_layer", "TransformerEncoderLayer layer description"]),
+    "nested-layer-as-text": (lambda f, m: _network(f, _encoder("subprocess:run")),
+                             ["TransformerEncoder argument encoder_layer", "layer description", "subprocess:run"]),
+    "encoder-of-a-billion-layers": (lambda f, m: _network(f, _encoder(_ENCODER_LAYER, num_layers=10**9)),
+                                    ["TransformerEncoder argument num_layers", "from 1 to 1000"]),
+    "encoder-layer-activation-by-name": (lambda f, m: _network(f, _encoder({**_ENCODER_LAYER, "args": {"d_model": 8, "nhead": 2,
+                                                                                                       "activation": "os.system"}})),
+                                         ["layer 'encoder_layer'", "activation", "'relu', 'gelu'"]),
+    "encoder-norm-a-sequential": (lambda f, m: _network(f, _encoder(_ENCODER_LAYER, norm={"type": "Sequential", "children": []})),
+                                  ["argument norm", "null or a LayerNorm layer description"]),
+    "attention-heads-do-not-divide": (lambda f, m: _network(f, {"layers": {"type": "MultiheadAttention",
+                                                                           "args": {"embed_dim": 10, "num_heads": 3}}}),
+                                      ["MultiheadAttention cannot be built", "divisible"]),
     "nn-bad-argument": (lambda f, m: _network(f, {"layers": {"type": "Linear", "args": {"in_features": -4, "out_features": 2}}}),
                         ["Linear", "in_features", "integer >= 1"]),
     "huge-network-small-file": (lambda f, m: _network(f, {"zoo": "lenet5", "kwargs": {"image_size": 8, "num_classes": 10**9}}),
@@ -175,6 +198,17 @@ CASES = {
     "drift-reference-without-compensation": (_config(lambda c: c.__setitem__("drift_compensation", "none")),
                                              ["m0/drift_reference", "drift_compensation is 'none'"]),
     "format-version-99": (lambda f, m: f.attrs.__setitem__("format_version", 99), ["format version 99", "reads version 2"]),
+    # issue 22: each was ignored, or reported as something else
+    "extra-root-group": (lambda f, m: f.create_group("hooks").attrs.__setitem__("run", "os:system"),
+                         ["unexpected members ['hooks'] at the root", "config, model, digital, layers, blocks"]),
+    "extra-root-dataset": (lambda f, m: f.create_dataset("payload", data=np.zeros(3)), ["unexpected members ['payload'] at the root"]),
+    "dataset-inside-the-model-group": (lambda f, m: f["model"].create_dataset("network", data=np.zeros(3)),
+                                       ["model", "unexpected members ['network']", "attributes only"]),
+    "targets-fewer-inputs-checksum-untouched": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()][:20]),
+                                                ["features.0", "m0/targets", "holds 20 inputs x 6 outputs", "needs 25 x 6"]),
+    "targets-transposed": (lambda f, m: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()].T.copy()),
+                           ["features.0", "m0/"]),
+    "drift-time-1e300": (lambda f, m: f[CONV].attrs.__setitem__("t_s", 1e300), ["features.0", "t_s", "at most 1e+12 s"]),
 }  # fmt: skip
 
 
@@ -236,13 +270,13 @@ def test_the_untouched_chip_file_evaluates(valid_chip, capsys):
 
 def test_targets_are_stored_as_one_signed_number_per_device_pair():
     g_target = np.array([[[0.0, 3.5, 0.0]], [[2.0, 0.0, 0.0]]], np.float32)  # (2, 1, 3): G+ and G-, g_min = 0
-    signed = chipfile.signed_targets(g_target, 0.0)
+    signed = signed_targets(g_target, 0.0)
     assert signed.tolist() == [[-2.0, 3.5, 0.0]]
-    assert np.array_equal(chipfile.targets_from_signed(signed, 0.0), g_target)
+    assert np.array_equal(targets_from_signed(signed, 0.0), g_target)
     shifted = g_target + np.float32(1.5)  # g_min = 1.5
-    assert np.array_equal(chipfile.targets_from_signed(chipfile.signed_targets(shifted, 1.5), 1.5), shifted)
+    assert np.array_equal(targets_from_signed(signed_targets(shifted, 1.5), 1.5), shifted)
     with pytest.raises(ValueError, match="g_min on one side"):
-        chipfile.signed_targets(np.ones((2, 1, 1), np.float32), 0.0)
+        signed_targets(np.ones((2, 1, 1), np.float32), 0.0)
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (700, 300)])  # serial and threaded kernels
@@ -256,14 +290,14 @@ def test_signed_targets_equal_the_numpy_formula(shape):
     g_target = encode(w_t, weight_scales(w_t, grid, "column"), grid, 0.5, 25.0)
     g_pos, g_neg = g_target
     expected = np.where(g_neg == np.float32(0.5), g_pos, -g_neg).astype(np.float32)
-    signed = chipfile.signed_targets(g_target, 0.5)
+    signed = signed_targets(g_target, 0.5)
     assert np.array_equal(signed.view(np.uint32), expected.view(np.uint32))
-    unpacked = chipfile.targets_from_signed(signed, 0.5)
+    unpacked = targets_from_signed(signed, 0.5)
     assert np.array_equal(unpacked.view(np.uint32), g_target.view(np.uint32))
     broken = g_target.copy()
     broken[1, -1, -1] = broken[0, -1, -1] = 3.0
     with pytest.raises(ValueError, match="g_min on one side"):
-        chipfile.signed_targets(broken, 0.5)
+        signed_targets(broken, 0.5)
 
 
 class TwoBranches(nn.Module):

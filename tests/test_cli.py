@@ -108,10 +108,13 @@ def test_numeric_option_types():
             parse(text)
 
 
-def test_calibrate_may_still_write_in_place(lenet_files, tmp_path, capsys):
+def test_calibrate_writes_in_place_only_when_told(lenet_files, tmp_path, capsys):
     import shutil
 
     chip_file = tmp_path / "chip.h5"
     shutil.copy(lenet_files / "chip.h5", chip_file)
-    assert main(["calibrate", str(chip_file), "--compensation", "global", "-o", str(chip_file)]) == 0
-    assert "drift compensation: global" in capsys.readouterr().out
+    before = chip_file.read_bytes()
+    assert main(["calibrate", str(chip_file), "--compensation", "global", "-o", str(chip_file)]) == 2
+    assert "this is also an input" in capsys.readouterr().err and chip_file.read_bytes() == before
+    assert main(["calibrate", str(chip_file), "--compensation", "column", "--in-place"]) == 0  # the pcm chip has global
+    assert "drift compensation: global -> column" in capsys.readouterr().out and chip_file.read_bytes() != before

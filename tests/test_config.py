@@ -48,9 +48,9 @@ def test_zero_bits_names_the_field_and_range():
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(XbarsimError, match="unknown preset 'nope'.*aihwkit, gaussian, ideal, pcm, rram"):
+    with pytest.raises(XbarsimError, match="unknown preset 'nope'.*aihwkit, aihwkit-hwa, gaussian, hermes, ideal, neurram, pcm, reram-cmo, rram"):
         ChipConfig.preset("nope")
-    with pytest.raises(ConfigError, match=r"preset: unknown preset \['pcm'\]; choose from aihwkit, gaussian"):
+    with pytest.raises(ConfigError, match=r"preset: unknown preset \['pcm'\]; choose from aihwkit, aihwkit-hwa, gaussian"):
         ChipConfig.from_dict({"preset": ["pcm"]})
 
 
@@ -133,7 +133,7 @@ def test_with_values_rejects_unknown_paths():
         ("device: {g_max_us: .nan}", "device.g_max_us: must be a finite number > 0 and <= 1000000.0 (got nan)"),
         ("mapping: {fold_batchnorm: 1}", "mapping.fold_batchnorm: must be true or false (got 1)"),
         ("device: {write_noise: {kind: absolute}}", "device.write_noise.sigma: missing (required)"),
-        ("device: {drift: {kind: linear}}", "device.drift: unknown kind 'linear'; choose from 'none', 'lognormal', 'power_law', 'pcm'"),
+        ("device: {drift: {kind: linear}}", "device.drift: unknown kind 'linear'; choose from 'none', 'lognormal', 'power_law', 'pcm', 'hermes', 'relaxation', 'log_time'"),
         ("tile: {read_noise_path: sideways}", "tile.read_noise_path: must be one of 'output_referred', 'per_device' (got 'sideways')"),
         ("tile: 5", "tile: must be a mapping (key: value) (got 5)"),
     ],

@@ -96,7 +96,7 @@ def test_drift_is_one_trajectory_and_spares_stuck_devices():
 
 
 def test_pcm_read_noise_matches_the_published_levels():
-    dev = DeviceConfig(read_noise={"kind": "pcm"})
+    dev = DeviceConfig(read_noise={"kind": "pcm", "time": "per_read"})
     g = np.full((2, 1, 1), 25.0, np.float32)
     fresh = device.read_noise_std(g, dev, 0.0)[0, 0, 0] / 25.0
     one_day = device.read_noise_std(g, dev, 86400.0)[0, 0, 0] / 25.0
@@ -110,4 +110,4 @@ def test_read_noise_std_per_model():
     assert np.all(device.read_noise_std(g, DeviceConfig(read_noise={"kind": "additive", "sigma": 0.3}), 0.0) == np.float32(0.3))
     assert np.allclose(device.read_noise_std(g, DeviceConfig(read_noise={"kind": "proportional", "sigma": 0.1}), 0.0), 0.1 * g)
     assert device.read_noise_is_constant(DeviceConfig(read_noise={"kind": "additive", "sigma": 0.3}))
-    assert not device.read_noise_is_constant(DeviceConfig(read_noise={"kind": "pcm"}))
+    assert not device.read_noise_is_constant(DeviceConfig(read_noise={"kind": "pcm", "time": "per_read"}))

@@ -176,7 +176,7 @@ NEW_PATHS = {
     "aihwkit": ChipConfig.preset("aihwkit").with_values({"tile.rows": 128, "tile.cols": 100, "tile.adc.bound": 0.5}),
     "aihwkit per-device": ChipConfig.preset("aihwkit").with_values({
         "tile.rows": 128, "tile.cols": 100, "tile.adc.bound": 0.5, "tile.read_noise_path": "per_device",
-        "device.read_noise": {"kind": "combined", "parts": [{"kind": "pcm", "time": "per_epoch"}, {"kind": "pcm"}]}}),
+        "device.read_noise": {"kind": "combined", "parts": [{"kind": "pcm", "time": "per_epoch"}, {"kind": "pcm", "time": "per_read"}]}}),
     "bm additive unscaled": ChipConfig.preset("gaussian").with_values({
         "tile.rows": 128, "tile.cols": 100, "tile.dac": {"bits": 6, "range": "fixed", "bound": 2.0},
         "tile.adc": {"bits": 6, "range": "fixed", "bound": 0.3}, "tile.bound_management": "iterative",
@@ -279,7 +279,7 @@ def test_hwa_follows_bound_management_and_unscaled_mapping():
     w = (rng.standard_normal((12, 150)) * 0.1).astype(np.float32)
     x = (rng.standard_normal((1, 150)) * 3).astype(np.float32)
     cfg = ChipConfig.preset("aihwkit").with_values({"device.write_noise": {"kind": "none"}, "device.drift": {"kind": "none"},
-                                                    "device.read_noise": {"kind": "pcm"}, "tile.rows": 64, "tile.adc.bound": 0.6,
+                                                    "device.read_noise": {"kind": "pcm", "time": "per_read"}, "tile.rows": 64, "tile.adc.bound": 0.6,
                                                     "drift_compensation": "none"})  # fmt: skip
     repeats = 3000
     xs = np.repeat(x, repeats, axis=0)

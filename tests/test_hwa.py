@@ -18,7 +18,7 @@ def _setup(seed=0, n_out=12, n_in=150):
     return w, x
 
 
-@pytest.mark.parametrize("read_noise", [{"kind": "additive", "sigma": 0.5}, {"kind": "pcm", "scale": 2.0}])
+@pytest.mark.parametrize("read_noise", [{"kind": "additive", "sigma": 0.5}, {"kind": "pcm", "scale": 2.0, "time": "per_read"}])
 def test_read_and_output_noise_variance_matches_the_kernels(read_noise):
     cfg = ChipConfig.preset("ideal").with_values({"device.read_noise": read_noise, "tile.out_noise": 0.02, "tile.rows": 64,
                                                    "tile.dac": {"bits": 8, "range": "dynamic"}})  # fmt: skip

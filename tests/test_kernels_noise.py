@@ -55,8 +55,8 @@ NOISE_PATHS = {
     "none": {},
     "output noise only": {"tile.out_noise": 0.05},
     "additive": {"device.read_noise": {"kind": "additive", "sigma": 0.5}, "tile.out_noise": 0.04},
-    "pcm, output referred": {"device.read_noise": {"kind": "pcm"}, "tile.out_noise": 0.04},
-    "pcm, per device": {"device.read_noise": {"kind": "pcm"}, "tile.read_noise_path": "per_device"},
+    "pcm, output referred": {"device.read_noise": {"kind": "pcm", "time": "per_read"}, "tile.out_noise": 0.04},
+    "pcm, per device": {"device.read_noise": {"kind": "pcm", "time": "per_read"}, "tile.read_noise_path": "per_device"},
 }
 ADCS = {"none": {"range": "none"}, "clip": {"range": "fixed", "bound": 2.0}, "8-bit": {"bits": 8, "range": "fixed", "bound": 3.0}}
 

@@ -21,6 +21,18 @@ def test_noise_statistics_and_straight_through_gradient(mode, expected_var):
     assert torch.equal(x.grad, torch.ones_like(x))  # the noise is not differentiated
 
 
+@pytest.mark.parametrize("mode", ["additive", "multiplicative", "both"])
+def test_masked_scores_stay_masked_under_noise(mode):
+    """A causal mask's -inf scores keep -inf (no NaN from inf - inf), and each row's softmax stays a distribution."""
+    torch.manual_seed(0)
+    scores = torch.randn(4, 6, 6).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), float("-inf"))
+    noisy = GaussianNoise(0.5, mode)(scores)
+    masked = torch.isneginf(scores)
+    assert torch.equal(torch.isneginf(noisy), masked) and not torch.equal(noisy[~masked], scores[~masked])
+    weights = torch.softmax(noisy, dim=-1)
+    assert torch.isfinite(weights).all() and torch.allclose(weights.sum(-1), torch.ones(4, 6))
+
+
 def test_zero_noise_is_exact_and_bad_settings_are_refused():
     x = torch.randn(10)
     assert torch.equal(GaussianNoise(0.0)(x), x)

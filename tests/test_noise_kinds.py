@@ -138,6 +138,9 @@ def test_scaled_device_noise_multiplies_each_noise_model():
         scaled_device_noise(ChipConfig.preset("ideal"), 2.0)
     with pytest.raises(XbarsimError, match="write_noise.*sigma"):
         scaled_device_noise(ChipConfig.preset("rram"), 1000.0)
+    hwa = scaled_device_noise(ChipConfig.preset("aihwkit-hwa"), 2.0)  # each part of a combined read noise
+    assert [part.scale if part.kind == "pcm" else part.sigma for part in hwa.device.read_noise.parts] == [2.0, 0.035]
+    assert scaled_device_noise(ChipConfig.preset("aihwkit-hwa"), 1.0) == ChipConfig.preset("aihwkit-hwa")
 
 
 def test_chip_noise_scale_scales_the_chips_error():

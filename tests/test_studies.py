@@ -1,10 +1,14 @@
 """The robustness studies in benchmarks/ are reproducible, and the CIFAR-10 one runs end to end
 on CIFAR-shaped data. Each runs in its own process: a study fixes torch's global settings."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,12 +26,23 @@ def _table(stdout: str) -> list[str]:
 
 
 def test_a_quick_study_gives_the_same_table_twice(tmp_path):
-    args = ("--quick", "--models", "mlp", "--plot", str(tmp_path / "nm.png"))
+    args = ("--quick", "--models", "mlp", "--plot", str(tmp_path / "nm.png"), "--json", str(tmp_path / "nm.json"))
     first, second = _run("noisy_machines_digits.py", *args), _run("noisy_machines_digits.py", *args)
     table = _table(first)
     assert len(table) == 2 + 3 and table == _table(second)
     assert [row.split("|")[2].strip() for row in table[2:]] == ["plain", "noise injection", "distillation + noise injection"]
     assert (tmp_path / "nm.png").stat().st_size > 0 and "run time" in first
+    # the JSON holds every training seed's value behind each cell, and what made the table
+    record = json.loads((tmp_path / "nm.json").read_text())
+    env = record["environment"]
+    assert {"xbarsim", "torch", "numpy", "torch_threads", "numba_threads"} <= set(env) and env["torch_threads"] == 1
+    midpoint = record["results"]["MLP"]["noise injection"]["midpoint"]
+    values = [row["value"] for row in midpoint["per_seed"]]
+    assert [row["seed"] for row in midpoint["per_seed"]] == [0, 1] and midpoint["of"] == 2
+    if len(values) == 2:  # the cell is their mean ± standard error, as printed
+        assert midpoint["mean"] == pytest.approx(np.mean(values)) and midpoint["error"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(2))
+        row = next(r for r in table if "| noise injection |" in r)
+        assert f"{midpoint['mean']:.3f} ± {midpoint['error']:.3f}" in row
 
 
 def test_the_cifar10_study_runs_on_cifar_shaped_data(tmp_path):
@@ -46,3 +61,14 @@ def test_the_cifar10_study_refuses_other_data():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hardening_cifar10.py"), "--data", "digits", "--estimate"],
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode != 0 and "--data: use cifar10:PATH or synthetic" in done.stderr
+
+
+def test_the_language_model_study_runs_quick(tmp_path):
+    out = _run("chargpt_pydoc.py", "--quick", "--train-windows", "32", "--chips", "1", "--plot", str(tmp_path / "lm.png"))
+    rows = [[cell.strip() for cell in row.split("|")[1:-1]] for row in _table(out)[2:]]
+    assert [row[:2] + row[3:4] for row in rows] == [[m, t, adc] for m in ("chargpt", "LSTM") for t in ("float32", "+ float fine-tuning", "+ HWA fine-tuning")
+                                              for adc in ("fixed ADC bound", "calibrated ADC")]  # fmt: skip
+    for row in rows:  # float BPC and the chip's at three times: below uniform guessing (log2 97 = 6.6 bits)
+        values = [float(row[2])] + [float(cell.split(" ± ")[0]) for cell in row[4:7]]
+        assert all(0 < v < 6.6 for v in values), row
+    assert "1 chips per cell" in out and (tmp_path / "lm.png").stat().st_size > 0

@@ -209,7 +209,7 @@ def test_read_noise_variance_per_output_matches_the_formula():
 
 
 def test_pcm_read_noise_variance_matches_the_formula():
-    cfg = ChipConfig.preset("ideal").with_values({"device.read_noise": {"kind": "pcm"}})
+    cfg = ChipConfig.preset("ideal").with_values({"device.read_noise": {"kind": "pcm", "time": "per_read"}})
     w, x = _data(30, 200, 1, seed=4)
     tiles, y = _repeated_outputs(cfg, w, x[0], 6000)
     g = tiles.g_now.astype(np.float64)
@@ -224,7 +224,7 @@ def test_pcm_read_noise_variance_matches_the_formula():
 
 
 def test_per_device_and_output_referred_read_noise_agree_in_distribution():
-    base = ChipConfig.preset("ideal").with_values({"device.read_noise": {"kind": "pcm", "scale": 3.0}, "tile.rows": 100})
+    base = ChipConfig.preset("ideal").with_values({"device.read_noise": {"kind": "pcm", "scale": 3.0, "time": "per_read"}, "tile.rows": 100})
     w, x = _data(20, 250, 1, seed=8)
     _, fast = _repeated_outputs(base, w, x[0], 4000)
     _, honest = _repeated_outputs(base.with_values({"tile.read_noise_path": "per_device"}), w, x[0], 4000)

@@ -6,7 +6,7 @@ with the first tile, and the torch-facing API with its first use."""
 from .config import ChipConfig
 
 __version__ = "0.2.0"
-__all__ = ["AnalogModel", "ChipConfig", "TileArray", "__version__", "load_chip", "map_model"]
+__all__ = ["AnalogModel", "ChipConfig", "TileArray", "__version__", "load_chip", "map_model", "register_linear"]
 
 _LAZY = {
     "TileArray": "crossbar.tile",
@@ -14,6 +14,7 @@ _LAZY = {
     "AnalogModel": "mapping.chip",
     "VirtualChip": "mapping.chip",
     "load_chip": "mapping.chipload",
+    "register_linear": "mapping.linear",
 }
 
 

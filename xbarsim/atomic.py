@@ -41,9 +41,13 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 
     The file is fsync'd before the rename and the folder after it, so a crash (even SIGKILL) leaves either the
     old file or the new one. The new file gets the permissions an ordinary ``open(path, "w")`` would give
-    (0666 less the umask), not ``mkstemp``'s private 0600.
+    (0666 less the umask), not ``mkstemp``'s private 0600. A symbolic link is written through: its target
+    is replaced (atomically, beside the target) and the link stays a link, as ``open(path, "w")`` would
+    write through it. A path that exists and is not a regular file (a device, a FIFO) is refused.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise XbarsimError(f"{path}: is not a regular file; an output is written whole as one (give a file name)")
     make_parent(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -11,200 +11,18 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from .configdevice import *  # noqa: F403  (the device laws are part of the chip config, and importable from it)
+from .configdevice import DeviceConfig, _Strict
 from .configfile import ConfigError, read_mapping_file, short_repr, validate
+from .configprogramming import OneShotProgramming, ProgrammingConfig, VerifyProgramming  # noqa: F401
 from .costconfig import CostConfig
 from .presets import PRESETS
 
-__all__ = ["PRESETS", "ChipConfig", "ConfigError", "CostConfig", "read_mapping_file"]
-
-
-class _Strict(BaseModel):
-    """Unknown fields are errors; types are strict (a bool is not an int, 8.0 is not a bit count, "8" is
-    not a number; an int is a fine float); inf and NaN are refused everywhere."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
-
-
-# ---------------------------------------------------------------- programming (write) error
-class NoWriteNoise(_Strict):
-    """Devices are programmed exactly to their targets."""
-
-    kind: Literal["none"] = "none"
-
-
-class AbsoluteWriteNoise(_Strict):
-    """``G = G_target + N(0, sigma^2)``, the same std for every device."""
-
-    kind: Literal["absolute"] = "absolute"
-    sigma: float = Field(ge=0, description="standard deviation of the write error, uS")
-
-
-class ProportionalWriteNoise(_Strict):
-    """``G = G_target + N(0, (sigma * G_target)^2)``."""
-
-    kind: Literal["proportional"] = "proportional"
-    sigma: float = Field(ge=0, le=10, description="write-error std as a fraction of G_target")
-
-
-class PCMWriteNoise(_Strict):
-    """IBM's PCM polynomial: std(uS) = scale * (c0 + c1 * g + c2 * g^2), g = G_target / g_max."""
-
-    kind: Literal["pcm"] = "pcm"
-    c0: float = Field(0.26348, description="constant term, uS (Nandakumar et al., IBM PCM model)")
-    c1: float = Field(1.9650, description="linear term, uS")
-    c2: float = Field(-1.1731, description="quadratic term, uS")
-    scale: float = Field(1.0, ge=0, description="multiplies the polynomial (1 = published model)")
-
-
-WriteNoise = Annotated[
-    Union[NoWriteNoise, AbsoluteWriteNoise, ProportionalWriteNoise, PCMWriteNoise],
-    Field(discriminator="kind"),
-]
-
-
-# ---------------------------------------------------------------- read noise
-ReadTime = Literal["per_read", "per_epoch"]
-_READ_TIME_DESCRIPTION = (
-    "per_read: white noise, a fresh draw for every input vector; per_epoch: a deviation per device drawn "
-    "once per read epoch (programming, a drift to a new time, or chip.new_read_epoch()) and frozen across "
-    "the reads inside it, as 1/f noise is (IBM's PCM model: Nandakumar et al., ICECS 2019; Joshi et al., "
-    "Nat. Commun. 2020; aihwkit applies it once when the weights are drifted to t). per_epoch costs nothing per read"
-)
-
-
-class NoReadNoise(_Strict):
-    """Reads return the stored conductance exactly."""
-
-    kind: Literal["none"] = "none"
-
-
-class AdditiveReadNoise(_Strict):
-    """Every read adds ``N(0, sigma^2)`` to every device."""
-
-    kind: Literal["additive"] = "additive"
-    sigma: float = Field(ge=0, description="read-noise std per device, uS")
-    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
-
-
-class ProportionalReadNoise(_Strict):
-    """Every read adds ``N(0, (sigma * G)^2)`` to every device."""
-
-    kind: Literal["proportional"] = "proportional"
-    sigma: float = Field(ge=0, le=10, description="read-noise std as a fraction of G")
-    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
-
-
-class PCMReadNoise(_Strict):
-    """IBM's PCM 1/f read noise: std = |G(t)| * Q * sqrt(ln((t + t0 + t_read) / (2 t_read))),
-    Q = min(q_coeff / max(g^q_exponent, 1e-3), q_max), g = G_prog / g_max (the programmed
-    conductance, as aihwkit's PCMLikeNoiseModel), t since programming. IBM's model is ``per_epoch``."""
-
-    kind: Literal["pcm"] = "pcm"
-    q_coeff: float = Field(0.0088, gt=0, description="Q at g = 1 (dimensionless)")
-    q_exponent: float = Field(0.65, ge=0, description="exponent of g in Q")
-    q_max: float = Field(0.2, gt=0, description="upper bound of Q")
-    t_read_s: float = Field(250e-9, gt=0, description="duration of one read, s")
-    scale: float = Field(1.0, ge=0, description="multiplies the std (1 = published model)")
-    time: ReadTime = Field("per_read", description=_READ_TIME_DESCRIPTION)
-
-
-SingleReadNoise = Annotated[
-    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise],
-    Field(discriminator="kind"),
-]
-
-
-class CombinedReadNoise(_Strict):
-    """Several independent read-noise terms at once, each with its own time character, e.g. a
-    per-epoch PCM 1/f part plus a per-read white part: the variances of the parts of one time
-    character add."""
-
-    kind: Literal["combined"] = "combined"
-    parts: list[SingleReadNoise] = Field(min_length=2, description="the terms (none of them 'combined')")
-
-
-ReadNoise = Annotated[
-    Union[NoReadNoise, AdditiveReadNoise, ProportionalReadNoise, PCMReadNoise, CombinedReadNoise],
-    Field(discriminator="kind"),
-]
-
-
-# ---------------------------------------------------------------- drift
-class NoDrift(_Strict):
-    """Conductances stay as programmed."""
-
-    kind: Literal["none"] = "none"
-
-
-class LogNormalDrift(_Strict):
-    """BayesFT memristor drift: ``G(t) = G_prog * exp(s(t) * n)``, n ~ N(0, 1) per device,
-    ``s(t) = sigma + sigma_per_decade * log10((t + t0) / t0)``; the spread ``sigma`` is there
-    from t = 0, right after programming."""
-
-    kind: Literal["lognormal"] = "lognormal"
-    sigma: float = Field(ge=0, le=5, description="std of the log-conductance change (dimensionless)")
-    sigma_per_decade: float = Field(
-        0.0, ge=0, le=5, description="growth of that std per decade of time after t0"
-    )
-
-
-class PowerLawDrift(_Strict):
-    """``G(t) = G_prog * ((t + t0) / t0)^(-nu)``, nu = max(0, N(nu_mean, nu_std^2)) per device."""
-
-    kind: Literal["power_law"] = "power_law"
-    nu_mean: float = Field(ge=0, le=1, description="mean drift exponent (dimensionless)")
-    nu_std: float = Field(0.0, ge=0, le=1, description="device-to-device std of the exponent")
-
-
-class PCMDrift(_Strict):
-    """IBM's PCM drift: power law with a conductance-dependent exponent per device,
-    mu = clip(-0.0155 ln g + 0.0244, 0.049, 0.1), sd = clip(-0.0125 ln g - 0.0059, 0.008, 0.045),
-    nu = |mu + sd * n|, g = G_prog / g_max floored at 1e-7."""
-
-    kind: Literal["pcm"] = "pcm"
-    scale: float = Field(1.0, ge=0, le=10, description="multiplies nu (1 = published model)")
-
-
-Drift = Annotated[
-    Union[NoDrift, LogNormalDrift, PowerLawDrift, PCMDrift], Field(discriminator="kind")
-]
-
-
-class StuckAtFaults(_Strict):
-    """Per device, independently: stuck at g_max with ``p_on``, at g_min with ``p_off``."""
-
-    p_on: float = Field(0.0, ge=0, le=1, description="probability a device is stuck at g_max")
-    p_off: float = Field(0.0, ge=0, le=1, description="probability a device is stuck at g_min")
-
-    @model_validator(mode="after")
-    def _total(self) -> StuckAtFaults:
-        if self.p_on + self.p_off > 1:
-            raise ValueError(f"p_on + p_off must be <= 1, got {self.p_on} + {self.p_off}")
-        return self
-
-
-class DeviceConfig(_Strict):
-    """One resistive device: conductance range and its non-idealities."""
-
-    g_min_us: float = Field(0.0, ge=0, description="lowest programmable conductance, uS")
-    g_max_us: float = Field(25.0, gt=0, le=1e6, description="highest programmable conductance, uS")
-    t0_s: float = Field(20.0, gt=0, description="time of the first read after programming, s")
-    write_noise: WriteNoise = Field(default_factory=NoWriteNoise)
-    read_noise: ReadNoise = Field(default_factory=NoReadNoise)
-    drift: Drift = Field(default_factory=NoDrift)
-    faults: StuckAtFaults = Field(default_factory=StuckAtFaults)
-
-    @model_validator(mode="after")
-    def _range(self) -> DeviceConfig:
-        if self.g_min_us >= self.g_max_us:
-            raise ValueError(
-                f"g_min_us must be < g_max_us, got g_min_us={self.g_min_us}, g_max_us={self.g_max_us}"
-            )
-        return self
+__all__ = ["PRESETS", "ChipConfig", "ConfigError", "CostConfig", "ProgrammingConfig", "read_mapping_file"]
 
 
 # ---------------------------------------------------------------- converters and tiles
@@ -323,6 +141,13 @@ class MappingConfig(_Strict):
         "digital", description="digital: added after the ADC; rows: stored in an extra row driven by a constant 1"
     )
     fold_batchnorm: bool = Field(True, description="fold a BatchNorm that follows a conv or linear layer into it")
+    devices_per_polarity: int = Field(
+        1, ge=1, le=16,
+        description=(
+            "devices per polarity of a weight (a unit cell of 2N devices): each holds the same target, programs, drifts and "
+            "read-noises on its own, and their currents add on the bit line (HERMES uses 2)"
+        ),
+    )  # fmt: skip
 
 
 class RuntimeConfig(_Strict):
@@ -349,6 +174,9 @@ class ChipConfig(_Strict):
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     drift_compensation: Literal["none", "global", "column"] = Field(
         "none", description="rescale each array's outputs by a probe read after drift: one factor, or one per column"
+    )
+    programming: ProgrammingConfig = Field(
+        default_factory=OneShotProgramming, description="one_shot (the write-noise law) or verify (program-and-verify)"
     )
     cost: CostConfig = Field(default_factory=CostConfig, description="energy, latency and area per operation")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="how the chip is run (not stored in chip files)")
@@ -422,7 +250,7 @@ def _preset_fields(name: Any) -> dict[str, Any]:
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and "kind" not in value:
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "kind" not in value and "method" not in value:
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -23,9 +23,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .errors import XbarsimError
+from .limits import MAX_NESTING
+from .paths import regular_file
 
 MAX_CONFIG_BYTES = 16 * 2**20
 """Larger files are refused before parsing: a config or spec is a few kilobytes."""
+MAX_ITEMS = 1_000_000
+"""Values in the lists and mappings of one config, spec, JSON argument or checkpoint (tensors aside)."""
 
 
 class ConfigError(XbarsimError):
@@ -34,7 +38,10 @@ class ConfigError(XbarsimError):
 
 # ---------------------------------------------------------------- YAML without anchors
 class _PlainDataLoader(yaml.SafeLoader):
-    """SafeLoader without anchors, aliases or duplicate keys; ``1e-3`` is a float (YAML 1.2)."""
+    """SafeLoader without anchors, aliases, duplicate keys or nesting deeper than ``MAX_NESTING`` (PyYAML
+    composes nodes recursively); ``1e-3`` is a float (YAML 1.2)."""
+
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -42,7 +49,13 @@ class _PlainDataLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (&name, *name) are not allowed; write the values out", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, _too_deep(), event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -70,7 +83,7 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
     ``what`` names the kind of file in messages (``"chip config"``, ``"sweep spec"``). A missing file raises
     ``FileNotFoundError``; anything else wrong raises ``ConfigError``.
     """
-    path = Path(path)
+    path = regular_file(path, what)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise ConfigError(f"{what} {path}: expected a .yaml, .yml or .json file")
@@ -82,13 +95,58 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
             data = yaml.load(text, Loader=_PlainDataLoader)  # a SafeLoader, stricter still
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:  # json's scanner recurses per level
+        raise ConfigError(f"{what} {path}: {_too_deep()}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path}: not valid YAML: {_yaml_problem(exc)}") from None
     except ValueError as exc:  # _no_constant
         raise ConfigError(f"{what} {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path}: expected a mapping (key: value lines) at the top level, found {_kind(data)}")
+    check_plain_data(data, f"{what} {path}")
     return data
+
+
+def parse_json(text: str, what: str = "") -> Any:
+    """The value of a JSON text (no NaN or infinities, nesting checked); ConfigError names ``what``."""
+    head = f"{what}: " if what else ""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{head}not valid JSON ({exc.msg}, column {exc.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{head}{_too_deep()}") from None
+    except ValueError as exc:  # _no_constant
+        raise ConfigError(f"{head}{exc}") from None
+    check_plain_data(value, what)
+    return value
+
+
+def check_plain_data(value: Any, what: str) -> None:
+    """Refuse ``value`` (lists, tuples, sets and mappings of anything) when it nests deeper than
+    ``MAX_NESTING`` or holds more than ``MAX_ITEMS`` items counted along every path (shared or circular
+    parts counted again, so a pickled "billion laughs" is refused too). Walked without recursion, so that
+    what later prints or checks it recursively cannot hit Python's recursion limit or run for ages."""
+    stack, items = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = list(item)
+        else:
+            continue
+        head = f"{what}: " if what else ""
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{head}{_too_deep()}")
+        items += len(children)
+        if items > MAX_ITEMS:
+            raise ConfigError(f"{head}more than {MAX_ITEMS:,} values in lists and mappings (tensors aside)")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_NESTING} levels deep (lists and mappings inside each other)"
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -99,8 +157,6 @@ def _read_text(path: Path, what: str) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path}: is a folder, not a file") from None
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
     try:

@@ -14,6 +14,8 @@ In-Situ Analog Arithmetic in Crossbars", ISCA 2016, Table 6; 32 nm CMOS, 1.2 GHz
 - Shift-and-add: 4 per IMA, 0.2 mW together, fed by the IMA's 8 ADCs at 1.28 GS/s:
   0.2 mW / (8 x 1.28 GS/s) = 0.01953 pJ per ADC output accumulated.
 
+- Programming (program-and-verify): one pulse 100 ns and 10 pJ, one verify read 200 ns (``PULSE_SOURCE``).
+
 Every value can be replaced in a chip YAML (``cost: {adc_energy_pj: ...}``) or with
 ``cfg.with_values({"cost.adc_energy_pj": ...})``; docs/cost.md states the model.
 """
@@ -23,6 +25,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 ISAAC_SOURCE = "ISAAC (Shafiee et al., ISCA 2016), Table 6"
+# NeuRRAM's program_increment drives pulses of pulse_width=1e-7 s (100 ns) and reads with t_delta 20 cycles of
+# 10 ns (github weierwan/Neurram_48core, python/wupdate_control.py); the energy of a pulse is an order of magnitude
+# (a 100 ns pulse of ~1.5 V at ~100 uA is 15 pJ), not a measured figure: set it from your device
+PULSE_SOURCE = "NeuRRAM's wupdate_control.py timing; energy an order of magnitude"
 
 
 class CostConfig(BaseModel):
@@ -49,6 +55,15 @@ class CostConfig(BaseModel):
     accumulate_energy_pj: float = Field(0.01953125, ge=0, description="digital accumulation of one ADC output, pJ")
     ideal_adc_bits: int = Field(8, ge=1, le=24, description="ADC resolution costed when tile.adc.bits is None")
     ideal_dac_bits: int = Field(8, ge=1, le=24, description="DAC resolution costed when tile.dac.bits is None")
+    pulse_energy_pj: float = Field(
+        10.0, ge=0, description=f"energy of one programming pulse, pJ ({PULSE_SOURCE})"
+    )
+    pulse_latency_ns: float = Field(
+        100.0, ge=0, description=f"duration of one programming pulse, ns ({PULSE_SOURCE})"
+    )
+    verify_read_latency_ns: float = Field(
+        200.0, ge=0, description=f"duration of one verify read of one device, ns ({PULSE_SOURCE})"
+    )
 
     def adc_energy_at(self, bits: int | None) -> float:
         """pJ per conversion of a ``bits``-bit ADC (``ideal_adc_bits`` when None)."""

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .process import run_job
-from .workloads import describe
+from .workloads import DEFAULT_MODELS, describe
 
-DEFAULT_MODELS = ("lenet5", "vgg11", "resnet18", "lstm")
+SEQUENCE_BATCH = {"chargpt": 32}  # sequences per forward of the language model (the CNNs and the ViT take ``batch``)
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ModelBenchRow:
     device: str  # where both ran ("cpu", "cuda", ...)
     backend: str  # the chip's tile backend (numba, torch)
     batch: int
-    chip_items_per_s: float  # warm; items = images, or sequences for the LSTM
+    chip_items_per_s: float  # warm; items = images, or sequences for the LSTM and chargpt
     torch_items_per_s: float  # warm, torch alone in its own process
     ratio: float  # chip / torch, warm
     chip_cold_s: float  # the chip's first forward in a fresh process
@@ -50,7 +50,7 @@ def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: in
     """Returns {"rows": [ModelBenchRow as dict], "conditions": {"<model> batch <b>": {"chip": ..., "torch": ...}}}."""
     rows, conditions = [], {}
     for name in models:
-        for b in lstm_batches if name == "lstm" else (batch,):
+        for b in lstm_batches if name == "lstm" else (SEQUENCE_BATCH.get(name, batch),):
             params = {"model": name, "batch": b, "preset": preset, "seconds": min_seconds, "device": device, "backend": backend}
             torch_run = run_job("torch_model", params, "torch-only")
             chip_run = run_job("chip_model", params, import_order)

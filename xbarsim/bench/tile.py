@@ -34,14 +34,14 @@ def run(size: int = 512, tiles: tuple[int, ...] = (256, 512), batches: tuple[int
 
 
 def format_table(result: dict) -> str:
-    head = f"{'case':<46} {'tile':>5} {'batch':>5} {'MVM/s':>12} {'GEMM MVM/s':>12} {'ratio':>6}"
+    head = f"{'case':<52} {'tile':>5} {'batch':>5} {'MVM/s':>12} {'GEMM MVM/s':>12} {'ratio':>6}"
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
-        lines.append(f"{r['case']:<46} {r['tile']:>5} {r['batch']:>5} {r['mvm_per_s']:>12,.0f} {r['gemm_mvm_per_s']:>12,.0f} {r['ratio']:>6.2f}")
+        lines.append(f"{r['case']:<52} {r['tile']:>5} {r['batch']:>5} {r['mvm_per_s']:>12,.0f} {r['gemm_mvm_per_s']:>12,.0f} {r['ratio']:>6.2f}")
     lines += ["", "cold: first MVM in a fresh process (programming + kernel load or compile)"]
     for c in result["cold"]:
         kernels = c.get("numba_kernels") or {}
-        lines.append(f"  {c['case']:<46} {c['first_mvm_s']:>7.3f} s at batch {c['first_mvm_batch']}"
+        lines.append(f"  {c['case']:<52} {c['first_mvm_s']:>7.3f} s at batch {c['first_mvm_batch']}"
                      f"  (kernels: {kernels.get('loaded', 0)} loaded from cache, {kernels.get('compiled', 0)} compiled)")  # fmt: skip
     return "\n".join(lines)
 

@@ -91,14 +91,12 @@ def tile_job(params: dict) -> dict:
     from ..config import ChipConfig
     from ..crossbar.tile import TileArray
 
-    size = params["size"]
-    rng = np.random.default_rng(0)
-    weights = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    case = TILE_CASES[params["case"]]
+    weights, inputs = case.workload(params["size"], params["batches"])
     w_t = np.ascontiguousarray(weights.T)
-    inputs = {b: rng.standard_normal((b, size)).astype(np.float32) for b in params["batches"]}
     rows, cold = [], {}
     for tile in params["tiles"]:
-        cfg = ChipConfig.preset("ideal").with_values({"tile.rows": tile, "tile.cols": tile, **TILE_CASES[params["case"]]})
+        cfg = ChipConfig.preset(case.preset).with_values({"tile.rows": tile, "tile.cols": tile, **case.values})
         start = time.perf_counter()
         array = TileArray.from_weights(weights, cfg, seed=1)
         first_batch = max(params["batches"])

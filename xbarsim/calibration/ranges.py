@@ -12,6 +12,7 @@ clipping error for the converter's bit width. Bounds are stored in the chip file
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from ..crossbar.tile import TileArray
 from ..mapping.chip import AnalogModel
+from ..mapping.matrix import AnalogMatrix
 from .chipstate import replace_config
 
 METHODS = ("absmax", "percentile", "mse")
@@ -126,10 +128,12 @@ def _use_order(model: AnalogModel, x: torch.Tensor) -> list:
 
 
 def calibrate_ranges(model: AnalogModel, x: torch.Tensor, method: str = "percentile", q: float = 99.99,
-                     batch_size: int = 256, progress: bool = False) -> list[LayerRanges]:  # fmt: skip
+                     batch_size: int = 256, progress: bool = False,
+                     keep: Callable[[AnalogMatrix], bool] | None = None) -> list[LayerRanges]:  # fmt: skip
     """Set every calibrated converter range of ``model``'s chip from calibration inputs ``x``,
-    matrix by matrix in the order of use (two passes of ``x`` per matrix). Returns the bounds
-    per layer."""
+    matrix by matrix in the order of use (two passes of ``x`` per matrix). ``keep``, when given, is
+    asked after each matrix's bounds are set; if it says no, that matrix gets its previous bounds
+    back before the next one is calibrated. Returns the bounds per layer."""
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r}: choose from {', '.join(METHODS)}")
     if not 0 < q <= 100:
@@ -142,6 +146,7 @@ def calibrate_ranges(model: AnalogModel, x: torch.Tensor, method: str = "percent
     order = _use_order(model, x)
     for matrix in tqdm(order, desc="calibrate", unit="matrix", disable=not progress, file=sys.stderr):
         n_p, n_q = matrix.tiles.grid.shape
+        previous = {stage: getattr(matrix.tiles, f"{stage}_bounds").copy() for stage in stages}
         found[id(matrix)] = {}
         for stage in stages:
             recorder = matrix.tiles.recorder = RangeRecorder(stage)
@@ -154,6 +159,9 @@ def calibrate_ranges(model: AnalogModel, x: torch.Tensor, method: str = "percent
             bounds = np.array([clipping_bound(recorder.magnitudes(key), method, q, levels) for key in keys], np.float32)
             matrix.tiles.set_ranges(**{stage: bounds if stage == "dac" else bounds.reshape(n_p, n_q)})
             found[id(matrix)][stage] = bounds
+        if keep is not None and not keep(matrix):
+            matrix.tiles.set_ranges(**previous)
+            found[id(matrix)] = {stage: bounds.ravel() for stage, bounds in previous.items()}
     return [
         LayerRanges(name, *(np.concatenate([found[id(m)][s] for m in layer.matrices()]) if s in stages else None for s in ("dac", "adc")))
         for name, layer in model.chip.layers.items()

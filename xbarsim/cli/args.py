@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable
 
 import numpy as np
+
+from ..limits import MAX_BATCH, MAX_DRIFT_S, MAX_EPOCHS, MAX_REPEATS, MAX_SAMPLES, MAX_SEED
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False,
@@ -47,26 +48,29 @@ def preset_name(text: str) -> str:
 
 POSITIVE_INT = bounded(int, 1)
 NON_NEGATIVE_INT = bounded(int, 0)
-SEED = bounded(int, 0, 2**63 - 1, high_text="2**63 - 1")
+SEED = bounded(int, 0, MAX_SEED, high_text="2**63 - 1")
+EPOCHS = bounded(int, 1, MAX_EPOCHS)
+REPEATS = bounded(int, 1, MAX_REPEATS)
+SAMPLES = bounded(int, 1, MAX_SAMPLES)
+BATCH = bounded(int, 1, MAX_BATCH)
+WORK = bounded(int, 1)
 POSITIVE = bounded(float, 0, above=True)
 NON_NEGATIVE = bounded(float, 0)
 FRACTION = bounded(float, 0, 1)
 
 
 def json_object(text: str) -> dict:
-    """An argparse ``type=`` for a JSON object (``--model-args``)."""
+    """An argparse ``type=`` for a JSON object (``--model-args``): no NaN or infinities, nesting bounded."""
+    from ..configfile import ConfigError, parse_json
+
+    example = '{"num_classes": 10}'
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        example = '{"num_classes": 10}'
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); give an object, e.g. '{example}'") from None
+        value = parse_json(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give an object, e.g. '{example}'") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, e.g. '{{\"num_classes\": 10}}', got {text[:60]!r}")
+        raise argparse.ArgumentTypeError(f"must be a JSON object, e.g. '{example}', got {text[:60]!r}")
     return value
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed")
 
 
 def load_chip_config(spec: str):
@@ -93,6 +97,8 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 3600, 1h, 1d, 1y)") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"a duration must be finite and >= 0, got {text!r}")
+    if value > MAX_DRIFT_S:
+        raise argparse.ArgumentTypeError(f"a duration must be at most {MAX_DRIFT_S:g} s (about 31,700 years), got {text!r}")
     return value
 
 
@@ -122,8 +128,30 @@ def parse_sigmas(text: str) -> list[float]:
 
 
 
+def user_model(name: str | None, kwargs: dict | None):
+    """The network ``--model``/``--model-args`` name, built; None without ``--model``. A zoo name is
+    built from its description, as a file's network is (checked on the meta device first); a
+    ``package.module:Class`` is imported, from the working folder first, as ``python -m`` finds it."""
+    import os
+
+    from ..errors import XbarsimError
+    from ..models import netspec, usercode
+
+    if name is None:
+        if kwargs:
+            raise XbarsimError("--model-args needs --model (the network the arguments build)")
+        return None
+    try:
+        if usercode.is_class_path(name):
+            return usercode.build(name, kwargs, folder=os.getcwd())
+        return netspec.build({"zoo": name, "kwargs": dict(kwargs or {})})
+    except XbarsimError as exc:
+        raise XbarsimError(f"--model {name}: {exc}") from None
+
+
 def model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
-    parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class")
+    parser.add_argument("--model", help=f"{purpose}: a zoo name or package.module:Class (a module in the working "
+                        "folder is found, as with python -m)")  # fmt: skip
     parser.add_argument("--model-args", type=json_object, help="JSON object of the model's constructor arguments")
 
 

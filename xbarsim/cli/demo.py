@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import POSITIVE_INT, SEED, preset_name
+from .args import EPOCHS, REPEATS, SEED, preset_name
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -42,8 +42,8 @@ def cmd_examples(args: argparse.Namespace) -> int:
 def add_demo(sub: argparse._SubParsersAction) -> None:
     """``xbarsim demo``."""
     demo = sub.add_parser("demo", help="LeNet-5 on digits: accuracy in float, on an ideal chip, on PCM chips over time")
-    demo.add_argument("--epochs", type=POSITIVE_INT, default=40, help="training epochs")
-    demo.add_argument("--chips", type=POSITIVE_INT, default=5, help="chips programmed per point")
+    demo.add_argument("--epochs", type=EPOCHS, default=40, help="training epochs")
+    demo.add_argument("--chips", type=REPEATS, default=5, help="chips programmed per point")
     demo.add_argument("--chip", type=preset_name, default="pcm", help="chip preset")
     demo.add_argument("--seed", type=SEED, default=0, help="seed of the training and of the chips")
     demo.add_argument("-o", "--output", default="xbarsim-demo", help="folder for the sweep store and plots")

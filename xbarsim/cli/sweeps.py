@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import NON_NEGATIVE_INT, POSITIVE_INT, bounded, device_arguments
-from .files import check_outputs
+from .args import POSITIVE_INT, WORK, bounded, device_arguments
+from .files import check_outputs, input_files
 
 
 def _sweep_spec_file(args: argparse.Namespace) -> str | Path:
@@ -25,10 +25,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..sweeps.spec import SweepSpec
     from ..sweeps.store import read_results
 
-    spec = SweepSpec.from_file(_sweep_spec_file(args))
-    check_outputs({"-o": args.output}, [spec.model.checkpoint, spec.chip if isinstance(spec.chip, str) else None])
+    spec_file = _sweep_spec_file(args)
+    spec = SweepSpec.from_file(spec_file)
+    named = [spec_file, spec.model.checkpoint, spec.chip if isinstance(spec.chip, str) else None, spec.model.train.get("hwa")]
+    check_outputs({"-o": args.output}, [*named, *input_files("data", spec.data)])
     store = run_sweep(spec, args.output, args.executor, args.workers, args.retries, max_rows=args.max_points,
-                      checkpoint_s=args.checkpoint_every, device=args.device, backend=args.backend)  # fmt: skip
+                      checkpoint_s=args.checkpoint_every, max_work=args.max_work, device=args.device, backend=args.backend)  # fmt: skip
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
     return 0
@@ -53,6 +55,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_sweep(sub: argparse._SubParsersAction) -> None:
     """``xbarsim sweep``."""
+    from ..limits import DEFAULT_MAX_WORK
     from ..sweeps.spec import DEFAULT_MAX_ROWS
     from ..sweeps.store import CHECKPOINT_S
 
@@ -61,10 +64,13 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--example", metavar="NAME", help="run a spec shipped with xbarsim (list them: xbarsim examples)")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
-    sweep.add_argument("--workers", type=POSITIVE_INT, help="worker processes (default: one per core; with --device cuda one per GPU)")
-    sweep.add_argument("--retries", type=NON_NEGATIVE_INT, default=1, help="retries of a failing point before it is stored as failed")
+    sweep.add_argument("--workers", type=bounded(int, 1, 1024), help="worker processes (default: one per core; with --device cuda one per GPU)")
+    sweep.add_argument("--retries", type=bounded(int, 0, 100), default=1, help="retries of a failing point before it is stored as failed")
     sweep.add_argument("--max-points", type=POSITIVE_INT, default=DEFAULT_MAX_ROWS, metavar="N",
                        help="refuse a spec of more than N (point, repeat) rows")
+    sweep.add_argument("--max-work", type=WORK, default=DEFAULT_MAX_WORK, metavar="N",
+                       help="refuse a spec that asks for more than N network evaluations (rows x test samples, "
+                            "plus 3 x epochs x train samples for a zoo model's training), before anything runs")  # fmt: skip
     sweep.add_argument("--checkpoint-every", type=bounded(float, 0), default=CHECKPOINT_S, metavar="SECONDS",
                        help="rewrite the HDF5 store whole this often while running "
                             "(the journal beside it holds every row as soon as it is done)")  # fmt: skip

@@ -1,10 +1,11 @@
 """Where a TileArray's arrays live and what computes on them: the interface of a tile backend, and the
 NumPy + Numba backend of the CPU.
 
-A backend owns the per-device arrays of a TileArray (targets, programmed and drifted conductances, the
-read arrays derived from them) and computes on them: programming, drift and per-epoch read noise with the
-shared device laws (``laws/``), and reads. ``TileArray`` keeps everything else (read counters, epochs,
-drift compensation, converter ranges, its file state) the same for every backend. The second backend,
+A backend holds the arrays a TileArray's reads take (the conductances in converter units, the read
+variances, the converters' columns, the stream keys) and reads with them. The device laws (``laws/``:
+programming, drift, per-epoch read noise) run in NumPy on the CPU for every backend, so a chip's
+conductances are the same bits on every backend and device; ``TileArray`` keeps everything else (the
+targets, read counters, epochs, drift compensation, converter ranges, its file state) the same too. The second backend,
 ``xbarsim.crossbar_torch``, runs the same tile in torch operations on any torch device; it lives outside
 ``crossbar/``, which never imports torch.
 """
@@ -15,11 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..config import ChipConfig, DeviceConfig
+from ..config import ChipConfig
 from .grid import TileGrid
-from .laws import device
 from .laws.encode import expand_rows
-from .read import patches, readout
+from .read import blas, patches, readout
 from .read.inputs import InputRows
 
 
@@ -46,12 +46,8 @@ class TileBackend(Protocol):
     def stream_keys(self, keys: dict[int, np.ndarray]) -> Any:
         """The read streams' keys ({purpose: (P,) uint64}) as ``read`` takes them."""
 
-    def program(self, g_target: Any, dev: DeviceConfig, seed: int) -> tuple[Any, Any]:
-        """(G_prog float32, stuck codes int8): ``laws.device.program``."""
-
-    def drifted(self, g_prog: Any, stuck: Any, dev: DeviceConfig, t_s: float, seed: int) -> Any: ...
-
-    def epoch_conductances(self, g: Any, g_prog: Any, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> Any: ...
+    def ideal_product(self, x: Any, weights: np.ndarray) -> Any:
+        """x (B, n_in) @ weights.T (weights (n_out, n_in) float32, NumPy): an ideal tile's exact product."""
 
     def input_matrix(self, x: Any) -> Any:
         """Input vectors as a (B, n) float32 C-contiguous array of the backend."""
@@ -67,8 +63,8 @@ class TileBackend(Protocol):
 
 
 class NumbaBackend:
-    """The CPU backend: NumPy arrays, the device laws in pieces on a pool of threads with their Numba
-    twins, reads through the Numba kernels (``read/``). Convolutions gather their patches inside the DAC."""
+    """The CPU backend: NumPy arrays, reads through the Numba kernels (``read/``). Convolutions gather
+    their patches inside the DAC."""
 
     name = "numba"
     device = "cpu"
@@ -92,14 +88,8 @@ class NumbaBackend:
     def stream_keys(self, keys: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         return keys
 
-    def program(self, g_target: np.ndarray, dev: DeviceConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return device.program(g_target, dev, seed)
-
-    def drifted(self, g_prog: np.ndarray, stuck: np.ndarray, dev: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
-        return device.drifted(g_prog, stuck, dev, t_s, seed)
-
-    def epoch_conductances(self, g, g_prog, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> np.ndarray:
-        return device.epoch_conductances(g, g_prog, dev, t_s, seed, epoch)
+    def ideal_product(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return blas.matmul(x, weights.T)
 
     def input_matrix(self, x) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=np.float32)

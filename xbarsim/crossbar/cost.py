@@ -2,10 +2,13 @@
 
 The counting model (docs/cost.md):
 
+- a weight is 2N devices (``mapping.devices_per_polarity`` = N): a tile holds 2N devices per cross-point and
+  reads them all;
 - every tile has one DAC per row and ``ceil(cols / cost.columns_per_adc)`` ADCs, multiplexed over its columns;
 - one input vector read by a matrix of P x Q tiles is one read of each tile: a tile with r used rows and
   c used columns converts r inputs (DAC), reads 2 r c devices (G+ and G-), converts c outputs (ADC) and
   accumulates those c outputs digitally (the partial sums of the row blocks and the output register);
+- programming (once, not per inference): each pulse and each verify read, priced per device (``programming_cost``);
 - a bound-management re-read is one more read of one tile, costed with the matrix's mean tile (r, c);
 - the tiles of a matrix work in parallel: a vector takes one array read plus the ADC conversions of the
   busiest ADC of the widest tile.
@@ -44,17 +47,17 @@ class Counts:
 NO_COUNTS = Counts(0.0, 0.0, 0.0, 0.0)
 
 
-def vector_counts(grid: TileGrid) -> Counts:
-    """The operations of one input vector through every tile of ``grid``."""
+def vector_counts(grid: TileGrid, devices_per_polarity: int = 1) -> Counts:
+    """The operations of one input vector through every tile of ``grid`` (2N devices read per weight)."""
     n_p, n_q = grid.shape
-    return Counts(float(n_p * n_q), float(grid.n_in * n_q), float(grid.n_out * n_p), float(2 * grid.n_in * grid.n_out))
+    return Counts(float(n_p * n_q), float(grid.n_in * n_q), float(grid.n_out * n_p), float(2 * devices_per_polarity * grid.n_in * grid.n_out))
 
 
-def reread_counts(grid: TileGrid) -> Counts:
+def reread_counts(grid: TileGrid, devices_per_polarity: int = 1) -> Counts:
     """The operations of one bound-management re-read: one tile of the grid's mean size."""
     n_p, n_q = grid.shape
     rows, cols = grid.n_in / n_p, grid.n_out / n_q
-    return Counts(1.0, rows, cols, 2 * rows * cols)
+    return Counts(1.0, rows, cols, 2 * devices_per_polarity * rows * cols)
 
 
 def energy_pj(counts: Counts, cfg: ChipConfig) -> dict[str, float]:
@@ -83,7 +86,15 @@ def tile_area_um2(cfg: ChipConfig) -> dict[str, float]:
     """Area of one whole tile by part (cells, dac, adc), um^2: every tile is built full size."""
     cost, tile = cfg.cost, cfg.tile
     return {
-        "cells": 2 * tile.rows * tile.cols * cost.cell_area_um2,
+        "cells": 2 * cfg.mapping.devices_per_polarity * tile.rows * tile.cols * cost.cell_area_um2,
         "dac": tile.rows * cost.dac_bits(tile.dac.bits) * cost.dac_area_um2_per_bit,
         "adc": adcs_per_tile(cfg) * cost.adc_area_at(tile.adc.bits),
     }
+
+
+def programming_cost(pulses: float, reads: float, cfg: ChipConfig) -> dict[str, float]:
+    """Energy (pJ) and time (ns) of programming: ``pulses`` pulses and ``reads`` verify reads, one device at a time
+    (a pessimistic serial bound: chips program rows or columns in parallel)."""
+    cost = cfg.cost
+    return {"programming_energy_pj": pulses * cost.pulse_energy_pj,
+            "programming_time_ns": pulses * cost.pulse_latency_ns + reads * cost.verify_read_latency_ns}  # fmt: skip

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from array_api_compat import array_namespace
 
 from ..config import ChipConfig
 from .backend import NUMBA, TileBackend
-from .laws import compensation, device, irdrop, rng
-from .read import converters, workspace
-from .laws.encode import encode, normalized_difference, weight_scales
+from .laws import cells, compensation, device, irdrop, rng
+from .read import blas, converters, workspace
+from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import PatchRows
 
@@ -40,10 +39,18 @@ class TileArray:
     ``new_read_epoch``) and folded into the conductances the kernels use. With bound management,
     ``bm_rereads`` counts the tile re-reads of saturated vectors since programming.
 
-    The per-device arrays (``g_target``, ``g_prog``, ``stuck``, ``g_now``, ``scales`` and what a read
-    derives from them) live on ``backend`` (``crossbar.backend``): NumPy arrays for the Numba kernels
-    (the default), torch tensors on a torch device for ``crossbar_torch``; ``to(backend)`` moves them.
-    Converter bounds, the drift-compensation reference and gain, and ``state()`` stay NumPy.
+    What an array keeps is what its reads need: the target conductances, one number per device pair
+    (``targets``, G+ or -G-: mapping puts g_min on one side of every pair), and the conductances the
+    kernels use (``gdiff_t``, and the per-read noise's variances where they depend on G): 8 bytes per
+    weight. The programmed conductances, the stuck devices and the conductances now are a deterministic
+    function of the targets, the device config, the seed and the time (``device.program``, ``drifted``);
+    ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does. Keeping them
+    took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
+
+    Those arrays, and the device laws that make them, are NumPy on the CPU whatever the backend; what reads
+    take (``gdiff_t``, the read variances, ``g_direct``, ``out_scales``, the converters' columns, the stream
+    keys, the compensation gain) lives on ``backend`` (``crossbar.backend``): NumPy arrays for the Numba
+    kernels (the default), torch tensors on a torch device for ``crossbar_torch``; ``to(backend)`` moves them.
     """
 
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int,
@@ -52,8 +59,9 @@ class TileArray:
         self.cfg = cfg
         self.grid = grid
         self.backend = backend
-        self.scales = backend.asarray(scales)  # (P, n_out) float32
-        self.g_target = backend.asarray(g_target)  # (2, n_in, n_out) float32, uS
+        self.scales = scales  # (P, n_out) float32
+        self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
+        del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
@@ -62,12 +70,11 @@ class TileArray:
         self._set_periphery()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
-        self.gain = None
         self.program(seed)
 
     @classmethod
     def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0, backend: TileBackend = NUMBA) -> TileArray:
-        """Encode W (out x in, finite) into differential conductances and program them on ``backend``."""
+        """Encode W (out x in, finite) into differential conductances and program them (reads on ``backend``)."""
         w = np.asarray(weights)
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
             raise ValueError(f"weights must be a non-empty 2-D (out x in) array, got shape {w.shape}")
@@ -76,8 +83,9 @@ class TileArray:
         w_t = np.ascontiguousarray(w.T, dtype=np.float32)
         grid = TileGrid.for_matrix(w_t.shape[0], w_t.shape[1], cfg.tile.rows, cfg.tile.cols)
         scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
-        g_target = encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)
-        return cls(cfg, grid, scales, g_target, seed, backend)
+        targets = [encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)]
+        del w, w_t
+        return cls(cfg, grid, scales, targets.pop(), seed, backend)  # no reference left here while the array programs
 
     # ------------------------------------------------------------------ state
     @property
@@ -85,16 +93,60 @@ class TileArray:
         """(out, in), like the torch weight."""
         return self.grid.n_out, self.grid.n_in
 
+    @property
+    def g_target(self) -> np.ndarray:
+        """(2, n_in, n_out) float32 target conductances (G+, G-), uS."""
+        return targets_from_signed(self.targets, self.cfg.device.g_min_us)
+
+    def programmed(self) -> cells.Programmed:
+        """Every device of every cell as programmed, (N, 2, n_in, n_out) (``cells.program``), regenerated from the
+        targets and the seed."""
+        return cells.program(self.g_target, self.cfg, self.seed)
+
+    def devices_now(self, programmed: cells.Programmed | None = None) -> list[np.ndarray]:
+        """N arrays (2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
+        programmed = self.programmed() if programmed is None else programmed
+        return cells.drifted(programmed, self.g_target, self.cfg.device, self.t_s, self.seed, self.drift_law)
+
+    @property
+    def g_prog(self) -> np.ndarray:
+        """(2, n_in, n_out) float32: the cells' programmed conductances (the sum of their devices), uS."""
+        return cells.summed(self.programmed().g_prog)
+
+    @property
+    def stuck(self) -> np.ndarray:
+        """Stuck codes: (2, n_in, n_out) int8 for one device per polarity, else every device's (N, 2, n_in, n_out)."""
+        programmed = self.programmed()
+        return programmed.stuck[0] if programmed.devices == 1 else programmed.stuck
+
+    @property
+    def g_now(self) -> np.ndarray:
+        """(2, n_in, n_out) float32 cell conductances at t_s (without the per-epoch read noise), uS."""
+        return cells.summed(self.devices_now())
+
     def program(self, seed: int) -> None:
         """(Re)program every device from its target with write error and faults; sets the drift
-        time to 0 and resets the read counter."""
+        time to 0 and resets the read counter. ``programmed_crc32`` fingerprints the programmed
+        state (CRC-32 of G_prog then the stuck codes)."""
         self._set_seed(seed)
-        self.g_prog, self.stuck = self.backend.program(self.g_target, self.cfg.device, self.seed)
+        self.drift_law = device.DRIFT_LAW  # a chip programmed now drifts by the current law
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
-        self._move_to(0.0)  # the state at t = 0 (a log-normal law already has its spread then)
+        programmed = self.programmed()
+        self._fingerprint(programmed)
+        self._move_to(0.0, programmed=programmed)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
+
+    def _fingerprint(self, programmed: cells.Programmed) -> None:
+        """What is kept of the programmed devices: ``programmed_crc32`` (CRC-32 of every device's G_prog then its stuck
+        codes) and ``verify_totals`` (program-and-verify's sums, ``cells.verify_totals``; None after one shot)."""
+        self.programmed_crc32 = device.programmed_checksum(programmed.g_prog, programmed.stuck)
+        self.verify_totals = cells.verify_totals(programmed, self.g_target)
+
+    def programming_report(self) -> dict[str, float] | None:
+        """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""
+        return cells.verify_report([self.verify_totals])
 
     def _set_units(self) -> None:
         """What the converters' units are: ``analog_gain`` (P, n_out) multiplies the normalized
@@ -103,7 +155,8 @@ class TileArray:
         units into weights after the ADC."""
         unscaled = self.cfg.mapping.weight_scale == "none"
         self.analog_gain = self.scales if unscaled else None
-        self.out_scales = array_namespace(self.scales).ones_like(self.scales) if unscaled else self.scales
+        self._out_scales_host = np.ones_like(self.scales) if unscaled else self.scales
+        self.out_scales = self.backend.asarray(self._out_scales_host)
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
@@ -116,19 +169,17 @@ class TileArray:
         return self.backend.stream_keys(keys)
 
     def to(self, backend: TileBackend) -> TileArray:
-        """Move this array onto ``backend`` (another device, or the other backend), in place: its
-        conductances are copied exactly; what reads derive from them is derived there again (the same
-        draws; products equal to float32 rounding). Read counters, epoch, ranges and compensation stay."""
+        """Move what reads take onto ``backend`` (another device, or the other backend), in place: the
+        conductances are derived again from the same targets, seed, time and epoch (the same bits); read
+        counters, epoch, ranges and compensation stay."""
         if backend is self.backend:
             return self
         backend.check(self.cfg)
-        for name in ("g_target", "g_prog", "stuck", "g_now", "scales"):
-            setattr(self, name, backend.asarray(self.backend.to_numpy(getattr(self, name))))
         self.backend = backend
         self._set_seed(self.seed)
         self._set_units()
         self._set_periphery()
-        self._set_epoch(self.g_now, self.epoch)
+        self._move_to(self.t_s)
         self.gain = self.gain  # its copy on the backend
         return self
 
@@ -147,19 +198,17 @@ class TileArray:
         self._move_to(self.t_s)
         self._compensate()
 
-    def _move_to(self, t_s: float, epoch: int | None = None) -> None:
-        """Go to t_s in read epoch ``epoch`` (default: the current one)."""
-        if t_s < 0 or not np.isfinite(t_s):
-            raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
-        self.t_s = t_s
-        self._set_epoch(self.backend.drifted(self.g_prog, self.stuck, self.cfg.device, t_s, self.seed), self.epoch if epoch is None else epoch)
-
-    def _set_epoch(self, g_now, epoch: int) -> None:
-        """Conductances g_now at t_s, read in epoch ``epoch`` (per-epoch read noise, wires)."""
-        g_read = self.backend.epoch_conductances(g_now, self.g_prog, self.cfg.device, self.t_s, self.seed, epoch)
+    def _move_to(self, t_s: float, epoch: int | None = None, programmed: cells.Programmed | None = None) -> None:
+        """Go to t_s in read epoch ``epoch`` (default: the current one); ``programmed``: the programmed devices if
+        already at hand (else regenerated)."""
+        self.t_s = t_s  # validated by drifted()
+        dev = self.cfg.device
+        programmed = self.programmed() if programmed is None else programmed
+        devices_now = cells.drifted(programmed, self.g_target, dev, t_s, self.seed, self.drift_law)  # every device of every cell
+        g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
-        self._set_conductances(g_now, g_read)
+        self._set_conductances(g_read, devices_now, programmed)
 
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
@@ -196,48 +245,65 @@ class TileArray:
     def _compensate(self) -> None:
         self.gain = None if self.reference is None else compensation.gain(self.reference, self._probe_level())
 
-    def _set_conductances(self, g_now: np.ndarray, g_read: np.ndarray) -> None:
-        """Set the conductances now (g_now) and as this epoch's reads see them (g_read: with the
-        per-epoch read noise), and what the kernels derive from them in converter units
+    def _set_conductances(self, g_read: np.ndarray, devices_now: list[np.ndarray], programmed: cells.Programmed) -> None:
+        """From the cell conductances as this epoch's reads see them (g_read: with the per-epoch read noise), every
+        device now (``devices_now``, N arrays (2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
-        dev = self.cfg.device
-        self.g_now = g_now
-        gain = None if self.analog_gain is None else self.backend.expand_rows(self.analog_gain, self.grid)
-        gdiff = normalized_difference(g_read, dev.g_min_us, dev.g_max_us)
-        self.gdiff_t = self.backend.contiguous(gdiff if gain is None else gdiff * gain)
-        self._set_read_noise(gain)
-        self.g_direct = self._direct_conductances()
+        self._weights = None  # the effective weights of the previous conductances
+        gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
+        gdiff = normalized_difference(g_read, *cells.span(self.cfg))
+        del g_read
+        self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
+        self.gdiff_t = self._read_array(self.gdiff_rows)
+        del gdiff
+        self._set_read_noise(gain, devices_now, programmed)
+        self.g_direct_rows = self._direct_conductances()
+        self.g_direct = None if self.g_direct_rows is None else self._read_array(self.g_direct_rows)
 
-    def _set_read_noise(self, gain) -> None:
-        """The per-read noise the kernels draw, in converter units (from g_now at t_s): one of
+    def _read_array(self, rows: np.ndarray):
+        """The first n_in rows of ``rows`` (``_with_tail``) on the backend (a view for NumPy's)."""
+        return self.backend.asarray(rows[: self.grid.n_in])
+
+    def _with_tail(self, matrix: np.ndarray) -> np.ndarray:
+        """(n_in + tail, n_out): ``matrix`` and the zero rows after it that the read path's BLAS
+        products read past its last row block (``blas.BlockLayout``); its first n_in rows are the
+        (n_in, n_out) array the attributes name (``gdiff_t``, ``read_var_t``, ``g_direct``)."""
+        return blas.with_tail(matrix, blas.layout(self.grid.row_edges).tail)
+
+    def _set_read_noise(self, gain: np.ndarray | None, devices_now: list[np.ndarray], programmed: cells.Programmed) -> None:
+        """The per-read noise the kernels draw, in converter units (from the devices at t_s): one of
         ``read_var_const``, ``read_var_t`` or ``read_sigma_t`` (per_device path), or none of them."""
         dev = self.cfg.device
-        span = np.float32(dev.g_max_us - dev.g_min_us)
-        span2 = np.float32((dev.g_max_us - dev.g_min_us) ** 2)
+        g_min, g_max = cells.span(self.cfg)
+        span = np.float32(g_max - g_min)
+        span2 = np.float32((g_max - g_min) ** 2)
         self.read_var_const = np.float32(0.0)  # per device pair, when the std is the same everywhere
         self.read_var_t = None  # (n_in, n_out) per device pair, when it depends on G
+        self.read_var_rows = None  # read_var_t with the zero rows after it (``_with_tail``)
         self.read_sigma_t = None  # (G+ std, G- std), each (n_in, n_out), for the per-device path
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = device.read_noise_std(self.g_now, dev, self.t_s, self.g_prog)  # (2, n_in, n_out) uS, per read
+        sigma = cells.read_noise_std(devices_now, programmed, dev, self.t_s)  # (2, n_in, n_out) uS, per read
         if per_device:
-            self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+            pair = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+            self.read_sigma_t = tuple(self.backend.asarray(s) for s in pair)
         elif device.read_noise_is_constant(dev) and gain is None:
-            first = np.float32(float(sigma[0, 0, 0]))
-            self.read_var_const = np.float32(2.0) * first * first / span2
-        elif bool((sigma > 0).any()):
+            self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
+        elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
-            self.read_var_t = self.backend.contiguous(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_rows = self._with_tail(var_t if gain is None else var_t * (gain * gain))
+            self.read_var_t = self._read_array(self.read_var_rows)
 
-    def _direct_conductances(self):
-        """(n_in, n_out) ``gdiff_t`` times the output scales, when a read is one exact product (no
-        DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM per row block); else None."""
+    def _direct_conductances(self) -> np.ndarray | None:
+        """(n_in + tail, n_out) ``gdiff_t`` times the output scales (``_with_tail``), when a read is one
+        exact product (no DAC, ADC, read or output noise: ``readout`` then only multiplies, a GEMM
+        per row block); else None."""
         tile_cfg = self.cfg.tile
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return self.backend.contiguous(self.gdiff_t * self.backend.expand_rows(self.out_scales, self.grid))
+        return self._with_tail(self.gdiff_rows[: self.grid.n_in] * expand_rows(self._out_scales_host, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -255,27 +321,25 @@ class TileArray:
         self.take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
-        """(out, in) float32: the weights the tiles hold now (after write error, faults, drift)."""
-        return self.backend.to_numpy(self.device_weights())
-
-    def target_weights(self) -> np.ndarray:
-        """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
-        return self.backend.to_numpy(self._decoded(self.g_target))
+        """(out, in) float32: the weights the tiles hold now (after write error, faults, drift); kept until
+        the conductances change (training through the chip asks for them at every backward pass)."""
+        if self._weights is None:
+            self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, *cells.span(self.cfg)).T)
+        return self._weights
 
     def device_weights(self):
         """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch)."""
-        return self._decoded(self.g_now)
+        return self.backend.asarray(self.weights())
 
-    def _decoded(self, g):
-        """(out, in) float32 effective weights ``scale * (G+ - G-) / (g_max - g_min)`` of conductances g, on the backend."""
+    def target_weights(self) -> np.ndarray:
+        """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
         dev = self.cfg.device
-        weights = normalized_difference(g, dev.g_min_us, dev.g_max_us) * self.backend.expand_rows(self.scales, self.grid)
-        return self.backend.contiguous(weights.T)
+        return np.ascontiguousarray(decode(self.g_target, self.scales, self.grid, dev.g_min_us, dev.g_max_us).T)
 
     def conductances(self) -> list[TileConductances]:
-        """G+ and G- of every tile now, uS (NumPy), row-major over the tile grid."""
+        """G+ and G- of every tile now, uS, row-major over the tile grid."""
         n_p, n_q = self.grid.shape
-        g_now = self.backend.to_numpy(self.g_now)
+        g_now = self.g_now
         tiles = []
         for p in range(n_p):
             for q in range(n_q):
@@ -304,7 +368,10 @@ class TileArray:
             raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {tuple(x2.shape)}")
         if self.recorder is not None:
             self.recorder.inputs(self, self.backend.to_numpy(x2))
-        out = x2 @ self._decoded(self.g_target).T if self.ideal else self._mvm(x2.shape[0], self.backend.rows(x2))
+        if self.ideal:
+            out = self.backend.ideal_product(x2, self.target_weights())
+        else:
+            out = self._mvm(x2.shape[0], self.backend.rows(x2))
         out = out[0] if single else out
         return self.backend.to_numpy(out) if isinstance(x, np.ndarray) else out
 
@@ -342,39 +409,45 @@ class TileArray:
         return out
 
     # ------------------------------------------------------------------ persistence
-    STATE_ARRAYS = ("g_target", "g_prog", "stuck", "scales", "dac_bounds", "adc_bounds")
+    STATE_ARRAYS = ("targets", "scales", "dac_bounds", "adc_bounds")
 
     def state(self) -> dict:
-        """Everything needed to rebuild this array exactly: arrays and scalars, and the drift
-        compensation's probe reference and gain (None when there are none) so that a rebuild
-        need not read the probe again."""
-        arrays = {name: self.backend.to_numpy(getattr(self, name)) for name in self.STATE_ARRAYS}
+        """Everything needed to rebuild this array exactly: arrays and scalars, the fingerprint of the
+        programmed state, and the drift compensation's probe reference and gain (None when there are
+        none) so that a rebuild need not read the probe again."""
+        arrays = {name: getattr(self, name) for name in self.STATE_ARRAYS}
         return {**arrays, "seed": self.seed, "t_s": self.t_s, "reads": self.reads, "epoch": self.epoch,
-                "reference": self.reference, "gain": self.gain}  # fmt: skip
+                "programmed_crc32": self.programmed_crc32, "drift_law": self.drift_law, "reference": self.reference,
+                "gain": self.gain}  # fmt: skip
 
     @classmethod
     def from_state(cls, cfg: ChipConfig, state: dict, backend: TileBackend = NUMBA) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
-        counter and read epoch (0 when absent), so it continues exactly where the saved one stopped.
-        The drift compensation's reference and gain are taken from the state when it has a
-        ``reference`` entry (one move to t_s, no probe read); otherwise the probe is read again.
-        Arrays of the right dtype are kept, not copied (the array's state is never changed in place);
-        on another backend than NumPy's they are copied there."""
+        counter, read epoch (0 when absent) and drift law (1 when absent: ``device.DRIFT_LAW``), so it
+        continues exactly where the saved one stopped. The programmed state is regenerated from the targets
+        and the seed; with a ``programmed_crc32`` entry, a fingerprint that differs raises ValueError. The drift
+        compensation's reference and gain are taken from the state when it has a ``reference`` entry (one move to
+        t_s, no probe read); otherwise the probe is read again. Arrays of the right dtype are kept, not copied
+        (the array's state is never changed in place). Reads run on ``backend``."""
         backend.check(cfg)
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
         tiles.backend = backend
-        n_in, n_out = state["g_target"].shape[1:]
+        n_in, n_out = state["targets"].shape
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
-        expected = {"g_target": (2, n_in, n_out), "g_prog": (2, n_in, n_out), "stuck": (2, n_in, n_out),
-                    "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],), "adc_bounds": tiles.grid.shape}  # fmt: skip
+        expected = {"targets": (n_in, n_out), "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],),
+                    "adc_bounds": tiles.grid.shape}  # fmt: skip
         for name in cls.STATE_ARRAYS:
             value = np.asarray(state[name])
             if value.shape != expected[name]:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
-            value = value.astype(np.int8 if name == "stuck" else np.float32, copy=False)
-            setattr(tiles, name, value if name.endswith("_bounds") else backend.asarray(value))
+            setattr(tiles, name, value.astype(np.float32, copy=False))
         tiles._set_seed(state["seed"])
+        programmed = tiles.programmed()
+        tiles._fingerprint(programmed)
+        if state.get("programmed_crc32", tiles.programmed_crc32) != tiles.programmed_crc32:
+            raise ValueError("the programmed state regenerated from the targets and the seed does not match programmed_crc32 "
+                             "(the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
         tiles._set_units()
         tiles._set_periphery()
         tiles.recorder = None
@@ -383,8 +456,11 @@ class TileArray:
         tiles.epoch = int(state.get("epoch", 0))
         if tiles.epoch < 0:
             raise ValueError(f"read epoch must be >= 0, got {tiles.epoch}")
-        tiles.gain = None
-        tiles._move_to(float(state["t_s"]))
+        tiles.drift_law = int(state.get("drift_law", 1))  # a state without one was drifted by law 1 (NumPy's pow)
+        if tiles.drift_law not in (1, device.DRIFT_LAW):
+            raise ValueError(f"drift law must be 1 or {device.DRIFT_LAW}, got {tiles.drift_law}")
+        tiles._move_to(float(state["t_s"]), programmed=programmed)
+        del programmed
         if "reference" in state:
             tiles.reference, tiles.gain = state["reference"], state["gain"]
         else:

@@ -12,18 +12,19 @@ import functools
 import numpy as np
 import torch
 
-from ..config import ChipConfig, DeviceConfig
+from ..config import ChipConfig
 from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.grid import TileGrid
 from ..errors import XbarsimError
-from . import laws, patches, readout, support
+from . import patches, readout, support
 
 BACKENDS = ("auto", "numba", "torch")
 
 
 class TorchBackend:
-    """Tile arrays as torch tensors on ``torch_device``; reads, programming, drift and per-epoch noise in
-    torch operations there (``crossbar_torch``). One instance per device (``torch_backend``)."""
+    """What a tile's reads take as torch tensors on ``torch_device``, and its reads in torch operations there
+    (``crossbar_torch``); the device laws that make the conductances run on the CPU (``TileArray``). One
+    instance per device (``torch_backend``)."""
 
     name = "torch"
     fused_patches = False  # convolutions hand the tiles their patches as rows (``patches.im2col``)
@@ -58,14 +59,8 @@ class TorchBackend:
     def stream_keys(self, keys: dict[int, np.ndarray]) -> dict[int, torch.Tensor]:
         return {purpose: self.asarray(k.view(np.int64)) for purpose, k in keys.items()}
 
-    def program(self, g_target: torch.Tensor, dev: DeviceConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return laws.program(g_target, dev, seed)
-
-    def drifted(self, g_prog, stuck, dev: DeviceConfig, t_s: float, seed: int) -> torch.Tensor:
-        return laws.drifted(g_prog, stuck, dev, t_s, seed)
-
-    def epoch_conductances(self, g, g_prog, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> torch.Tensor:
-        return laws.epoch_conductances(g, g_prog, dev, t_s, seed, epoch)
+    def ideal_product(self, x: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
+        return x @ self.asarray(weights).T
 
     def input_matrix(self, x) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):

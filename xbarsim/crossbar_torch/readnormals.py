@@ -1,12 +1,11 @@
-"""The normals of per-read noise in torch operations: the CPU's per-read stream, bit for bit, on any device.
+"""The normals of per-read noise in torch operations: the CPU's noise stream version 2, bit for bit, on any device.
 
 Every read-time draw of the torch backend (read and output noise, every device's read noise, the re-reads of
-bound management, drift compensation's probe reads) comes from ``read_normal_pairs``; programming, faults,
-drift and per-epoch noise draw ``rng``'s version 1 normals. ``READ_STREAM_VERSION`` names the per-read stream
-the CPU's read kernels draw: 1 (``rng.normal_pairs``) while they use ``crossbar.laws.rng``, 2 once they draw
-noise stream version 2 (the same hash; Box-Muller with fused multiply-adds in a documented order, and re-reads'
-output noise from both normals of a pair: ``rereads``). Version 2 is here, ready: ``fma32`` is torch's exactly
-rounded ``a * b + c`` in float32 (torch has no fused float32 multiply-add it promises on every device).
+bound management, drift compensation's probe reads) comes from ``read_normal_pairs``, the per-read stream of
+``crossbar.laws.readnormals`` (``STREAM_VERSION``): the same hash as ``rng``, Box-Muller with fused multiply-adds
+in the documented order (docs/determinism.md, "Per-read normals"), and re-reads' output noise from both normals
+of a pair (``reread_output_normals``). ``fma32`` is torch's exactly rounded ``a * b + c`` in float32 (torch has
+no fused float32 multiply-add it promises on every device).
 """
 
 from __future__ import annotations
@@ -16,16 +15,14 @@ import math
 import numpy as np
 import torch
 
+from ..crossbar.laws import readnormals as host
 from . import rng
 
-READ_STREAM_VERSION = 1  # the CPU read kernels' per-read stream (crossbar/read/kernels.py draws rng's normals)
-
 _F = np.float32
-# Cephes logf's polynomial on [sqrt(1/2) - 1, sqrt(2) - 1] (highest power first), sinf / cosf on [-pi/4, pi/4]:
-# the coefficients of rng.py's version 1, as float32 numbers
-LOG_COEFFICIENTS = tuple(float(_F(c)) for c in rng.LOG_COEFFICIENTS)
-SIN_COEFFICIENTS = tuple(float(_F(c)) for c in rng.SIN_COEFFICIENTS)
-COS_COEFFICIENTS = tuple(float(_F(c)) for c in rng.COS_COEFFICIENTS)
+# Cephes logf's polynomial (highest power first), sinf / cosf on [-pi/4, pi/4]: the CPU's, as float32 numbers
+LOG_COEFFICIENTS = tuple(float(_F(c)) for c in host.LOG_COEFFICIENTS)
+SIN_COEFFICIENTS = tuple(float(_F(c)) for c in host.SIN_COEFFICIENTS)
+COS_COEFFICIENTS = tuple(float(_F(c)) for c in host.COS_COEFFICIENTS)
 _LN2_HI, _LN2_LO = float(_F(0.693359375)), float(_F(-2.12194440e-4))
 
 
@@ -61,8 +58,8 @@ def log_f32(u: torch.Tensor) -> torch.Tensor:
     return fma32(fe, _LN2_HI, x + y)
 
 
-def normal_pairs_v2(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, second) float32 normals of noise stream version 2 of (key, counter), broadcast (int64 tensors)."""
+def read_normal_pairs(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float32 per-read normals (noise stream version 2) of (key, counter), broadcast (int64 tensors)."""
     high, low = rng.halves(rng.hash64(keys, counters))
     r = rng.sqrt_f32(-2.0 * log_f32(rng.radius_uniform(high)))
     a = rng.angle_offset(low)
@@ -74,20 +71,11 @@ def normal_pairs_v2(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.T
     return rng.rotated(r, c, s, low >> 30)
 
 
-def read_normal_pairs(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-read normals of (key, counter), broadcast, in stream version ``READ_STREAM_VERSION``."""
-    return normal_pairs_v2(keys, counters) if READ_STREAM_VERSION == 2 else rng.normal_pairs(keys, counters)
-
-
 def reread_output_normals(key: torch.Tensor, base: torch.Tensor, n_out: int, c0: int, c1: int) -> torch.Tensor:
     """(K, c1 - c0) float32: the read + output noise normals of re-reads with counter bases ``base`` (K,) int64
-    of a tile's outputs c0 .. c1 - 1 (``rereads``). Version 1: output j the first normal of counter
-    base * n_out + j. Version 2: output c0 + k of a tile of width w, h = ceil(w / 2), the first normal of
-    counter base * ceil(n_out / 2) + k for k < h, the second of counter base * ceil(n_out / 2) + k - h after."""
-    if READ_STREAM_VERSION == 1:
-        z, _ = rng.normal_pairs(key, base[:, None] * n_out + torch.arange(c0, c1, dtype=torch.int64, device=base.device))
-        return z
+    of a tile's outputs c0 .. c1 - 1 (``rereads``): output c0 + k of a tile of width w, h = ceil(w / 2), the first
+    normal of counter base * ceil(n_out / 2) + k for k < h, the second of counter base * ceil(n_out / 2) + k - h after."""
     half = (c1 - c0 + 1) // 2
     counters = base[:, None] * ((n_out + 1) // 2) + torch.arange(half, dtype=torch.int64, device=base.device)
-    first, second = normal_pairs_v2(key, counters)
+    first, second = read_normal_pairs(key, counters)
     return torch.cat([first, second], dim=1)[:, : c1 - c0]

@@ -1,5 +1,5 @@
 """Iterative bound management on a torch device: every saturated (vector, tile) pair read again at half the input
-scale, round by round, all pairs of a tile in one batch (``crossbar.read.kernels._bound_managed_rereads``).
+scale, round by round, all pairs of a tile in one batch (``crossbar.read.rereads``).
 
 A round takes the pairs still saturated (one ``nonzero``: a host synchronisation per round, at most
 log2(bm_max_factor) + 1 rounds), groups them by tile, and reads each tile's pairs as one GEMM with their
@@ -15,7 +15,7 @@ import torch
 
 from ..crossbar.laws import rng as host_rng
 from ..crossbar.read.converters import DAC_NONE
-from ..crossbar.read.kernels import BM_ROUNDS
+from ..crossbar.read.rereads import BM_ROUNDS
 from ..crossbar.read.readout import ReadPlan
 from . import readnormals, rng
 from .converters import quantize, unit_steps

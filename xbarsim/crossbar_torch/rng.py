@@ -1,11 +1,10 @@
-"""The counter-based draws of ``crossbar.laws.rng`` in torch operations, on any device, bit for bit.
+"""The counter hash of ``crossbar.laws.rng`` and the pieces of Box-Muller in torch operations, on any device, bit
+for bit (``readnormals`` assembles the per-read normals from them).
 
 splitmix64's finalizer of ``key + counter * golden`` in int64 arithmetic (torch's uint64 lacks shifts on
 the CPU): multiplication and addition wrap mod 2^64 alike for signed and unsigned integers, xor is the
-same, and a logical right shift is the arithmetic one with the sign-extended bits masked off. Box-Muller
-then runs in float32 with the same Cephes polynomials, operation by operation and without fused
-multiply-add (every torch operation here is one IEEE operation: no ``addcmul``, no ``alpha``), so a GPU
-draws the very numbers the CPU kernels draw (``tests/test_torch_rng.py``). One exception: torch's float32
+same, and a logical right shift is the arithmetic one with the sign-extended bits masked off. Every float32
+torch operation here is one IEEE operation (no ``addcmul``, no ``alpha``). One exception: torch's float32
 ``sqrt`` on the CPU is not correctly rounded (AVX-512: 692 of 10^6 values off by one ulp), so ``sqrt_f32``
 takes it in float64 and rounds once, which is the correctly rounded float32 root (53 >= 2 * 24 + 2 bits).
 """
@@ -52,13 +51,6 @@ def hash64(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
     return mix64(keys + counters * GOLDEN)
 
 
-# Cephes logf's polynomial on [sqrt(1/2) - 1, sqrt(2) - 1] (highest power first), sinf / cosf on [-pi/4, pi/4]
-LOG_COEFFICIENTS = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-                    -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)  # fmt: skip
-SIN_COEFFICIENTS = (-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1)
-COS_COEFFICIENTS = (2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2)
-
-
 def log_reduction(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cephes logf's reduction of positive finite float32 u: (exponent e, x = m - 1), u = 2^e (1 + x),
     1 + x in [sqrt(1/2), sqrt(2)) (float32 both)."""
@@ -69,19 +61,6 @@ def log_reduction(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     m = torch.where(big, m * 0.5, m)
     fe = torch.where(big, fe + 1.0, fe)
     return fe, m - 1.0
-
-
-def _log_f32(u: torch.Tensor) -> torch.Tensor:
-    """``rng.log_f32``: natural log of positive finite float32, Cephes logf, the same operations."""
-    fe, x = log_reduction(u)
-    z = x * x
-    y = torch.full_like(x, LOG_COEFFICIENTS[0])
-    for c in LOG_COEFFICIENTS[1:]:
-        y = y * x + c if c > 0 else y * x - (-c)
-    y = y * x * z
-    y = y + fe * -2.12194440e-4
-    y = y - 0.5 * z
-    return x + y + fe * 0.693359375
 
 
 def sqrt_f32(x: torch.Tensor) -> torch.Tensor:
@@ -114,45 +93,6 @@ def rotated(r: torch.Tensor, c: torch.Tensor, s: torch.Tensor, quadrant: torch.T
     return r * first, r * second
 
 
-def normal_pairs_from_bits(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rng.normal_pair_from_bits`` of every hash in h (int64): two float32 standard normals each."""
-    high, low = halves(h)
-    r = sqrt_f32(-2.0 * _log_f32(radius_uniform(high)))
-    a = angle_offset(low)
-    z = a * a
-    s0, s1, s2 = SIN_COEFFICIENTS
-    c0, c1, c2 = COS_COEFFICIENTS
-    s = a + a * z * (s2 + z * (s1 + z * s0))
-    c = (1.0 - 0.5 * z) + z * z * (c2 + z * (c1 + z * c0))
-    return rotated(r, c, s, low >> 30)
-
-
-def normal_pairs(keys: torch.Tensor, counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, second) float32 normals of (key, counter), broadcast; both int64 tensors."""
-    return normal_pairs_from_bits(hash64(keys, counters))
-
-
 def counters(first: int, n: int, device: torch.device) -> torch.Tensor:
     """int64 counters first .. first + n - 1."""
     return torch.arange(n, dtype=torch.int64, device=device) + first
-
-
-def normals(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Tensor:
-    """(2, n_pairs) float32: ``rng.normals(key, n_pairs, first)`` on ``device``."""
-    return torch.stack(normal_pairs(key_tensor(key, device), counters(first, n_pairs, device)))
-
-
-def uniforms(key, n_pairs: int, device: torch.device, first: int = 0) -> torch.Tensor:
-    """(2, n_pairs) float64 in [0, 1): ``rng.uniforms(key, n_pairs, first)`` on ``device``."""
-    high, low = halves(hash64(key_tensor(key, device), counters(first, n_pairs, device)))
-    return torch.stack([high.to(torch.float64), low.to(torch.float64)]) * 2.0**-32
-
-
-def device_normals(seed: int, purpose: int, shape: tuple[int, ...], device: torch.device, index: int = 0) -> torch.Tensor:
-    """``crossbar.laws.device.device_normals`` of a whole (2, ...) array on ``device``."""
-    return normals(host_rng.stream_key(seed, purpose, index), math.prod(shape[1:]), device).reshape(shape)
-
-
-def device_uniforms(seed: int, purpose: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """The uniforms of a whole (2, ...) array (``device.stuck_faults``'s draws) on ``device``."""
-    return uniforms(host_rng.stream_key(seed, purpose), math.prod(shape[1:]), device).reshape(shape)

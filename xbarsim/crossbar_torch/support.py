@@ -1,9 +1,10 @@
-"""What the torch backend computes: the chip config's fields and kinds it implements, so that anything newer
-(a device model added to the CPU's laws first) is refused by name instead of being silently ignored.
+"""What the torch backend computes: the chip config's fields its reads implement, so that anything newer (a read
+path or converter option added to the CPU's kernels first) is refused by name instead of being silently ignored.
 
-A field this backend does not know is accepted only at its default value; a model class it does not know
-(a new write-noise, read-noise or drift kind) is refused. The cost table prices operations and changes no
-read, so it is not checked.
+A field this backend does not know is accepted only at its default value. The device laws (``device``: write
+noise, faults, drift, read noise; ``programming``; ``mapping.devices_per_polarity``) make the conductances on the
+CPU for every backend (``TileArray``), so every device model runs here too; the cost table prices operations and
+changes no read. Neither is checked.
 """
 
 from __future__ import annotations
@@ -13,31 +14,16 @@ from pydantic import BaseModel
 from .. import config as c
 from ..errors import XbarsimError
 
-_KINDS = ("kind",)
 SUPPORTED: dict[type[BaseModel], frozenset[str]] = {
-    c.ChipConfig: frozenset({"name", "description", "device", "tile", "mapping", "drift_compensation", "cost", "runtime"}),
+    c.ChipConfig: frozenset({"name", "description", "device", "tile", "mapping", "drift_compensation", "programming", "cost",
+                             "runtime"}),  # fmt: skip
     c.RuntimeConfig: frozenset({"backend"}),
-    c.DeviceConfig: frozenset({"g_min_us", "g_max_us", "t0_s", "write_noise", "read_noise", "drift", "faults"}),
-    c.StuckAtFaults: frozenset({"p_on", "p_off"}),
-    c.NoWriteNoise: frozenset(_KINDS),
-    c.AbsoluteWriteNoise: frozenset({*_KINDS, "sigma"}),
-    c.ProportionalWriteNoise: frozenset({*_KINDS, "sigma"}),
-    c.PCMWriteNoise: frozenset({*_KINDS, "c0", "c1", "c2", "scale"}),
-    c.NoReadNoise: frozenset(_KINDS),
-    c.AdditiveReadNoise: frozenset({*_KINDS, "sigma", "time"}),
-    c.ProportionalReadNoise: frozenset({*_KINDS, "sigma", "time"}),
-    c.PCMReadNoise: frozenset({*_KINDS, "q_coeff", "q_exponent", "q_max", "t_read_s", "scale", "time"}),
-    c.CombinedReadNoise: frozenset({*_KINDS, "parts"}),
-    c.NoDrift: frozenset(_KINDS),
-    c.LogNormalDrift: frozenset({*_KINDS, "sigma", "sigma_per_decade"}),
-    c.PowerLawDrift: frozenset({*_KINDS, "nu_mean", "nu_std"}),
-    c.PCMDrift: frozenset({*_KINDS, "scale"}),
     c.TileConfig: frozenset({"rows", "cols", "dac", "adc", "out_noise", "read_noise_path", "bound_management", "bm_max_factor",
                              "bm_max_res", "wire_resistance_ohm"}),  # fmt: skip
     c.ConverterConfig: frozenset({"bits", "range", "bound"}),
-    c.MappingConfig: frozenset({"weight_scale", "bias", "fold_batchnorm"}),
+    c.MappingConfig: frozenset({"weight_scale", "bias", "fold_batchnorm", "devices_per_polarity"}),
 }
-UNCHECKED = frozenset({"cost"})
+UNCHECKED = frozenset({"cost", "device", "programming"})
 
 
 def check(cfg: c.ChipConfig) -> None:

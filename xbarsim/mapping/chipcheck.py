@@ -134,10 +134,11 @@ class FileReader:
         return value
 
     def config(self, group: h5py.Group) -> ChipConfig:
-        """The chip config, validated again."""
-        self.json_attr(group, "json", "config", dict)  # refuses non-JSON, NaN and infinities first
+        """The chip config, validated again; laws a later xbarsim changed keep the form the file was written with
+        (``written_laws``)."""
+        data = self.json_attr(group, "json", "config", dict)  # refuses non-JSON, NaN and infinities first
         try:
-            return ChipConfig.model_validate_json(group.attrs["json"])
+            return ChipConfig.model_validate(written_laws(data))
         except pydantic.ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()[:5])
             raise self.error("config", f"not a valid chip config ({problems})") from None
@@ -180,12 +181,13 @@ def check_matrix(state: dict[str, Any], bias: np.ndarray | None, bias_in_rows: b
                  fail: Callable[[str, str], ChipFileError]) -> None:  # fmt: skip
     """Check one matrix's tile arrays (``TileArray.state()`` layout, targets already checked) against the
     chip config; ``fail(dataset, problem)`` makes the error."""
-    _, n_in, n_out = state["g_target"].shape
+    n_in, n_out = state["targets"].shape
     rows, cols = cfg.tile.rows, cfg.tile.cols
     n_p, n_q = TileGrid.for_matrix(n_in, n_out, rows, cols).shape
     for name, shape in {"scales": (n_p, n_out), "dac_bounds": (n_p,), "adc_bounds": (n_p, n_q)}.items():
         if state[name].shape != shape:
-            raise fail(name, f"has shape {state[name].shape}, expected {shape} for {n_in} inputs x {n_out} outputs on {rows}x{cols} tiles")
+            raise fail(name, f"has shape {state[name].shape}, but the targets ({n_in} inputs x {n_out} outputs on {rows}x{cols} "
+                             f"tiles) need {shape}: the targets or this array have the wrong shape")  # fmt: skip
     if np.any(state["scales"] <= 0):
         raise fail("scales", "weight scales must be > 0")
     for name, converter in (("dac_bounds", cfg.tile.dac), ("adc_bounds", cfg.tile.adc)):
@@ -216,7 +218,7 @@ def check_compensation(stored: dict[str, np.ndarray | None], state: dict[str, An
     if (stored["gain"] is not None) != read_again:
         raise fail("gain", "must be stored exactly when the chip was read again after programming (t_s > 0 or epoch > 0), "
                            f"found {'one' if stored['gain'] is not None else 'none'} at t_s = {state['t_s']:g}, epoch {state['epoch']}")  # fmt: skip
-    n_out = state["g_target"].shape[2]
+    n_out = state["targets"].shape[1]
     shape = (n_out,) if mode == "column" else (1,)
     result: dict[str, np.ndarray | None] = {}
     for key, value in stored.items():
@@ -251,3 +253,19 @@ def _dtype_words(dtype: np.dtype) -> str:
     words = {"S": "byte strings", "U": "text", "O": "objects (variable-length strings)", "c": "complex numbers",
              "V": "raw or compound records", "b": "booleans", "f": "floating-point numbers", "i": "integers", "u": "integers"}  # fmt: skip
     return f"{words.get(dtype.kind, 'values')} ({dtype})"
+
+
+def written_laws(config: dict) -> dict:
+    """A stored config with the fields that xbarsim 0.3 added to change a law set to the law before them, where a
+    file (written before) lacks them: PCM write noise not rescaled by g_max (``g_max_reference_us`` = g_max) and the
+    PCM drift exponent drawn at G_prog (``exponent_from: programmed``). Such a file then loads to the chip it held
+    (docs/file-formats.md); a file written since stores both fields."""
+    device = config.get("device")
+    if not isinstance(device, dict):
+        return config
+    write, drift = device.get("write_noise"), device.get("drift")
+    if isinstance(write, dict) and write.get("kind") == "pcm" and "g_max_reference_us" not in write:
+        write["g_max_reference_us"] = device.get("g_max_us", 25.0)
+    if isinstance(drift, dict) and drift.get("kind") == "pcm" and "exponent_from" not in drift:
+        drift["exponent_from"] = "programmed"
+    return config

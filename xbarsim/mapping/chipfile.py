@@ -14,14 +14,15 @@ Layout (format version 2)::
     /blocks/b<k>      a denoising block: attrs layer, spec_json; its tensors
     /layers/<name>    attrs: kind, spec_json, order; one group per weight matrix:
         /m<k>         targets, scales, dac_bounds, adc_bounds, [bias], [drift_reference], [drift_gain];
-                      attrs: seed, t_s, reads, epoch (read epoch), bias_in_rows, programmed_crc32
+                      attrs: seed, t_s, reads, epoch (read epoch), drift_law, bias_in_rows, programmed_crc32
 
 ``targets`` (inputs, outputs) float32 holds the target conductances of each device pair in one
 number: G+ (>= 0) where G- is g_min, else -G- (mapping puts g_min on one side of every pair). The
 programmed state (write error, stuck devices) is not stored: it is a deterministic function of the
-targets, the device config and the matrix seed (``device.program``), regenerated on load and
-checked against ``programmed_crc32`` (CRC-32 of G_prog then the stuck codes), so a reload is
-bit-identical and the file is a quarter of the raw state (ResNet-18: 45 MB). With drift compensation,
+targets, the device config and the matrix seed (``device.program``), regenerated when the chip is
+rebuilt (``TileArray.from_state``) and checked against ``programmed_crc32`` (CRC-32 of G_prog then
+the stuck codes), so a reload is bit-identical and the file is a quarter of the raw state (ResNet-18:
+45 MB), about the size of the float32 weights. With drift compensation,
 ``drift_reference`` and ``drift_gain`` hold the probe's reference level and the gain in use, so a load
 reads no probe (files without them, from earlier xbarsim versions, read it again). Arrays are stored
 uncompressed (noisy float32 barely compresses, and gzip costs seconds), with Fletcher-32 checksums, each
@@ -34,7 +35,6 @@ previous file untouched.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,16 @@ from .. import __version__
 from ..atomic import atomic_write
 from ..config import ChipConfig
 from ..crossbar.laws import device
-from ..crossbar.laws.encode import signed_targets, targets_from_signed
+from ..limits import MAX_DRIFT_S
+from ..paths import regular_file
 from ..progress import progress_bar
-from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps
+from .chipcheck import ChipFileError, FileReader, check_block, check_compensation, check_matrix, check_targets, dumps, one_line
 
 FORMAT = "xbarsim-chip"
 FORMAT_VERSION = 2
 TILE_ARRAYS = ("scales", "dac_bounds", "adc_bounds")  # stored as TileArray.state() has them
 COMPENSATION = {"reference": "drift_reference", "gain": "drift_gain"}  # TileArray.state() key -> dataset
+ROOT_GROUPS = ("config", "model", "digital", "layers", "blocks")
 _MAX_CHUNK_BYTES = 1 << 30  # HDF5 refuses chunks of 4 GiB or more
 
 __all__ = ["ChipFileError", "ChipRecord", "LayerRecord", "MatrixRecord", "BlockRecord", "read_chip", "write_chip"]
@@ -128,12 +130,11 @@ def _write(f: h5py.File, record: ChipRecord, progress: bool | None) -> None:
         for k, matrix in enumerate(layer.matrices):
             m = group.create_group(f"m{k}")
             state = matrix.state
-            _checked_dataset(m, "targets", signed_targets(state["g_target"], record.cfg.device.g_min_us))
+            _checked_dataset(m, "targets", state["targets"])
             for key in TILE_ARRAYS:
                 _checked_dataset(m, key, state[key])
-            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch")})
+            m.attrs.update({key: state[key] for key in ("seed", "t_s", "reads", "epoch", "programmed_crc32", "drift_law")})
             m.attrs["bias_in_rows"] = matrix.bias_in_rows
-            m.attrs["programmed_crc32"] = programmed_checksum(state["g_prog"], state["stuck"])
             for key, name in COMPENSATION.items():
                 if state.get(key) is not None:
                     _checked_dataset(m, name, np.atleast_1d(state[key]).astype(np.float32))
@@ -149,18 +150,10 @@ def _checked_dataset(group: h5py.Group, name: str, value: np.ndarray) -> None:
     group.create_dataset(name, data=value, chunks=chunks, fletcher32=True)
 
 
-def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
-    """CRC-32 of the programmed conductances (float32) then the stuck codes (int8)."""
-    crc = zlib.crc32(np.ascontiguousarray(g_prog, np.float32))
-    return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
-
-
 # ---------------------------------------------------------------- reading
 def read_chip(path: str | Path) -> ChipRecord:
     """The record in chip file ``path``, every value checked; ChipFileError names what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"chip file {path} does not exist")
+    path = regular_file(path, "chip file")
     reader = FileReader(path)
     try:
         f = h5py.File(path, "r")
@@ -182,6 +175,13 @@ def _read(f: h5py.File, reader: FileReader) -> ChipRecord:
     if version != FORMAT_VERSION:
         raise reader.error("", f"chip file format version {version}; this xbarsim ({__version__}) reads version "
                                f"{FORMAT_VERSION} only (map the network again with `xbarsim map`)")  # fmt: skip
+    unexpected = sorted(set(f) - set(ROOT_GROUPS))
+    if unexpected:
+        raise reader.error("", f"unexpected members {[one_line(n)[:60] for n in unexpected[:4]]} at the root (format version "
+                               f"{FORMAT_VERSION} holds the groups {', '.join(ROOT_GROUPS)})")  # fmt: skip
+    for name in ("config", "model"):
+        if len(reader.group(f, name, "")) > 0:
+            raise reader.error(name, f"unexpected members {[one_line(n)[:60] for n in sorted(f[name])[:4]]} (it holds attributes only)")
     seed = reader.int_attr(f, "seed", "")
     cfg = reader.config(reader.group(f, "config", ""))
     model = reader.group(f, "model", "")
@@ -215,7 +215,7 @@ def _layers(group: h5py.Group, cfg: ChipConfig, reader: FileReader) -> list[Laye
 
 
 def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, label: str) -> MatrixRecord:
-    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'"), its programmed state regenerated."""
+    """Matrix group ``label`` (m<k>) of ``layer`` ("layer 'name'"): its state as ``TileArray.from_state`` takes it."""
     where = f"{layer}, group {label}"
 
     def fail(key: str, problem: str) -> ChipFileError:
@@ -230,22 +230,23 @@ def _matrix(group: h5py.Group, cfg: ChipConfig, reader: FileReader, layer: str, 
                                   f"{', '.join(TILE_ARRAYS)}, bias and {' and '.join(COMPENSATION.values())})")  # fmt: skip
     targets = dataset("targets")
     check_targets(targets, cfg.device, lambda problem: fail("targets", problem))
-    state: dict[str, Any] = {"g_target": targets_from_signed(targets, cfg.device.g_min_us)}
+    state: dict[str, Any] = {"targets": targets}
     state.update({key: dataset(key) for key in TILE_ARRAYS})
-    for key in ("seed", "reads", "epoch"):
+    for key in ("seed", "reads", "epoch", "programmed_crc32"):
         state[key] = reader.int_attr(group, key, where)
     state["t_s"] = reader.float_attr(group, "t_s", where)
+    if state["t_s"] > MAX_DRIFT_S:
+        raise reader.error(where, f"attribute t_s must be at most {MAX_DRIFT_S:g} s, found {state['t_s']:g}")
+    # files written before drift law 2 have none: they drifted by law 1 (device.DRIFT_LAW)
+    state["drift_law"] = reader.int_attr(group, "drift_law", where) if "drift_law" in group.attrs else 1
+    if state["drift_law"] not in (1, device.DRIFT_LAW):
+        raise reader.error(where, f"attribute drift_law must be 1 or {device.DRIFT_LAW}, found {state['drift_law']}")
     bias_in_rows = reader.bool_attr(group, "bias_in_rows", where)
-    checksum = reader.int_attr(group, "programmed_crc32", where)
     bias = dataset("bias") if "bias" in group else None
     check_matrix(state, bias, bias_in_rows, cfg, fail)
     if any(name in group for name in COMPENSATION.values()):  # absent in files of earlier versions: read the probe again
         stored = {key: dataset(name) if name in group else None for key, name in COMPENSATION.items()}
         state.update(check_compensation(stored, state, cfg, lambda key, problem: fail(COMPENSATION[key], problem)))
-    state["g_prog"], state["stuck"] = device.program(state["g_target"], cfg.device, state["seed"])
-    if programmed_checksum(state["g_prog"], state["stuck"]) != checksum:
-        raise reader.error(where, "the programmed state regenerated from the targets and the seed does not match "
-                                  "programmed_crc32 (the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
     return MatrixRecord(state, bias, bias_in_rows)
 
 

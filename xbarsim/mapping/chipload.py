@@ -17,18 +17,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import heap
 from ..crossbar.tile import TileArray
 from ..crossbar_torch.backend import select
 from ..errors import XbarsimError
 from ..progress import progress_bar
 from ..models import netspec
+from ..models.attention import split_attention
 from .blocks import DenoisingBlock
 from .chip import AnalogModel, ModelSource, VirtualChip
 from .chipcheck import ChipFileError, dumps, one_line
 from .chipfile import ChipRecord, LayerRecord, read_chip
 from .fold import replace_folded, set_submodule
 from .layers import LAYER_KINDS, analog_type_for
+from .linear import is_linear, linear_features
 from .matrix import AnalogMatrix
+from .transformer import attention_modules, prepare_encoders, split_parents
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 _FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -69,8 +73,9 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
         network = copy.deepcopy(model) if isinstance(model, nn.Module) else model(**model_kwargs)
         source = ModelSource.of(network, record.folded)
     _fold(network, record, fail)
+    network = split_attention(network, split_parents([layer.name for layer in record.layers], network))
     _check_fit(network, record, fail)
-    return _assemble(network.eval(), record, source, progress, materialize=model is None).to(target.device, backend=target.name)
+    return _assemble(network.eval(), record, source, progress, fail, materialize=model is None).to(target.device, backend=target.name)
 
 
 def _fold(network: nn.Module, record: ChipRecord, fail) -> None:
@@ -125,7 +130,7 @@ def _check_matrices(layer: LayerRecord, module: nn.Module, bias_rows: bool, fail
         raise fail(where, f"holds {len(layer.matrices)} matrices, the network's {type(module).__name__} has {len(expected)}")
     for k, (matrix, (n_out, n_in, has_bias)) in enumerate(zip(layer.matrices, expected)):
         in_rows = has_bias and bias_rows
-        shape = matrix.state["g_target"].shape[1:]
+        shape = matrix.state["targets"].shape
         if shape != (n_in + in_rows, n_out) or matrix.bias_in_rows != in_rows:
             raise fail(f"{where}, dataset m{k}/targets", f"holds {shape[0]} inputs x {shape[1]} outputs (bias in rows: "
                                                           f"{matrix.bias_in_rows}); the network's layer needs {n_in + in_rows} x {n_out} "
@@ -137,8 +142,9 @@ def _check_matrices(layer: LayerRecord, module: nn.Module, bias_rows: bool, fail
 
 def module_spec(module: nn.Module) -> dict[str, Any]:
     """The ``spec()`` the analog layer mapped from this torch layer has."""
-    if isinstance(module, nn.Linear):
-        return {"in_features": module.in_features, "out_features": module.out_features}
+    if is_linear(module):
+        n_in, n_out, _ = linear_features(module)
+        return {"in_features": n_in, "out_features": n_out}
     if isinstance(module, nn.RNNBase):
         return {"mode": module.mode, "input_size": module.input_size, "hidden_size": module.hidden_size,
                 "num_layers": module.num_layers, "batch_first": module.batch_first, "bidirectional": module.bidirectional}  # fmt: skip
@@ -152,8 +158,9 @@ def module_spec(module: nn.Module) -> dict[str, Any]:
 
 def matrix_shapes(module: nn.Module) -> list[tuple[int, int, bool]]:
     """(outputs, inputs, has a bias) of each weight matrix the torch layer maps to, in mapping order."""
-    if isinstance(module, nn.Linear):
-        return [(module.out_features, module.in_features, module.bias is not None)]
+    if is_linear(module):
+        n_in, n_out, has_bias = linear_features(module)
+        return [(n_out, n_in, has_bias)]
     if isinstance(module, nn.RNNBase):
         gates, hidden, directions = _GATES[module.mode] * module.hidden_size, module.hidden_size, 2 if module.bidirectional else 1
         shapes = []
@@ -175,23 +182,27 @@ def output_channels(spec: dict[str, Any]) -> tuple[int, int]:
     return spec["hidden_size"] * (2 if spec["bidirectional"] else 1), -1
 
 
-def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, materialize: bool) -> AnalogModel:
+def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, fail, materialize: bool) -> AnalogModel:
     """The AnalogModel of ``record`` on ``network``; ``materialize``: the network is on the meta device,
     and the file's tensors become its tensors (every one is in the file: the load is strict)."""
     dtypes = {key: tensor.dtype for key, tensor in network.state_dict().items()}
     layers = {}
     for layer in progress_bar(record.layers, "load chip", "layer", progress, len(record.layers)):
-        matrices = [
-            AnalogMatrix(TileArray.from_state(record.cfg, m.state), None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)),
-                         m.bias_in_rows, layer.name)
-            for m in layer.matrices
-        ]  # fmt: skip
+        matrices = []
+        for k, m in enumerate(layer.matrices):
+            try:
+                tiles = TileArray.from_state(record.cfg, m.state)
+            except ValueError as exc:
+                raise fail(f"layer {layer.name!r}, group m{k}", str(exc)) from None
+            matrices.append(AnalogMatrix(tiles, None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)), m.bias_in_rows, layer.name))
+            heap.release()
         layers[layer.name] = LAYER_KINDS[layer.kind].from_spec(layer.spec, matrices)
         network = set_submodule(network, layer.name, layers[layer.name])
     # assign=True rather than Module.to_empty(): to_empty's empty_like on meta tensors imports sympy (2-3 s)
     digital = {key: torch.from_numpy(value).to(dtypes[key]) for key, value in record.digital.items()}
     network.load_state_dict(digital, strict=True, assign=materialize)
-    model = AnalogModel(network, VirtualChip(record.cfg, record.seed, layers), source)
+    prepare_encoders(network)
+    model = AnalogModel(network, VirtualChip(record.cfg, record.seed, layers, attention_modules(network)), source)
     for block in record.blocks:
         module = DenoisingBlock(**block.spec)
         module.load_state_dict({key: torch.from_numpy(value.astype(np.float32)) for key, value in block.tensors.items()})

@@ -6,13 +6,18 @@ Input vectors and re-reads per inference are *measured*: ``measure_cost`` runs i
 chip and reads every array's counters (a conv layer reads out_h x out_w vectors per image, a
 recurrent layer some per time step; re-reads depend on the data), then puts the counters back, so
 the chip reads on exactly as it would have.
+
+A transformer's attention multiplies activations by activations (the scores and the context): those
+products hold no stored weights and run digitally, in float32. They are counted apart, in
+multiply-accumulates (MACs) per inference, beside the analog layers' MACs (input vectors x inputs x
+outputs of each matrix), so that the analog share of the work is visible.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -35,6 +40,7 @@ class LayerCost:
     energy_pj: dict[str, float]
     latency_ns: float
     area_um2: float
+    macs: float = 0.0  # analog multiply-accumulates per inference: vectors x inputs x outputs of each matrix
 
     @property
     def total_energy_pj(self) -> float:
@@ -47,6 +53,8 @@ class ChipCost:
 
     layers: list[LayerCost]
     samples: int  # inputs the counts were measured on
+    digital_macs: dict[str, float] = field(default_factory=dict)  # attention module -> score and context MACs per inference
+    programming: dict[str, float] | None = None  # program-and-verify, once: pulses, verify reads, energy (pJ), time (ns)
 
     @property
     def energy_pj(self) -> float:
@@ -75,32 +83,64 @@ class ChipCost:
             "energy_pj": self.energy_pj,
             "latency_ns": self.latency_ns,
             "area_um2": self.area_um2,
+            "analog_macs": self.analog_macs,
+            "digital_macs": sum(self.digital_macs.values()),
+            "analog_share": self.analog_share,
         }
 
+    @property
+    def analog_macs(self) -> float:
+        return sum(layer.macs for layer in self.layers)
 
-def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[str, list[float]], samples: int) -> ChipCost:
-    """The cost of an inference given, per layer and matrix, the input vectors and re-reads per inference."""
+    @property
+    def analog_share(self) -> float:
+        """The fraction of the inference's multiply-accumulates that the tiles do (1 without digital products)."""
+        total = self.analog_macs + sum(self.digital_macs.values())
+        return self.analog_macs / total if total else 1.0
+
+
+def chip_cost(chip: VirtualChip, vectors: dict[str, list[float]], rereads: dict[str, list[float]], samples: int,
+              digital_macs: dict[str, float] | None = None) -> ChipCost:  # fmt: skip
+    """The cost of an inference given, per layer and matrix, the input vectors and re-reads per inference
+    (and per attention module, the digital products' MACs per inference)."""
     cfg = chip.cfg
+    n_cell = cfg.mapping.devices_per_polarity
     tile_area = sum(tile_cost.tile_area_um2(cfg).values())
     layers = []
     for name, layer in chip.layers.items():
-        counts, latency, tiles = NO_COUNTS, 0.0, 0
+        counts, latency, tiles, macs = NO_COUNTS, 0.0, 0, 0.0
         for matrix, n_vectors, n_rereads in zip(layer.matrices(), vectors[name], rereads[name]):
             grid = matrix.tiles.grid
-            counts = counts + tile_cost.vector_counts(grid).scaled(n_vectors) + tile_cost.reread_counts(grid).scaled(n_rereads)
+            counts = counts + tile_cost.vector_counts(grid, n_cell).scaled(n_vectors) + tile_cost.reread_counts(grid, n_cell).scaled(n_rereads)
             latency += (n_vectors + n_rereads) * tile_cost.vector_latency_ns(grid, cfg)
             tiles += grid.shape[0] * grid.shape[1]
+            macs += n_vectors * grid.n_in * grid.n_out
         energy = tile_cost.energy_pj(counts, cfg)
-        layers.append(LayerCost(name, tiles, sum(vectors[name]), sum(rereads[name]), counts, energy, latency, tiles * tile_area))
-    return ChipCost(layers, samples)
+        layers.append(LayerCost(name, tiles, sum(vectors[name]), sum(rereads[name]), counts, energy, latency, tiles * tile_area, macs))
+    return ChipCost(layers, samples, dict(digital_macs or {}), programming_cost(chip))
 
 
-Snapshot = list[tuple[int, int]]  # every array's (reads, bm_rereads), in the chip's matrix order
+def programming_cost(chip: VirtualChip) -> dict[str, float] | None:
+    """Program-and-verify's pulses and verify reads over the whole chip (each device's own count, confirming reads
+    included) and their energy and time (``crossbar.cost.programming_cost``); None after one-shot programming."""
+    report = chip.programming_report()
+    if report is None:
+        return None
+    return {"devices": report["devices"], "converged": report["converged"], "pulses": report["pulses"],
+            "verify_reads": report["verify_reads"], **tile_cost.programming_cost(report["pulses"], report["verify_reads"], chip.cfg)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every array's (reads, bm_rereads), in the chip's matrix order, and every attention module's MAC counter."""
+
+    matrices: list[tuple[int, int]]
+    macs: dict[str, int]
 
 
 def counter_snapshot(chip: VirtualChip) -> Snapshot:
-    """Every array's read and re-read counters now (for ``cost_since``)."""
-    return [(m.tiles.reads, m.tiles.bm_rereads) for m in chip.matrices()]
+    """Every array's read and re-read counters and every attention module's MAC counter now (for ``cost_since``)."""
+    return Snapshot([(m.tiles.reads, m.tiles.bm_rereads) for m in chip.matrices()], {n: a.macs for n, a in chip.attention.items()})
 
 
 def cost_since(chip: VirtualChip, snapshot: Snapshot, samples: int) -> ChipCost:
@@ -108,24 +148,28 @@ def cost_since(chip: VirtualChip, snapshot: Snapshot, samples: int) -> ChipCost:
     vectors and re-reads per inference are the counts divided by ``samples``."""
     if samples < 1:
         raise ValueError("measuring the cost of an inference needs at least one input sample")
-    deltas = iter([(m.tiles.reads - r, m.tiles.bm_rereads - b) for m, (r, b) in zip(chip.matrices(), snapshot)])
+    deltas = iter([(m.tiles.reads - r, m.tiles.bm_rereads - b) for m, (r, b) in zip(chip.matrices(), snapshot.matrices)])
     vectors, rereads = {}, {}
     for name, layer in chip.layers.items():
         per_matrix = [next(deltas) for _ in layer.matrices()]
         vectors[name] = [reads / samples for reads, _ in per_matrix]
         rereads[name] = [extra / samples for _, extra in per_matrix]
-    return chip_cost(chip, vectors, rereads, samples)
+    digital = {name: (attention.macs - snapshot.macs[name]) / samples for name, attention in chip.attention.items()}
+    return chip_cost(chip, vectors, rereads, samples, digital)
 
 
 @contextlib.contextmanager
 def counters_restored(chip: VirtualChip) -> Iterator[None]:
-    """Inside: read the chip freely; on exit every array's read and re-read counters are as on entry."""
+    """Inside: read the chip freely; on exit every array's read and re-read counters (and every attention
+    module's MAC counter) are as on entry."""
     saved = counter_snapshot(chip)
     try:
         yield
     finally:
-        for matrix, (reads, rereads) in zip(chip.matrices(), saved):
+        for matrix, (reads, rereads) in zip(chip.matrices(), saved.matrices):
             matrix.tiles.reads, matrix.tiles.bm_rereads = reads, rereads
+        for name, attention in chip.attention.items():
+            attention.macs = saved.macs[name]
 
 
 @torch.no_grad()
@@ -149,12 +193,13 @@ def measure_cost(model: AnalogModel, x: torch.Tensor, batch_size: int = 256) -> 
 
 def format_cost(cost: ChipCost) -> str:
     """A table per layer and the totals: counts per inference, energy (nJ), latency (us), area (mm^2)."""
-    head = (f"{'layer':<24} {'tiles':>5} {'MVMs':>8} {'tile reads':>11} {'DAC conv.':>11} {'ADC conv.':>11} "
+    width = max([24, *(len(layer.name) for layer in cost.layers)])
+    head = (f"{'layer':<{width}} {'tiles':>5} {'MVMs':>8} {'tile reads':>11} {'DAC conv.':>11} {'ADC conv.':>11} "
             f"{'BM rereads':>10} {'energy nJ':>10} {'latency us':>10} {'area mm2':>9}")  # fmt: skip
     lines = [head, "-" * len(head)]
 
     def row(label: str, tiles: int, vectors: float, counts: Counts, rereads: float, energy: float, latency: float, area: float) -> str:
-        return (f"{label:<24} {tiles:>5} {vectors:>8.6g} {counts.tile_reads:>11.6g} {counts.dac_conversions:>11.4g} "
+        return (f"{label:<{width}} {tiles:>5} {vectors:>8.6g} {counts.tile_reads:>11.6g} {counts.dac_conversions:>11.4g} "
                 f"{counts.adc_conversions:>11.4g} {rereads:>10.4g} {energy * 1e-3:>10.4g} {latency * 1e-3:>10.4g} {area * 1e-6:>9.4g}")  # fmt: skip
 
     for layer in cost.layers:
@@ -167,4 +212,14 @@ def format_cost(cost: ChipCost) -> str:
                      cost.latency_ns, cost.area_um2))  # fmt: skip
     parts = ", ".join(f"{part} {totals[f'energy_{part}_pj'] * 1e-3:.4g}" for part in ENERGY_PARTS)
     lines.append(f"energy per inference by part (nJ): {parts}; counts per inference over {cost.samples} input(s)")
+    if cost.digital_macs:
+        lines.append("digital products (attention scores and context, float32, not on tiles; MACs per inference):")
+        lines += [f"  {name:<{width}} {macs:>14,.0f}" for name, macs in cost.digital_macs.items()]
+    lines.append(f"MACs per inference: analog {cost.analog_macs:,.0f}, digital {sum(cost.digital_macs.values()):,.0f}; "
+                 f"analog share {100 * cost.analog_share:.1f}%")  # fmt: skip
+    if cost.programming is not None:
+        p = cost.programming
+        lines.append(f"programming (once, program-and-verify): {p['pulses']:.6g} pulses and {p['verify_reads']:.6g} verify reads on "
+                     f"{p['devices']:.6g} devices ({p['converged']:.2%} converged): {p['programming_energy_pj'] * 1e-6:.4g} uJ, "
+                     f"{p['programming_time_ns'] * 1e-9:.4g} s one device at a time")  # fmt: skip
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from torch import nn
 from ..config import ChipConfig
 from ..models.convolution import output_size, pad_same
 from ..models.recurrent import Product, RecurrentShape, run_recurrent, shape_of
+from .linear import is_linear, linear_weight
 from .matrix import AnalogMatrix
 from .serial import serial_section
 
@@ -45,7 +46,7 @@ class AnalogLayer(nn.Module):
 
 
 class AnalogLinear(AnalogLayer):
-    """``nn.Linear`` on tiles."""
+    """``nn.Linear`` on tiles (and any layer that maps as one: ``mapping.linear``)."""
 
     kind = "linear"
 
@@ -54,8 +55,8 @@ class AnalogLinear(AnalogLayer):
         self.in_features, self.out_features = matrix.in_features, matrix.out_features
 
     @classmethod
-    def from_torch(cls, module: nn.Linear, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogLinear:
-        return cls(AnalogMatrix.from_weight(module.weight, module.bias, cfg, next(seeds), name))
+    def from_torch(cls, module: nn.Module, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogLinear:
+        return cls(AnalogMatrix.from_weight(*linear_weight(module, name), cfg, next(seeds), name))
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> AnalogLinear:
@@ -286,9 +287,8 @@ _RECURRENT = {"LSTM": AnalogLSTM, "GRU": AnalogGRU, "RNN_TANH": AnalogRNN, "RNN_
 
 LAYER_KINDS: dict[str, type[AnalogLayer]] = {cls.kind: cls for cls in (AnalogLinear, AnalogConv, AnalogRecurrent)}
 
-# torch layer type -> analog layer type
+# torch layer type -> analog layer type (besides the layers that map as a Linear: ``linear.is_linear``)
 MAPPABLE: dict[type[nn.Module], type[AnalogLayer]] = {
-    nn.Linear: AnalogLinear,
     nn.Conv1d: AnalogConv,
     nn.Conv2d: AnalogConv,
     nn.LSTM: AnalogRecurrent,
@@ -298,13 +298,16 @@ MAPPABLE: dict[type[nn.Module], type[AnalogLayer]] = {
 
 # layers with weights that would compute a product we cannot map (so no silent digital leftovers)
 UNMAPPABLE: tuple[type[nn.Module], ...] = (
-    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MultiheadAttention, nn.Bilinear,
+    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
     nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.modules.lazy.LazyModuleMixin,
 )  # fmt: skip
 
 
 def analog_type_for(module: nn.Module) -> type[AnalogLayer] | None:
-    """The analog layer for this exact torch layer type (subclasses with their own forward are not mapped)."""
+    """The analog layer for this torch layer: AnalogLinear for any layer that maps as a Linear, else the entry of
+    ``MAPPABLE`` for its type (subclasses with their own forward are not mapped)."""
+    if is_linear(module):
+        return AnalogLinear
     for torch_type, analog in MAPPABLE.items():
         if isinstance(module, torch_type) and type(module).forward is torch_type.forward:
             return analog

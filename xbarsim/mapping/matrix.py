@@ -30,7 +30,7 @@ class AnalogMatrix:
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "") -> AnalogMatrix:
         """Map ``weight`` (out x in) and ``bias`` (out,) onto tiles on the CPU; refuses NaN/Inf with the layer name."""
         w = weight.detach().to("cpu", torch.float32)
-        b = None if bias is None else bias.detach().to("cpu", torch.float32)
+        b = None if bias is None else bias.detach().to("cpu", torch.float32).clone()  # never the network's own tensor
         for label, tensor in (("weights", w), ("bias", b)):
             if tensor is not None and not np.isfinite(tensor.numpy()).all():  # NumPy: torch's threads fight BLAS on a busy machine
                 raise ValueError(f"layer {name!r}: {label} contain NaN or Inf")

@@ -21,16 +21,20 @@ threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341
 faster with them (1190 / 1569 against 1455 / 1555).
 ``NETWORK_THREADS`` overrides the choice ("one" or "all").
 
-Thread counts never change a result: OpenBLAS splits a product over rows and columns, not over the
-summed index, and the Numba kernels are deterministic across thread counts (tested).
+Thread counts never change a result: the tiles' BLAS calls stay inside OpenBLAS's rule
+(``crossbar/read/blas.py``), the Numba kernels are deterministic across thread counts, and a
+network's forward holds torch's threads only where its GEMMs run in MKL's strict mode
+(``torch_gemms_ignore_threads``; docs/determinism.md). All tested.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 from threadpoolctl import ThreadpoolController
@@ -70,10 +74,39 @@ def machine_is_busy() -> bool:
     return os.getloadavg()[0] > (os.cpu_count() or 1) + BUSY_LOAD_MARGIN
 
 
+_MKL_CBWR_STRICT = 0x10000  # MKL's MKL_CBWR_STRICT flag
+_MKL_CBWR_ALL = -1
+
+
+@functools.cache
+def torch_gemms_ignore_threads() -> bool:
+    """Whether torch's GEMMs run in MKL's strict reproducibility mode (the same bits on any thread
+    count; ``xbarsim.mapping`` asks for it before MKL's first call). Read from the MKL inside torch;
+    False where it cannot be read (another BLAS, or MKL started without it)."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        mode = ctypes.CDLL(str(library)).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return False
+    mode.restype, mode.argtypes = ctypes.c_int, [ctypes.c_int]
+    return bool(mode(_MKL_CBWR_ALL) & _MKL_CBWR_STRICT) and mode(_MKL_CBWR_ALL) > 0
+
+
+@contextmanager
+def blas_section() -> Iterator[None]:
+    """Run the body with one BLAS thread (NumPy's, which the tiles use); restores it after."""
+    with _blas().limit(limits=1):
+        yield
+
+
 def network_section():
     """The context a whole network's forward runs in: ``serial_section()`` when ``NETWORK_THREADS``
-    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise the threads as they are."""
+    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise the threads as they are.
+    torch's threads are held only where its GEMMs ignore them (``torch_gemms_ignore_threads``), so
+    that holding them never changes a digital layer's bits; else only BLAS's are."""
     if NETWORK_THREADS not in ("auto", "one", "all"):
         raise ValueError(f"NETWORK_THREADS must be 'auto', 'one' or 'all', got {NETWORK_THREADS!r}")
     hold = NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy())
-    return serial_section() if hold else nullcontext()
+    if not hold:
+        return nullcontext()
+    return serial_section() if torch_gemms_ignore_threads() else blas_section()

@@ -1,5 +1,8 @@
 """Data sets: scikit-learn's digits (built in, the default), MNIST and CIFAR-10 from local
-files, and a synthetic set. Images are float32 tensors (N, C, H, W) in [0, 1]; labels int64."""
+files, a synthetic set, and text for character-level language models (CPython's documentation,
+``pydoc``, or a user's file, ``text:PATH``; ``models.text``). Images are float32 tensors (N, C, H, W)
+in [0, 1], labels int64; text is windows of character indices (N, T) int64, the targets the same
+windows shifted by one character."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import XbarsimError
+from . import text
 
 
 class DataError(XbarsimError):
@@ -21,17 +25,28 @@ class DataError(XbarsimError):
 
 @dataclass(frozen=True)
 class DataSplit:
-    """A labelled data set with a train and a test split."""
+    """A labelled data set with a train and a test split (and a validation split, for text).
+    ``task``: "classification" (metric: accuracy) or "language" (next-character prediction; metric:
+    bits per character); ``classes``: the number of classes (the vocabulary), when fixed by the data set."""
 
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    task: str = "classification"
+    classes: int | None = None
 
     @property
     def num_classes(self) -> int:
-        return int(max(self.y_train.max(), self.y_test.max()) + 1)
+        return self.classes if self.classes is not None else int(max(self.y_train.max(), self.y_test.max()) + 1)
+
+    @property
+    def metric(self) -> str:
+        """The data set's metric: "accuracy", or "bpc" (bits per character) for text."""
+        return "bpc" if self.task == "language" else "accuracy"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -39,18 +54,25 @@ class DataSplit:
         return tuple(self.x_train.shape[1:])
 
 
+DATA_HELP = "digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH"
+
+
 def load(spec: str, seed: int = 0) -> DataSplit:
-    """``digits``, ``mnist:PATH``, ``cifar10:PATH`` or ``synthetic``."""
+    """``digits``, ``mnist:PATH``, ``cifar10:PATH``, ``synthetic``, ``pydoc`` or ``text:PATH``."""
     name, _, path = spec.partition(":")
     if name == "digits" and not path:
         return digits(seed)
+    if name == "pydoc" and not path:
+        return text.split_text(text.pydoc_text(), "pydoc")
+    if name == "text" and path:
+        return text.split_text(text.read_text(Path(path)), Path(path).name)
     if name == "synthetic" and not path:
         return synthetic(seed=seed)
     if name == "mnist" and path:
         return mnist(Path(path))
     if name == "cifar10" and path:
         return cifar10(Path(path))
-    raise DataError(f"unknown data set {spec!r}; use digits, synthetic, mnist:PATH or cifar10:PATH")
+    raise DataError(f"unknown data set {spec!r}; use {DATA_HELP}")
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> DataSplit:
@@ -62,6 +84,20 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: 
         test[rng.permutation(idx)[: int(round(test_fraction * len(idx)))]] = True
     tx, ty = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.int64))
     return DataSplit(name, tx[~test], ty[~test], tx[test], ty[test])
+
+
+def hold_out(data: DataSplit, fraction: float, seed: int) -> DataSplit:
+    """Split ``data``'s train split into a fitting part (the result's train split) and a
+    validation part (the result's test split): a seeded random ``fraction`` of it."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+    n = len(data.y_train)
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"cannot hold out {fraction:.0%} of {n} training samples for validation")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, fit = order[:n_val], order[n_val:]
+    return DataSplit(f"{data.name} (validation)", data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
 
 
 def digits(seed: int = 0) -> DataSplit:

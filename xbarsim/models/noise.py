@@ -18,7 +18,8 @@ NOISE_MODES = ("additive", "multiplicative", "both")
 
 class GaussianNoise(nn.Module):
     """``x + N(0, sigma^2)`` (additive), ``x * N(1, sigma^2)`` (multiplicative) or both, drawn
-    fresh at every forward (in training and evaluation); the gradient passes unchanged."""
+    fresh at every forward (in training and evaluation); the gradient passes unchanged; infinite
+    values (masked attention scores) pass unchanged."""
 
     def __init__(self, sigma: float = 0.0, mode: str = "additive"):
         super().__init__()
@@ -38,7 +39,9 @@ class GaussianNoise(nn.Module):
                 noisy = x * (1 + self.sigma * torch.randn_like(x))
             else:
                 noisy = x * (1 + self.sigma * torch.randn_like(x)) + self.sigma * torch.randn_like(x)
-        return x + (noisy - x).detach()
+            # a masked attention score is -inf: it stays so (inf - inf would make the deviation NaN)
+            deviation = torch.where(torch.isfinite(x), noisy - x, 0.0)
+        return x + deviation
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, mode={self.mode}"
@@ -51,10 +54,17 @@ def noise_sites(model: nn.Module) -> list[str]:
     """Names of the modules that get noise after them with ``where="all"``: every leaf module
     (conv, linear, activation, pooling, normalization, recurrent, ...) except reshapes,
     dropout and identities. A layer with parametrized weights (QAT, weight noise) is still a
-    leaf; the parametrizations themselves are not sites (their outputs are weights)."""
-    sites = []
+    leaf; the parametrizations themselves are not sites (their outputs are weights). A torch
+    ``nn.MultiheadAttention`` is one site (its output): its projections and products run inside its
+    forward, not as modules (on a chip, ``SplitAttention`` has a site after each projection and after
+    the score and context products)."""
+    sites, inside = [], []
     for name, module in model.named_modules():
-        if "parametrizations" in name.split("."):
+        if "parametrizations" in name.split(".") or any(name.startswith(prefix) for prefix in inside):
+            continue
+        if isinstance(module, nn.MultiheadAttention):
+            sites.append(name)
+            inside.append(f"{name}." if name else "")
             continue
         children = [child for child, _ in module.named_children() if child != "parametrizations"]
         if not children and not isinstance(module, _NO_NOISE_AFTER):

@@ -2,9 +2,10 @@
 be removed again, leaving the trained weights:
 
 - ``WeightNoise``: Noisy Machines' additive weight noise, per layer
-  ``sigma_l = eta * (max W_l - min W_l)``, on every Linear / Conv weight and every weight matrix
-  of an LSTM / GRU / RNN; redrawn every forward (training) or once per ``resample()`` (one
-  noisy chip, for evaluation);
+  ``sigma_l = eta * (max W_l - min W_l)``, on every Linear / Conv weight, every weight matrix
+  of an LSTM / GRU / RNN and every projection of a MultiheadAttention (each of the query, key and
+  value blocks of a packed ``in_proj_weight`` with its own range, as each is its own matrix on a
+  chip); redrawn every forward (training) or once per ``resample()`` (one noisy chip, for evaluation);
 - ``LogNormalPerturbation``: BayesFT's ``theta * exp(lambda)``, lambda ~ N(0, sigma^2) per
   element of every parameter (weights, biases, BatchNorm affine), drawn once per ``resample()``.
 """
@@ -26,12 +27,16 @@ def _non_negative(value: float, what: str) -> float:
 
 
 def weight_names(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(module, parameter name) of every weight matrix: Linear / Conv ``weight`` and the
-    ``weight_ih_l*`` / ``weight_hh_l*`` of recurrent layers (biases excluded)."""
+    """(module, parameter name) of every weight matrix: Linear / Conv ``weight``, the
+    ``weight_ih_l*`` / ``weight_hh_l*`` of recurrent layers and a MultiheadAttention's
+    ``in_proj_weight`` or ``q/k/v_proj_weight`` (biases excluded)."""
     found = [(m, "weight") for m in model.modules() if isinstance(m, _WEIGHTED)]
     for module in model.modules():
         if isinstance(module, _RECURRENT):
             names = [name for name, _ in module.named_parameters(recurse=False) if name.startswith("weight_")]
+            found += [(module, name) for name in names]
+        if isinstance(module, nn.MultiheadAttention):
+            names = ("in_proj_weight",) if module._qkv_same_embed_dim else ("q_proj_weight", "k_proj_weight", "v_proj_weight")
             found += [(module, name) for name in names]
     return found
 
@@ -58,16 +63,19 @@ class _Parametrizations:
 
 
 class _AdditiveNoise(nn.Module):
-    """``w + eta * (max w - min w) * n``: n is drawn at every call, or held in ``unit`` (when
-    given a shape) until the next ``resample``."""
+    """``w + eta * (max w - min w) * n``, the range taken over each of ``blocks`` equal row blocks (the
+    packed query/key/value projections); n is drawn at every call, or held in ``unit`` (when given a
+    shape) until the next ``resample``."""
 
-    def __init__(self, eta: float, held: torch.Tensor | None = None):
+    def __init__(self, eta: float, held: torch.Tensor | None = None, blocks: int = 1):
         super().__init__()
-        self.eta = eta
+        self.eta, self.blocks = eta, blocks
         self.unit = None if held is None else torch.zeros_like(held)  # a plain tensor (not state), on the weight's device
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        sigma = self.eta * (w.max() - w.min()).detach()
+        parts = w.reshape(self.blocks, -1)
+        span = (parts.max(dim=1, keepdim=True).values - parts.min(dim=1, keepdim=True).values).detach()
+        sigma = (self.eta * span).expand_as(parts).reshape(w.shape)
         return w + sigma * (torch.randn_like(w) if self.unit is None else self.unit)
 
 
@@ -81,7 +89,8 @@ class WeightNoise(_Parametrizations):
         targets = weight_names(model)
         if not targets:
             raise ValueError(f"{type(model).__name__} has no Linear, Conv or recurrent layer for weight noise")
-        transforms = [_AdditiveNoise(0.0, None if per_forward else getattr(m, name).detach()) for m, name in targets]
+        transforms = [_AdditiveNoise(0.0, None if per_forward else getattr(m, name).detach(), 3 if name == "in_proj_weight" else 1)
+                      for m, name in targets]  # fmt: skip
         super().__init__([(m, name, t) for (m, name), t in zip(targets, transforms)])
         self.set_eta(eta)
         if not per_forward:

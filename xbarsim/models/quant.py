@@ -9,6 +9,7 @@ tensor for linear layers; activations per tensor, after every activation functio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +31,8 @@ class QATConfig:
             raise ValueError(f"QAT bits must be 2..16, got {self.bits}")
         if self.activation_scale != "dynamic" and not self.activation_scale.startswith("const:"):
             raise ValueError(f"activation scale {self.activation_scale!r}: use 'dynamic' or 'const:<max>' (e.g. const:1)")
-        if self.activation_scale.startswith("const:") and not float(self.activation_scale[6:]) > 0:
-            raise ValueError(f"a constant activation scale must be > 0, got {self.activation_scale}")
+        if self.activation_scale.startswith("const:") and not 0 < float(self.activation_scale[6:]) < math.inf:
+            raise ValueError(f"a constant activation scale must be a finite number > 0, got {self.activation_scale}")
 
     @property
     def constant(self) -> float | None:

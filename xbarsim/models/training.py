@@ -1,9 +1,11 @@
 """Training and evaluating torch networks: one loop (Adam, cosine schedule, progress bar, seed)
-with composable robustness options."""
+with composable robustness options, for classifiers (logits (B, classes)) and language models (logits
+(B, T, vocab) for targets (B, T): every position is a prediction); accuracy and bits per character."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from dataclasses import dataclass
 
@@ -13,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ChipConfig
+from ..limits import MAX_BATCH, MAX_EPOCHS, check_seed
 from .data import DataSplit
 from .hwa import HardwareAware
 from .noise import NOISE_MODES, GateNoise, NoiseInjection
@@ -41,9 +44,10 @@ class TrainConfig:
     hwa: ChipConfig | None = None  # hardware-aware: the chip's write/read noise and converters
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, high in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
+            if not 1 <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be from 1 to {high:,}, got {getattr(self, name)}")
+        check_seed(self.seed)
         for name in ("lr", "noise_sigma", "weight_noise_eta", "bayesft_sigma", "gate_noise_sigma", "weight_decay"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -53,9 +57,15 @@ class TrainConfig:
             raise ValueError("distillation needs temperature > 0 and 0 <= beta <= 1")
 
 
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    """Logits (B, classes) or, for a language model, (B, T, vocab) as one prediction a row: (B * T, vocab)."""
+    return logits.flatten(0, -2)
+
+
 def distillation_terms(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The two cross-entropies of distillation: ``CE(z_s, y)`` against the labels and the soft
-    ``CE(softmax(z_t / T), z_s / T)`` against the teacher (batch means, nats)."""
+    ``CE(softmax(z_t / T), z_s / T)`` against the teacher (means over the predictions, nats)."""
+    student, teacher, labels = predictions(student), predictions(teacher), labels.flatten()
     soft = F.softmax(teacher / temperature, dim=1)
     soft_ce = -(soft * F.log_softmax(student / temperature, dim=1)).sum(dim=1).mean()
     return F.cross_entropy(student, labels), soft_ce
@@ -88,6 +98,7 @@ class DistillationParts:
     @torch.no_grad()
     def add(self, hard_ce: torch.Tensor, soft_ce: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor) -> None:
         """Add a batch: its two cross-entropies (``distillation_terms``) and both networks' logits."""
+        student, teacher = predictions(student), predictions(teacher)
         soft = F.softmax(teacher / self.temperature, dim=1)
         entropy = -(soft * F.log_softmax(teacher / self.temperature, dim=1)).sum(dim=1).mean()
         n = len(teacher)
@@ -160,7 +171,7 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
                         bayes.resample()
                     logits = model(x)
                     if teacher is None:
-                        loss = F.cross_entropy(logits, y)
+                        loss = F.cross_entropy(predictions(logits), y.flatten())
                     else:
                         with torch.no_grad():
                             target = teacher(x)
@@ -193,11 +204,41 @@ def model_device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1], in eval mode, on the model's device (``model_device``: the data moves there a batch at a time)."""
+    """Top-1 accuracy in [0, 1] over every prediction (for a language model, every next character), in eval mode,
+    on the model's device (``model_device``: the data moves there a batch at a time)."""
     model.eval()
     device = model_device(model)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(y), batch_size):
         logits = model(x[start : start + batch_size].to(device))
-        correct += (logits.argmax(dim=1) == y[start : start + batch_size].to(device)).sum()
-    return int(correct) / len(y)
+        correct += (logits.argmax(dim=-1) == y[start : start + batch_size].to(device)).sum()
+    return int(correct) / y.numel()
+
+
+@torch.no_grad()
+def language_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """A language model's next-character accuracy and bits per character (mean cross-entropy per predicted
+    character, in bits) on (x, y): (N, T) indices, from one pass in eval mode on the model's device."""
+    model.eval()
+    device = model_device(model)
+    nats = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(y), batch_size):
+        logits = predictions(model(x[start : start + batch_size].to(device)))
+        targets = y[start : start + batch_size].flatten().to(device)
+        nats += F.cross_entropy(logits, targets, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == targets).sum()
+    return {"accuracy": int(correct) / y.numel(), "bpc": float(nats) / y.numel() / math.log(2)}
+
+
+def bits_per_character(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
+    """A language model's bits per character on (x, y) (``language_scores``)."""
+    return language_scores(model, x, y, batch_size)["bpc"]
+
+
+METRICS = {"accuracy": accuracy, "bpc": bits_per_character}
+
+
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, metric: str) -> float:
+    """``metric`` ("accuracy" or "bpc") of ``model`` on (x, y)."""
+    return METRICS[metric](model, x, y)

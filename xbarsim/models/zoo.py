@@ -1,4 +1,5 @@
-"""The model zoo: MLP, LeNet-5, VGG-11, ResNet-18 (CIFAR variant), LSTM/GRU/RNN sequence classifiers.
+"""The model zoo: MLP, LeNet-5, VGG-11, ResNet-18 (CIFAR variant), LSTM/GRU/RNN sequence classifiers,
+LSTM/GRU character language models, and (``zoo_attention``) a vision transformer and a small GPT.
 
 Input channels, image size and class count are arguments. Every model records its constructor
 arguments in ``init_kwargs`` so a chip file can rebuild it by name (``build(name, **kwargs)``);
@@ -46,7 +47,8 @@ def _register(name: str):
 
 
 def build(name: str, **kwargs: Any) -> nn.Module:
-    """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``, ``rnn``)."""
+    """A zoo model by name (``mlp``, ``lenet5``, ``vgg11``, ``resnet18``, ``lstm``, ``gru``, ``rnn``, ``vit``,
+    ``chargpt``, ``charlstm``, ``chargru``)."""
     checked = check_kwargs(name, kwargs)  # first: it names an unknown model
     return ZOO[name](**checked)
 
@@ -257,3 +259,33 @@ class RNNClassifier(_RecurrentClassifier):
     """A vanilla (Elman, tanh) recurrent classifier."""
 
     cell = nn.RNN
+
+
+class _RecurrentLM(nn.Module):
+    """A character language model: an embedding of the characters, the recurrent layers, and a linear head
+    over the vocabulary at every step: (batch, steps) indices -> (batch, steps, vocab) logits."""
+
+    cell: type[nn.RNNBase]
+
+    def __init__(self, vocab_size: int = 97, embed_dim: int = 32, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.rnn = self.cell(embed_dim, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embedding(idx))
+        return self.head(out)
+
+
+@_register("charlstm")
+class CharLSTM(_RecurrentLM):
+    cell = nn.LSTM
+
+
+@_register("chargru")
+class CharGRU(_RecurrentLM):
+    cell = nn.GRU
+
+
+from . import zoo_attention  # noqa: E402, F401 - registers vit and chargpt

@@ -16,10 +16,10 @@ from ..errors import XbarsimError
 from ..mapping.chip import AnalogModel, map_model
 from ..mapping.cost import cost_since, counter_snapshot
 from ..models import data as datasets
-from ..models import zoo
+from ..models import netspec
 from ..models.checkpoint import checkpoint_content, load_network, network_from_content
 from ..models.noise import NoiseInjection
-from ..models.training import TrainConfig, accuracy, model_device, train
+from ..models.training import TrainConfig, accuracy, language_scores, model_device, train
 from .noise_kinds import parse_noise_kind
 from .spec import CHIP_NOISE, DRIFT_AXIS, NOISE_AXES, SPECIAL_AXES, SweepSpec
 
@@ -35,6 +35,7 @@ class Payload:
     base_cfg_json: str
     noise: str = CHIP_NOISE
     cost: bool = False  # also measure the energy and latency per inference (metrics: [..., cost])
+    bpc: bool = False  # a language model: also its bits per character (metrics: [..., bpc])
     device: str = "cpu"  # where the chips and the network run (a worker of a GPU sweep gets its own GPU: ``on_device``)
 
     def on_device(self, device: str | None = None) -> Payload:
@@ -82,7 +83,7 @@ def load_inputs(spec: SweepSpec) -> Inputs:
             network, recipe = load_network(model.checkpoint, model.zoo, model.kwargs or None), None
         else:
             torch.manual_seed(spec.seed)
-            network = zoo.build(model.zoo, **model.kwargs)
+            network = netspec.build({"zoo": model.zoo, "kwargs": model.kwargs})
             recipe = model.recipe(spec.seed)
     except (ValueError, OSError, TypeError) as exc:
         raise XbarsimError(f"sweep {spec.name!r}: model: {exc}") from None
@@ -93,6 +94,19 @@ def load_inputs(spec: SweepSpec) -> Inputs:
         raise XbarsimError(f"sweep {spec.name!r}: the model does not run on data {spec.data!r}: {type(exc).__name__}: {exc}") from None
     _check_noise_applies(spec, network, split.x_test[:2])
     return Inputs(split, network, recipe)
+
+
+def sweep_work(spec: SweepSpec, inputs: Inputs) -> tuple[int, str]:
+    """Network evaluations the whole sweep asks for, and how they add up: every row runs its test
+    samples; a zoo model's recipe trains first (3 evaluations per sample and epoch: forward, backward)."""
+    tests = min(spec.test_samples or len(inputs.split.y_test), len(inputs.split.y_test))
+    rows = spec.row_count()
+    evaluations, parts = rows * tests, f"{rows:,} rows x {tests:,} test samples"
+    if inputs.train is not None:
+        samples = len(inputs.split.y_train)
+        evaluations += 3 * inputs.train.epochs * samples
+        parts += f" + 3 x {inputs.train.epochs:,} training epochs x {samples:,} samples"
+    return evaluations, parts
 
 
 def _check_noise_applies(spec: SweepSpec, network: nn.Module, x: torch.Tensor) -> None:
@@ -118,7 +132,7 @@ def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False, devic
     n = spec.test_samples or len(inputs.split.y_test)
     cfg = spec.chip_config() if backend is None else spec.chip_config().with_values({"runtime.backend": backend})
     return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], cfg.to_json(), spec.noise,
-                   "cost" in spec.metrics, device)
+                   "cost" in spec.metrics, "bpc" in spec.metrics, device)
 
 
 _last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
@@ -141,7 +155,7 @@ def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     another kind of noise, of the float network under the point's noise level drawn from ``seed``."""
     level = float(next((point[axis] for axis in NOISE_AXES if axis in point), 0.0))
     if payload.noise != CHIP_NOISE:
-        return {"accuracy": _float_accuracy(payload, level, seed)}
+        return _float_scores(payload, level, seed)
     base = ChipConfig.model_validate_json(payload.base_cfg_json)
     chip = _chip(payload, base.with_values({k: v for k, v in point.items() if k not in SPECIAL_AXES}), seed)
     chip.program(seed)
@@ -150,16 +164,23 @@ def evaluate(payload: Payload, point: dict, seed: int) -> dict[str, float]:
     torch.manual_seed(seed)
     snapshot = counter_snapshot(chip.chip)
     with NoiseInjection(chip.network, level) if level > 0 else contextlib.nullcontext():
-        metrics = {"accuracy": accuracy(chip, payload.x, payload.y)}
+        metrics = _scores(chip, payload)
     if payload.cost:  # counted on the accuracy run itself: its vectors and bound-management re-reads
         cost = cost_since(chip.chip, snapshot, len(payload.x))
         metrics.update(energy_per_inference=cost.energy_pj * 1e-3, latency=cost.latency_ns * 1e-3)
     return metrics
 
 
+def _scores(network: nn.Module, payload: Payload) -> dict[str, float]:
+    """Accuracy, and with ``payload.bpc`` the bits per character too (one pass over the test data)."""
+    if payload.bpc:
+        return language_scores(network, payload.x, payload.y)
+    return {"accuracy": accuracy(network, payload.x, payload.y)}
+
+
 @torch.no_grad()
-def _float_accuracy(payload: Payload, level: float, seed: int) -> float:
-    """Accuracy of the float network under ``level`` of the payload's noise kind, drawn from ``seed``
+def _float_scores(payload: Payload, level: float, seed: int) -> dict[str, float]:
+    """``_scores`` of the float network under ``level`` of the payload's noise kind, drawn from ``seed``
     (``noise_kinds``: the same network a robustness curve measures); the network is left as it was."""
     with parse_noise_kind(payload.noise).applied(payload.network) as at:
-        return accuracy(at(level, seed), payload.x, payload.y)
+        return _scores(at(level, seed), payload)

@@ -25,6 +25,8 @@ class StoreError(XbarsimError):
 
 
 def journal_path(store: Path) -> Path:
+    """Beside the store's real file (a store named through a link is written through it)."""
+    store = Path(os.path.realpath(store))
     return store.with_name(store.name + ".journal")
 
 

@@ -24,6 +24,8 @@ class StoreBusyError(StoreError):
 
 
 def lock_path(store: Path) -> Path:
+    """Beside the store's real file (a store named through a link has one lock, whatever the link)."""
+    store = Path(os.path.realpath(store))
     return store.with_name(store.name + ".lock")
 
 

@@ -141,17 +141,29 @@ class BayesFTNoise:
             yield at
 
 
+def _scaled(fields: dict, factor: float) -> dict | None:
+    """A noise model's fields with the one that sizes it multiplied by ``factor``: its ``scale`` (IBM PCM and the
+    measured chips' laws), else its ``sigma``; every part of a combined model; None if nothing sizes it."""
+    if fields["kind"] == "combined":
+        parts = [_scaled(part, factor) for part in fields["parts"]]
+        if all(part is None for part in parts):
+            return None
+        return {**fields, "parts": [new or old for new, old in zip(parts, fields["parts"])]}
+    name = "scale" if "scale" in fields else ("sigma" if "sigma" in fields else None)
+    return None if name is None else {**fields, name: fields[name] * factor}
+
+
 def scaled_device_noise(cfg: ChipConfig, factor: float) -> ChipConfig:
     """``cfg`` with its device write and read noise multiplied by ``factor``: the ``scale`` of a
-    model that has one (IBM PCM), else its ``sigma``. Drift, faults and converters stay as they are."""
+    model that has one (IBM PCM), else its ``sigma``; every part of a combined read noise. Drift, faults and
+    converters stay as they are."""
     if not factor >= 0:
         raise XbarsimError(f"a chip noise scale must be >= 0, got {factor}")
     values = {}
     for part in ("write_noise", "read_noise"):
-        model = getattr(cfg.device, part)
-        field = "scale" if hasattr(model, "scale") else ("sigma" if hasattr(model, "sigma") else None)
-        if field is not None:
-            values[f"device.{part}.{field}"] = getattr(model, field) * factor
+        scaled = _scaled(getattr(cfg.device, part).model_dump(), factor)
+        if scaled is not None:
+            values[f"device.{part}"] = scaled
     if not values:
         raise XbarsimError(f"chip {cfg.name!r} has no device write or read noise to scale")
     try:

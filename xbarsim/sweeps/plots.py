@@ -48,8 +48,8 @@ def log_spaced(values: list) -> bool:
 
 
 def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: str = "", level_name: str = "sigma") -> Path:
-    """Accuracy vs noise level (mean ± std over repeats) per labelled curve, with the logistic
-    fit and its midpoint where one exists; written as PNG or PDF by the file's suffix."""
+    """Accuracy (or bits per character) vs noise level (mean ± std over repeats) per labelled curve, with
+    the logistic fit and its midpoint where one exists; written as PNG or PDF by the file's suffix."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, curve in curves.items():
@@ -64,13 +64,15 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
             color = points[0].get_color()
             ax.plot(fine, fit.curve(fine), color=color, lw=1.2)
             ax.axvline(fit.sigma_mid, color=color, ls=":", lw=1)
+    bpc = any(curve.metric == "bpc" for curve in curves.values())
     ax.set_xscale("log")
     ax.set_xlabel(f"noise {level_name}")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("test bits per character" if bpc else "test accuracy")
+    if not bpc:
+        ax.set_ylim(0, 1.02)
     ax.grid(True, which="both", alpha=0.3)
     if curves:  # a store still running may have no complete curve yet
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper left" if bpc else "lower left")
     if title:
         ax.set_title(title)
     return save_figure(fig, path)

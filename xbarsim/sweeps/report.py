@@ -35,8 +35,10 @@ def summarize(results: SweepResults, metric: str = "accuracy") -> list[PointSumm
 
 
 def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
-    """Accuracy vs the noise axis's level for every combination of the other axes (label -> curve)."""
+    """Accuracy (bits per character with ``metrics: [bpc]``) vs the noise axis's level for every combination
+    of the other axes (label -> curve)."""
     spec = results.spec
+    metric = spec.curve_metric
     noise_axis = spec.noise_axis
     sigmas = [float(s) for s in spec.axes[noise_axis]]
     others = [a for a in spec.axes if a != noise_axis]
@@ -44,37 +46,40 @@ def noise_curves(results: SweepResults) -> dict[str, NoiseCurve]:
     groups: dict[tuple, dict[float, list[float]]] = {}
     for i in range(len(cols["point_id"])):
         key = tuple(cols[a][i] for a in others)
-        groups.setdefault(key, {}).setdefault(float(cols[noise_axis][i]), []).append(float(cols["accuracy"][i]))
+        groups.setdefault(key, {}).setdefault(float(cols[noise_axis][i]), []).append(float(cols[metric][i]))
     curves = {}
     for key, by_sigma in groups.items():
         if set(by_sigma) != set(sigmas):
             continue  # an incomplete group has no curve yet
         repeats = min(len(v) for v in by_sigma.values())
         label = ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in zip(others, key)) or "all"
-        curves[label] = NoiseCurve(np.array(sigmas), np.array([by_sigma[s][:repeats] for s in sigmas]))
+        curves[label] = NoiseCurve(np.array(sigmas), np.array([by_sigma[s][:repeats] for s in sigmas]), metric=metric)
     return curves
 
 
 def format_report(results: SweepResults) -> str:
-    """A text table: every point's accuracy (and energy and latency per inference with the cost
-    metric), then midpoints where the spec asks for them."""
+    """A text table: every point's accuracy (bits per character with the bpc metric, energy and latency
+    per inference with the cost metric), then midpoints where the spec asks for them."""
     spec = results.spec
     axes = list(spec.axes)
     summary = summarize(results)
+    bpc = summarize(results, "bpc") if "bpc" in spec.metrics else []
     costs = [summarize(results, metric) for metric in COST_METRICS] if "cost" in spec.metrics else []
     widths = [max(len(a), 10) for a in axes]
+    bpc_head = f" {'bits per char.':>16}" if bpc else ""
     cost_head = f" {'energy nJ':>10} {'latency us':>10}" if costs else ""
-    head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18}{cost_head} {'repeats':>8}"
+    head = " ".join(f"{a:>{w}}" for a, w in zip(axes, widths)) + f" {'accuracy':>18}{bpc_head}{cost_head} {'repeats':>8}"
     lines = [f"sweep {spec.name!r}: {len(summary)} points x {spec.repeats} repeats", *_progress(results), head, "-" * len(head)]
     for i, s in enumerate(summary):
         cells = " ".join(f"{_fmt(s.point[a]):>{w}}" for a, w in zip(axes, widths))
         acc = f"{100 * s.mean:6.2f} ± {100 * s.std:5.2f}%" if s.n else "(none)"
+        bits = f" {f'{bpc[i].mean:.4f} ± {bpc[i].std:.4f}' if s.n else '(none)':>16}" if bpc else ""
         cost = "".join(f" {metric[i].mean:>10.4g}" for metric in costs)
         failed = f" ({s.failed} failed)" if s.failed else ""
-        lines.append(f"{cells} {acc:>18}{cost} {s.n:>8}{failed}")
+        lines.append(f"{cells} {acc:>18}{bits}{cost} {s.n:>8}{failed}")
     if "midpoint" in spec.metrics:
         lines.append("")
-        lines.append(f"midpoint noise level ({spec.noise_label()}):")
+        lines.append(f"midpoint noise level ({spec.noise_label()}{', on bits per character' if bpc else ''}):")
         for label, curve in noise_curves(results).items():
             try:
                 fit = curve.midpoint()

@@ -29,7 +29,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import XbarsimError
-from .evaluate import Payload, build_payload, evaluate, load_inputs
+from ..limits import DEFAULT_MAX_WORK, check_work
+from .evaluate import Payload, build_payload, evaluate, load_inputs, sweep_work
 from .lock import check_unlocked
 from .spec import DEFAULT_MAX_ROWS, SweepSpec
 from .store import CHECKPOINT_S, FAILED, OK, ResultRow, SweepStore
@@ -167,12 +168,13 @@ def _dask_wait(pending):
 
 def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers: int | None = None, retries: int = 1,
               progress: bool = True, max_rows: int = DEFAULT_MAX_ROWS, checkpoint_s: float = CHECKPOINT_S,
-              device: str = "cpu", backend: str | None = None) -> SweepStore:  # fmt: skip
+              max_work: int = DEFAULT_MAX_WORK, device: str = "cpu", backend: str | None = None) -> SweepStore:  # fmt: skip
     """Evaluate every missing (point, repeat) of ``spec`` into the store at ``store_path``.
 
     Everything is checked before any file is made: the size (``max_rows``), the executor, the device, that no
-    other sweep writes the store, the data set, the model and that it runs on the data. A sweep that fails
-    there leaves nothing behind. The HDF5 file is rewritten whole every ``checkpoint_s`` seconds.
+    other sweep writes the store, the data set, the model and that it runs on the data, and the work the whole
+    sweep asks for (``max_work`` network evaluations, training included). A sweep that fails there leaves
+    nothing behind. The HDF5 file is rewritten whole every ``checkpoint_s`` seconds.
     The chips run on ``device`` ("cuda": with ``processes``, one worker per GPU) with tile ``backend``
     (None: the spec's chip config's runtime.backend); rows agree across devices to float32 rounding.
     """
@@ -188,6 +190,8 @@ def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers:
         raise XbarsimError(f"{store_path} is a folder: name the store's file (e.g. {store_path / 'sweep.h5'})")
     check_unlocked(store_path)
     inputs = load_inputs(spec)
+    evaluations, parts = sweep_work(spec, inputs)
+    check_work(evaluations, max_work, f"sweep {spec.name!r}", parts)
     with SweepStore(store_path, spec, checkpoint_s) as store:
         points = spec.points()
         done = store.done()

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import ChipConfig, chip_config, read_mapping_file
 from ..configfile import format_validation_error, short_repr, strict_model_of, validate
 from ..errors import XbarsimError
+from ..limits import MAX_REPEATS, MAX_SAMPLES, MAX_SEED, check_drift_time, check_seed
+from ..models import zoo
 from ..models.quant import QATConfig
 from ..models.training import TrainConfig
 from .noise_kinds import ActivationNoise, ChipNoise, NoiseKind, parse_noise_kind
@@ -48,10 +50,17 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     checkpoint: str | None = Field(None, description="checkpoint file (xbarsim checkpoint or state_dict with zoo)")
-    zoo: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$",
-                            description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru); never a module path")
+    zoo: str | None = Field(None, description="zoo model name (mlp, lenet5, vgg11, resnet18, lstm, gru); never a module path")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields when training a zoo model")
+
+    @field_validator("zoo")
+    @classmethod
+    def _zoo_name(cls, name: str | None) -> str | None:
+        if name is not None and name not in zoo.ZOO:
+            raise ValueError(f"unknown zoo model {short_repr(name)}; the zoo has {', '.join(sorted(zoo.ZOO))} "
+                             f"(a spec names a zoo model, never a module path)")  # fmt: skip
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -113,16 +122,21 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     name: str = "sweep"
     model: ModelSpec
-    data: str = Field("digits", description="digits, synthetic, mnist:PATH or cifar10:PATH")
-    test_samples: int | None = Field(None, ge=1, description="evaluate on the first N test samples")
+    data: str = Field("digits", description="digits, synthetic, mnist:PATH, cifar10:PATH, pydoc or text:PATH")
+    test_samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="evaluate on the first N test samples")
     chip: str | dict[str, Any] = Field("pcm", description="a preset name or a chip config (may start from 'preset:')")
     axes: dict[str, list[Value] | str]
     mode: Literal["grid", "zip"] = "grid"
-    repeats: int = Field(3, ge=1, le=10000, description="chips (programming seeds) per point")
-    seed: int = Field(0, ge=0)
-    metrics: list[Literal["accuracy", "midpoint", "cost"]] = Field(default_factory=lambda: ["accuracy"])
+    repeats: int = Field(3, ge=1, le=MAX_REPEATS, description="chips (programming seeds) per point")
+    seed: int = Field(0, description="0 to 2**63 - 1; repeat r programs its chips with seed + r")
+    metrics: list[Literal["accuracy", "midpoint", "cost", "bpc"]] = Field(default_factory=lambda: ["accuracy"])
     noise: str = Field(CHIP_NOISE, description="the kind of noise of the noise axis: activation (after every module of "
                        "the mapped chip), or gate, gate:relative, weight, bayesft (on the trained float network, not the chip)")  # fmt: skip
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, seed: int) -> int:
+        return check_seed(seed, "the seed")
 
     @field_validator("axes")
     @classmethod
@@ -136,6 +150,9 @@ class SweepSpec(BaseModel):
         base = self.chip_config()
         for path, values in self.axes.items():
             for value in values:
+                if path == DRIFT_AXIS:
+                    check_drift_time(value, f"axis {path}: each value")
+                    continue
                 if path in SPECIAL_AXES:
                     if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
                         raise ValueError(f"axis {path}: values must be finite numbers >= 0, got {value!r}")
@@ -146,6 +163,8 @@ class SweepSpec(BaseModel):
                     raise ValueError(f"axis {path}: {exc.args[0]}") from None
                 except ValidationError as exc:
                     raise ValueError("axis " + format_validation_error(exc, ChipConfig)) from None
+        if self.seed + self.repeats - 1 > MAX_SEED:
+            raise ValueError(f"seed + repeats - 1 must be <= 2**63 - 1 (repeat r uses seed + r); got seed {self.seed}")
         if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
             raise ValueError("zipped axes must all have the same number of values")
         self._check_noise()
@@ -156,8 +175,14 @@ class SweepSpec(BaseModel):
         return self
 
     def stored_metrics(self) -> tuple[str, ...]:
-        """The metrics stored per row: accuracy, and with ``cost`` the energy per inference (nJ) and latency (us)."""
-        return ("accuracy", *COST_METRICS) if "cost" in self.metrics else ("accuracy",)
+        """The metrics stored per row: accuracy, with ``bpc`` the bits per character of a language model, and
+        with ``cost`` the energy per inference (nJ) and latency (us)."""
+        return ("accuracy", *(("bpc",) if "bpc" in self.metrics else ()), *(COST_METRICS if "cost" in self.metrics else ()))
+
+    @property
+    def curve_metric(self) -> str:
+        """What the midpoint is fitted on: bits per character with ``bpc``, else accuracy."""
+        return "bpc" if "bpc" in self.metrics else "accuracy"
 
     def _check_noise(self) -> None:
         try:

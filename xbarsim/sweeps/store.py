@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..atomic import atomic_write, make_parent
+from ..paths import regular_file
 from .journal import JournalWriter, StoreError, create_journal, header, journal_path, read_journal
 from .lock import StoreLock
 from .spec import SweepSpec
@@ -67,7 +69,7 @@ class SweepStore:
     """
 
     def __init__(self, path: str | Path, spec: SweepSpec, checkpoint_s: float = CHECKPOINT_S):
-        self.path = Path(path)
+        self.path = Path(os.path.realpath(path))  # a link is written through: the store, journal and lock beside its target
         self.spec = spec
         self.checkpoint_s = checkpoint_s
         self.journal = journal_path(self.path)
@@ -241,6 +243,7 @@ def _read_hdf5(path: Path) -> tuple[SweepSpec, list[ResultRow]]:
     """The spec and rows of an HDF5 store, every array checked (dtype, shape, range) before use."""
     if not path.exists():
         raise StoreError(f"{path}: no such sweep store")
+    regular_file(path, "sweep store")
     try:
         with h5py.File(path, "r") as f:
             spec, rows = _stored_rows(f, path)
@@ -322,7 +325,7 @@ def _check_row(row: ResultRow, spec: SweepSpec, where: str) -> None:
     elif not isinstance(row.metrics, dict) or (row.status == OK and not all(_fraction(row.metrics.get(m)) for m in METRICS)):
         problem = f"metrics {row.metrics!r} are not fractions in [0, 1]"
     elif row.status == OK and not all(_non_negative(row.metrics.get(m)) for m in spec.stored_metrics() if m not in METRICS):
-        problem = f"metrics {row.metrics!r}: energy and latency must be finite numbers >= 0"
+        problem = f"metrics {row.metrics!r}: bits per character, energy and latency must be finite numbers >= 0"
     if problem:
         raise StoreError(f"{where}: {problem}")
 

@@ -3,43 +3,59 @@
 Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Every random draw
 comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j
 (the pair's first normal for G+, the second for G-), so a draw does not depend on the tiling.
-
-Each law is written once, as a function over any array namespace (NumPy, or torch on any device:
-``array_api_compat``) given its standard normals or uniforms: ``write_noise_std``, ``written``,
-``stuck_codes``, ``stuck_conductances``, ``drift_factor_from``, ``drifted_from``, ``read_noise_std``,
-``read_epoch_from``. Every backend evaluates these same expressions, each backend drawing the same
-numbers (``rng`` here, ``crossbar_torch.rng`` for torch). On the NumPy side the whole-array
-functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``) evaluate them in
-pieces of device pairs on several threads (``pieces.map_pairs``), through the fused Numba twins of
-``lawkernels`` where that is faster: the same values, bit for bit.
+The whole-array functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``)
+evaluate their law in pieces of device pairs on several threads (``pieces.map_pairs``): the same
+values, faster.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
 
 from ...config import (
     AbsoluteWriteNoise,
     AdditiveReadNoise,
     CombinedReadNoise,
+    CurrentReadNoise,
     DeviceConfig,
+    HermesDrift,
+    HermesReadNoise,
+    LogConductanceReadNoise,
     LogNormalDrift,
+    LogTimeDrift,
     NoDrift,
     NoReadNoise,
     NoWriteNoise,
     PCMDrift,
     PCMReadNoise,
     PCMWriteNoise,
+    PolynomialWriteNoise,
     PowerLawDrift,
     ProportionalReadNoise,
     ProportionalWriteNoise,
+    RelaxationDrift,
     StuckAtFaults,
 )
-from . import lawkernels, pieces, rng
+from . import chiplaws, lawkernels, pieces, rng
 
 STUCK_ON = 1
 STUCK_OFF = -1
+
+# how the power-law and PCM drift's ((t + t0) / t0)^(-nu) is evaluated (docs/physics.md, docs/file-formats.md):
+# 2 = exp(-nu ln((t + t0) / t0)), one log per array and NumPy's vectorised exp per device; 1 = NumPy's pow per
+# device, as xbarsim did before (chip files without a drift_law load with it). The two give a different float32
+# conductance for about 1 device in 10^8, by one unit in the last place.
+DRIFT_LAW = 2
+
+
+def drift_power(base: float, exponents: np.ndarray, drift_law: int = DRIFT_LAW) -> np.ndarray:
+    """base ** exponents (float64, base > 0) under ``drift_law``; law 2 overwrites ``exponents``."""
+    if drift_law == 1:
+        return base**exponents
+    np.multiply(exponents, np.log(base), out=exponents)
+    return np.exp(exponents, out=exponents)
 
 
 def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int = 0, first: int = 0) -> np.ndarray:
@@ -49,168 +65,184 @@ def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int =
     return rng.normals(rng.stream_key(seed, purpose, index), pairs, first, serial=True).reshape(shape)
 
 
-def write_noise_std(g_target, noise, g_max: float):
-    """Std (uS, float64) of the programming error of every device, same shape as ``g_target`` (any array)."""
-    xp = array_namespace(g_target)
-    g = xp.astype(g_target, xp.float64)
+def write_noise_std(g_target: np.ndarray, noise, g_max: float, cell_devices: int = 1) -> np.ndarray:
+    """Std (uS) of the programming error of every device, same shape as ``g_target``; ``cell_devices``: the
+    devices per polarity of a unit cell (a law fitted on the cell gives each device std / sqrt(N))."""
+    g = g_target.astype(np.float64)
+    if isinstance(noise, PolynomialWriteNoise):
+        return chiplaws.polynomial_write_std(g, noise, g_max, cell_devices)
     if isinstance(noise, NoWriteNoise):
-        return xp.zeros_like(g)
+        return np.zeros_like(g)
     if isinstance(noise, AbsoluteWriteNoise):
-        return xp.full_like(g, noise.sigma)
+        return np.full_like(g, noise.sigma)
     if isinstance(noise, ProportionalWriteNoise):
-        return noise.sigma * xp.abs(g)
+        return noise.sigma * np.abs(g)
     if isinstance(noise, PCMWriteNoise):
         gh = g / g_max
-        return noise.scale * xp.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
+        return pcm_write_scale(noise, g_max) * np.maximum(noise.c0 + noise.c1 * gh + noise.c2 * gh * gh, 0.0)
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def written(g_target, std, z):
-    """Programmed conductances ``max(G_target + float32(std * z), 0)`` (float32, uS): targets float32, std
-    (``write_noise_std``) float64, z the devices' write normals (float32)."""
-    xp = array_namespace(g_target)
-    return xp.maximum(g_target + xp.astype(std * xp.astype(z, xp.float64), xp.float32), 0.0)
+def pcm_write_scale(noise: PCMWriteNoise, g_max: float) -> float:
+    """``scale * g_max / g_max_reference_us``: exactly ``scale`` at the reference g_max (the presets' 25 uS)."""
+    return noise.scale * (g_max / noise.g_max_reference_us)
 
 
-def stuck_codes(u, faults: StuckAtFaults):
-    """int8 codes from the devices' fault uniforms u (float64 in [0, 1)): STUCK_ON where u < p_on,
-    STUCK_OFF where p_on <= u < p_on + p_off, else 0."""
-    xp = array_namespace(u)
-    on = u < faults.p_on
-    off = (u >= faults.p_on) & (u < faults.p_on + faults.p_off)
-    return xp.astype(on, xp.int8) * STUCK_ON + xp.astype(off, xp.int8) * STUCK_OFF
-
-
-def stuck_conductances(g, stuck, device: DeviceConfig):
-    """g (float32) with stuck devices at g_max (on) or g_min (off), whatever was written."""
-    xp = array_namespace(g)
-    return xp.where(stuck == STUCK_ON, device.g_max_us, xp.where(stuck == STUCK_OFF, device.g_min_us, g))
-
-
-def has_faults(device: DeviceConfig) -> bool:
-    return device.faults.p_on > 0 or device.faults.p_off > 0
-
-
-def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0) -> np.ndarray:
+def stuck_faults(faults: StuckAtFaults, shape: tuple[int, ...], seed: int, first: int = 0, index: int = 0) -> np.ndarray:
     """int8 array: STUCK_ON with probability p_on, STUCK_OFF with p_off, else 0; per device of a
-    (2, ...) array whose first pair is pair ``first`` of its matrix."""
+    (2, ...) array whose first pair is pair ``first`` of its matrix (``index``: the device of its unit cell)."""
+    stuck = np.zeros(shape, np.int8)
     if faults.p_on == 0 and faults.p_off == 0:
-        return np.zeros(shape, np.int8)
-    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
-    return stuck_codes(u, faults)
+        return stuck
+    u = rng.uniforms(rng.stream_key(seed, rng.PURPOSE_FAULT, index), int(np.prod(shape[1:])), first, serial=True).reshape(shape)
+    stuck[u < faults.p_on] = STUCK_ON
+    stuck[(u >= faults.p_on) & (u < faults.p_on + faults.p_off)] = STUCK_OFF
+    return stuck
 
 
-def program(g_target: np.ndarray, device: DeviceConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def program(g_target: np.ndarray, device: DeviceConfig, seed: int, index: int = 0, cell_devices: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Write ``g_target`` with programming error, then apply stuck-at faults.
 
     ``G = max(0, G_target + std(G_target) * n)``; stuck devices sit at g_max (on) or g_min (off).
+    ``index``: which device of a unit cell of ``cell_devices`` per polarity (its own streams; 0 for one).
     Returns (programmed conductances float32, stuck codes int8).
     """
-    g, stuck = pieces.map_pairs(lambda first, target: _program_pairs(target, device, seed, first), [g_target], [np.float32, np.int8])
+    def piece(first: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _program_pairs(target, device, seed, first, index, cell_devices)
+
+    g, stuck = pieces.map_pairs(piece, [g_target], [np.float32, np.int8])
     return g, stuck
 
 
-def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+def programmed_checksum(g_prog: np.ndarray, stuck: np.ndarray) -> int:
+    """CRC-32 of the programmed conductances (float32) then the stuck codes (int8): a fingerprint of a
+    programmed array (a chip file stores it; a reload regenerates the state and compares)."""
+    crc = zlib.crc32(np.ascontiguousarray(g_prog, np.float32))
+    return zlib.crc32(np.ascontiguousarray(stuck, np.int8), crc)
+
+
+def _program_pairs(g_target: np.ndarray, device: DeviceConfig, seed: int, first: int, index: int = 0,
+                   cell_devices: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     g = np.empty(g_target.shape, np.float32)
     noise = device.write_noise
     if isinstance(noise, NoWriteNoise):
         g[:] = g_target
+    elif isinstance(noise, PolynomialWriteNoise):
+        std = write_noise_std(g_target, noise, device.g_max_us, cell_devices)
+        z = device_normals(seed, rng.PURPOSE_WRITE, g_target.shape, index, first)
+        g[:] = np.maximum(g_target + (std * z.astype(np.float64)).astype(np.float32), np.float32(0.0))
     else:
-        kind, c0, c1, c2, scale = _write_law(noise)
-        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE),
+        kind, c0, c1, c2, scale = _write_law(noise, device.g_max_us)
+        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, float(device.g_max_us), rng.stream_key(seed, rng.PURPOSE_WRITE, index),
                            np.uint64(first), lawkernels.rows(g))  # fmt: skip
-    stuck = stuck_faults(device.faults, g_target.shape, seed, first)
-    if has_faults(device):
-        g = stuck_conductances(g, stuck, device)
+    stuck = stuck_faults(device.faults, g_target.shape, seed, first, index)
+    if device.faults.p_on > 0 or device.faults.p_off > 0:
+        g[stuck == STUCK_ON] = device.g_max_us
+        g[stuck == STUCK_OFF] = device.g_min_us
     return g, stuck
 
 
-def _write_law(noise) -> tuple[int, float, float, float, float]:
+def _write_law(noise, g_max: float) -> tuple[int, float, float, float, float]:
     """(kind, c0, c1, c2, scale) of a write-noise law for ``lawkernels.written``."""
     if isinstance(noise, AbsoluteWriteNoise):
         return lawkernels.WRITE_ABSOLUTE, float(noise.sigma), 0.0, 0.0, 1.0
     if isinstance(noise, ProportionalWriteNoise):
         return lawkernels.WRITE_PROPORTIONAL, float(noise.sigma), 0.0, 0.0, 1.0
     if isinstance(noise, PCMWriteNoise):
-        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(noise.scale)
+        return lawkernels.WRITE_PCM, float(noise.c0), float(noise.c1), float(noise.c2), float(pcm_write_scale(noise, g_max))
     raise TypeError(f"unknown write-noise model {noise!r}")
 
 
-def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0) -> np.ndarray | None:
+def drift_factor(g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int = 0,
+                 g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray | None:  # fmt: skip
     """Multiplicative drift ``G(t) / G_prog`` per device (float64) of a (2, ...) array whose first
     pair is pair ``first`` of its matrix, or None where it is 1 everywhere (no drift; power_law and
     pcm at t = 0, where 1^(-nu) = 1 exactly).
 
-    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device.
-    The per-device draws come from one stream, so drift at any t is one consistent trajectory.
+    lognormal: ``exp(s(t) n)``; power_law / pcm: ``((t + t0) / t0)^(-nu)`` with nu per device,
+    evaluated by drift law ``drift_law`` (``drift_power``).
+    The per-device draws come from one stream, so drift at any t is one consistent trajectory. ``g_target``: the
+    targets (the PCM and HERMES laws take nu's statistics there; default g_prog); ``index``: the device of its cell.
     """
-    if not drifts(device, t_s):
-        return None
-    return drift_factor_from(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first), g_prog, device, t_s)
-
-
-def drift_factor_from(z, g_prog, device: DeviceConfig, t_s: float):
-    """``drift_factor`` (float64, any array) from the devices' drift normals z (float32)."""
-    xp = array_namespace(z)
     law = device.drift
     t0 = device.t0_s
-    z = xp.astype(z, xp.float64)
+    if not drifts(device, t_s):
+        return None
+    z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first).astype(np.float64)
     if isinstance(law, LogNormalDrift):
-        s = law.sigma + law.sigma_per_decade * float(np.log10((t_s + t0) / t0))
-        return xp.exp(s * z)
+        s = law.sigma + law.sigma_per_decade * np.log10((t_s + t0) / t0)
+        return np.exp(s * z)
     if isinstance(law, PowerLawDrift):
-        nu = xp.maximum(law.nu_mean + law.nu_std * z, 0.0)
+        nu = np.maximum(law.nu_mean + law.nu_std * z, 0.0)
     elif isinstance(law, PCMDrift):
-        mean, std = pcm_drift_moments(g_prog, device.g_max_us)
-        nu = law.scale * xp.abs(mean + std * z)
+        mean, std = pcm_drift_moments(_exponent_conductance(law, g_prog, g_target), device.g_max_us)
+        nu = law.scale * np.abs(mean + std * z)
+    elif isinstance(law, HermesDrift):
+        mean, std = chiplaws.hermes_drift_moments(g_prog if g_target is None else g_target, device.g_max_us, law.fit)
+        nu = law.scale * np.abs(mean + std * z)
     else:
         raise TypeError(f"unknown drift model {law!r}")
-    return ((t_s + t0) / t0) ** (-nu)
+    return drift_power((t_s + t0) / t0, -nu, drift_law)
 
 
-def drifted_from(g_prog, stuck, factor):
-    """``float32(G_prog * factor)`` (any array), G_prog itself where a device is stuck."""
-    xp = array_namespace(g_prog)
-    return xp.where(stuck != 0, g_prog, xp.astype(g_prog * factor, xp.float32))
+def _exponent_conductance(law: PCMDrift, g_prog: np.ndarray, g_target: np.ndarray | None) -> np.ndarray:
+    """The conductance the PCM law takes nu's statistics at: the target, or (``exponent_from: programmed``) G_prog."""
+    return g_prog if law.exponent_from == "programmed" or g_target is None else g_target
 
 
 def drifts(device: DeviceConfig, t_s: float) -> bool:
-    """Whether conductances at t_s differ from the programmed ones (power-law laws start at 1)."""
+    """Whether conductances at t_s differ from the programmed ones (power-law laws start at 1, the relaxation and
+    log-time laws at t = 0)."""
     law = device.drift
-    return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
+    if isinstance(law, (RelaxationDrift, LogTimeDrift)):
+        return t_s > 0
+    return not (isinstance(law, NoDrift) or (isinstance(law, (PowerLawDrift, PCMDrift, HermesDrift)) and (t_s + device.t0_s) / device.t0_s == 1.0))
 
 
-def pcm_drift_moments(g, g_max: float):
-    """Mean and device-to-device std (float64, any array) of the drift exponent in IBM's PCM model for conductance g (uS)."""
-    xp = array_namespace(g)
-    log_gh = xp.log(xp.maximum(xp.astype(g, xp.float64) / g_max, 1e-7))
-    return xp.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), xp.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
+def pcm_drift_moments(g: np.ndarray, g_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and device-to-device std of the drift exponent in IBM's PCM model for conductance g (uS)."""
+    log_gh = np.log(np.maximum(g.astype(np.float64) / g_max, 1e-7))
+    return np.clip(-0.0155 * log_gh + 0.0244, 0.049, 0.1), np.clip(-0.0125 * log_gh - 0.0059, 0.008, 0.045)
 
 
-def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int) -> np.ndarray:
-    """Conductances t_s seconds after programming (float32); stuck devices do not drift."""
+def drifted(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
+            g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray:  # fmt: skip
+    """Conductances t_s seconds after programming (float32) under ``drift_law`` (``DRIFT_LAW``); stuck devices do
+    not drift. ``g_target``: the targets (laws whose draws depend on them; default g_prog); ``index``: the device of
+    its unit cell (its own stream)."""
     if t_s < 0 or not np.isfinite(t_s):
         raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
     if not drifts(device, t_s):
         return g_prog.copy()
-    (g,) = pieces.map_pairs(lambda first, g0, s0: (_drifted_pairs(g0, s0, device, t_s, seed, first),), [g_prog, stuck], [np.float32])
-    return g
+    targets = g_prog if g_target is None else g_target
+
+    def piece(first: int, g0: np.ndarray, s0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray]:
+        return (_drifted_pairs(g0, s0, device, t_s, seed, first, t0, index, drift_law),)
+
+    return pieces.map_pairs(piece, [g_prog, stuck, targets], [np.float32])[0]
 
 
-def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int) -> np.ndarray:
+def _drifted_pairs(g_prog: np.ndarray, stuck: np.ndarray, device: DeviceConfig, t_s: float, seed: int, first: int,
+                   g_target: np.ndarray | None = None, index: int = 0, drift_law: int = DRIFT_LAW) -> np.ndarray:  # fmt: skip
     law = device.drift
+    g_target = g_prog if g_target is None else g_target
+    if isinstance(law, (RelaxationDrift, LogTimeDrift)):  # additive laws
+        z = device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first)
+        g = chiplaws.additive_drift(g_prog, g_target, z, law, device, t_s)
+        return np.where(stuck != 0, g_prog, g)
     if isinstance(law, (PowerLawDrift, PCMDrift)):  # drift_factor, fused
-        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, first=first))
+        z = lawkernels.rows(device_normals(seed, rng.PURPOSE_DRIFT, g_prog.shape, index, first))
         exponents = np.empty(g_prog.size, np.float64)
         if isinstance(law, PCMDrift):
-            lawkernels.pcm_log_arguments(lawkernels.rows(g_prog), float(device.g_max_us), exponents)
+            g_law = _exponent_conductance(law, g_prog, g_target)
+            lawkernels.pcm_log_arguments(lawkernels.rows(g_law), float(device.g_max_us), exponents)
             # the log to its own buffer: written in place, the next pass ran 3x slower
             lawkernels.pcm_negative_exponents(np.log(exponents), z, float(law.scale), exponents)
         else:
             lawkernels.power_law_negative_exponents(z, float(law.nu_mean), float(law.nu_std), exponents)
-        factor = ((t_s + device.t0_s) / device.t0_s) ** exponents
+        factor = drift_power((t_s + device.t0_s) / device.t0_s, exponents, drift_law)
     else:
-        factor = drift_factor(g_prog, device, t_s, seed, first).reshape(-1)
+        factor = drift_factor(g_prog, device, t_s, seed, first, g_target, index, drift_law).reshape(-1)
     g = np.empty(g_prog.shape, np.float32)
     lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
     return g
@@ -228,53 +260,57 @@ def read_noise_is_constant(device: DeviceConfig) -> bool:
     return all(isinstance(part, AdditiveReadNoise) for part in read_noise_parts(device, "per_read"))
 
 
-def read_noise_std(g, device: DeviceConfig, t_s: float, g_prog=None, time: str = "per_read"):
+def read_noise_std(g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray | None = None,
+                   time: str = "per_read") -> np.ndarray:  # fmt: skip
     """Std (uS, float32) of the ``time`` (per_read / per_epoch) read noise of every device with
-    conductance g now (any array), t_s after programming, programmed to ``g_prog`` (default: g).
+    conductance g now, t_s after programming, programmed to ``g_prog`` (default: g).
 
-    additive: sigma; proportional: sigma |G|; pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))).
+    additive: sigma; proportional: sigma |G|; current: sigma sqrt(g_max |G|); pcm: |G| Q(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read)));
+    the measured chips: ``chiplaws``.
     Independent terms of one time character add in variance.
     """
-    xp = array_namespace(g)
     parts = read_noise_parts(device, time)
     if not parts:
-        return xp.zeros_like(g)
+        return np.zeros_like(g)
     if len(parts) == 1 and isinstance(parts[0], AdditiveReadNoise):
-        return xp.full_like(g, parts[0].sigma)
+        return np.full_like(g, parts[0].sigma)
     g_prog = g if g_prog is None else g_prog
-    if is_numpy_namespace(xp) and g.ndim >= 2 and g.shape[0] == 2:
+    if g.ndim >= 2 and g.shape[0] == 2:
         return pieces.map_pairs(lambda _, g0, p0: (_read_noise_variance(parts, g0, device, t_s, p0),), [g, g_prog], [np.float32])[0]
     return _read_noise_variance(parts, g, device, t_s, g_prog)
 
 
-def _read_noise_variance(parts: list, g, device: DeviceConfig, t_s: float, g_prog):
+def _read_noise_variance(parts: list, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
     """sqrt of the summed variance of ``parts`` (float32)."""
-    xp = array_namespace(g)
-    variance = xp.zeros_like(g, dtype=xp.float64)
+    variance = np.zeros(g.shape, np.float64)
     for noise in parts:
         variance += _term_std(noise, g, device, t_s, g_prog) ** 2
-    return xp.astype(xp.sqrt(variance), xp.float32)
+    return np.sqrt(variance).astype(np.float32)
 
 
-def _term_std(noise, g, device: DeviceConfig, t_s: float, g_prog):
-    xp = array_namespace(g)
+def _term_std(noise, g: np.ndarray, device: DeviceConfig, t_s: float, g_prog: np.ndarray) -> np.ndarray:
     if isinstance(noise, AdditiveReadNoise):
-        return xp.full_like(g, noise.sigma, dtype=xp.float64)
+        return np.full(g.shape, noise.sigma)
     if isinstance(noise, ProportionalReadNoise):
-        return noise.sigma * xp.abs(xp.astype(g, xp.float64))
+        return noise.sigma * np.abs(g.astype(np.float64))
+    if isinstance(noise, CurrentReadNoise):
+        return noise.sigma * np.sqrt(device.g_max_us * np.abs(g.astype(np.float64)))
     if isinstance(noise, PCMReadNoise):
-        return noise.scale * xp.abs(xp.astype(g, xp.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
+        return noise.scale * np.abs(g.astype(np.float64)) * pcm_read_relative_std(noise, g_prog, device, t_s)
+    if isinstance(noise, HermesReadNoise):
+        return chiplaws.hermes_read_std(noise, g, g_prog, device, t_s)
+    if isinstance(noise, LogConductanceReadNoise):
+        return chiplaws.log_conductance_read_std(noise, g, t_s)
     raise TypeError(f"unknown read-noise model {noise!r}")
 
 
-def pcm_read_relative_std(noise: PCMReadNoise, g_prog, device: DeviceConfig, t_s: float):
-    """IBM PCM 1/f read noise relative to |G(t)| (float64, any array): Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))),
+def pcm_read_relative_std(noise: PCMReadNoise, g_prog: np.ndarray, device: DeviceConfig, t_s: float) -> np.ndarray:
+    """IBM PCM 1/f read noise relative to |G(t)| (float64): Q(g) sqrt(ln((t + t0 + t_read) / (2 t_read))),
     with Q of the programmed conductance g = |G_prog| / g_max: aihwkit's PCMLikeNoiseModel computes Q
     from g_prog, not from the drifted G(t), whose lower g would raise Q by (G_prog / G(t))^0.65."""
-    xp = array_namespace(g_prog)
-    gh = xp.abs(xp.astype(g_prog, xp.float64)) / device.g_max_us
-    q = xp.minimum(noise.q_coeff / xp.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
-    return q * float(pcm_read_time_factor(noise, device, t_s))
+    gh = np.abs(g_prog.astype(np.float64)) / device.g_max_us
+    q = np.minimum(noise.q_coeff / np.maximum(gh**noise.q_exponent, 1e-3), noise.q_max)
+    return q * pcm_read_time_factor(noise, device, t_s)
 
 
 def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) -> np.float64:
@@ -284,31 +320,26 @@ def pcm_read_time_factor(noise: PCMReadNoise, device: DeviceConfig, t_s: float) 
 
 
 def epoch_conductances(g: np.ndarray, g_prog: np.ndarray, device: DeviceConfig, t_s: float, seed: int,
-                       epoch: int) -> np.ndarray:  # fmt: skip
+                       epoch: int, index: int = 0) -> np.ndarray:  # fmt: skip
     """The conductances that every read of read epoch ``epoch`` sees (float32, uS):
     ``max(0, G + std_epoch * n)``, n ~ N(0, 1) per device drawn from (seed, epoch), with the std of
-    the per_epoch read-noise terms at t_s; G itself when there are none."""
+    the per_epoch read-noise terms at t_s; G itself when there are none. ``index``: the device of its unit cell."""
     parts = read_noise_parts(device, "per_epoch")
     if not parts:
         return g
 
     time_factors = [pcm_read_time_factor(noise, device, t_s) if isinstance(noise, PCMReadNoise) else 0.0 for noise in parts]
+    stream = epoch + (index << 32)  # device 0 of a cell: the stream of a one-device cell
 
     def piece(first: int, g0: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray]:
-        z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, epoch, first)
-        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us),)
+        z = device_normals(seed, rng.PURPOSE_READ_EPOCH, g0.shape, stream, first)
+        return (_epoch_pairs(g0, p0, z, parts, time_factors, device.g_max_us, device, t_s),)
 
     return pieces.map_pairs(piece, [g, g_prog], [np.float32])[0]
 
 
-def read_epoch_from(g, std, z):
-    """The conductances a read epoch sees, ``max(G + std * z, 0)`` (float32, any array): std of the per_epoch
-    read noise (``read_noise_std``), z the devices' epoch normals."""
-    xp = array_namespace(g)
-    return xp.maximum(g + std * z, 0.0)
-
-
-def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float) -> np.ndarray:
+def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, time_factors: list, g_max: float,
+                 device: DeviceConfig | None = None, t_s: float = 0.0) -> np.ndarray:  # fmt: skip
     """``max(G + std_epoch * z, 0)`` of a piece (float32): ``read_noise_std`` fused, its powers by NumPy."""
     rows, programmed = lawkernels.rows(g), lawkernels.rows(g_prog)
     variance = np.zeros(g.size, np.float64)
@@ -326,8 +357,9 @@ def _epoch_pairs(g: np.ndarray, g_prog: np.ndarray, z: np.ndarray, parts: list, 
             law = (lawkernels.READ_PROPORTIONAL, noise.sigma, 0.0, 0.0, 0.0)
         elif isinstance(noise, AdditiveReadNoise):
             law = (lawkernels.READ_ADDITIVE, noise.sigma, 0.0, 0.0, 0.0)
-        else:
-            raise TypeError(f"unknown read-noise model {noise!r}")
+        else:  # the laws of the measured chips, in NumPy (chiplaws)
+            variance += _term_std(noise, g, device, t_s, g_prog).reshape(-1) ** 2
+            continue
         lawkernels.add_read_variance(rows, programmed, *law, power, zero_power, variance)
     out = np.empty(g.shape, np.float32)
     lawkernels.read_epoch(rows, lawkernels.rows(z), variance, lawkernels.rows(out))

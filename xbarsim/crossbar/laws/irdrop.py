@@ -25,7 +25,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
 from numba import njit
 
 from ..grid import TileGrid
@@ -34,29 +33,14 @@ from ..jit import JIT_OPTIONS
 _SIEMENS_PER_US = 1e-6
 
 
-def sums_along_wires(g):
-    """A + B (float64, uS) of one array g (rows, cols) of any array namespace (module doc), from prefix sums.
+@njit(**JIT_OPTIONS)
+def _sums_along_wires(g: np.ndarray, out: np.ndarray) -> None:
+    """out (rows, cols) float64 = A + B of one array g (rows, cols) (module doc), in uS: two passes, prefix sums.
 
     A_ij = C1_ij + (j + 1) (T_i - C0_ij) with the row prefix sums C0 = sum_{j' <= j} G_ij', C1 = sum_{j' <= j}
     G_ij' (j' + 1) and row total T_i; B_ij = (n - i) D0_ij + W_j - D1_ij with the column prefix sums
     D0 = sum_{i' <= i} G_i'j, D1 = sum_{i' <= i} G_i'j (n - i') and W_j = D1 at i = n - 1.
-    ``_sums_along_wires`` is its Numba twin for NumPy arrays (the same sums in the same order).
     """
-    xp = array_namespace(g)
-    n, m = g.shape
-    g64 = xp.astype(g, xp.float64)
-    column = xp.astype(xp.arange(1, m + 1), xp.float64)  # j + 1
-    to_end = xp.astype(xp.arange(n, 0, -1), xp.float64)[:, None]  # n - i
-    c0 = xp.cumulative_sum(g64, axis=1)
-    c1 = xp.cumulative_sum(g64 * column, axis=1)
-    d0 = xp.cumulative_sum(g64, axis=0)
-    d1 = xp.cumulative_sum(g64 * to_end, axis=0)
-    return (c1 + column * (c0[:, -1:] - c0)) + (to_end * d0 + d1[-1:, :] - d1)
-
-
-@njit(**JIT_OPTIONS)
-def _sums_along_wires(g: np.ndarray, out: np.ndarray) -> None:
-    """out (rows, cols) float64 = ``sums_along_wires(g)`` for a float32 NumPy array g, in two passes."""
     n, m = g.shape
     for i in range(n):
         total = 0.0
@@ -84,14 +68,11 @@ def _sums_along_wires(g: np.ndarray, out: np.ndarray) -> None:
             out[i, j] += to_end * d0[j] + w[j] - d1[j]
 
 
-def attenuation(g_us, r_ohm: float):
-    """r (A + B) of every device of one array (rows, cols) of any array namespace, float64, dimensionless (see the module doc)."""
-    if is_numpy_namespace(array_namespace(g_us)):
-        g = np.ascontiguousarray(g_us, np.float32)
-        sums = np.empty(g.shape, np.float64)
-        _sums_along_wires(g, sums)
-    else:
-        sums = sums_along_wires(g_us)
+def attenuation(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
+    """r (A + B) of every device of one array (rows, cols), float64, dimensionless (see the module doc)."""
+    g = np.ascontiguousarray(g_us, np.float32)
+    sums = np.empty(g.shape, np.float64)
+    _sums_along_wires(g, sums)
     return (r_ohm * _SIEMENS_PER_US) * sums
 
 
@@ -100,10 +81,9 @@ def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
     return _attenuated(g_us, attenuation(g_us, r_ohm))
 
 
-def _attenuated(g_us, attenuated):
+def _attenuated(g_us: np.ndarray, attenuated: np.ndarray) -> np.ndarray:
     """G / (1 + r (A + B)) from the attenuations r (A + B), float64, uS."""
-    xp = array_namespace(attenuated)
-    return xp.astype(g_us, xp.float64) / (1.0 + attenuated)
+    return np.asarray(g_us, np.float64) / (1.0 + attenuated)
 
 
 VALID_ATTENUATION = 0.3  # delta up to which the first-order model stays within ~1% of full scale (docs/physics.md §10)
@@ -122,18 +102,16 @@ def _tiles(grid: TileGrid):
                 yield (side, *grid.tile_slices(p, q))
 
 
-def seen_conductances(g, grid: TileGrid, r_ohm: float):
-    """(2, n_in, n_out) float32 (the array namespace of g): G+ and G- (uS) of every tile of ``grid`` as read
-    through wires of r_ohm per segment. Call only with r_ohm > 0 (at 0 the conductances are what they are)."""
-    xp = array_namespace(g)
-    seen = xp.empty_like(g)
-    peaks = []
+def seen_conductances(g: np.ndarray, grid: TileGrid, r_ohm: float) -> np.ndarray:
+    """(2, n_in, n_out) float32: G+ and G- (uS) of every tile of ``grid`` as read through wires of r_ohm per
+    segment. Call only with r_ohm > 0 (at 0 the conductances are what they are)."""
+    seen = np.empty(g.shape, np.float32)
+    delta = 0.0
     for side, rows, cols in _tiles(grid):
         tile = g[side, rows, cols]
         attenuated = attenuation(tile, r_ohm)
-        peaks.append(xp.max(attenuated))
-        seen[side, rows, cols] = xp.astype(_attenuated(tile, attenuated), xp.float32)
-    delta = float(xp.max(xp.stack(peaks)))
+        delta = max(delta, float(attenuated.max()))
+        seen[side, rows, cols] = _attenuated(tile, attenuated)
     if delta > VALID_ATTENUATION:
         warnings.warn(f"wire resistance {r_ohm:g} ohm per segment attenuates some device by delta = {delta:.2f} on "
                       f"blocks of up to {int(np.diff(grid.row_edges).max())}x{int(np.diff(grid.col_edges).max())}, beyond the first-order model's range "

@@ -1,4 +1,6 @@
-"""Counter-based random numbers: the same (key, counter) always gives the same draw.
+"""Counter-based random numbers: the same (key, counter) always gives the same draw (noise stream
+version 1: programming, faults, drift and per-epoch read noise; per-read noise draws its normals
+from ``readnormals``, version 2, from the same hash).
 
 Every random number in xbarsim is a pure function of a 64-bit stream key and a counter, so the
 draws do not depend on thread count, batch splits or the order in which tiles run
@@ -35,6 +37,8 @@ PURPOSE_PROBE_INPUT = 9  # the drift-compensation probe inputs
 PURPOSE_READ_EPOCH = 10  # per-epoch read noise per device, index = read epoch
 PURPOSE_BM_READ = 11  # read + output noise of bound-management re-reads, per output, index = row block
 PURPOSE_BM_DEVICE = 12  # device read noise of bound-management re-reads (per-device path), index = row block
+PURPOSE_VERIFY_PULSE = 13  # program-and-verify: each pulse's step spread, index = device of the unit cell
+PURPOSE_VERIFY_READ = 14  # program-and-verify: each verify read's noise, index = device of the unit cell
 
 _GOLDEN_U = np.uint64(GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -116,8 +120,9 @@ def hash64(key, counter):
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def log_f32(u):
-    """Natural log of a positive, finite float32 (Cephes logf, ~1 ulp)."""
+def log_reduced(u):
+    """Cephes logf's reduction of a positive, finite float32: u = 2^fe (1 + x) with 1 + x in
+    [sqrt(1/2), sqrt(2)); returns (fe, x), float32 (fe exact)."""
     bits = _bits_from_f32(u)
     # the exponent as a float32 (exact): Numba types int32 arithmetic as int64, and 64-bit lanes
     # next to float32 ones make LLVM mix 512- and 256-bit vectors (half the float throughput)
@@ -126,7 +131,13 @@ def log_f32(u):
     big = m > _F(2.0) * _SQRT_HALF
     m = m * _F(0.5) if big else m
     fe = fe + _F(1.0) if big else fe
-    x = m - _F(1.0)
+    return fe, m - _F(1.0)
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def log_f32(u):
+    """Natural log of a positive, finite float32 (Cephes logf, ~1 ulp)."""
+    fe, x = log_reduced(u)
     z = x * x
     y = _F(7.0376836292e-2)
     y = y * x - _F(1.1514610310e-1)
@@ -144,25 +155,37 @@ def log_f32(u):
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def normal_pair_from_bits(high, low):
-    """Two independent standard normals (float32) from the high and low 32 bits (uint32) of a hash."""
-    # radius: u in (0, 1), never 0, from the high 31 bits (signed int -> float vectorises)
+def box_muller_inputs(high, low):
+    """(u, a, quadrant) of a hash's high and low 32 bits (uint32): u in (0, 1), never 0, from high's
+    top 31 bits (signed int -> float vectorises); the angle's offset a in [-pi/4, pi/4) from low's
+    bits 6-29 and its quadrant from low's top 2 bits. float32, float32, uint32."""
     u = (_F(np.int32(high >> np.uint32(1))) + _F(0.5)) * _TWO_M31
-    r = np.sqrt(_F(-2.0) * log_f32(u))
-    # angle: 2 bits pick the quadrant, 24 bits the offset in [-pi/4, pi/4)
-    quadrant = low >> np.uint32(30)
     a = (_F(np.int32((low & _LOW30) >> np.uint32(6))) * _TWO_M24 - _F(0.5)) * _HALF_PI
-    z = a * a
-    s = a + a * z * (_F(-1.6666654611e-1) + z * (_F(8.3321608736e-3) + z * _F(-1.9515295891e-4)))
-    c = (_F(1.0) - _F(0.5) * z) + z * z * (
-        _F(4.166664568298827e-2) + z * (_F(-1.388731625493765e-3) + z * _F(2.443315711809948e-5))
-    )
+    return u, a, low >> np.uint32(30)
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def rotated(r, c, s, quadrant):
+    """(r cos, r sin) of the angle quadrant * pi/2 + a, from c = cos a and s = sin a (float32)."""
     swap = (quadrant & np.uint32(1)) == np.uint32(1)
     first = s if swap else c
     second = c if swap else s
     first = -first if (quadrant == np.uint32(1) or quadrant == np.uint32(2)) else first
     second = -second if quadrant >= np.uint32(2) else second
     return r * first, r * second
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def normal_pair_from_bits(high, low):
+    """Two independent standard normals (float32) from the high and low 32 bits (uint32) of a hash."""
+    u, a, quadrant = box_muller_inputs(high, low)
+    r = np.sqrt(_F(-2.0) * log_f32(u))
+    z = a * a
+    s = a + a * z * (_F(-1.6666654611e-1) + z * (_F(8.3321608736e-3) + z * _F(-1.9515295891e-4)))
+    c = (_F(1.0) - _F(0.5) * z) + z * z * (
+        _F(4.166664568298827e-2) + z * (_F(-1.388731625493765e-3) + z * _F(2.443315711809948e-5))
+    )
+    return rotated(r, c, s, quadrant)
 
 
 @njit(inline="always", error_model="numpy", cache=True)
@@ -173,22 +196,29 @@ def normal_pair(key, counter):
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def normal_pairs_into(key, first, z_first, z_second, high, low):
-    """z_first[k], z_second[k] = normal_pair(key, first + k) for k < len(z_first) (float32);
-    high, low: uint32 scratch of at least that length.
-
-    Two loops, so that each vectorises on its own: the 64-bit hashes (the counter's product with
-    golden as a running sum: the same bits mod 2^64), then float32 Box-Muller on 32-bit lanes only.
-    One loop mixing 64-bit and float32 lanes runs at half speed (LLVM splits it into 512-bit
-    integer and 256-bit float vectors, and 512-bit vectors close one of the two float ports).
-    """
-    n = z_first.shape[0]
+def hash_block(key, first, n, high, low):
+    """high[k], low[k] = the high and low 32 bits of hash64(key, first + k) for k < n (uint32): the
+    counter's product with golden as a running sum (the same bits mod 2^64), in 64-bit lanes."""
     z = key + first * _GOLDEN_U
     for k in range(n):
         h = mix64(z)
         high[k] = np.uint32(h >> _S32)
         low[k] = np.uint32(h & _LOW32)
         z += _GOLDEN_U
+
+
+@njit(inline="always", error_model="numpy", cache=True)
+def normal_pairs_into(key, first, z_first, z_second, high, low):
+    """z_first[k], z_second[k] = normal_pair(key, first + k) for k < len(z_first) (float32);
+    high, low: uint32 scratch of at least that length.
+
+    Two loops, so that each vectorises on its own: the 64-bit hashes (``hash_block``), then float32
+    Box-Muller on 32-bit lanes only. One loop mixing 64-bit and float32 lanes runs at half speed
+    (LLVM splits it into 512-bit integer and 256-bit float vectors, and 512-bit vectors close one
+    of the two float ports).
+    """
+    n = z_first.shape[0]
+    hash_block(key, first, n, high, low)
     for k in range(n):
         z_first[k], z_second[k] = normal_pair_from_bits(high[k], low[k])
 

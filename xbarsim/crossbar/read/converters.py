@@ -92,13 +92,14 @@ def peak_bits(x, row, start, n):
 
 
 @njit(inline="always", error_model="numpy", cache=True)
-def dac_row(x, x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq, row, scale, sq, squares):
+def dac_row(x, x_row, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, row, scale, sq, squares):
     """DAC input vector x[x_row] (x: 2-D float32), block by block, into row ``row`` of the outputs.
 
-    Writes xq[row] (n_in,) normalized inputs, scale[row] (P,) the bound each block was divided by
-    (so x ~ xq * scale), if want_sq sq[row] (P,) the squared norm of each block of xq
-    (``lanesum``), and if want_squares squares[row] = xq[row] * xq[row]. xq is C-contiguous and
-    not x (LLVM checks the two for overlap, and would run scalar code).
+    Writes xq[row] in the layout of ``blas.BlockLayout``: block p's normalized inputs from column
+    xq_edges[p] on, zeros after them up to xq_edges[p + 1]; scale[row] (P,) the bound each block
+    was divided by (so x ~ xq * scale), if want_sq sq[row] (P,) the squared norm of each block of
+    xq (``lanesum``), and if want_squares squares[row] = xq[row] * xq[row] (same layout). xq is
+    C-contiguous and not x (LLVM checks the two for overlap, and would run scalar code).
     Returns the number of blocks holding NaN or Inf (the caller refuses them).
     """
     one = _F(1.0)
@@ -107,6 +108,7 @@ def dac_row(x, x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq
     bad = 0
     for p in range(row_edges.shape[0] - 1):
         r0 = np.uint64(row_edges[p])
+        c0 = np.uint64(xq_edges[p])
         n = row_edges[p + 1] - row_edges[p]
         peak = peak_bits(x, x_row, r0, n)
         bad += peak >= _INF_BITS
@@ -117,20 +119,22 @@ def dac_row(x, x_row, row_edges, mode, bounds, levels, want_sq, want_squares, xq
             s = _f32_from_bits(peak)
         if mode == DAC_NONE:
             for i in range(n):
-                xq[row, r0 + np.uint64(i)] = x[x_row, r0 + np.uint64(i)]
+                xq[row, c0 + np.uint64(i)] = x[x_row, r0 + np.uint64(i)]
         elif levels > 0:
             for i in range(n):
-                xq[row, r0 + np.uint64(i)] = quantize(x[x_row, r0 + np.uint64(i)] / s, one, to_int, step)
+                xq[row, c0 + np.uint64(i)] = quantize(x[x_row, r0 + np.uint64(i)] / s, one, to_int, step)
         else:
             for i in range(n):
-                xq[row, r0 + np.uint64(i)] = clip(x[x_row, r0 + np.uint64(i)] / s, one)
+                xq[row, c0 + np.uint64(i)] = clip(x[x_row, r0 + np.uint64(i)] / s, one)
+        for i in range(n, xq_edges[p + 1] - xq_edges[p]):
+            xq[row, c0 + np.uint64(i)] = 0.0
         scale[row, p] = s
         if want_squares:
-            for i in range(n):
-                v = xq[row, r0 + np.uint64(i)]
-                squares[row, r0 + np.uint64(i)] = v * v
+            for i in range(xq_edges[p + 1] - xq_edges[p]):
+                v = xq[row, c0 + np.uint64(i)]
+                squares[row, c0 + np.uint64(i)] = v * v
         if want_sq:
-            sq[row, p] = sum_of_squares_by_lane(xq, row, row_edges[p], row_edges[p + 1])
+            sq[row, p] = sum_of_squares_by_lane(xq, row, xq_edges[p], xq_edges[p] + n)
     return bad
 
 
@@ -143,13 +147,13 @@ def count_nonfinite_rows(x):
     return bad
 
 
-def _dac_into(x, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
-    """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, n_in),
-    scale and sq (>= B, P), squares (>= B, n_in) when want_squares (else any (1, n_in) array).
+def _dac_into(x, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
+    """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, xq_edges[-1]),
+    scale and sq (>= B, P), squares (like xq) when want_squares (else any (1, width) array).
     Rows from B on are left as they are. Returns the number of blocks holding NaN or Inf."""
     bad = 0
     for b in prange(x.shape[0]):
-        bad += dac_row(x, b, row_edges, mode, bounds, levels, want_sq, want_squares, xq, b, scale, sq, squares)
+        bad += dac_row(x, b, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, b, scale, sq, squares)
     return bad
 
 

@@ -11,16 +11,24 @@ from . import converters, patches
 _pool = {"started": False}
 
 
+def _dac_arguments(plan, bounds: np.ndarray, want_sq: bool, want_squares: bool, buffers) -> tuple:
+    """The arguments of ``converters.dac_row`` after the input: a read's plan (``readout.ReadPlan``)
+    and buffers (``readout.ReadBuffers``)."""
+    return (plan.blocks.row_edges, plan.blocks.edges, plan.dac_mode, bounds, plan.dac_levels, want_sq, want_squares,
+            buffers.xq, buffers.dac_scale, buffers.sq, buffers.squares)  # fmt: skip
+
+
 class InputRows:
-    """The input vectors of ``TileArray._mvm``: rows x (B, n_in) float32. ``dac(parallel, ...)``
-    fills the DAC outputs (``converters.dac_into_*``); ``rows(indices)`` gives some raw rows again
+    """The input vectors of ``TileArray._mvm``: rows x (B, n_in) float32. ``dac(parallel, plan,
+    bounds, want_sq, want_squares, buffers)`` fills the DAC outputs (``converters.dac_into_*``) and
+    returns the number of blocks holding NaN or Inf; ``rows(indices)`` gives some raw rows again
     (for bound-management re-reads)."""
 
     def __init__(self, x: np.ndarray):
         self.x = x
 
-    def dac(self, parallel: bool, *args):
-        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(self.x, *args)
+    def dac(self, parallel: bool, *args) -> int:
+        return (converters.dac_into_parallel if parallel else converters.dac_into_serial)(self.x, *_dac_arguments(*args))
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.x[indices])
@@ -32,12 +40,12 @@ class PatchRows:
     def __init__(self, x_nhwc: np.ndarray, geometry: tuple, ones: int):
         self.x_nhwc, self.geometry, self.ones = x_nhwc, geometry, ones
 
-    def dac(self, parallel: bool, *args):
+    def dac(self, parallel: bool, *args) -> int:
         if not _pool["started"]:  # the patch kernels' get_thread_id() needs it, even when they run serially
             numba.get_num_threads()
             _pool["started"] = True
         kernel_fn = patches.dac_patches_into_parallel if parallel else patches.dac_patches_into_serial
-        return kernel_fn(self.x_nhwc, *self.geometry, *args)
+        return kernel_fn(self.x_nhwc, *self.geometry, *_dac_arguments(*args))
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         kernel, stride, padding, dilation, out_size, first_channel, channels, ones, _ = self.geometry

@@ -54,10 +54,10 @@ def gather_patch(x, flat, r, kernel, stride, padding, dilation, out_size, first_
 
 
 def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
-                      row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
+                      row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
     """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
     stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
-    xq (>= B * out_h * out_w, n_in) (``converters.dac_row``; not in place: LLVM would find the
+    xq (>= B * out_h * out_w, xq_edges[-1]) (``converters.dac_row``; not in place: LLVM would find the
     arrays overlapping and give up vectorising). Returns the number of blocks with NaN or Inf."""
     n_rows = x.shape[0] * out_size[0] * out_size[1]
     patch = kernel[0] * kernel[1] * channels
@@ -68,7 +68,7 @@ def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_chan
         gather_patch(x, flat, r, kernel, stride, padding, dilation, out_size, first_channel, channels, scratch, thread)
         for t in range(ones):
             scratch[thread, patch + t] = 1.0
-        bad += dac_row(scratch, thread, row_edges, mode, bounds, levels, want_sq, want_squares, xq, r, scale, sq, squares)
+        bad += dac_row(scratch, thread, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, r, scale, sq, squares)
     return bad
 
 

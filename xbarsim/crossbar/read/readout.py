@@ -1,8 +1,8 @@
 """One read of a TileArray's crossbars: the pipeline from input vectors to outputs.
 
-DAC (``inputs.dac``) -> block products (BLAS, ``kernels.block_products``) -> read noise and ADC,
+DAC (``inputs.dac``) -> block products (BLAS, ``blas.block_products``) -> read noise and ADC,
 accumulated over row blocks (``kernels.noisy_adc_accumulate_*``) -> with iterative bound
-management, the re-reads of saturated tiles. A chip without converters or noise (``g_direct``)
+management, the re-reads of saturated tiles (``rereads``). A chip without converters or noise (``g_direct``)
 reads with one GEMM per row block and nothing else. Work buffers come from ``workspace``, and
 the config is looked up once (``ReadPlan``): at batch 1 the Python around the kernels costs as
 much as they do.
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import converters, kernels, workspace
+from . import blas, converters, kernels, workspace
 from ..laws import rng
 from .. import threads
 from .inputs import InputRows
+from .rereads import reread_saturated
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ReadPlan:
     n_out: int
     n_p: int
     n_q: int
+    blocks: blas.BlockLayout  # where each row block's inputs sit in the DAC's output (zero-padded for BLAS)
     dac_mode: int
     dac_levels: int
     adc_levels: int
@@ -47,128 +49,109 @@ class ReadPlan:
             return cached[1]
         tile_cfg, grid = tiles.cfg.tile, tiles.grid
         converter_free = tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none" and tile_cfg.out_noise == 0
-        plan = cls(grid.n_in, grid.n_out, *grid.shape, converters.dac_mode(tile_cfg.dac), tile_cfg.dac.levels,
-                   tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
+        plan = cls(grid.n_in, grid.n_out, *grid.shape, blas.layout(grid.row_edges), converters.dac_mode(tile_cfg.dac),
+                   tile_cfg.dac.levels, tile_cfg.adc.levels, tile_cfg.adc.range != "none", np.float32(tile_cfg.out_noise**2),
                    tile_cfg.bound_management == "iterative", np.float32(converters.bm_max_reduction(tile_cfg)), converter_free,
                    max(grid.n_in, grid.n_out))  # fmt: skip
         tiles._read_plan = (tiles.cfg, plan)
         return plan
 
 
+@dataclass(frozen=True)
+class ReadBuffers:
+    """A read's work arrays, float32 in converter units unless said (views of this thread's
+    ``workspace``, valid until its next read of the same shapes)."""
+
+    xq: np.ndarray  # (B, width) the DAC's outputs, in the row blocks' ``blas.BlockLayout``
+    squares: np.ndarray  # (B, width) xq * xq for VAR_MATRIX, else a placeholder
+    dac_scale: np.ndarray  # (B, P) the bound each vector's block was divided by (x ~ xq * dac_scale)
+    sq: np.ndarray  # (B, P) squared norm of each block of xq (VAR_CONSTANT)
+    y: np.ndarray  # (P, B, n_out) the block products
+    var: np.ndarray  # (P, B, n_out) their read variances for VAR_MATRIX, else a placeholder
+    z: np.ndarray  # (2 B ceil(n_out / 2),) the noise pass's normals
+    bits: np.ndarray  # the same, uint32: the hashes they are made from
+    saturated: np.ndarray | None  # (B, P, Q) int8: tiles whose read exceeded an ADC bound; None without bound management
+    adc: np.ndarray | None  # (P, B, n_out) the ADC outputs, for bound management's re-reads; None without it
+
+
 def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
     """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
-    ``inputs.dac(parallel, row_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq,
-    squares)`` fills the DAC outputs; ``record``: show the products to ``tiles.recorder``."""
+    ``inputs.dac(parallel, plan, bounds, want_sq, want_squares, buffers)`` fills the DAC outputs
+    (``InputRows``, ``PatchRows``); ``record``: show the products to ``tiles.recorder``."""
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
-        return _direct(tiles, inputs.x), 0
+        return _direct(tiles, plan, inputs.x), 0
     row_edges = tiles.grid.row_edges
     parallel = threads.use_parallel(n_batch * plan.width)
     per_device = tiles.read_sigma_t is not None
     var_mode = kernels.VAR_NONE
     if not per_device:
         var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
-    xq, squares, dac_scale, sq, y, var, z, bits, saturated = _work_arrays(plan, n_batch, var_mode)
-    bad = inputs.dac(parallel, row_edges, plan.dac_mode, tiles.dac_bounds, plan.dac_levels, var_mode == kernels.VAR_CONSTANT,
-                     var_mode == kernels.VAR_MATRIX, xq, dac_scale, sq, squares)  # fmt: skip
+    buffers = _work_arrays(plan, n_batch, var_mode)
+    bad = inputs.dac(parallel, plan, tiles.dac_bounds, var_mode == kernels.VAR_CONSTANT, var_mode == kernels.VAR_MATRIX, buffers)
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
     out = np.empty((n_batch, plan.n_out), np.float32)
-    kernels.block_products(xq, tiles.gdiff_t, row_edges, y)
+    y = buffers.y
+    blas.block_products(buffers.xq, tiles.gdiff_rows, plan.blocks, y)
     # (y now holds the ideal block products: a correction of them belongs here, before the noise)
     if record:
         tiles.recorder.partials(tiles, y)
 
     if per_device:
         add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-        add_noise(y, xq, n_batch, row_edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)
+        add_noise(y, buffers.xq, n_batch, row_edges, plan.blocks.edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE],
+                  first_vector)  # fmt: skip
         keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
     else:
         keys = keys_by_purpose[rng.PURPOSE_READ]
         if var_mode == kernels.VAR_MATRIX:
-            kernels.block_products(squares, tiles.read_var_t, row_edges, var)
+            blas.block_products(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var)
     noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
 
     bound, to_int, step = tiles._adc_columns
-    bm = saturated is not None
-    if bm:
-        saturated[:] = 0
+    bm = buffers.saturated is not None
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
     finish(
-        y, var_mode, var, sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
-        plan.adc_levels, plan.adc_clip, bound, to_int, step, dac_scale, tiles.out_scales, z, bits, out,
-        tiles._col_block if bm else None, saturated,
+        y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
+        plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
+        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
     )  # fmt: skip
-    rereads = 0
-    if bm:
-        rereads = _reread_saturated(tiles, plan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out)
+    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
     return out, rereads
 
 
-def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> tuple:
-    """(xq, squares, dac_scale, sq, y, var, z, bits, saturated): a read's work arrays in this thread's
-    ``workspace``, the same views again for the same shapes (at batch 1, asking the workspace
-    for each of them cost ~1 us apiece). squares and var are placeholders unless var_mode is
-    VAR_MATRIX; saturated is None without bound management."""
-    key = (plan.n_in, plan.n_out, plan.n_p, plan.n_q, n_batch, var_mode, plan.bound_management)
+def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> ReadBuffers:
+    """A read's ``ReadBuffers`` in this thread's ``workspace``, the same views again for the same
+    shapes (at batch 1, asking the workspace for each of them cost ~1 us apiece)."""
+    key = (plan.n_in, plan.n_out, plan.n_p, plan.n_q, plan.blocks.width, n_batch, var_mode, plan.bound_management)
     arrays = workspace.views(key)
     if arrays is not None:
         return arrays
-    n_in, n_out, n_p = plan.n_in, plan.n_out, plan.n_p
+    n_out, n_p, width = plan.n_out, plan.n_p, plan.blocks.width
     matrix = var_mode == kernels.VAR_MATRIX
-    xq = workspace.buffer("xq", (n_batch, n_in))
-    squares = workspace.buffer("squares", (n_batch, n_in)) if matrix else xq[:1]
+    xq = workspace.buffer("xq", (n_batch, width))
     # the products go to their own buffer even for one row block: with y aliasing out, LLVM cannot
     # vectorise the noise/ADC pass (measured: 512x512 batch 256, 8-bit + additive noise, 0.43x -> 0.5-0.6x)
     y = workspace.buffer("y", (n_p, n_batch, n_out))
     draws = n_batch * 2 * ((n_out + 1) // 2)  # the noise pass's normals: a pair per two outputs of a vector
-    arrays = (
-        xq, squares, workspace.buffer("dac_scale", (n_batch, n_p)), workspace.buffer("sq", (n_batch, n_p)), y,
-        workspace.buffer("var", y.shape) if matrix else y[:0], workspace.buffer("z", (draws,)),
-        workspace.buffer("bits", (draws,), np.uint32),
+    buffers = ReadBuffers(
+        xq, workspace.buffer("squares", (n_batch, width)) if matrix else xq[:1], workspace.buffer("dac_scale", (n_batch, n_p)),
+        workspace.buffer("sq", (n_batch, n_p)), y, workspace.buffer("var", y.shape) if matrix else y[:0],
+        workspace.buffer("z", (draws,)), workspace.buffer("bits", (draws,), np.uint32),
         workspace.buffer("saturated", (n_batch, n_p, plan.n_q), np.int8) if plan.bound_management else None,
+        workspace.buffer("adc", y.shape) if plan.bound_management else None,
     )  # fmt: skip
-    return workspace.keep(key, arrays)
+    return workspace.keep(key, buffers)
 
 
-def _direct(tiles, x: np.ndarray) -> np.ndarray:
+def _direct(tiles, plan: ReadPlan, x: np.ndarray) -> np.ndarray:
     """A chip without converters or noise: sum over row blocks p, in order, of
     x[:, block p] @ g_direct[block p] (the output scales are in g_direct). One GEMM per block,
-    not one over all inputs: OpenBLAS's bits depend on its thread count when a reduction is long."""
+    not one over all inputs, each within BLAS's rule (``blas``)."""
     bad = converters.count_nonfinite_rows(x)
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector(s))")
-    row_edges, g = tiles.grid.row_edges, tiles.g_direct
-    first = int(row_edges[1])
-    out = np.matmul(x[:, :first], g[:first])
-    if len(row_edges) > 2:
-        partial = workspace.buffer("y", out.shape)
-        for r0, r1 in zip(row_edges[1:-1].tolist(), row_edges[2:].tolist()):
-            out += np.matmul(x[:, r0:r1], g[r0:r1], out=partial)
-    return out
-
-
-def _reread_saturated(tiles, plan: ReadPlan, inputs, saturated, first_vector, keys_by_purpose, dac_scale, var_mode, y, out) -> int:
-    """Bound management: read the saturated vectors' tiles again at reduced input scale
-    (``kernels.bound_managed_rereads_*``); returns the number of tile re-reads."""
-    vectors = np.flatnonzero(saturated.reshape(len(saturated), -1).any(axis=1))
-    if len(vectors) == 0:
-        return 0
-    grid = tiles.grid
-    per_device = tiles.read_sigma_t is not None
-    sigma_pos, sigma_neg = tiles.read_sigma_t if per_device else (tiles.gdiff_t[:1], tiles.gdiff_t[:1])
-    var_t = tiles.read_var_t if tiles.read_var_t is not None else tiles.gdiff_t[:1]
-    bound, to_int, step = tiles._adc_columns
-    rereads = np.zeros(len(vectors), np.int64)
-    parallel = threads.use_parallel(len(vectors) * plan.n_out)
-    kernel_fn = kernels.bound_managed_rereads_parallel if parallel else kernels.bound_managed_rereads_serial
-    kernel_fn(
-        vectors, inputs.rows(vectors), first_vector, grid.row_edges, grid.col_edges,
-        plan.dac_mode, tiles.dac_bounds, plan.dac_levels, dac_scale, tiles.gdiff_t,
-        var_mode, var_t, tiles.read_var_const, per_device, sigma_pos, sigma_neg, plan.out_var,
-        keys_by_purpose[rng.PURPOSE_BM_READ], keys_by_purpose[rng.PURPOSE_BM_DEVICE],
-        plan.adc_levels, bound, to_int, step, tiles.out_scales, plan.bm_max_reduction, saturated, y, out, rereads,
-    )  # fmt: skip
-    return int(rereads.sum())
+    return blas.summed_block_products(blas.widen(x, plan.blocks), tiles.g_direct_rows, plan.blocks)

@@ -1,0 +1,147 @@
+"""BLAS products whose bits do not depend on BLAS's thread count (read/blas.py, docs/determinism.md)."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from xbarsim.crossbar.read import blas
+
+RULE = blas.rule()
+known = pytest.mark.skipif(not RULE.known, reason=f"no BLAS rule for this BLAS ({RULE.core})")
+
+
+def _bits(func, threads: int) -> np.ndarray:
+    with threadpool_limits(threads, user_api="blas"):
+        return func().view(np.uint32)
+
+
+def _cuts(k: int, threaded: bool) -> list[int]:
+    """OpenBLAS's pieces of a GEMM over k (driver/level3/level3.c and level3_thread.c)."""
+    cuts, done = [], 0
+    q, unroll = RULE.whole_k, RULE.k_multiple // 2
+    while done < k:
+        left = k - done
+        if left >= 2 * q:
+            left = q
+        elif left > q:
+            left = (left + 1) // 2 if threaded else -(-(left // 2) // unroll) * unroll
+        cuts.append(left)
+        done += left
+    return cuts
+
+
+@known
+@pytest.mark.parametrize("m, n", [(1, 600), (8, 600), (64, 64), (512, 64)])
+def test_every_k_up_to_1024_gives_the_same_bits_on_one_and_two_threads(m, n):
+    """A row block of K rows read by ``block_products``, as the read path does. Each shape is large
+    enough for OpenBLAS to use both threads over most of the range (at M = 1, gemv would from
+    K = 768 on: n * K >= 460800)."""
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, 1024)).astype(np.float32)
+    b = blas.with_tail(rng.standard_normal((1024, n)).astype(np.float32), RULE.k_multiple)
+    out = np.empty((1, m, n), np.float32)
+    differ = []
+    for k in range(1, 1025):
+        blocks = blas.layout(np.array([0, k]))
+        x = blas.widen(np.ascontiguousarray(a[:, :k]), blocks)
+        one, two = (_bits(lambda: (blas.block_products(x, b, blocks, out), out.copy())[1], t) for t in (1, 2))
+        if not np.array_equal(one, two):
+            differ.append(k)
+    assert differ == []
+
+
+@known
+def test_the_padding_is_needed_where_the_source_says_the_cuts_differ():
+    """NumPy's plain GEMM changes bits between 1 and 2 threads exactly where the one-thread and the
+    threaded driver cut K differently (the rule ``blas`` follows), and nowhere else."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((64, 1024)).astype(np.float32)
+    b = rng.standard_normal((1024, 64)).astype(np.float32)
+    predicted = [k for k in range(1, 1025) if _cuts(k, False) != _cuts(k, True)]
+    differ = [k for k in range(1, 1025) if not np.array_equal(*(_bits(lambda: a[:, :k] @ b[:k], t) for t in (1, 2)))]
+    assert differ == predicted and len(predicted) > 100
+    assert all(_cuts(RULE.padded_k(k), False) == _cuts(RULE.padded_k(k), True) for k in range(1, 4097))
+
+
+@known
+@pytest.mark.parametrize("m, n", [(1, 2000), (3000, 1), (1, 1)])
+def test_matrix_vector_products_too_large_for_one_thread_are_cut(m, n):
+    rng = np.random.default_rng(2)
+    k = 400
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    assert np.array_equal(*(_bits(lambda: blas.matmul(a, b), threads) for threads in (1, 2)))
+    plain = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(blas.matmul(a, b), plain, rtol=1e-4, atol=1e-3)
+
+
+def test_layout_pads_long_blocks_and_keeps_short_ones():
+    edges = np.array([0, 461, 922, 1382, 1843, 2304])  # a 3x3x256 convolution on 512-row tiles
+    layout = blas.layout(edges)
+    padded = [RULE.padded_k(k) for k in np.diff(edges)]
+    assert np.array_equal(np.diff(layout.edges), padded)
+    assert layout.tail == max(0, 1843 + padded[-1] - 2304)
+    short = blas.layout(np.array([0, 100, 200]))
+    assert not short.padded and short.tail == 0 and np.array_equal(short.edges, [0, 100, 200])
+
+
+def test_block_products_equal_float64_products_and_ignore_the_padding():
+    rng = np.random.default_rng(3)
+    edges = np.array([0, 461, 922, 1382])
+    layout = blas.layout(edges)
+    x = rng.standard_normal((5, 1382)).astype(np.float32)
+    g = rng.standard_normal((1382, 70)).astype(np.float32)
+    wide = blas.widen(x, layout)
+    wide_garbage = wide.copy()
+    y = np.empty((3, 5, 70), np.float32)
+    blas.block_products(wide, blas.with_tail(g, layout.tail), layout, y)
+    for p in range(3):
+        r0, r1 = edges[p], edges[p + 1]
+        np.testing.assert_allclose(y[p], x[:, r0:r1].astype(np.float64) @ g[r0:r1], rtol=1e-4, atol=1e-4)
+    # whatever the rows past a block hold, zero inputs meet them
+    g_other = blas.with_tail(g, layout.tail)
+    g_other[1382:] = 7.0
+    y2 = np.empty_like(y)
+    blas.block_products(wide_garbage, g_other, layout, y2)
+    assert np.array_equal(y, y2)
+
+
+# ------------------------------------------------------------------ the read path on padded row blocks
+PADDED_PATHS = {
+    "pcm (variance GEMM)": {},
+    "additive": {"device.read_noise": {"kind": "additive", "sigma": 0.5}},
+    "per device": {"tile.read_noise_path": "per_device"},
+    "bound management": {"tile.bound_management": "iterative", "tile.adc.bound": 1.0},
+    "converter-free": {"tile.dac": {"bits": None, "range": "none"}, "tile.adc": {"bits": None, "range": "none"},
+                       "tile.out_noise": 0.0, "device.read_noise": {"kind": "none"}},
+}  # fmt: skip
+
+
+def _padded_tiles(path: str):
+    from xbarsim.config import ChipConfig
+    from xbarsim.crossbar.tile import TileArray
+
+    cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 470, "tile.cols": 100, **PADDED_PATHS[path]})
+    w = (np.random.default_rng(4).standard_normal((150, 930)) / 30).astype(np.float32)
+    tiles = TileArray.from_weights(w, cfg, seed=5)  # two row blocks of 465 rows
+    tiles.drift(3600.0)
+    return tiles
+
+
+@pytest.mark.parametrize("path", PADDED_PATHS)
+@pytest.mark.parametrize("n_batch", [1, 70])
+def test_padded_row_blocks_equal_the_reference_and_do_not_depend_on_blas_threads(path, n_batch):
+    from xbarsim.crossbar.truth import reference
+
+    x = np.random.default_rng(6).standard_normal((n_batch, 930)).astype(np.float32)
+    outputs = []
+    for threads in (1, 2):
+        tiles = _padded_tiles(path)
+        expected = reference.mvm(tiles, x, first_vector=0)
+        with threadpool_limits(threads, user_api="blas"):
+            outputs.append(tiles.mvm(x))
+        assert np.array_equal(outputs[-1], expected)
+    assert np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32))
+    if RULE.known:
+        assert blas.layout(tiles.grid.row_edges).padded
+    assert (tiles.g_direct is not None) == (path == "converter-free") and (tiles.bm_rereads > 0) == (path == "bound management")

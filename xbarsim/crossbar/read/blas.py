@@ -1,0 +1,188 @@
+"""The read path's BLAS products, kept inside the rule under which their bits do not depend on
+BLAS's thread count (docs/determinism.md, "BLAS and threads").
+
+NumPy's BLAS is OpenBLAS. The rule, from its source (0.3.2x-0.3.3x; ``driver/level3``,
+``interface/gemv.c``, ``param.h``):
+
+- **GEMM** (M >= 2 rows and N >= 2 columns). A product is summed over K in pieces of at most
+  GEMM_Q, each piece's sum added into C in float32. A remainder r with GEMM_Q < r < 2 GEMM_Q is
+  cut in two: at ``round_up(r // 2, GEMM_UNROLL_M)`` by the one-thread driver (``level3.c``) and
+  at ``(r + 1) // 2`` by the threaded one (``level3_thread.c``). Where the cuts differ, so do the
+  bits (K = 449-478, 481-510, ...: on the development machine's SkylakeX core, GEMM_Q = 448 and
+  GEMM_UNROLL_M = 16). Threads split M and N, never K, so a K of at most GEMM_Q, or a multiple of
+  2 GEMM_UNROLL_M (GEMM_Q is one too), is summed alike on any thread count. Longer row blocks are
+  padded up to such a K with zero inputs (``BlockLayout``): a zero input adds an exact 0.
+- **Matrix-vector products** (M = 1 or N = 1: NumPy calls gemv). OpenBLAS runs them on several
+  threads from 115200 * GEMM_MULTITHREAD_THRESHOLD (4) matrix entries on, each thread taking a
+  range of outputs whose last 1-3 are summed by other code; below that size they run on one
+  thread. ``product`` cuts larger ones into calls below that size.
+
+``tests/test_blas.py`` checks every K from 1 to 1024 at M = 1, 8, 64 and 512 on 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which products NumPy's BLAS sums alike on any thread count."""
+
+    core: str  # OpenBLAS's kernel family ("unknown" for another BLAS or a core not in ``CORES``)
+    whole_k: int  # a GEMM's K up to this is summed in one piece (GEMM_Q)
+    k_multiple: int  # a longer K must be a multiple of this (2 * GEMM_UNROLL_M)
+    gemv_entries: int  # a matrix-vector product with fewer matrix entries runs on one thread
+
+    @property
+    def known(self) -> bool:
+        return self.core != "unknown"
+
+    def padded_k(self, k: int) -> int:
+        """The K a GEMM over k rows is padded to: k itself, or the next multiple of k_multiple."""
+        return k if k <= self.whole_k else -(-k // self.k_multiple) * self.k_multiple
+
+
+# OpenBLAS's x86-64 float32 GEMM blocking (param.h: SGEMM_DEFAULT_Q, 2 * SGEMM_DEFAULT_UNROLL_M)
+CORES = {"skylakex": (448, 32), "cooperlake": (320, 32), "sapphirerapids": (320, 32), "haswell": (320, 16), "zen": (320, 16)}
+GEMV_ENTRIES = 115200 * 4  # interface/gemv.c, with OpenBLAS's default GEMM_MULTITHREAD_THRESHOLD
+
+
+@functools.cache
+def rule() -> Rule:
+    """The rule of the BLAS NumPy uses in this process. For another BLAS, or an OpenBLAS core
+    whose blocking is not in ``CORES``, nothing is padded and thread-count independence is not
+    promised (docs/determinism.md)."""
+    from threadpoolctl import threadpool_info
+
+    numpy_home = Path(np.__file__).resolve().parent
+    libraries = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    # NumPy's own copy (numpy.libs/ beside the package, or inside it), not another package's
+    ours = [info for info in libraries if _is_numpys(Path(info.get("filepath", "")).resolve(), numpy_home)]
+    for info in ours or libraries:
+        core = str(info.get("architecture") or "").lower()
+        if info.get("internal_api") == "openblas" and core in CORES:
+            whole_k, multiple = CORES[core]
+            return Rule(core, whole_k, multiple, GEMV_ENTRIES)
+    return Rule("unknown", _NEVER, 1, _NEVER)
+
+
+_NEVER = 1 << 62
+
+
+def _is_numpys(library: Path, numpy_home: Path) -> bool:
+    return library.parent.name == "numpy.libs" or numpy_home in library.parents
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Where each row block's inputs sit in a read's input buffer ``xq`` (B, width): block p in
+    columns ``edges[p]`` .. ``edges[p] + rows_p`` and zeros after it up to ``edges[p + 1]`` (its
+    padded K). Its product multiplies those columns with the matrix rows ``row_edges[p]`` ..
+    ``row_edges[p] + edges[p + 1] - edges[p]``: the rows past the block meet zero inputs, and a
+    matrix needs ``tail`` zero rows after its last one for the last block (``with_tail``)."""
+
+    row_edges: np.ndarray  # (P+1,) int64: the blocks' rows in the matrix
+    edges: np.ndarray  # (P+1,) int64: the blocks' columns in xq
+    tail: int
+
+    @property
+    def width(self) -> int:
+        return int(self.edges[-1])
+
+    @property
+    def padded(self) -> bool:
+        """Whether any block has zero columns (else xq's columns are the matrix's rows)."""
+        return self.width != int(self.row_edges[-1])
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(edges: tuple[int, ...]) -> BlockLayout:
+    row_edges = np.asarray(edges, np.int64)
+    padded = np.array([rule().padded_k(int(k)) for k in np.diff(row_edges)], np.int64)
+    tail = max(0, int((row_edges[:-1] + padded).max()) - int(row_edges[-1]))
+    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail)
+
+
+def layout(row_edges: np.ndarray) -> BlockLayout:
+    """The layout of a grid's row blocks under this process's ``rule``."""
+    return _layout(tuple(int(e) for e in row_edges))
+
+
+def with_tail(matrix: np.ndarray, tail: int) -> np.ndarray:
+    """(rows + tail, cols) float32 C-contiguous: ``matrix``, then ``tail`` zero rows (the storage
+    whose first rows are the matrix, as ``block_products`` reads it)."""
+    out = np.empty((matrix.shape[0] + tail, matrix.shape[1]), np.float32)
+    out[: matrix.shape[0]] = matrix
+    out[matrix.shape[0] :] = 0.0
+    return out
+
+
+def product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ b (float32), a (M, K), b (K, N), out (M, N) C-contiguous, K allowed by ``rule``.
+    A matrix-vector product too large for one thread is cut into calls that are not."""
+    n_rows, k = a.shape
+    n_cols = b.shape[1]
+    limit = rule().gemv_entries
+    if n_rows == 1 and n_cols > 1 and n_cols * k >= limit:
+        for c0, c1 in _parts(n_cols, k, limit):
+            np.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
+    elif n_cols == 1 and n_rows > 1 and n_rows * k >= limit:
+        for r0, r1 in _parts(n_rows, k, limit):
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+    else:
+        np.matmul(a, b, out=out)
+
+
+def _parts(n: int, k: int, limit: int) -> list[tuple[int, int]]:
+    """Balanced parts of n outputs, each with fewer than ``limit`` / k of them and at least 2
+    (one would make NumPy call a dot product instead)."""
+    parts = -(-n // max(2, (limit - 1) // k))
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def block_products(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out: np.ndarray) -> None:
+    """out[p] = xq[:, block p's columns] @ matrix[block p's rows] for every row block p, one BLAS
+    call each. xq (B, >= blocks.width) in ``blocks``' layout; matrix (n_in + blocks.tail, n_out)
+    from ``with_tail``; out (P, B, n_out)."""
+    edges, row_edges = blocks.edges, blocks.row_edges
+    for p in range(len(edges) - 1):
+        e0, e1, r0 = int(edges[p]), int(edges[p + 1]), int(row_edges[p])
+        product(xq[:, e0:e1], matrix[r0 : r0 + e1 - e0], out[p])
+
+
+def widen(x: np.ndarray, blocks: BlockLayout) -> np.ndarray:
+    """x (B, n_in) in ``blocks``' layout (B, width), zeros in the padding; x itself when unpadded."""
+    if not blocks.padded:
+        return x
+    wide = np.zeros((x.shape[0], blocks.width), np.float32)
+    for p in range(len(blocks.edges) - 1):
+        r0, r1, e0 = int(blocks.row_edges[p]), int(blocks.row_edges[p + 1]), int(blocks.edges[p])
+        wide[:, e0 : e0 + r1 - r0] = x[:, r0:r1]
+    return wide
+
+
+def summed_block_products(x_wide: np.ndarray, matrix: np.ndarray, blocks: BlockLayout) -> np.ndarray:
+    """(B, n_out) float32: the sum over row blocks p, in order, of x_wide's block p @ matrix's
+    block p (``block_products``: x_wide in ``blocks``' layout, matrix from ``with_tail``)."""
+    edges, row_edges = blocks.edges, blocks.row_edges
+    out = np.empty((x_wide.shape[0], matrix.shape[1]), np.float32)
+    partial = np.empty_like(out) if len(edges) > 2 else out
+    for p in range(len(edges) - 1):
+        e0, e1, r0 = int(edges[p]), int(edges[p + 1]), int(row_edges[p])
+        product(x_wide[:, e0:e1], matrix[r0 : r0 + e1 - e0], out if p == 0 else partial)
+        if p > 0:
+            out += partial
+    return out
+
+
+def matmul(x: np.ndarray, w_t: np.ndarray, row_edges: np.ndarray | None = None) -> np.ndarray:
+    """x (B, K) @ w_t (K, N) float32 as ``summed_block_products`` makes it over the row blocks of
+    ``row_edges`` (one block when None): copies both into the blocks' layout first."""
+    blocks = layout(np.array([0, x.shape[1]]) if row_edges is None else row_edges)
+    return summed_block_products(widen(np.ascontiguousarray(x, np.float32), blocks), with_tail(w_t, blocks.tail), blocks)
