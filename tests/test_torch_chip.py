@@ -103,7 +103,7 @@ def test_loading_onto_the_torch_backend(lenet_files):
     x = x[:4]
     cpu = load_chip(lenet_files / "chip.h5")
     gpu = load_chip(lenet_files / "chip.h5", backend="torch")
-    assert gpu.chip.backend.name == "torch" and isinstance(next(gpu.chip.matrices()).tiles.g_prog, torch.Tensor)
+    assert gpu.chip.backend.name == "torch" and isinstance(next(gpu.chip.matrices()).tiles.gdiff_t, torch.Tensor)
     with torch.no_grad():
         assert torch.allclose(gpu(x), cpu(x), rtol=1e-4, atol=1e-6)
     with pytest.raises(XbarsimError, match="numba' runs on the CPU only"):
