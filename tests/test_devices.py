@@ -25,7 +25,7 @@ def test_training_on_a_device_with_noise_injection_and_hwa(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 @pytest.mark.parametrize("command", [["train", "--model", "mlp", "-o", "x.pt"], ["eval", "CHIP"], ["sweep", "SPEC", "-o", "s.h5"],
-                                     ["robustness", "CHECKPOINT"], ["calibrate", "CHIP"], ["bench", "model", "--models", "lenet5"]])  # fmt: skip
+                                     ["robustness", "CHECKPOINT"], ["calibrate", "CHIP", "-o", "c.h5"], ["bench", "model", "--models", "lenet5"]])  # fmt: skip
 def test_a_device_this_machine_lacks_is_one_line(command, lenet_files, tmp_path, capsys):
     names = {"CHIP": str(lenet_files / "chip.h5"), "SPEC": str(lenet_files / "spec.yaml"), "CHECKPOINT": str(lenet_files / "lenet5.pt")}
     argv = [names.get(a, str(tmp_path / a) if a.endswith((".pt", ".h5")) else a) for a in command]

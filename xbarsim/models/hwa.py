@@ -10,14 +10,15 @@ ADC per tile (with iterative bound management if configured), digital sum over r
 weight_scale ``none`` puts the converters in raw weight units; per-epoch read noise is one draw
 per forward. Quantizers pass gradients straight through; noise is added, never differentiated.
 Drift and stuck-at faults are not trained against.
-The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own, evaluated
-in torch operations on the weights' device (the laws are written over any array namespace).
+The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own (evaluated in
+NumPy on the CPU, then moved to the weights' device).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,7 +59,8 @@ def programmed(weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> Calla
     n_out, n_in = weight.shape
     grid = TileGrid.for_matrix(n_in, n_out, tile.rows, tile.cols)
     w_t = weight.t()
-    scales = weight_scales(w_t.detach(), grid, cfg.mapping.weight_scale)
+    on = weight.device
+    scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale)).to(on)
     unscaled = cfg.mapping.weight_scale == "none"  # converters in raw weight units
     span = dev.g_max_us - dev.g_min_us
     blocks = []
@@ -66,12 +68,12 @@ def programmed(weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> Calla
         rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
         w_norm = w_t[rows] / scales[p]
         target = torch.stack([dev.g_min_us + span * torch.relu(w_norm), dev.g_min_us + span * torch.relu(-w_norm)])
-        write_std = device.write_noise_std(target.detach(), dev.write_noise, dev.g_max_us).to(torch.float32)
+        write_std = torch.from_numpy(device.write_noise_std(target.detach().cpu().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32)).to(on)
         g = torch.clamp(target + write_std * torch.randn_like(target), min=0.0)
-        g_now = g.detach().to(torch.float32)
-        epoch_std = device.read_noise_std(g_now, dev, t_s, time="per_epoch")
+        g_np = g.detach().cpu().numpy().astype(np.float32)
+        epoch_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s, time="per_epoch")).to(on)
         g_read = torch.clamp(g + epoch_std * torch.randn_like(g), min=0.0) if bool((epoch_std > 0).any()) else g
-        read_std = device.read_noise_std(g_now, dev, t_s)
+        read_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s)).to(on)
         gain = scales[p] if unscaled else 1.0
         read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2 * gain**2
         blocks.append((rows, (g_read[0] - g_read[1]) / span * gain, read_var, 1.0 if unscaled else scales[p]))

@@ -7,8 +7,6 @@ and a conductance array is (2, n_in, n_out) with [0] = G+ and [1] = G-, in uS.
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
-from array_api_compat import device as array_device
 from numba import prange
 
 from .. import threads
@@ -16,32 +14,31 @@ from ..grid import TileGrid
 from ..jit import parallel_and_serial
 
 
-def weight_scales(w_t, grid: TileGrid, mode: str):
-    """(P, n_out) float32 (the array namespace of w_t: NumPy, or torch on any device): the |w| that maps onto
-    g_max - g_min, per row block and column.
+def weight_scales(w_t: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
+    """(P, n_out) float32: the |w| that maps onto g_max - g_min, per row block and column.
 
     ``column``: abs-max of each column within each tile; ``tile`` (and ``none``, whose devices are
     mapped as aihwkit's conductance converter maps them) : abs-max of each tile; ``layer``: abs-max
     of the whole matrix. An all-zero group gets scale 1.
     """
-    if mode not in ("column", "tile", "none", "layer"):
-        raise ValueError(f"unknown weight_scale {mode!r}; choose column, tile, layer or none")
-    xp = array_namespace(w_t)
     n_p, n_q = grid.shape
-    absw = xp.abs(xp.astype(w_t, xp.float32))
-    scales = xp.empty((n_p, absw.shape[1]), dtype=xp.float32, device=array_device(absw))
+    absw = np.abs(w_t)
+    scales = np.empty((n_p, w_t.shape[1]), np.float32)
     for p in range(n_p):
         rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
-        col_max = xp.max(absw[rows], axis=0)
+        col_max = absw[rows].max(axis=0)
         if mode == "column":
-            scales[p, :] = col_max
-        elif mode == "layer":
-            scales[p, :] = xp.max(absw)
-        else:
+            scales[p] = col_max
+        elif mode in ("tile", "none"):
             for q in range(n_q):
                 cols = slice(int(grid.col_edges[q]), int(grid.col_edges[q + 1]))
-                scales[p, cols] = xp.max(col_max[cols])
-    return xp.where(scales == 0, 1.0, scales)
+                scales[p, cols] = col_max[cols].max()
+        elif mode == "layer":
+            scales[p] = absw.max()
+        else:
+            raise ValueError(f"unknown weight_scale {mode!r}; choose column, tile, layer or none")
+    scales[scales == 0] = 1.0
+    return scales
 
 
 def expand_rows(per_block: np.ndarray, grid: TileGrid) -> np.ndarray:
