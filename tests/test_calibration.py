@@ -308,7 +308,7 @@ def test_calibrate_refuses_to_save_a_chip_whose_test_accuracy_falls(chip_files, 
     before, after = _accuracies(captured.out, "digits test accuracy")
     assert after < before and f"{before:.2f}%" in eval_before and "1 other train samples held out" in captured.out
     assert "xbarsim calibrate: NOT SAVED" in captured.err and not output.exists()
-    assert main(argv) == 1 and path.read_bytes() == original  # in place: the input stays as it was
+    assert main([*argv, "--in-place"]) == 1 and path.read_bytes() == original  # in place: the input stays as it was
     assert "NOT SAVED" in capsys.readouterr().err
 
 
