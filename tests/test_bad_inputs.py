@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 
 from xbarsim.cli import main
 from xbarsim.config import PRESETS
@@ -25,6 +30,20 @@ ANCHOR_BOMB = "\n".join(
     + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
 )
 PRESET_LIST = ", ".join(sorted(PRESETS))
+TOO_DEEP = 100_000  # levels of nesting: a recursive reader would end in RecursionError
+CONV = "layers/features.0/m0"  # the good chip's first convolution: 25 inputs x 6 outputs
+
+
+def _nested(levels: int) -> str:
+    """A list in lists, ``levels`` deep, as YAML or JSON text."""
+    return "[" * levels + "1" + "]" * levels
+
+
+def _deep_list(levels: int) -> list:
+    value: list = [1]
+    for _ in range(levels - 1):
+        value = [value]
+    return value
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -47,15 +66,46 @@ def _mnist(**override: bytes) -> dict[str, bytes]:
 CIFAR_NAMES = [f"cifar/data_batch_{i}" for i in range(1, 6)] + ["cifar/test_batch"]
 
 
+# a file's content: bytes, text ({good} and {tmp} replaced), "->NAME" (a symbolic link to a good file), "=>NAME"
+# (a hard link to a copy of one), "|fifo" (a named pipe), or a function writing the file from the good folder
+Content = bytes | str | Callable[[Path, Path], None]
+
+
 @dataclass(frozen=True)
 class Case:
-    """``argv`` tokens may use {good} (the folder of good files) and {tmp} (this case's folder, holding ``files``).
-    ``names``: a regular expression the one error line must match (it names the field, file or option)."""
+    """``argv`` tokens may use {good} (the folder of good files), {goodname} (its name) and {tmp} (this case's
+    folder, holding ``files``). ``names``: a regular expression the one error line must match (it names the
+    field, file or option)."""
 
     id: str
     argv: str
     names: str
-    files: dict[str, bytes | str] = field(default_factory=dict)
+    files: dict[str, Content] = field(default_factory=dict)
+
+
+def _edited_chip(edit: Callable[[h5py.File], None]) -> Callable[[Path, Path], None]:
+    """A copy of the good chip file, changed by ``edit``."""
+
+    def write(good: Path, path: Path) -> None:
+        shutil.copy(good / "chip.h5", path)
+        with h5py.File(path, "r+") as f:
+            edit(f)
+
+    return write
+
+
+def _replace(f: h5py.File, name: str, data: np.ndarray) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+def _forged_checkpoint(**fields) -> Callable[[Path, Path], None]:
+    """The good checkpoint with ``fields`` replaced."""
+
+    def write(good: Path, path: Path) -> None:
+        torch.save({**torch.load(good / "lenet5.pt", weights_only=True), **fields}, path)
+
+    return write
 
 
 def _map_with_chip(content: str, names: str, id: str, suffix: str = "yaml") -> Case:
@@ -86,7 +136,7 @@ CASES = [
     Case("chip-unknown-preset", "map {good}/lenet5.pt --chip pcmm -o {tmp}/out.h5", rf"'pcmm' is neither a preset \({PRESET_LIST}\)"),
     _map_with_chip(ANCHOR_BOMB, r"bad\.yaml: not valid YAML: anchors and aliases", "anchor-bomb"),
     _map_with_chip("tile: {rows: 64}\ntile: {rows: 32}\n", r"bad\.yaml: not valid YAML: duplicate key 'tile'", "duplicate-key"),
-    _map_with_chip("!!python/object/apply:os.system ['touch pwned']\n", r"bad\.yaml: not valid YAML: could not determine a constructor", "python-tag"),
+    _map_with_chip("!!python/object/apply:os.system ['touch {tmp}/pwned']\n", r"bad\.yaml: not valid YAML: could not determine a constructor", "python-tag"),
     _map_with_chip("- pcm\n", r"bad\.yaml: expected a mapping", "top-level-list"),
     Case("chip-binary", "map {good}/lenet5.pt --chip {tmp}/bad.yaml -o {tmp}/out.h5", r"bad\.yaml: not a text file", {"bad.yaml": RANDOM_BYTES}),
     Case("chip-missing", "map {good}/lenet5.pt --chip {tmp}/absent.yaml -o {tmp}/out.h5", r"absent\.yaml: no such file"),
@@ -188,21 +238,102 @@ CASES = [
     Case("store-missing", "report {tmp}/absent.h5", r"absent\.h5: no such file"),
     Case("store-random-bytes", "report {tmp}/s.h5", r"s\.h5", {"s.h5": RANDOM_BYTES}),
     Case("store-is-a-chip-file", "report {good}/chip.h5", r"chip\.h5: not an xbarsim sweep store"),
+    # ---- issue 22: what is not a regular file
+    Case("chip-config-fifo", "map {good}/lenet5.pt --chip {tmp}/fifo.yaml -o {tmp}/out.h5", r"chip config .*fifo\.yaml: is a FIFO \(named pipe\), not a regular file",
+         {"fifo.yaml": "|fifo"}),
+    Case("chip-config-dev-zero", "map {good}/lenet5.pt --chip /dev/zero -o {tmp}/out.h5", r"chip config /dev/zero: is a character device, not a regular file"),
+    Case("chip-file-fifo", "eval {tmp}/fifo.h5", r"fifo\.h5: is a FIFO", {"fifo.h5": "|fifo"}),
+    Case("chip-file-dev-zero", "eval /dev/zero", r"/dev/zero: is a character device"),
+    Case("checkpoint-fifo", "map {tmp}/fifo.pt --chip pcm -o {tmp}/out.h5", r"fifo\.pt: is a FIFO", {"fifo.pt": "|fifo"}),
+    Case("checkpoint-dev-zero", "robustness /dev/zero", r"/dev/zero: is a character device"),
+    Case("spec-fifo", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"spec\.yaml: is a FIFO", {"spec.yaml": "|fifo"}),
+    Case("store-dev-zero", "report /dev/zero", r"/dev/zero: is a character device"),
+    # ---- issue 22: the size of what input asks for
+    _spec("seed: 18446744073709551615\n", r"spec\.yaml: seed: the seed must be an integer from 0 to 2\*\*63 - 1, got 18446744073709551615", "spec-seed-2**64-1"),
+    _spec("seed: 9223372036854775807\nrepeats: 2\n", r"spec\.yaml: seed \+ repeats - 1 must be <= 2\*\*63 - 1", "spec-seed-plus-repeats-past-2**63"),
+    _spec("repeats: 100000000\n", r"spec\.yaml: repeats: must be an integer >= 1 and <= 10000", "spec-repeats-1e8"),
+    _spec("test_samples: 100000000\n", r"spec\.yaml: test_samples: must be an integer >= 1 and <= 10000000", "spec-test-samples-1e8"),
+    Case("spec-epochs-1e9", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"spec\.yaml: model: train: epochs must be from 1 to 10,000, got 1000000000",
+         {"spec.yaml": "model: {zoo: mlp, train: {epochs: 1000000000}}\naxes: {tile.adc.bits: [6]}\n"}),
+    Case("spec-batch-size-1e9", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"spec\.yaml: model: train: batch_size",
+         {"spec.yaml": "model: {zoo: mlp, train: {batch_size: 1000000000}}\naxes: {tile.adc.bits: [6]}\n"}),
+    Case("spec-work-over-the-limit", "sweep {good}/spec.yaml -o {tmp}/store.h5 --max-work 10",
+         r"sweep .* asks for 20 network evaluations \(1 rows x 20 test samples\), over the limit of 10: .*--max-work 20"),
+    Case("robustness-work-over-the-limit", "robustness {good}/lenet5.pt --repeats 10000 --sigmas logspace(-2,0,1000) --plot {tmp}/r.png",
+         r"asks for [\d,]+ network evaluations \(1000 levels x 10000 repeats x 359 test samples\), over the limit of 100,000,000"),
+    Case("seed-2**63", "map {good}/lenet5.pt --chip pcm --seed 9223372036854775808 -o {tmp}/out.h5", r"argument --seed: must be an integer from 0 to 2\*\*63 - 1"),
+    Case("epochs-1e9", "train --model mlp --epochs 1000000000 -o {tmp}/m.pt", r"argument --epochs: must be an integer from 1 to 10000"),
+    Case("drift-1e300y", "eval {good}/chip.h5 --drift 1e300y", r"argument --drift: a duration must be at most 1e\+12 s"),
+    Case("network-too-large-model-args", "map {good}/state.pt --model mlp --model-args {{\"hidden\":[1099511627776]}} --chip pcm -o {tmp}/out.h5",
+         r"--model mlp: the network would need [\d,.]+ GiB for its parameters .*more than the [\d,.]+ [GM]iB of memory available"),
+    Case("model-args-zero-channels", "map {good}/state.pt --model lenet5 --model-args {{\"image_size\":8,\"in_channels\":0}} --chip pcm -o {tmp}/out.h5",
+         r"zoo model 'lenet5': argument in_channels must be an integer from 1 to 2\*\*62 \(got 0\)"),
+    Case("model-args-negative-size", "map {good}/state.pt --model lenet5 --model-args {{\"image_size\":-1}} --chip pcm -o {tmp}/out.h5",
+         r"zoo model 'lenet5': argument image_size must be an integer from 1 to 2\*\*62 \(got -1\)"),
+    Case("model-args-past-int64", "map {good}/state.pt --model mlp --model-args {{\"hidden\":[99999999999999999999999]}} --chip pcm -o {tmp}/out.h5",
+         r"zoo model 'mlp': argument hidden must be an integer from 1 to 2\*\*62"),
+    Case("network-too-large-checkpoint", "map {tmp}/huge.pt --chip pcm -o {tmp}/out.h5",
+         r"huge\.pt: network: the network would need [\d,.]+ GiB for its parameters",
+         {"huge.pt": _forged_checkpoint(network={"zoo": "lenet5", "kwargs": {"image_size": 10**7}})}),
+    Case("network-too-large-spec", "sweep {tmp}/spec.yaml -o {tmp}/store.h5", r"model: the network would need [\d,.]+ GiB",
+         {"spec.yaml": "model: {zoo: mlp, kwargs: {hidden: [1099511627776]}}\naxes: {tile.adc.bits: [6]}\n"}),
+    # ---- issue 22: nesting
+    _map_with_chip(f"a: {_nested(TOO_DEEP)}\n", r"bad\.yaml: not valid YAML: nested more than 64 levels deep", "chip-yaml-nested-deep"),
+    _map_with_chip(f'{{"a": {_nested(TOO_DEEP)}}}', r"bad\.json: nested more than 64 levels deep", "chip-json-nested-deep", "json"),
+    _spec(f"notes: {_nested(TOO_DEEP)}\n", r"spec\.yaml: not valid YAML: nested more than 64 levels deep", "spec-nested-deep"),
+    Case("model-args-nested-deep", "map {good}/state.pt --model lenet5 --model-args {{\"a\":" + _nested(TOO_DEEP) + "}} --chip pcm -o {tmp}/out.h5",
+         r"argument --model-args: .*nested more than 64 levels deep"),
+    Case("checkpoint-nested-deep", "map {tmp}/deep.pt --chip pcm -o {tmp}/out.h5", r"deep\.pt: .*nested more than 64 levels deep",
+         {"deep.pt": _forged_checkpoint(network={"zoo": "lenet5", "kwargs": {"image_size": _deep_list(200)}})}),
+    # ---- issue 22: names in files are data
+    Case("spec-zoo-os-system", "sweep {tmp}/spec.yaml -o {tmp}/store.h5",
+         r"spec\.yaml: model\.zoo: unknown zoo model 'os:system'; the zoo has gru, lenet5, .*never a module path",
+         {"spec.yaml": "model: {zoo: 'os:system', kwargs: {command: 'touch {tmp}/pwned'}}\naxes: {tile.adc.bits: [6]}\n"}),
+    # ---- issue 22: chip files that were misreported or half-read
+    Case("chip-file-extra-root-group", "eval {tmp}/x.h5", r"x\.h5: unexpected members \['hooks'\] at the root",
+         {"x.h5": _edited_chip(lambda f: f.create_group("hooks"))}),
+    Case("chip-file-targets-wrong-shape", "eval {tmp}/x.h5", r"x\.h5: .*features\.0.*m0/targets.*holds 20 inputs x 6 outputs.*needs 25 x 6",
+         {"x.h5": _edited_chip(lambda f: _replace(f, f"{CONV}/targets", f[f"{CONV}/targets"][()][:20]))}),
+    Case("chip-file-drift-time-1e300", "eval {tmp}/x.h5", r"x\.h5: .*features\.0.*t_s.*at most 1e\+12 s",
+         {"x.h5": _edited_chip(lambda f: f[CONV].attrs.__setitem__("t_s", 1e300))}),
+    # ---- issue 22: outputs that are inputs by another name
+    Case("calibrate-without-output", "calibrate {good}/chip.h5", r"one of the arguments -o/--output --in-place is required"),
+    Case("calibrate-output-is-the-input-by-dots", "calibrate {good}/chip.h5 -o {good}/../{goodname}/./chip.h5", r"-o .*chip\.h5: this is also an input.*--in-place"),
+    Case("calibrate-output-is-a-link-to-the-input", "calibrate {good}/chip.h5 -o {tmp}/link.h5", r"-o .*link\.h5: this is also an input", {"link.h5": "->chip.h5"}),
+    Case("denoise-output-is-a-hard-link-to-the-input", "denoise {tmp}/copy-chip.h5 --target 0.9 -o {tmp}/hard.h5", r"-o .*hard\.h5: this is also an input",
+         {"hard.h5": "=>chip.h5"}),
+    Case("output-is-a-device", "map {good}/lenet5.pt --chip pcm -o /dev/null", r"-o /dev/null: "),
 ]
 
 
 def _contents(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every entry under ``folder``: a link by its target, a file by its hash, anything else by its kind."""
+    return {str(p.relative_to(folder)): _entry(p) for p in sorted(folder.rglob("*")) if not p.is_dir() or p.is_symlink()}
 
 
-def _write(tmp: Path, good: Path, files: dict[str, bytes | str]) -> None:
+def _entry(path: Path) -> str:
+    if path.is_symlink():
+        return f"-> {os.readlink(path)}"
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return "not a regular file"
+
+
+def _write(tmp: Path, good: Path, files: dict[str, Content]) -> None:
     for name, content in files.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str) and content.startswith("->"):
+        if callable(content):
+            content(good, path)
+        elif content == "|fifo":
+            os.mkfifo(path)
+        elif isinstance(content, str) and content.startswith("->"):
             path.symlink_to(good / content[2:])
+        elif isinstance(content, str) and content.startswith("=>"):
+            shutil.copy(good / content[2:], tmp / f"copy-{content[2:]}")
+            os.link(tmp / f"copy-{content[2:]}", path)
         elif isinstance(content, str):
-            path.write_text(content.replace("{good}", str(good)))
+            path.write_text(content.replace("{good}", str(good)).replace("{tmp}", str(tmp)))
         else:
             path.write_bytes(content)
 
@@ -214,8 +345,8 @@ def test_the_corpus_is_large_and_names_are_unique():
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_gets_one_line_and_changes_no_good_file(case, lenet_files, tmp_path, capsys):
     _write(tmp_path, lenet_files, case.files)
-    argv = [token.format(good=lenet_files, tmp=tmp_path) for token in case.argv.split()]
-    before = _contents(lenet_files)
+    argv = [token.format(good=lenet_files, goodname=lenet_files.name, tmp=tmp_path) for token in case.argv.split()]
+    before, given = _contents(lenet_files), _contents(tmp_path)
     capsys.readouterr()
     try:
         status = main(argv)
@@ -228,7 +359,7 @@ def test_bad_input_gets_one_line_and_changes_no_good_file(case, lenet_files, tmp
     assert len(lines) == 1, err
     assert re.search(case.names, lines[0]), lines[0]
     assert _contents(lenet_files) == before
-    assert not (tmp_path / "pwned").exists()
+    assert _contents(tmp_path) == given  # nothing written beside them: no output, journal, lock or link replaced
 
 
 def test_debug_shows_the_traceback(lenet_files, tmp_path):

@@ -116,5 +116,55 @@ def test_calibrate_writes_in_place_only_when_told(lenet_files, tmp_path, capsys)
     before = chip_file.read_bytes()
     assert main(["calibrate", str(chip_file), "--compensation", "global", "-o", str(chip_file)]) == 2
     assert "this is also an input" in capsys.readouterr().err and chip_file.read_bytes() == before
-    assert main(["calibrate", str(chip_file), "--compensation", "column", "--in-place"]) == 0  # the pcm chip has global
+    assert main(["calibrate", str(chip_file), "--compensation", "column", "--in-place"]) == 0  # the pcm chip's is global
     assert "drift compensation: global -> column" in capsys.readouterr().out and chip_file.read_bytes() != before
+
+
+def test_in_place_through_a_link_writes_the_file_it_names(lenet_files, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(lenet_files / "chip.h5", tmp_path / "chip.h5")
+    (tmp_path / "link.h5").symlink_to("chip.h5")
+    before = (tmp_path / "chip.h5").read_bytes()
+    assert main(["calibrate", str(tmp_path / "link.h5"), "--compensation", "column", "--in-place"]) == 0
+    assert (tmp_path / "link.h5").is_symlink() and (tmp_path / "chip.h5").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.h5", "link.h5"]
+
+
+MYNET = """from torch import nn
+
+
+class MyNet(nn.Module):
+    def __init__(self, hidden=16):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_model_class_in_the_working_folder_is_found_as_python_m_finds_it(tmp_path, monkeypatch, capsys):
+    """--model mynet:MyNet, run in the folder that holds mynet.py, needs no PYTHONPATH; elsewhere the message
+    says where it looked."""
+    import sys
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "mynet.py").write_text(MYNET)
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    torch.save({f"body.{key}": value for key, value in layers.state_dict().items()}, tmp_path / "work" / "state.pt")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])  # as the installed entry point runs
+    monkeypatch.delitem(sys.modules, "mynet", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["map", "work/state.pt", "--model", "mynet:MyNet", "--chip", "pcm", "-o", "chip.h5"]) == 2
+    err = capsys.readouterr().err
+    assert f"--model mynet:MyNet: cannot import model class 'mynet:MyNet': No module named 'mynet' (looked in {tmp_path} and" in err
+    monkeypatch.chdir(tmp_path / "work")
+    try:
+        assert main(["map", "state.pt", "--model", "mynet:MyNet", "--chip", "pcm", "-o", "chip.h5"]) == 0
+        assert main(["eval", "chip.h5", "--model", "mynet:MyNet"]) == 0
+        assert "chip.h5: digits test accuracy" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("mynet", None)
+    assert str(tmp_path / "work") not in sys.path  # the folder is searched while importing, not left on the path

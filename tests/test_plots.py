@@ -57,3 +57,49 @@ def test_sweep_figures_use_log_axes_and_percent(tmp_path, monkeypatch):
     texts = [float(t.get_text()) for t in heat.axes[0].texts]
     assert np.allclose(sorted(texts), np.sort(np.round(cells.ravel(), 1)))
     assert "%" in heat.axes[1].get_ylabel()  # the colour bar says its unit
+    _assert_labels_apart(lines)
+    plotted = [container.lines[0] for container in lines.axes[0].containers]  # the data line of each errorbar
+    xs = [np.asarray(line.get_xdata()) for line in plotted]
+    assert len(xs) == 2 and not np.isclose(xs[0], xs[1]).any()  # dodged: neither line hides the other
+    assert np.allclose(xs[0], [0.5, 1, 2, 4], rtol=0.05) and np.allclose(xs[1], [0.5, 1, 2, 4], rtol=0.05)
+    assert plotted[0].get_marker() != plotted[1].get_marker()
+
+
+def _assert_labels_apart(figure) -> None:
+    """Every visible text of the figure lies inside it, and no two tick labels of the x axis overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()  # the figure was saved and closed: draw it again
+    figure.draw(renderer)
+    box = figure.bbox
+    ax = figure.axes[0]
+    low, high = ax.get_xlim()
+    ticks = [label for minor in (False, True) for x, label in zip(ax.get_xticks(minor=minor), ax.get_xticklabels(minor=minor))
+             if low <= x <= high and label.get_visible() and label.get_text()]  # fmt: skip
+    for text in [ax.title, *ticks]:
+        extent = text.get_window_extent(renderer)
+        assert box.x0 - 0.5 <= extent.x0 and extent.x1 <= box.x1 + 0.5, f"{text.get_text()!r} runs off the figure"
+    labels = sorted((label.get_window_extent(renderer) for label in ticks), key=lambda extent: extent.x0)
+    assert all(a.x1 <= b.x0 for a, b in zip(labels, labels[1:])), "x tick labels overlap"
+
+
+@pytest.mark.parametrize("kind", ["weight", "bayesft", "chip:pcm"])
+def test_noise_figures_fit_their_titles_and_name_their_level(kind, tmp_path, monkeypatch):
+    from xbarsim.sweeps.metrics import NoiseCurve, logistic
+    from xbarsim.sweeps.noise_kinds import parse_noise_kind
+    from xbarsim.sweeps.plots import plot_noise_curves
+
+    noise = parse_noise_kind(kind)
+    sigmas = np.logspace(-2, 1, 9)
+    rng = np.random.default_rng(0)
+    accuracies = logistic(np.log10(sigmas), 0.85, 4.0, -0.5, 0.1)[:, None] + rng.normal(0, 0.01, (9, 3))
+    figures = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *a, **k: (figures.append(figure), real_savefig(figure, *a, **k))[1])
+    title = f"digits: {noise.describe()}, vs {noise.level_name}"  # as `xbarsim robustness` titles it
+    plot_noise_curves({"lenet5_noisy": NoiseCurve(sigmas, accuracies)}, tmp_path / "r.png", title, noise.level_name)
+    (figure,) = figures
+    _assert_labels_apart(figure)
+    legend = figure.axes[0].get_legend().get_texts()[0].get_text()
+    symbol = {"sigma": r"\sigma", "eta": r"\eta"}.get(noise.level_name, rf"\mathrm{{{noise.level_name}}}")
+    assert f"${symbol}_{{mid}}$ = " in legend, legend

@@ -111,7 +111,7 @@ def test_a_sweep_that_fails_to_start_leaves_nothing_and_a_fixed_rerun_works(chec
 def test_a_spec_is_data_it_names_no_code(checkpoint, tmp_path, capsys):
     spec = _spec(checkpoint, model={"zoo": "subprocess:run", "kwargs": {"args": ["touch", str(tmp_path / "ran")]}})
     assert main(["sweep", str(_write(tmp_path / "evil.yaml", spec)), "-o", str(tmp_path / "s.h5")]) == 2
-    assert "model.zoo: unknown zoo model 'subprocess:run'; the zoo has gru, lenet5" in capsys.readouterr().err
+    assert "model.zoo: unknown zoo model 'subprocess:run'; the zoo has chargpt, chargru, charlstm, gru, lenet5" in capsys.readouterr().err
     assert not (tmp_path / "ran").exists() and not (tmp_path / "s.h5").exists()
 
 

@@ -56,7 +56,8 @@ def test_spec_expands_grid_and_zip():
     ({"tile.adc.bits": [0]}, "axis tile.adc.bits: must be an integer >= 2 and <= 24 or null (got 0)"),
     ({"tile.adc.bitz": [4]}, "axis tile.adc.bitz"),
     ({"device.nope.sigma": [1]}, "axis device.nope.sigma"),
-    ({"drift.t": [-5]}, "axis drift.t: values must be finite numbers >= 0"),
+    ({"drift.t": [-5]}, "axis drift.t: each value must be from 0 to 1e.12 s (about 31,700 years), got -5"),
+    ({"drift.t": [1e300]}, "axis drift.t: each value must be from 0 to 1e.12 s (about 31,700 years), got 1e.300"),
     ({"activation_noise": "logspace(0, 1)"}, "use a list, logspace"),
 ])  # fmt: skip
 def test_bad_axes_are_refused_before_anything_runs(axes, message):

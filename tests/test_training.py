@@ -71,7 +71,11 @@ def test_qat_models_keep_their_quantizers_through_a_checkpoint(digits, tmp_path)
 
 
 def test_bad_training_settings_name_the_field():
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be from 1 to 10,000, got 0"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="epochs must be from 1 to 10,000, got 1000000000"):
+        TrainConfig(epochs=10**9)
+    with pytest.raises(ValueError, match="batch_size must be from 1 to 65,536"):
+        TrainConfig(batch_size=2**40)
     with pytest.raises(ValueError, match="noise_sigma must be >= 0"):
         TrainConfig(noise_sigma=-0.1)

@@ -85,7 +85,6 @@ def json_arg(value: dict | None) -> dict:
     return dict(value or {})
 
 
-
 def parse_duration(text: str) -> float:
     """Seconds in '3600', '90s', '15m', '1h', '1d', '2w' or '10y' (365.25 days)."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365.25 * 86400.0}
@@ -125,7 +124,6 @@ def parse_sigmas(text: str) -> list[float]:
     if not MIN_SIGMAS <= len(values) <= MAX_SIGMAS or not all(math.isfinite(v) and v > 0 for v in values):
         raise argparse.ArgumentTypeError(usage)
     return values
-
 
 
 def user_model(name: str | None, kwargs: dict | None):

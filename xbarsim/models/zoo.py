@@ -22,6 +22,8 @@ from torch import nn
 from ..errors import XbarsimError
 
 ZOO: dict[str, type[nn.Module]] = {}
+MAX_SIZE = 2**62
+"""The largest size or count a zoo argument may give (torch sizes are int64; the memory check refuses far less)."""
 
 
 def _register(name: str):
@@ -75,11 +77,14 @@ def check_kwargs(name: str, kwargs: Any) -> dict[str, Any]:
 
 
 def _typed(value: Any, annotation: Any, what: str) -> Any:
-    """``value`` if it has type ``annotation`` (int, float, bool or tuple[int, ...]); else XbarsimError."""
+    """``value`` if it has type ``annotation`` (int: 1 to ``MAX_SIZE``, float, bool or tuple[int, ...]); else
+    XbarsimError. Sizes that pass may still ask for too much memory: ``netspec.check_memory`` refuses those."""
     is_bool = isinstance(value, (bool, np.bool_))
     if annotation is bool and is_bool:
         return bool(value)
     if annotation is int and isinstance(value, numbers.Integral) and not is_bool:
+        if not 1 <= value <= MAX_SIZE:  # every int of a zoo constructor is a size or a count
+            raise XbarsimError(f"{what} must be an integer from 1 to 2**62 (got {str(value)[:40]})")
         return int(value)
     if annotation is float and isinstance(value, numbers.Real) and not is_bool and math.isfinite(value):
         return float(value)

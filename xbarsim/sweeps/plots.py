@@ -1,6 +1,7 @@
 """Figures (matplotlib, Agg backend): noise curves with their midpoint fits, and a sweep's
 accuracy against its axes (a logarithmic axis where the swept values are log-spaced) and as a
-heat map in percent."""
+heat map in percent. Titles wrap to the figure's width; lines that share values are told apart by
+their markers and drawn a little apart (dodged) so that none hides another."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import NoiseCurve, NoMidpointError
+
+TITLE_CHARS = 60
+"""Characters per title line: a 6.4-inch figure holds about 64 at 10 pt."""
+MARKERS = "osD^vP*X<>"
+DODGE = 0.012
+"""How far apart lines sharing an x value are drawn, as a fraction of the x axis's span (log span on a log axis)."""
+_MID_SYMBOL = {"sigma": r"\sigma", "eta": r"\eta"}
 
 
 def pyplot():
@@ -29,6 +37,11 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return path
+
+
+def set_title(ax, title: str, fontsize: int = 10) -> None:
+    """``title``, wrapped so that no line runs past the figure's edges."""
+    ax.set_title(textwrap.fill(title, TITLE_CHARS), fontsize=fontsize)
 
 
 def log_spaced(values: list) -> bool:
@@ -55,7 +68,8 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
     for label, curve in curves.items():
         try:
             fit = curve.midpoint()
-            label = f"{label}: $\\sigma_{{mid}}$ = {fit.sigma_mid:.3g} ± {fit.sigma_mid_err:.2g}"
+            symbol = _MID_SYMBOL.get(level_name, f"\\mathrm{{{level_name}}}")
+            label = f"{label}: ${symbol}_{{mid}}$ = {fit.sigma_mid:.3g} ± {fit.sigma_mid_err:.2g}"
         except NoMidpointError:
             fit = None
         points = ax.errorbar(curve.sigmas, curve.mean, yerr=curve.std, fmt="o", ms=4, capsize=2, label=label)
@@ -74,7 +88,7 @@ def plot_noise_curves(curves: dict[str, NoiseCurve], path: str | Path, title: st
     if curves:  # a store still running may have no complete curve yet
         ax.legend(fontsize=7, loc="upper left" if bpc else "lower left")
     if title:
-        ax.set_title(title)
+        set_title(ax, title)
     return save_figure(fig, path)
 
 
@@ -90,7 +104,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
     axes = [a for a in spec.axes if a != noise_axis]
     written = []
     if noise_axis is not None:
-        title = textwrap.fill(f"{spec.name}: {spec.noise_label()}", 72)
+        title = f"{spec.name}: {spec.noise_label()}"
         written.append(plot_noise_curves(noise_curves(results), path.with_stem(path.stem + "_noise"), title,
                                          spec.noise_kind().level_name))  # fmt: skip
     if not axes:
@@ -99,23 +113,30 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
     fixed_noise = summary if noise_axis is None else [s for s in summary if s.point[noise_axis] == spec.axes[noise_axis][0]]
     x_axis, line_axis = axes[0], (axes[1] if len(axes) > 1 else None)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for line_value in (spec.axes[line_axis] if line_axis else [None]):
+    x_values = spec.axes[x_axis]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x_values)
+    log = log_spaced(x_values)
+    lines = spec.axes[line_axis] if line_axis else [None]
+    for k, line_value in enumerate(lines):
         rows = [s for s in fixed_noise if line_axis is None or s.point[line_axis] == line_value]
-        xs = [s.point[x_axis] for s in rows]
-        numeric = all(isinstance(v, (int, float)) for v in xs)
-        positions = xs if numeric else list(range(len(xs)))
-        ax.errorbar(positions, [s.mean for s in rows], yerr=[s.std for s in rows], marker="o", ms=4, capsize=2,
+        positions = [s.point[x_axis] if numeric else x_values.index(s.point[x_axis]) for s in rows]
+        shift = DODGE * (k - (len(lines) - 1) / 2)
+        ax.errorbar(_dodged(positions, shift, x_values if numeric else range(len(x_values)), log), [s.mean for s in rows],
+                    yerr=[s.std for s in rows], marker=MARKERS[k % len(MARKERS)], ms=4, capsize=2,
                     label=None if line_axis is None else f"{line_axis} = {line_value}")  # fmt: skip
-        if not numeric:
-            ax.set_xticks(positions, [str(v) for v in xs])
-    if log_spaced(spec.axes[x_axis]):
+    if log:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the swept values are the only labels
+    if log or not numeric:
+        ax.set_xticks(x_values if numeric else range(len(x_values)), [_short(v) for v in x_values])
+    if len(x_values) > 6:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.set_xlabel(x_axis)
     ax.set_ylabel(f"accuracy (mean ± std of {spec.repeats})")
     ax.grid(True, alpha=0.3)
     if line_axis:
         ax.legend(fontsize=8)
-    ax.set_title(spec.name)
+    set_title(ax, spec.name)
     written.append(save_figure(fig, path))
     if line_axis:
         grid = np.full((len(spec.axes[line_axis]), len(spec.axes[x_axis])), np.nan)
@@ -132,7 +153,7 @@ def plot_sweep(results, path: str | Path) -> list[Path]:
         ax.set_xlabel(x_axis)
         ax.set_ylabel(line_axis)
         fig.colorbar(image, ax=ax, label=f"accuracy, % (mean of {spec.repeats})")
-        ax.set_title(spec.name)
+        set_title(ax, spec.name)
         written.append(save_figure(fig, path.with_stem(path.stem + "_heatmap")))
     if "cost" in spec.metrics:
         written.append(plot_accuracy_energy(results, x_axis, line_axis, path.with_stem(path.stem + "_energy")))
@@ -164,9 +185,18 @@ def plot_accuracy_energy(results, x_axis: str, line_axis: str | None, path: str 
     ax.grid(True, which="both", alpha=0.3)
     if line_axis:
         ax.legend(fontsize=8)
-    ax.set_title(f"{spec.name}: accuracy vs energy ({spec.chip_config().cost.source})", fontsize=9)
+    set_title(ax, f"{spec.name}: accuracy vs energy ({spec.chip_config().cost.source})", fontsize=9)
     return save_figure(fig, path)
 
 
 def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _dodged(positions: list, shift: float, swept, log: bool) -> np.ndarray:
+    """``positions`` moved by ``shift`` of the span of ``swept`` (of its logarithm on a log axis)."""
+    x, span = np.asarray(positions, np.float64), np.asarray(list(swept), np.float64)
+    if log:
+        return x * 10.0 ** (shift * np.log10(span.max() / span.min()))
+    width = span.max() - span.min()
+    return x + shift * (width if width > 0 else 1.0)
