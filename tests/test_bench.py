@@ -48,6 +48,11 @@ def test_a_chip_model_job_reports_set_up_cold_and_warm_figures():
     assert result["chip_file_mb"] > 1  # 2x256 LSTM: 4 matrices of about 1 M weights between them
 
 
+def test_a_chip_model_job_runs_the_torch_backend():
+    result = worker.chip_model_job({"model": "lenet5", "batch": 2, "preset": "pcm", "seconds": 0, "backend": "torch"})
+    assert (result["device"], result["backend"]) == ("cpu", "torch") and result["warm_s"] > 0 and result["load_s"] > 0
+
+
 @pytest.mark.parametrize("name, batch", [("vit", 2), ("chargpt", 2)])
 def test_the_transformers_run_as_benchmark_jobs(name, batch):
     chip = worker.chip_model_job({"model": name, "batch": batch, "preset": "pcm", "seconds": 0})
@@ -56,11 +61,12 @@ def test_the_transformers_run_as_benchmark_jobs(name, batch):
 
 
 def test_the_model_table_shows_the_set_up_steps():
-    row = {"model": "resnet18", "workload": "3x32x32 images", "preset": "pcm", "batch": 64, "chip_items_per_s": 10.0,
+    row = {"model": "resnet18", "workload": "3x32x32 images", "preset": "pcm", "device": "cuda:0", "backend": "torch", "batch": 64,
+           "chip_items_per_s": 10.0,
            "torch_items_per_s": 200.0, "ratio": 0.05, "chip_cold_s": 3.0, "torch_cold_s": 0.5, "map_program_cold_s": 4.25,
            "map_program_s": 1.5, "drift_s": 0.75, "program_seed_s": 1.25, "save_s": 0.5, "load_s": 2.5, "chip_file_mb": 45.2}
     table = model.format_table({"rows": [row]})
-    assert "set-up" in table and "new seed" in table
+    assert "set-up" in table and "new seed" in table and "cuda:0  torch" in table
     assert "4.25s" in table and "0.75s" in table and "1.25s" in table and "2.50s" in table and "45.2MB" in table
 
 

@@ -150,6 +150,20 @@ class MappingConfig(_Strict):
     )  # fmt: skip
 
 
+class RuntimeConfig(_Strict):
+    """How a chip is run, not what it is: never stored in a chip file (``load_chip(backend=, device=)``
+    chooses again). Every backend computes the same chip: the same draws, products equal to float32 rounding
+    (docs/determinism.md)."""
+
+    backend: Literal["auto", "numba", "torch"] = Field(
+        "auto",
+        description=(
+            "auto: the Numba kernels on the CPU, torch on any other device; numba: the Numba kernels (CPU only); "
+            "torch: torch operations on the chip's device, the CPU included (tests and CI run it there)"
+        ),
+    )
+
+
 class ChipConfig(_Strict):
     """A whole chip: devices, tiles and mapping. ``ChipConfig.preset(name)`` for published ones."""
 
@@ -165,6 +179,7 @@ class ChipConfig(_Strict):
         default_factory=OneShotProgramming, description="one_shot (the write-noise law) or verify (program-and-verify)"
     )
     cost: CostConfig = Field(default_factory=CostConfig, description="energy, latency and area per operation")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="how the chip is run (not stored in chip files)")
 
     @classmethod
     def preset(cls, name: str) -> ChipConfig:
@@ -211,6 +226,10 @@ class ChipConfig(_Strict):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+    def chip_only(self) -> ChipConfig:
+        """This config with the runtime options at their defaults: what a chip file stores."""
+        return self.model_copy(update={"runtime": RuntimeConfig()})
 
 
 def chip_config(spec: str) -> ChipConfig:

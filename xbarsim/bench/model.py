@@ -3,6 +3,8 @@
 For each network, torch runs first, alone in a fresh process with its default threading (no
 xbarsim kernel loaded); then the chip runs in another fresh process, torch imported before
 xbarsim as in a user's script. Each reports its cold first call and its warm calls apart.
+On a GPU (``device="cuda"``) both run there (torch with its default settings), every timed call
+waiting for the GPU to finish.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class ModelBenchRow:
     model: str
     workload: str
     preset: str
+    device: str  # where both ran ("cpu", "cuda", ...)
+    backend: str  # the chip's tile backend (numba, torch)
     batch: int
     chip_items_per_s: float  # warm; items = images, or sequences for the LSTM and chargpt
     torch_items_per_s: float  # warm, torch alone in its own process
@@ -41,15 +45,17 @@ SET_UP = ("map_program_cold_s", "map_program_s", "drift_s", "program_seed_s", "s
 
 
 def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: int = 64, lstm_batches: tuple[int, ...] = (32, 1),
-        min_seconds: float = 2.0, import_order: str = "torch", progress=None) -> dict:  # fmt: skip
+        min_seconds: float = 2.0, import_order: str = "torch", progress=None, device: str = "cpu",
+        backend: str | None = None) -> dict:  # fmt: skip
     """Returns {"rows": [ModelBenchRow as dict], "conditions": {"<model> batch <b>": {"chip": ..., "torch": ...}}}."""
     rows, conditions = [], {}
     for name in models:
         for b in lstm_batches if name == "lstm" else (SEQUENCE_BATCH.get(name, batch),):
-            params = {"model": name, "batch": b, "preset": preset, "seconds": min_seconds}
+            params = {"model": name, "batch": b, "preset": preset, "seconds": min_seconds, "device": device, "backend": backend}
             torch_run = run_job("torch_model", params, "torch-only")
             chip_run = run_job("chip_model", params, import_order)
-            rows.append(ModelBenchRow(name, describe(name), preset, b, b / chip_run["warm_s"], b / torch_run["warm_s"],
+            rows.append(ModelBenchRow(name, describe(name), preset, chip_run["device"], chip_run["backend"], b, b / chip_run["warm_s"],
+                                      b / torch_run["warm_s"],
                                       torch_run["warm_s"] / chip_run["warm_s"], chip_run["cold_s"], torch_run["cold_s"],
                                       *(chip_run[key] for key in SET_UP)))  # fmt: skip
             conditions[f"{name} batch {b}"] = {"chip": chip_run["conditions"], "torch": torch_run["conditions"]}
@@ -60,11 +66,12 @@ def run(models: tuple[str, ...] = DEFAULT_MODELS, preset: str = "pcm", batch: in
 
 def format_table(result: dict) -> str:
     """Two tables: the forward's speed against torch, then the chip's set-up steps."""
-    head = f"{'model':<9} {'preset':<6} {'batch':>5} {'chip /s':>9} {'torch /s':>9} {'ratio':>6} {'chip cold':>10} {'torch cold':>10}"
+    head = (f"{'model':<9} {'preset':<6} {'device':<7} {'backend':<7} {'batch':>5} {'chip /s':>9} {'torch /s':>9} {'ratio':>6} "
+            f"{'chip cold':>10} {'torch cold':>10}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
-        lines.append(f"{r['model']:<9} {r['preset']:<6} {r['batch']:>5} {r['chip_items_per_s']:>9,.1f} {r['torch_items_per_s']:>9,.1f} "
-                     f"{r['ratio']:>6.3f} {r['chip_cold_s']:>9.2f}s {r['torch_cold_s']:>9.2f}s")  # fmt: skip
+        lines.append(f"{r['model']:<9} {r['preset']:<6} {r['device']:<7} {r['backend']:<7} {r['batch']:>5} {r['chip_items_per_s']:>9,.1f} "
+                     f"{r['torch_items_per_s']:>9,.1f} {r['ratio']:>6.3f} {r['chip_cold_s']:>9.2f}s {r['torch_cold_s']:>9.2f}s")  # fmt: skip
     head = (f"{'model':<9} {'batch':>5} {'map+prog cold':>14} {'map+prog':>9} {'drift':>7} {'new seed':>9} "
             f"{'save':>7} {'load':>7} {'file':>8}")  # fmt: skip
     lines += ["", "set-up (drift: to one day; save and load: the drifted chip)", head, "-" * len(head)]

@@ -25,8 +25,8 @@ from .workloads import MODELS, TILE_CASES, model_input
 DRIFT_TIME_S = 86400.0  # the set-up benchmark drifts a freshly programmed chip to one day
 
 
-def conditions() -> dict:
-    """What the numbers depend on: versions, threads, import order, machine, load, date."""
+def conditions(device=None) -> dict:
+    """What the numbers depend on: versions, threads, import order, machine, load, date, and on a GPU its name."""
     import torch
 
     info = {
@@ -41,6 +41,9 @@ def conditions() -> dict:
         "imported_first": _first_of(("torch", "xbarsim.crossbar.tile")),
         "numba_loaded": "numba" in sys.modules,
     }
+    if device is not None and device.type == "cuda":
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)  # fmt: skip
     if "numba" in sys.modules:
         import numba
 
@@ -72,6 +75,15 @@ def _cold(func: Callable[[], object]) -> float:
     start = time.perf_counter()
     func()
     return time.perf_counter() - start
+
+
+def _finished(func: Callable[[], object], device) -> Callable[[], object]:
+    """``func`` and then a wait for ``device`` to finish its work (a GPU runs asynchronously)."""
+    import torch
+
+    if device.type != "cuda":
+        return func
+    return lambda: (func(), torch.cuda.synchronize(device))
 
 
 def tile_job(params: dict) -> dict:
@@ -115,24 +127,29 @@ def chip_model_job(params: dict) -> dict:
 
     network, x = _network_and_input(params)
     cfg = ChipConfig.preset(params["preset"])
+    device, backend = params.get("device", "cpu"), params.get("backend")
+
+    def mapped():
+        return map_model(network, cfg, seed=0, progress=False, device=device, backend=backend)
+
     # the first map of the process loads (or compiles) the kernels; its chip is dropped at once
-    set_up = {"map_program_cold_s": _cold(lambda: map_model(network, cfg, seed=0, progress=False))}
+    set_up = {"map_program_cold_s": _cold(mapped)}
     start = time.perf_counter()
-    chip = map_model(network, cfg, seed=0, progress=False)
+    chip = mapped()
     set_up["map_program_s"] = time.perf_counter() - start
+    x = x.to(chip.device)
     with torch.no_grad():
-        cold = _cold(lambda: chip(x))
-        warm = steady_seconds(lambda: chip(x), params["seconds"])
-    set_up["drift_s"] = _cold(lambda: chip.drift(DRIFT_TIME_S))
+        cold = _cold(_finished(lambda: chip(x), chip.device))
+        warm = steady_seconds(_finished(lambda: chip(x), chip.device), params["seconds"])
+    set_up["drift_s"] = _cold(_finished(lambda: chip.drift(DRIFT_TIME_S), chip.device))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "chip.h5"
         set_up["save_s"] = _cold(lambda: chip.save(path, progress=False))
         set_up["chip_file_mb"] = path.stat().st_size / 1e6
-        start = time.perf_counter()
-        load_chip(path, progress=False)
-        set_up["load_s"] = time.perf_counter() - start
-    set_up["program_seed_s"] = _cold(lambda: chip.program(1))
-    return {**set_up, "cold_s": cold, "warm_s": warm, "conditions": conditions()}
+        set_up["load_s"] = _cold(_finished(lambda: load_chip(path, progress=False, device=device, backend=backend), chip.device))
+    set_up["program_seed_s"] = _cold(_finished(lambda: chip.program(1), chip.device))
+    return {**set_up, "cold_s": cold, "warm_s": warm, "device": str(chip.device), "backend": chip.chip.backend.name,
+            "conditions": conditions(chip.device)}  # fmt: skip
 
 
 def torch_model_job(params: dict) -> dict:
@@ -140,10 +157,12 @@ def torch_model_job(params: dict) -> dict:
     import torch
 
     network, x = _network_and_input(params)
+    device = torch.device(params.get("device", "cpu"))
+    network, x = network.to(device), x.to(device)
     with torch.no_grad():
-        cold = _cold(lambda: network(x))
-        warm = steady_seconds(lambda: network(x), params["seconds"])
-    return {"cold_s": cold, "warm_s": warm, "conditions": conditions()}
+        cold = _cold(_finished(lambda: network(x), device))
+        warm = steady_seconds(_finished(lambda: network(x), device), params["seconds"])
+    return {"cold_s": cold, "warm_s": warm, "conditions": conditions(device)}
 
 
 def _network_and_input(params: dict):

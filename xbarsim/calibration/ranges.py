@@ -98,7 +98,7 @@ def switch_to_calibrated(model: AnalogModel) -> list[str]:
 def _run(model: AnalogModel, x: torch.Tensor, batch_size: int) -> None:
     model.eval()
     for start in range(0, len(x), batch_size):
-        model(x[start : start + batch_size])
+        model(x[start : start + batch_size].to(model.device))
 
 
 def _use_order(model: AnalogModel, x: torch.Tensor) -> list:

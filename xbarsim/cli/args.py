@@ -152,3 +152,18 @@ def model_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
                         "folder is found, as with python -m)")  # fmt: skip
     parser.add_argument("--model-args", type=json_object, help="JSON object of the model's constructor arguments")
 
+
+def device_arguments(parser: argparse.ArgumentParser, what: str, backend: bool = True) -> None:
+    """``--device`` (and ``--backend``): where ``what`` runs, and with which tile backend."""
+    parser.add_argument("--device", default="cpu", help=f"where {what} runs: cpu, cuda, cuda:1, ... (a GPU runs the torch backend)")
+    if backend:
+        parser.add_argument("--backend", choices=["auto", "numba", "torch"],
+                            help="the chip's tile backend: auto (the Numba kernels on the CPU, torch elsewhere), numba (CPU only), "
+                                 "or torch (any device, the CPU included); default: the chip config's runtime.backend")  # fmt: skip
+
+
+def device_of(name: str):
+    """The torch device ``--device`` names, checked (XbarsimError for a device this machine does not have)."""
+    from ..crossbar_torch.backend import torch_device
+
+    return torch_device(name)

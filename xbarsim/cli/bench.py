@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..bench.workloads import DEFAULT_MODELS
-from .args import BATCH, bounded, preset_name
+from .args import BATCH, bounded, device_arguments, device_of, preset_name
 
 
 def cmd_bench_tile(args: argparse.Namespace) -> int:
@@ -39,10 +39,11 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown model(s) {unknown}; choose from: {list(MODELS)}", file=sys.stderr)
         return 2
+    device_of(args.device)  # a device this machine lacks is refused before any run
     total = sum(len(args.lstm_batches) if m == "lstm" else 1 for m in args.models)
     with tqdm(total=total, desc="bench model", unit="run", file=sys.stderr) as bar:
         result = model.run(tuple(args.models), args.chip, args.batch, tuple(args.lstm_batches), args.seconds,
-                           args.import_order, progress=lambda _: bar.update())  # fmt: skip
+                           args.import_order, progress=lambda _: bar.update(), device=args.device, backend=args.backend)  # fmt: skip
     print(model.format_table(result))
     model.write_json(result, Path(args.output), args.import_order)
     print(f"wrote {args.output}")
@@ -73,5 +74,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     bench_model.add_argument("--lstm-batches", type=BATCH, nargs="+", default=[32, 1], help="sequences per forward for the LSTM")
     bench_model.add_argument("--seconds", type=bounded(float, 0, 3600), default=3.0, help="minimum warm seconds timed per network (0: the minimum of 3 rounds)")
     bench_model.add_argument("--import-order", choices=["torch", "xbarsim"], default="torch", help=order_help)
+    device_arguments(bench_model, "the chip and the torch baseline")
     bench_model.add_argument("-o", "--output", default="bench-results/model.json", help="JSON file for the results")
     bench_model.set_defaults(func=cmd_bench_model)

@@ -15,6 +15,7 @@ from .args import (
     SAMPLES,
     SEED,
     bounded,
+    device_arguments,
     load_chip_config,
     model_arguments,
     parse_duration,
@@ -65,10 +66,12 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def load_chip_file(args: argparse.Namespace):
-    """The command's chip file; its network from --model/--model-args when given (the user's code, never the file's)."""
+    """The command's chip file, on --device with --backend when the command has them; its network from
+    --model/--model-args when given (the user's code, never the file's)."""
     from ..mapping.chipload import load_chip
 
-    return load_chip(args.chip_file, user_model(args.model, args.model_args))
+    return load_chip(args.chip_file, user_model(args.model, args.model_args), device=getattr(args, "device", None),
+                     backend=getattr(args, "backend", None))  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -81,7 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.drift is not None:
         chip.drift(args.drift)
     split = data.load(args.data)
-    where = f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s"
+    backend = chip.chip.backend
+    where = f"chip '{chip.chip.cfg.name}', t = {chip.chip.t_s:g} s, {backend.name} on {backend.device}"
     if split.metric == "bpc":
         bpc = bits_per_character(chip, split.x_test, split.y_test, args.batch_size)
         acc = accuracy(chip, split.x_test, split.y_test, args.batch_size)
@@ -180,6 +184,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     eval_cmd.add_argument("--reprogram", type=SEED, metavar="SEED", help="program the chip again with this seed first")
     model_arguments(eval_cmd, "the network class, when the chip file cannot rebuild it by itself")
     eval_cmd.add_argument("--batch-size", type=BATCH, default=512, help="test images per forward")
+    device_arguments(eval_cmd, "the chip")
     eval_cmd.set_defaults(func=cmd_eval)
 
 
@@ -199,6 +204,7 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--compensation", choices=["none", "global", "column"], help="switch drift compensation")
     cal.add_argument("--seed", type=SEED, default=0, help="seed of the validation draw and of the draw of calibration inputs")
     model_arguments(cal, "the network class, when the chip file cannot rebuild it by itself")
+    device_arguments(cal, "the chip")
     _output_or_in_place(cal)
     cal.set_defaults(func=cmd_calibrate)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import POSITIVE_INT, WORK, bounded
+from .args import POSITIVE_INT, WORK, bounded, device_arguments
 from .files import check_outputs, input_files
 
 
@@ -30,7 +30,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     named = [spec_file, spec.model.checkpoint, spec.chip if isinstance(spec.chip, str) else None, spec.model.train.get("hwa")]
     check_outputs({"-o": args.output}, [*named, *input_files("data", spec.data)])
     store = run_sweep(spec, args.output, args.executor, args.workers, args.retries, max_rows=args.max_points,
-                      checkpoint_s=args.checkpoint_every, max_work=args.max_work)  # fmt: skip
+                      checkpoint_s=args.checkpoint_every, max_work=args.max_work, device=args.device, backend=args.backend)  # fmt: skip
     print(format_report(read_results(store.path)))
     print(f"wrote {store.path}")
     return 0
@@ -64,7 +64,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--example", metavar="NAME", help="run a spec shipped with xbarsim (list them: xbarsim examples)")
     sweep.add_argument("-o", "--output", required=True, help="results store (HDF5); re-running fills in what is missing")
     sweep.add_argument("--executor", default="processes", help="processes (default), serial, dask:local or tcp://host:8786")
-    sweep.add_argument("--workers", type=bounded(int, 1, 1024), help="worker processes (default: one per core)")
+    sweep.add_argument("--workers", type=bounded(int, 1, 1024), help="worker processes (default: one per core; with --device cuda one per GPU)")
     sweep.add_argument("--retries", type=bounded(int, 0, 100), default=1, help="retries of a failing point before it is stored as failed")
     sweep.add_argument("--max-points", type=POSITIVE_INT, default=DEFAULT_MAX_ROWS, metavar="N",
                        help="refuse a spec of more than N (point, repeat) rows")
@@ -74,6 +74,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--checkpoint-every", type=bounded(float, 0), default=CHECKPOINT_S, metavar="SECONDS",
                        help="rewrite the HDF5 store whole this often while running "
                             "(the journal beside it holds every row as soon as it is done)")  # fmt: skip
+    device_arguments(sweep, "the chips (cuda: one worker per GPU)")
     sweep.set_defaults(func=cmd_sweep)
 
 

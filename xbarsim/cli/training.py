@@ -19,6 +19,8 @@ from .args import (
     SEED,
     WORK,
     bounded,
+    device_arguments,
+    device_of,
     json_arg,
     json_object,
     load_chip_config,
@@ -71,7 +73,7 @@ def _trained(args: argparse.Namespace, split, seed: int):
         distill_temperature=args.temperature, distill_beta=args.beta,
         hwa=load_chip_config(args.hwa) if args.hwa else None,
     )  # fmt: skip
-    losses = train(model, split, cfg, teacher=teacher)
+    losses = train(model, split, cfg, teacher=teacher, device=device_of(args.device))
     return model, losses
 
 
@@ -84,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, losses = _trained(args, split, args.seed)
     value = score(model, split.x_test, split.y_test, split.metric)
     shown = f"{value:.4f} bits per character" if split.metric == "bpc" else f"accuracy {100 * value:.2f}%"
-    print(f"trained {args.model} on {split.name}: final loss {losses[-1]:.4f}, clean test {shown}")
+    print(f"trained {args.model} on {split.name} ({args.device}): final loss {losses[-1]:.4f}, clean test {shown}")
     save_checkpoint(model, args.output)
     print(f"wrote {args.output}")
     return 0
@@ -99,7 +101,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from ..sweeps.noise_kinds import parse_noise_kind
     from ..sweeps.plots import plot_noise_curves
 
-    noise = parse_noise_kind(args.noise, args.mode, args.where)
+    noise = parse_noise_kind(args.noise, args.mode, args.where, args.backend)
     split = data.load(args.data)
     tests, count = len(split.y_test), args.train_seeds or 1
     check_work(count * len(args.sigmas) * args.repeats * tests, args.max_work, "this robustness run",
@@ -107,7 +109,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.train_seeds is None:
         if args.checkpoint is None:
             raise XbarsimError("give a CHECKPOINT, or --train-seeds N with --model to train N networks and measure each")
-        network = load_network(args.checkpoint, user_model(args.model, args.model_args), allow_pickle=args.allow_pickle)
+        network = load_network(args.checkpoint, user_model(args.model, args.model_args), allow_pickle=args.allow_pickle).to(device_of(args.device))
         networks = {Path(args.checkpoint).stem: network}
     else:
         if args.checkpoint is not None or not args.model:
@@ -207,6 +209,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     train_cmd.add_argument("--seed", type=SEED, default=0, help="seed of the weights, the batches and the noise")
     add_recipe_arguments(train_cmd)
     train_cmd.add_argument("--allow-pickle", action="store_true", help="let --distill load a pickled module (trusted files only)")
+    device_arguments(train_cmd, "the training", backend=False)
     train_cmd.add_argument("-o", "--output", required=True, help="checkpoint to write")
     train_cmd.set_defaults(func=cmd_train)
 
@@ -237,6 +240,7 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
     rob.add_argument("--where", help="activation noise only: all (default), or comma-separated module names")
     model_arguments(rob, "the model, for a plain state_dict")
     rob.add_argument("--allow-pickle", action="store_true", help="load a pickled module (trusted files only)")
+    device_arguments(rob, "the network (and with chip noise its chip)")
     rob.add_argument("--plot", default="robustness.png", help="figure to write (.png or .pdf)")
     add_recipe_arguments(rob.add_argument_group("training, with --train-seeds"))
     rob.set_defaults(func=cmd_robustness)

@@ -8,11 +8,12 @@ import numba
 import numpy as np
 
 from ..config import ChipConfig
+from .backend import NUMBA, TileBackend
 from .laws import cells, compensation, device, irdrop, rng
-from .read import blas, converters, patches, readout, workspace
+from .read import blas, converters, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
-from .read.inputs import InputRows, PatchRows
+from .read.inputs import PatchRows
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,19 @@ class TileArray:
     function of the targets, the device config, the seed and the time (``device.program``, ``drifted``);
     ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does. Keeping them
     took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
+
+    Those arrays, and the device laws that make them, are NumPy on the CPU whatever the backend; what reads
+    take (``gdiff_t``, the read variances, ``g_direct``, ``out_scales``, the converters' columns, the stream
+    keys, the compensation gain) lives on ``backend`` (``crossbar.backend``): NumPy arrays for the Numba
+    kernels (the default), torch tensors on a torch device for ``crossbar_torch``; ``to(backend)`` moves them.
     """
 
-    def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int):
+    def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int,
+                 backend: TileBackend = NUMBA):  # fmt: skip
+        backend.check(cfg)
         self.cfg = cfg
         self.grid = grid
+        self.backend = backend
         self.scales = scales  # (P, n_out) float32
         self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
         del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
@@ -58,14 +67,14 @@ class TileArray:
         dac, adc = cfg.tile.dac, cfg.tile.adc
         self.dac_bounds = np.full(n_p, dac.bound if dac.bound is not None else 1.0, np.float32)
         self.adc_bounds = np.full((n_p, n_q), adc.bound if adc.bound is not None else 1.0, np.float32)
-        self._adc_columns = self._adc_parameters()
+        self._set_periphery()
         self.recorder = None  # calibration: sees the raw input rows and the partial sums of every mvm
         self.ideal = False  # True: compute with the target weights, exactly (sensitivity studies)
         self.program(seed)
 
     @classmethod
-    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0) -> TileArray:
-        """Encode W (out x in, finite) into differential conductances and program them."""
+    def from_weights(cls, weights: np.ndarray, cfg: ChipConfig, seed: int = 0, backend: TileBackend = NUMBA) -> TileArray:
+        """Encode W (out x in, finite) into differential conductances and program them (reads on ``backend``)."""
         w = np.asarray(weights)
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
             raise ValueError(f"weights must be a non-empty 2-D (out x in) array, got shape {w.shape}")
@@ -76,7 +85,7 @@ class TileArray:
         scales = weight_scales(w_t, grid, cfg.mapping.weight_scale)
         targets = [encode(w_t, scales, grid, cfg.device.g_min_us, cfg.device.g_max_us)]
         del w, w_t
-        return cls(cfg, grid, scales, targets.pop(), seed)  # no reference left here while the array programs
+        return cls(cfg, grid, scales, targets.pop(), seed, backend)  # no reference left here while the array programs
 
     # ------------------------------------------------------------------ state
     @property
@@ -146,16 +155,33 @@ class TileArray:
         units into weights after the ADC."""
         unscaled = self.cfg.mapping.weight_scale == "none"
         self.analog_gain = self.scales if unscaled else None
-        self.out_scales = np.ones_like(self.scales) if unscaled else self.scales
+        self._out_scales_host = np.ones_like(self.scales) if unscaled else self.scales
+        self.out_scales = self.backend.asarray(self._out_scales_host)
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
         self._keys = self._stream_keys(self.seed)
 
-    def _stream_keys(self, seed: int) -> dict[int, np.ndarray]:
-        """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed``."""
+    def _stream_keys(self, seed: int):
+        """(P,) uint64 keys per read-time purpose, for the read noise drawn under ``seed`` (as the backend reads them)."""
         purposes = (rng.PURPOSE_READ, rng.PURPOSE_READ_DEVICE, rng.PURPOSE_OUTPUT, rng.PURPOSE_BM_READ, rng.PURPOSE_BM_DEVICE)
-        return {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
+        keys = {p: np.array([rng.stream_key(seed, p, b) for b in range(self.grid.shape[0])], np.uint64) for p in purposes}
+        return self.backend.stream_keys(keys)
+
+    def to(self, backend: TileBackend) -> TileArray:
+        """Move what reads take onto ``backend`` (another device, or the other backend), in place: the
+        conductances are derived again from the same targets, seed, time and epoch (the same bits); read
+        counters, epoch, ranges and compensation stay."""
+        if backend is self.backend:
+            return self
+        backend.check(self.cfg)
+        self.backend = backend
+        self._set_seed(self.seed)
+        self._set_units()
+        self._set_periphery()
+        self._move_to(self.t_s)
+        self.gain = self.gain  # its copy on the backend
+        return self
 
     def drift(self, t_s: float) -> None:
         """Conductances as they are t_s seconds after programming (absolute time, not a step), in
@@ -187,9 +213,19 @@ class TileArray:
     # ------------------------------------------------------------------ drift compensation
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
-        x = compensation.probe_inputs(self.seed, self.grid.n_in)
-        outputs = self._mvm(len(x), InputRows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
-        return compensation.response_level(outputs, self.cfg.drift_compensation)
+        x = self.backend.asarray(compensation.probe_inputs(self.seed, self.grid.n_in))
+        outputs = self._mvm(len(x), self.backend.rows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        return compensation.response_level(self.backend.to_numpy(outputs), self.cfg.drift_compensation)
+
+    @property
+    def gain(self) -> np.ndarray | None:
+        """The drift compensation's gain in use (float32: a scalar, or one per output column), or None."""
+        return self._gain
+
+    @gain.setter
+    def gain(self, value: np.ndarray | None) -> None:
+        self._gain = value
+        self._gain_read = None if value is None else self.backend.asarray(np.asarray(value, np.float32))
 
     def take_reference(self) -> None:
         """Read the drift-compensation probe at t = 0 with the current ranges and compensation
@@ -218,11 +254,15 @@ class TileArray:
         gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         del g_read
         self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
-        self.gdiff_t = self.gdiff_rows[: self.grid.n_in]
+        self.gdiff_t = self._read_array(self.gdiff_rows)
         del gdiff
         self._set_read_noise(gain, devices_now, programmed)
         self.g_direct_rows = self._direct_conductances()
-        self.g_direct = None if self.g_direct_rows is None else self.g_direct_rows[: self.grid.n_in]
+        self.g_direct = None if self.g_direct_rows is None else self._read_array(self.g_direct_rows)
+
+    def _read_array(self, rows: np.ndarray):
+        """The first n_in rows of ``rows`` (``_with_tail``) on the backend (a view for NumPy's)."""
+        return self.backend.asarray(rows[: self.grid.n_in])
 
     def _with_tail(self, matrix: np.ndarray) -> np.ndarray:
         """(n_in + tail, n_out): ``matrix`` and the zero rows after it that the read path's BLAS
@@ -246,13 +286,14 @@ class TileArray:
             return  # no per-read noise: nothing to derive
         sigma = cells.read_noise_std(devices_now, programmed, dev, self.t_s)  # (2, n_in, n_out) uS, per read
         if per_device:
-            self.read_sigma_t = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+            pair = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
+            self.read_sigma_t = tuple(self.backend.asarray(s) for s in pair)
         elif device.read_noise_is_constant(dev) and gain is None:
             self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
         elif np.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             self.read_var_rows = self._with_tail(var_t if gain is None else var_t * (gain * gain))
-            self.read_var_t = self.read_var_rows[: self.grid.n_in]
+            self.read_var_t = self._read_array(self.read_var_rows)
 
     def _direct_conductances(self) -> np.ndarray | None:
         """(n_in + tail, n_out) ``gdiff_t`` times the output scales (``_with_tail``), when a read is one
@@ -262,7 +303,7 @@ class TileArray:
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return self._with_tail(self.gdiff_t * expand_rows(self.out_scales, self.grid))
+        return self._with_tail(self.gdiff_rows[: self.grid.n_in] * expand_rows(self._out_scales_host, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -276,7 +317,7 @@ class TileArray:
             if arr.shape != shape or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
                 raise ValueError(f"{name} ranges must be finite, > 0 and of shape {shape}, got {arr.shape}")
             setattr(self, f"{name}_bounds", arr.copy())
-        self._adc_columns = self._adc_parameters()
+        self._set_periphery()
         self.take_reference()  # new ranges, new reference response
 
     def weights(self) -> np.ndarray:
@@ -285,6 +326,10 @@ class TileArray:
         if self._weights is None:
             self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, *cells.span(self.cfg)).T)
         return self._weights
+
+    def device_weights(self):
+        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch)."""
+        return self.backend.asarray(self.weights())
 
     def target_weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""
@@ -302,25 +347,33 @@ class TileArray:
                 tiles.append(TileConductances(p, q, rows, cols, g_now[0, rows, cols], g_now[1, rows, cols]))
         return tiles
 
-    def _adc_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(bound, to_int, step), each (P, n_out) float32: the ADC of every output's tile."""
+    def _set_periphery(self) -> None:
+        """What reads take from the converter bounds, on the backend: ``_adc_columns`` = (bound, to_int, step),
+        each (P, n_out) float32, the ADC of every output's tile; ``_dac_bounds_read`` (P,); ``_col_block`` (n_out,)."""
         bound = np.ascontiguousarray(self.adc_bounds[:, self.grid.col_block_of()])
         to_int, step = converters.quantizer_steps(bound, self.cfg.tile.adc.levels)
-        return bound, to_int, step
+        self._adc_columns = tuple(self.backend.asarray(a) for a in (bound, to_int, step))
+        self._dac_bounds_read = self.backend.asarray(self.dac_bounds)
+        self._col_block = self.backend.asarray(self.grid.col_block_of())
 
     # ------------------------------------------------------------------ compute
-    def mvm(self, x: np.ndarray) -> np.ndarray:
-        """x (batch, in) or (in,) -> (batch, out) or (out,), float32."""
-        x = np.asarray(x)
-        single = x.ndim == 1
-        x2 = np.ascontiguousarray(x[None] if single else x, dtype=np.float32)
-        n_in = readout.ReadPlan.of(self).n_in
+    def mvm(self, x):
+        """x (batch, in) or (in,) -> (batch, out) or (out,), float32: NumPy in, NumPy out; on the torch
+        backend a tensor on the chip's device in, a tensor out."""
+        x2 = self.backend.input_matrix(x)
+        single = x2.ndim == 1
+        x2 = x2[None] if single else x2
+        n_in = self.grid.n_in
         if x2.ndim != 2 or x2.shape[1] != n_in:
-            raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {x.shape}")
+            raise ValueError(f"mvm input must have shape (batch, {n_in}) or ({n_in},), got {tuple(x2.shape)}")
         if self.recorder is not None:
-            self.recorder.inputs(self, x2)
-        out = blas.matmul(x2, self.target_weights().T) if self.ideal else self._mvm(x2.shape[0], InputRows(x2))
-        return out[0] if single else out
+            self.recorder.inputs(self, self.backend.to_numpy(x2))
+        if self.ideal:
+            out = self.backend.ideal_product(x2, self.target_weights())
+        else:
+            out = self._mvm(x2.shape[0], self.backend.rows(x2))
+        out = out[0] if single else out
+        return self.backend.to_numpy(out) if isinstance(x, np.ndarray) else out
 
     def mvm_patches(self, x_nhwc: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                     dilation: tuple[int, int], out_size: tuple[int, int], first_channel: int = 0, ones: int = 0) -> np.ndarray:  # fmt: skip
@@ -329,16 +382,16 @@ class TileArray:
         (``patches.gather_patch``; padding is (top, left)), followed by ``ones`` inputs fixed at 1.
         Returns (B * out_h * out_w, out), rows in (b, oh, ow) order: the same as ``mvm`` of the
         im2col matrix, without building it (a chip without converters or noise builds it: it
-        only multiplies)."""
+        only multiplies; so does the torch backend, from a float32 NHWC tensor on its device)."""
         channels = (self.grid.n_in - ones) // (kernel[0] * kernel[1])
-        if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
-            raise ValueError(f"mvm_patches needs a C-contiguous float32 NHWC image and a kernel that covers {self.grid.n_in} inputs")
+        if x_nhwc.ndim != 4 or channels * kernel[0] * kernel[1] + ones != self.grid.n_in:
+            raise ValueError(f"mvm_patches needs an NHWC image and a kernel that covers {self.grid.n_in} inputs")
+        if self.recorder is not None or self.ideal or self.g_direct is not None or not self.backend.fused_patches:
+            return self.mvm(self.backend.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels, ones))
+        if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous:
+            raise ValueError("mvm_patches needs a C-contiguous float32 NHWC image")
         scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
         geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
-
-        if self.recorder is not None or self.ideal or self.g_direct is not None:
-            rows = patches.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels)
-            return self.mvm(np.concatenate([rows, np.ones((len(rows), ones), np.float32)], axis=1))
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:
@@ -347,12 +400,12 @@ class TileArray:
         ``stream`` = (keys, first vector) draws the read noise elsewhere and does neither (the
         compensation probe)."""
         if stream is not None:
-            return readout.read(self, n_batch, inputs, stream[0], stream[1], record=False)[0]
-        out, rereads = readout.read(self, n_batch, inputs, self._keys, self.reads, record=self.recorder is not None)
+            return self.backend.read(self, n_batch, inputs, stream[0], stream[1], record=False)[0]
+        out, rereads = self.backend.read(self, n_batch, inputs, self._keys, self.reads, record=self.recorder is not None)
         self.reads += n_batch
         self.bm_rereads += rereads
-        if self.gain is not None:
-            out *= self.gain
+        if self._gain_read is not None:
+            out *= self._gain_read
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -368,16 +421,18 @@ class TileArray:
                 "gain": self.gain}  # fmt: skip
 
     @classmethod
-    def from_state(cls, cfg: ChipConfig, state: dict) -> TileArray:
+    def from_state(cls, cfg: ChipConfig, state: dict, backend: TileBackend = NUMBA) -> TileArray:
         """Rebuild an array saved with ``state()``: the same conductances, drift time, read
         counter, read epoch (0 when absent) and drift law (1 when absent: ``device.DRIFT_LAW``), so it
         continues exactly where the saved one stopped. The programmed state is regenerated from the targets
         and the seed; with a ``programmed_crc32`` entry, a fingerprint that differs raises ValueError. The drift
         compensation's reference and gain are taken from the state when it has a ``reference`` entry (one move to
         t_s, no probe read); otherwise the probe is read again. Arrays of the right dtype are kept, not copied
-        (the array's state is never changed in place)."""
+        (the array's state is never changed in place). Reads run on ``backend``."""
+        backend.check(cfg)
         tiles = cls.__new__(cls)
         tiles.cfg = cfg
+        tiles.backend = backend
         n_in, n_out = state["targets"].shape
         tiles.grid = TileGrid.for_matrix(n_in, n_out, cfg.tile.rows, cfg.tile.cols)
         expected = {"targets": (n_in, n_out), "scales": (tiles.grid.shape[0], n_out), "dac_bounds": (tiles.grid.shape[0],),
@@ -394,7 +449,7 @@ class TileArray:
             raise ValueError("the programmed state regenerated from the targets and the seed does not match programmed_crc32 "
                              "(the file was altered, or written by an xbarsim with another device model)")  # fmt: skip
         tiles._set_units()
-        tiles._adc_columns = tiles._adc_parameters()
+        tiles._set_periphery()
         tiles.recorder = None
         tiles.ideal = False
         tiles.bm_rereads = 0

@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import heap
 from ..config import ChipConfig
 from ..crossbar import cost as tile_cost
+from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.laws import cells, rng
+from ..crossbar_torch.backend import select
+from ..errors import XbarsimError
 from ..limits import check_drift_time, check_seed
 from ..progress import progress_bar
 from ..models import netspec
@@ -62,11 +66,13 @@ class VirtualChip:
     """Every analog layer of a mapped network and the tiles they hold; ``attention``: the network's split
     attention modules by name, whose score and context products run digitally (``macs`` counts them)."""
 
-    def __init__(self, cfg: ChipConfig, seed: int, layers: dict[str, AnalogLayer], attention: dict[str, SplitAttention] | None = None):
+    def __init__(self, cfg: ChipConfig, seed: int, layers: dict[str, AnalogLayer], attention: dict[str, SplitAttention] | None = None,
+                 backend: TileBackend = NUMBA):  # fmt: skip
         self.cfg = cfg
         self.seed = seed
         self.layers = layers
         self.attention = attention or {}
+        self.backend = backend  # what the arrays compute with, and where (``backend.name``, ``backend.device``)
 
     def matrices(self) -> Iterator[AnalogMatrix]:
         for layer in self.layers.values():
@@ -76,6 +82,13 @@ class VirtualChip:
     def t_s(self) -> float:
         """Seconds since programming that the chip is at now."""
         return next(self.matrices()).tiles.t_s
+
+    def to(self, backend: TileBackend) -> None:
+        """Move every array (and digital bias) onto ``backend`` (``crossbar_torch.backend.select``), in place:
+        the same conductances (derived again on the CPU), the read counters, epochs, ranges and compensation stay."""
+        for matrix in self.matrices():
+            matrix.to(backend)
+        self.backend = backend
 
     def program(self, seed: int | None = None) -> None:
         """(Re)program every device (new write errors and faults for a new seed); resets drift."""
@@ -170,6 +183,29 @@ class AnalogModel(nn.Module):
         with network_section():  # one BLAS and torch thread on a busy machine (mapping.serial)
             return self.network(*args, **kwargs)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the chip computes: its inputs go there."""
+        return torch.device(self.chip.backend.device)
+
+    def to(self, *args, backend: str | None = None, **kwargs) -> AnalogModel:
+        """Move the chip (its arrays, on the backend that runs there) and the digital network to a device, as
+        ``nn.Module.to``: ``chip.to("cuda")``. ``backend`` (auto, numba, torch; default the config's
+        ``runtime.backend``): ``chip.to("cpu", backend="torch")`` runs the torch backend on the CPU. A chip
+        computes in float32: another dtype is refused."""
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if dtype is not None and dtype != torch.float32:
+            raise XbarsimError(f"a chip computes in float32; it cannot be moved to {dtype}")
+        target = select(backend, self.device if device is None else device, self.chip.cfg)
+        self.chip.to(target)
+        return super().to(device=torch.device(target.device), non_blocking=non_blocking)
+
+    def cuda(self, device=None) -> AnalogModel:
+        return self.to("cuda" if device is None else torch.device("cuda", device) if isinstance(device, int) else device)
+
+    def cpu(self) -> AnalogModel:
+        return self.to("cpu")
+
     def attach_block(self, layer_name: str, block: DenoisingBlock) -> None:
         """Run ``block`` on the output of the analog layer ``layer_name`` (replacing any block there)."""
         if layer_name not in self.chip.layers:
@@ -202,7 +238,7 @@ class AnalogModel(nn.Module):
         """Everything the chip file holds, as data."""
         layers = [
             LayerRecord(name, layer.kind, layer.spec(), [
-                MatrixRecord(m.tiles.state(), None if m.bias is None else m.bias.numpy(), m.bias_in_rows) for m in layer.matrices()
+                MatrixRecord(m.tiles.state(), None if m.bias is None else m.bias.cpu().numpy(), m.bias_in_rows) for m in layer.matrices()
             ])
             for name, layer in self.chip.layers.items()
         ]  # fmt: skip
@@ -212,7 +248,7 @@ class AnalogModel(nn.Module):
         ]
         digital = {key: tensor.detach().cpu().numpy() for key, tensor in self.network.state_dict().items()}
         source = self.source
-        return ChipRecord(self.chip.cfg, self.chip.seed, source.network, source.origin, source.folded, digital, layers, blocks)
+        return ChipRecord(self.chip.cfg.chip_only(), self.chip.seed, source.network, source.origin, source.folded, digital, layers, blocks)
 
 
 def _selected(model: nn.Module, layers: Iterable[str] | None, split: list[str]) -> list[str]:
@@ -261,7 +297,7 @@ def _copy_for_mapping(model: nn.Module, layers: list[str] | None) -> nn.Module:
 
 
 def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable[str] | None = None,
-              progress: bool | None = None) -> AnalogModel:  # fmt: skip
+              progress: bool | None = None, device=None, backend: str | None = None) -> AnalogModel:  # fmt: skip
     """Map every supported layer of ``model`` (or only ``layers``, by module name) onto a chip.
 
     The model is copied and put in eval mode; BatchNorms that follow a conv or linear layer are
@@ -269,9 +305,12 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     registered with ``register_linear``), Conv1d/2d, LSTM, GRU and RNN layers are supported, and
     MultiheadAttention, whose four projections each become an analog Linear (``mapping.transformer``);
     anything else stays digital. ``progress``: a bar per layer (True), none (False), or only once
-    mapping has taken a few seconds (None).
+    mapping has taken a few seconds (None). The chip runs on ``device`` (default the CPU) with ``backend``
+    (auto, numba, torch; default ``cfg.runtime.backend``): it is encoded and programmed on the CPU, then
+    moved there (programming gives the same bits everywhere).
     """
     seed = check_seed(seed)
+    target = select(backend, device, cfg)  # a device or backend that cannot run is refused before any work
     layers = None if layers is None else list(layers)
     network = _copy_for_mapping(model, layers).eval()
     folded = fold_batchnorm(network) if cfg.mapping.fold_batchnorm else []
@@ -285,4 +324,5 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
         network = set_submodule(network, name, analog[name])
         heap.release()
     prepare_encoders(network)
-    return AnalogModel(network, VirtualChip(cfg, seed, analog, attention_modules(network)), ModelSource.of(model, folded))
+    chip = AnalogModel(network, VirtualChip(cfg, seed, analog, attention_modules(network)), ModelSource.of(model, folded))
+    return chip.to(target.device, backend=target.name)

@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import heap
 from ..crossbar.tile import TileArray
+from ..crossbar_torch.backend import select
 from ..errors import XbarsimError
 from ..progress import progress_bar
 from ..models import netspec
@@ -37,18 +38,21 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 _FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def load_chip(path: str | Path, model: nn.Module | type | None = None, progress: bool | None = None,
-              **model_kwargs: Any) -> AnalogModel:  # fmt: skip
+def load_chip(path: str | Path, model: nn.Module | type | None = None, progress: bool | None = None, device=None,
+              backend: str | None = None, **model_kwargs: Any) -> AnalogModel:  # fmt: skip
     """Rebuild the AnalogModel saved in ``path``.
 
     The network's structure comes from the file when it describes it as data (a zoo model, or
     standard torch.nn layers); otherwise pass ``model``: an instance, or a class built with
     ``model_kwargs``. Raises ChipFileError (one line naming the file, layer and dataset) for a file
     that is damaged, forged or does not fit the model. ``progress``: a bar per layer (True), none
-    (False), or only after a few seconds (None).
+    (False), or only after a few seconds (None). The chip runs on ``device`` (default the CPU) with
+    ``backend`` (auto, numba, torch; default the config's ``runtime.backend``, which files do not store):
+    it is rebuilt on the CPU, checked, then moved there.
     """
     path = Path(path)
     record = read_chip(path)
+    target = select(backend, device, record.cfg)
 
     def fail(where: str, problem: str) -> ChipFileError:
         return ChipFileError(one_line(f"{path}: {where}: {problem}"))
@@ -71,7 +75,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
     _fold(network, record, fail)
     network = split_attention(network, split_parents([layer.name for layer in record.layers], network))
     _check_fit(network, record, fail)
-    return _assemble(network.eval(), record, source, progress, fail, materialize=model is None)
+    return _assemble(network.eval(), record, source, progress, fail, materialize=model is None).to(target.device, backend=target.name)
 
 
 def _fold(network: nn.Module, record: ChipRecord, fail) -> None:

@@ -23,6 +23,7 @@ from .matrix import AnalogMatrix
 from .serial import serial_section
 
 PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
+GPU_PATCH_VALUES = 1 << 26  # on a GPU (torch backend): 256 MB of rows per call, few and large kernels
 
 
 class AnalogLayer(nn.Module):
@@ -160,22 +161,32 @@ class AnalogConv(AnalogLayer):
         out_size = output_size(tuple(x.shape[2:]), kernel, stride, padding, dilation)
         # channels-last in and out: a network running in channels_last memory format (as it
         # does after the first analog conv) needs no layout copies between layers
-        x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
+        first = self._matrices[0]
+        first.check_device(x)
+        x_nhwc = x.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous()
+        x_nhwc = x_nhwc if first.on_torch else x_nhwc.numpy()
         per_group_in = self.in_channels // self.groups
         per_group_out = self.out_channels // self.groups
-        samples = max(1, PATCH_VALUES // (out_size[0] * out_size[1] * kernel[0] * kernel[1] * per_group_in))
+        budget = GPU_PATCH_VALUES if first.device.type == "cuda" else PATCH_VALUES
+        samples = max(1, budget // (out_size[0] * out_size[1] * kernel[0] * kernel[1] * per_group_in))
         geometry = (kernel, stride, padding, dilation, out_size)
         if batch <= samples and self.groups == 1:  # the usual case: one call, its product as it is
-            out = self._matrices[0].product_patches(x_nhwc, geometry, 0)
-            return torch.from_numpy(out.reshape(batch, *out_size, self.out_channels)).permute(0, 3, 1, 2)
-        # runs of images and groups, each copied into its place (a NumPy copy: half torch.cat's time)
-        out = np.empty((batch, *out_size, self.out_channels), np.float32)
+            out = first.product_patches(x_nhwc, geometry, 0)
+            return _tensor(out).reshape(batch, *out_size, self.out_channels).permute(0, 3, 1, 2)
+        # runs of images and groups, each copied into its place (on the CPU a NumPy copy: half torch.cat's time)
+        shape = (batch, *out_size, self.out_channels)
+        out = torch.empty(shape, device=x.device) if first.on_torch else np.empty(shape, np.float32)
         for b0 in range(0, batch, samples):
             n = min(samples, batch - b0)
             for g, matrix in enumerate(self._matrices):
                 y = matrix.product_patches(x_nhwc[b0 : b0 + n], geometry, g * per_group_in)
                 out[b0 : b0 + n, :, :, g * per_group_out : (g + 1) * per_group_out] = y.reshape(n, *out_size, per_group_out)
-        return torch.from_numpy(out).permute(0, 3, 1, 2)
+        return _tensor(out).permute(0, 3, 1, 2)
+
+
+def _tensor(y) -> torch.Tensor:
+    """A product of the tiles as a tensor: the torch backend's as it is, the Numba kernels' NumPy array without a copy."""
+    return y if isinstance(y, torch.Tensor) else torch.from_numpy(y)
 
 
 class _ConvOnTiles(torch.autograd.Function):

@@ -65,7 +65,7 @@ def checkpoint_content(model: nn.Module) -> dict[str, Any]:
     """What a checkpoint of ``model`` holds: plain data (a description, tensors, QAT settings)."""
     content = {"format": FORMAT, "format_version": FORMAT_VERSION, "network": describable(model)}
     # under QAT the float weights sit at "<layer>.parametrizations.weight.original"
-    content["state_dict"] = {_PARAMETRIZED.sub(r".\1", key): value for key, value in model.state_dict().items()}
+    content["state_dict"] = {_PARAMETRIZED.sub(r".\1", key): value.cpu() for key, value in model.state_dict().items()}  # loads anywhere
     qat = getattr(model, "qat", None)
     if qat is not None:
         content["qat"] = dataclasses.asdict(qat.cfg)

@@ -10,7 +10,8 @@ ADC per tile (with iterative bound management if configured), digital sum over r
 weight_scale ``none`` puts the converters in raw weight units; per-epoch read noise is one draw
 per forward. Quantizers pass gradients straight through; noise is added, never differentiated.
 Drift and stuck-at faults are not trained against.
-The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own.
+The standard deviations come from ``crossbar.laws.device``, so the physics is the kernels' own (evaluated in
+NumPy on the CPU, then moved to the weights' device).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def programmed(weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> Calla
     n_out, n_in = weight.shape
     grid = TileGrid.for_matrix(n_in, n_out, tile.rows, tile.cols)
     w_t = weight.t()
-    scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale))
+    on = weight.device
+    scales = torch.from_numpy(weight_scales(w_t.detach().cpu().numpy(), grid, cfg.mapping.weight_scale)).to(on)
     unscaled = cfg.mapping.weight_scale == "none"  # converters in raw weight units
     span = dev.g_max_us - dev.g_min_us
     blocks = []
@@ -66,18 +68,18 @@ def programmed(weight: torch.Tensor, cfg: ChipConfig, t_s: float = 0.0) -> Calla
         rows = slice(int(grid.row_edges[p]), int(grid.row_edges[p + 1]))
         w_norm = w_t[rows] / scales[p]
         target = torch.stack([dev.g_min_us + span * torch.relu(w_norm), dev.g_min_us + span * torch.relu(-w_norm)])
-        write_std = torch.from_numpy(device.write_noise_std(target.detach().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32))
+        write_std = torch.from_numpy(device.write_noise_std(target.detach().cpu().numpy(), dev.write_noise, dev.g_max_us).astype(np.float32)).to(on)
         g = torch.clamp(target + write_std * torch.randn_like(target), min=0.0)
-        g_np = g.detach().numpy().astype(np.float32)
-        epoch_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s, time="per_epoch"))
+        g_np = g.detach().cpu().numpy().astype(np.float32)
+        epoch_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s, time="per_epoch")).to(on)
         g_read = torch.clamp(g + epoch_std * torch.randn_like(g), min=0.0) if bool((epoch_std > 0).any()) else g
-        read_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s))
+        read_std = torch.from_numpy(device.read_noise_std(g_np, dev, t_s)).to(on)
         gain = scales[p] if unscaled else 1.0
         read_var = (read_std[0] ** 2 + read_std[1] ** 2) / span**2 * gain**2
         blocks.append((rows, (g_read[0] - g_read[1]) / span * gain, read_var, 1.0 if unscaled else scales[p]))
 
     def product(x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(x.shape[0], n_out, dtype=x.dtype)
+        out = torch.zeros(x.shape[0], n_out, dtype=x.dtype, device=x.device)
         for rows, w_analog, read_var, out_scale in blocks:
             out = out + _block_read(x[:, rows], w_analog, read_var, tile, grid) * out_scale
         return out
@@ -97,12 +99,12 @@ def _block_read(xb: torch.Tensor, w_analog: torch.Tensor, read_var: torch.Tensor
         return y + std * torch.randn_like(y)
 
     if tile.dac.range == "none":
-        scale = torch.ones(xb.shape[0], 1)
+        scale = torch.ones(xb.shape[0], 1, device=xb.device)
     elif tile.dac.range == "dynamic":
         peak = xb.detach().abs().amax(dim=1, keepdim=True)
         scale = torch.where(peak > 0, peak, torch.ones_like(peak))
     else:
-        scale = torch.full((xb.shape[0], 1), float(tile.dac.bound))
+        scale = torch.full((xb.shape[0], 1), float(tile.dac.bound), device=xb.device)
 
     def dac(rows_x: torch.Tensor, rows_scale: torch.Tensor) -> torch.Tensor:
         return rows_x / rows_scale if tile.dac.range == "none" else _quantize(rows_x / rows_scale, 1.0, tile.dac.levels)

@@ -67,10 +67,10 @@ class _AdditiveNoise(nn.Module):
     packed query/key/value projections); n is drawn at every call, or held in ``unit`` (when given a
     shape) until the next ``resample``."""
 
-    def __init__(self, eta: float, held_shape: torch.Size | None = None, blocks: int = 1):
+    def __init__(self, eta: float, held: torch.Tensor | None = None, blocks: int = 1):
         super().__init__()
         self.eta, self.blocks = eta, blocks
-        self.unit = None if held_shape is None else torch.zeros(held_shape)  # a plain tensor: not state
+        self.unit = None if held is None else torch.zeros_like(held)  # a plain tensor (not state), on the weight's device
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         parts = w.reshape(self.blocks, -1)
@@ -89,7 +89,7 @@ class WeightNoise(_Parametrizations):
         targets = weight_names(model)
         if not targets:
             raise ValueError(f"{type(model).__name__} has no Linear, Conv or recurrent layer for weight noise")
-        transforms = [_AdditiveNoise(0.0, None if per_forward else getattr(m, name).shape, 3 if name == "in_proj_weight" else 1)
+        transforms = [_AdditiveNoise(0.0, None if per_forward else getattr(m, name).detach(), 3 if name == "in_proj_weight" else 1)
                       for m, name in targets]  # fmt: skip
         super().__init__([(m, name, t) for (m, name), t in zip(targets, transforms)])
         self.set_eta(eta)
@@ -109,9 +109,9 @@ class WeightNoise(_Parametrizations):
 
 
 class _LogNormal(nn.Module):
-    def __init__(self, shape: torch.Size):
+    def __init__(self, param: torch.Tensor):
         super().__init__()
-        self.register_buffer("log_factor", torch.zeros(shape))
+        self.register_buffer("log_factor", torch.zeros_like(param.detach()))
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         return theta * torch.exp(self.log_factor)
@@ -123,7 +123,7 @@ class LogNormalPerturbation(_Parametrizations):
 
     def __init__(self, model: nn.Module, sigma: float):
         self.sigma = _non_negative(sigma, "BayesFT sigma")
-        targets = [(module, name, _LogNormal(param.shape))
+        targets = [(module, name, _LogNormal(param))
                    for module in model.modules() for name, param in list(module.named_parameters(recurse=False))]  # fmt: skip
         super().__init__(targets)
         self.resample()

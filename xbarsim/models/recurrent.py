@@ -63,7 +63,7 @@ def run_recurrent(shape: RecurrentShape, x: torch.Tensor, hx, products: list[tup
     h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
     if h0 is not None and unbatched:
         h0, c0 = h0.unsqueeze(1), (c0.unsqueeze(1) if c0 is not None else None)
-    zeros = torch.zeros(shape.num_layers * directions, batch, shape.hidden_size, dtype=x.dtype)
+    zeros = torch.zeros(shape.num_layers * directions, batch, shape.hidden_size, dtype=x.dtype, device=x.device)
     h0 = zeros if h0 is None else h0
     c0 = zeros if (c0 is None and lstm) else c0
     h_n, c_n = [], []

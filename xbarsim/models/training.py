@@ -135,10 +135,17 @@ def _perturbations(model: nn.Module, cfg: TrainConfig, stack: contextlib.ExitSta
 
 
 def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), teacher: nn.Module | None = None,
-          progress: bool = True) -> list[float]:  # fmt: skip
+          progress: bool = True, device: torch.device | str | None = None) -> list[float]:  # fmt: skip
     """Train on ``data``'s train split (cross-entropy, or distillation from ``teacher``); returns
     the mean loss of every epoch. Training-time noise is removed afterwards; QAT quantizers stay
-    on the model (``model.qat``), since the quantized network is what was trained."""
+    on the model (``model.qat``), since the quantized network is what was trained. ``device``: move
+    the model (and teacher) there first and train there (default: where the model is); the data
+    moves there a batch at a time. The data order is drawn on the CPU, so a device changes no batch."""
+    if device is not None:
+        model.to(device)
+        if teacher is not None:
+            teacher.to(device)
+    device = model_device(model)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -159,15 +166,16 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
                     parts = DistillationParts(cfg.distill_temperature, cfg.distill_beta)
                 for start in range(0, len(order), cfg.batch_size):
                     idx = order[start : start + cfg.batch_size]
+                    x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
                     if bayes is not None:
                         bayes.resample()
-                    logits = model(data.x_train[idx])
+                    logits = model(x)
                     if teacher is None:
-                        loss = F.cross_entropy(predictions(logits), data.y_train[idx].flatten())
+                        loss = F.cross_entropy(predictions(logits), y.flatten())
                     else:
                         with torch.no_grad():
-                            target = teacher(data.x_train[idx])
-                        hard_ce, soft_ce = distillation_terms(logits, target, data.y_train[idx], cfg.distill_temperature)
+                            target = teacher(x)
+                        hard_ce, soft_ce = distillation_terms(logits, target, y, cfg.distill_temperature)
                         loss = combined_loss(hard_ce, soft_ce, cfg.distill_temperature, cfg.distill_beta)
                         parts.add(hard_ce, soft_ce, logits, target)
                     optimizer.zero_grad()
@@ -185,28 +193,42 @@ def train(model: nn.Module, data: DataSplit, cfg: TrainConfig = TrainConfig(), t
     return losses
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a network computes: a mapped chip's device, else its first parameter's or buffer's (the CPU if it has none)."""
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1] over every prediction (for a language model, every next character), in eval mode."""
+    """Top-1 accuracy in [0, 1] over every prediction (for a language model, every next character), in eval mode,
+    on the model's device (``model_device``: the data moves there a batch at a time)."""
     model.eval()
-    correct = 0
+    device = model_device(model)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(y), batch_size):
-        correct += int((model(x[start : start + batch_size]).argmax(dim=-1) == y[start : start + batch_size]).sum())
-    return correct / y.numel()
+        logits = model(x[start : start + batch_size].to(device))
+        correct += (logits.argmax(dim=-1) == y[start : start + batch_size].to(device)).sum()
+    return int(correct) / y.numel()
 
 
 @torch.no_grad()
 def language_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
     """A language model's next-character accuracy and bits per character (mean cross-entropy per predicted
-    character, in bits) on (x, y): (N, T) indices, from one pass in eval mode."""
+    character, in bits) on (x, y): (N, T) indices, from one pass in eval mode on the model's device."""
     model.eval()
-    nats, correct = 0.0, 0
+    device = model_device(model)
+    nats = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(y), batch_size):
-        logits = predictions(model(x[start : start + batch_size]))
-        targets = y[start : start + batch_size].flatten()
-        nats += float(F.cross_entropy(logits, targets, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == targets).sum())
-    return {"accuracy": correct / y.numel(), "bpc": nats / y.numel() / math.log(2)}
+        logits = predictions(model(x[start : start + batch_size].to(device)))
+        targets = y[start : start + batch_size].flatten().to(device)
+        nats += F.cross_entropy(logits, targets, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == targets).sum()
+    return {"accuracy": int(correct) / y.numel(), "bpc": float(nats) / y.numel() / math.log(2)}
 
 
 def bits_per_character(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:

@@ -5,6 +5,7 @@ network and measure that."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ from ..models import data as datasets
 from ..models import netspec
 from ..models.checkpoint import checkpoint_content, load_network, network_from_content
 from ..models.noise import NoiseInjection
-from ..models.training import TrainConfig, accuracy, language_scores, train
+from ..models.training import TrainConfig, accuracy, language_scores, model_device, train
 from .noise_kinds import parse_noise_kind
 from .spec import CHIP_NOISE, DRIFT_AXIS, NOISE_AXES, SPECIAL_AXES, SweepSpec
 
@@ -35,13 +36,23 @@ class Payload:
     noise: str = CHIP_NOISE
     cost: bool = False  # also measure the energy and latency per inference (metrics: [..., cost])
     bpc: bool = False  # a language model: also its bits per character (metrics: [..., bpc])
+    device: str = "cpu"  # where the chips and the network run (a worker of a GPU sweep gets its own GPU: ``on_device``)
+
+    def on_device(self, device: str | None = None) -> Payload:
+        """Run on ``device`` from now on (default: ``device`` as it is): the network moves there, once."""
+        self.device = self.device if device is None else device
+        self.network.to(self.device)
+        return self
 
     def __getstate__(self) -> dict:
         """Pickled for worker processes: a zoo network travels as its checkpoint content, because
-        torch cannot pickle the parametrized weights of a QAT-trained network."""
+        torch cannot pickle the parametrized weights of a QAT-trained network; any network travels
+        from the CPU (a worker moves it to its own device)."""
         state = dict(self.__dict__)
         if getattr(type(self.network), "zoo_name", None) is not None:
             state["network"] = checkpoint_content(self.network)
+        elif model_device(self.network).type != "cpu":
+            state["network"] = copy.deepcopy(self.network).cpu()
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -113,13 +124,15 @@ def _check_noise_applies(spec: SweepSpec, network: nn.Module, x: torch.Tensor) -
         raise XbarsimError(f"sweep {spec.name!r}: the model does not run under noise {spec.noise!r}: {type(exc).__name__}: {exc}") from None
 
 
-def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False) -> Payload:
-    """The payload of ``inputs``, after training the network (seeded) if the spec gives a zoo recipe."""
+def build_payload(spec: SweepSpec, inputs: Inputs, progress: bool = False, device: str = "cpu", backend: str | None = None) -> Payload:
+    """The payload of ``inputs``, after training the network (seeded, on ``device``) if the spec gives a zoo
+    recipe; its chips run on ``device`` with tile ``backend`` (None: the spec's chip config's runtime.backend)."""
     if inputs.train is not None:
-        train(inputs.network, inputs.split, inputs.train, progress=progress)
+        train(inputs.network, inputs.split, inputs.train, progress=progress, device=device)
     n = spec.test_samples or len(inputs.split.y_test)
-    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], spec.chip_config().to_json(), spec.noise,
-                   "cost" in spec.metrics, "bpc" in spec.metrics)
+    cfg = spec.chip_config() if backend is None else spec.chip_config().with_values({"runtime.backend": backend})
+    return Payload(inputs.network.eval(), inputs.split.x_test[:n], inputs.split.y_test[:n], cfg.to_json(), spec.noise,
+                   "cost" in spec.metrics, "bpc" in spec.metrics, device)
 
 
 _last_chip: tuple[Payload, str, AnalogModel] | None = None  # per process: the payload, config and chip last mapped
@@ -131,7 +144,7 @@ def _chip(payload: Payload, cfg: ChipConfig, seed: int) -> AnalogModel:
     global _last_chip
     key = cfg.to_json()
     if _last_chip is None or _last_chip[0] is not payload or _last_chip[1] != key:
-        _last_chip = (payload, key, map_model(payload.network, cfg, seed=seed))
+        _last_chip = (payload, key, map_model(payload.network, cfg, seed=seed, device=payload.device))
     return _last_chip[2]
 
 

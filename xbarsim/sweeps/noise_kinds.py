@@ -31,6 +31,7 @@ from ..config import PRESETS, ChipConfig
 from ..errors import XbarsimError
 from ..mapping.chip import map_model
 from ..models.noise import NOISE_MODES, GateNoise, NoiseInjection
+from ..models.training import model_device
 from ..models.perturb import LogNormalPerturbation, WeightNoise
 
 AtLevel = Callable[[float, int], nn.Module]  # (level, seed) -> the network to evaluate
@@ -178,6 +179,7 @@ class ChipNoise:
     """The network on a chip whose device noise is scaled by the level."""
 
     chip: str  # a preset name or a chip YAML/JSON file
+    backend: str | None = None  # the tile backend (auto, numba, torch; None: the config's runtime.backend)
     level_name = "scale"
 
     def config(self) -> ChipConfig:
@@ -195,7 +197,7 @@ class ChipNoise:
         def at(level: float, seed: int) -> nn.Module:
             if level not in mapped:
                 mapped.clear()  # one mapped chip at a time: levels come in order
-                mapped[level] = map_model(model, scaled_device_noise(base, level), seed=seed)
+                mapped[level] = map_model(model, scaled_device_noise(base, level), seed=seed, device=model_device(model), backend=self.backend)
             chip = mapped[level]
             chip.program(seed)
             return chip
@@ -207,9 +209,9 @@ NoiseKind = ActivationNoise | GateNoiseKind | WeightNoiseKind | BayesFTNoise | C
 NOISE_KIND_HELP = "activation, gate, gate:relative, weight, bayesft, chip:PRESET or chip:FILE"
 
 
-def parse_noise_kind(text: str, mode: str | None = None, where: str | None = None) -> NoiseKind:
+def parse_noise_kind(text: str, mode: str | None = None, where: str | None = None, backend: str | None = None) -> NoiseKind:
     """A noise kind from its name (``NOISE_KIND_HELP``); ``mode`` and ``where`` belong to
-    activation noise only."""
+    activation noise only; ``backend`` is the tile backend of chip noise (None: the chip config's)."""
     name, _, option = text.strip().partition(":")
     if name != "activation" and (mode is not None or where is not None):
         raise XbarsimError(f"--mode and --where apply to activation noise only, not to {text!r}")
@@ -223,5 +225,5 @@ def parse_noise_kind(text: str, mode: str | None = None, where: str | None = Non
     if name == "bayesft" and not option:
         return BayesFTNoise()
     if name == "chip" and option:
-        return ChipNoise(option)
+        return ChipNoise(option, backend)
     raise XbarsimError(f"unknown noise kind {text!r}; choose from {NOISE_KIND_HELP}")

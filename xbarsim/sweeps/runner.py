@@ -2,7 +2,8 @@
 
 - ``serial``: in this process;
 - ``processes`` (default): a local pool, one worker per core, each with one thread for Numba,
-  BLAS and torch so the machine is not oversubscribed;
+  BLAS and torch so the machine is not oversubscribed; with ``device="cuda"``, one worker per GPU,
+  worker k on GPU k (more workers than GPUs share them in turn);
 - ``dask:local`` (a ``distributed.LocalCluster``) or ``tcp://host:8786`` (an existing scheduler).
 The payload (network, data, base config) reaches each worker once. A point that raises is
 retried, then stored as failed with its error; the sweep goes on.
@@ -40,9 +41,10 @@ Task = tuple[int, int, int]  # point_id, repeat, seed
 _payload: Payload | None = None  # a worker's copy
 
 
-def _install(payload: Payload) -> None:
+def _install(payload: Payload, devices=None) -> None:
+    """A worker's set-up: its payload, on the device it takes from ``devices`` (a queue of device names; None: the payload's)."""
     global _payload
-    _payload = payload
+    _payload = payload.on_device(None if devices is None else devices.get())
     import torch
 
     torch.set_num_threads(1)
@@ -83,6 +85,7 @@ class Outcome:
 
 
 def _serial(payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
+    payload.on_device()
     for task in tasks:
         start = time.perf_counter()
         try:
@@ -93,8 +96,31 @@ def _serial(payload: Payload, points: list[dict], tasks: list[Task], workers: in
 
 
 def _processes(payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
-    with _environment(SINGLE_THREAD_ENV), ProcessPoolExecutor(workers, get_context("spawn"), _install, (payload,)) as pool:
+    context = get_context("spawn")
+    devices = context.Queue()
+    for device in worker_devices(payload.device, workers):
+        devices.put(device)
+    with _environment(SINGLE_THREAD_ENV), ProcessPoolExecutor(workers, context, _install, (payload, devices)) as pool:
         yield from _drain(pool.submit, points, tasks, workers, _run_task)
+
+
+def worker_devices(device: str, workers: int) -> list[str]:
+    """The device of each of ``workers`` workers: with "cuda" (no index) worker k gets GPU k mod the GPU count,
+    with any other device every worker gets that one."""
+    if device != "cuda":
+        return [device] * workers
+    import torch
+
+    return [f"cuda:{k % torch.cuda.device_count()}" for k in range(workers)]
+
+
+def default_workers(device: str) -> int:
+    """Workers of a ``processes`` sweep by default: one per core on the CPU, one per GPU with "cuda", else one."""
+    if device == "cpu":
+        return os.cpu_count() or 1
+    import torch
+
+    return torch.cuda.device_count() if device == "cuda" else 1
 
 
 def _dask(address: str, payload: Payload, points: list[dict], tasks: list[Task], workers: int) -> Iterator[Outcome]:
@@ -142,16 +168,19 @@ def _dask_wait(pending):
 
 def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers: int | None = None, retries: int = 1,
               progress: bool = True, max_rows: int = DEFAULT_MAX_ROWS, checkpoint_s: float = CHECKPOINT_S,
-              max_work: int = DEFAULT_MAX_WORK) -> SweepStore:  # fmt: skip
+              max_work: int = DEFAULT_MAX_WORK, device: str = "cpu", backend: str | None = None) -> SweepStore:  # fmt: skip
     """Evaluate every missing (point, repeat) of ``spec`` into the store at ``store_path``.
 
-    Everything is checked before any file is made: the size (``max_rows``), the executor, that no other
-    sweep writes the store, the data set, the model and that it runs on the data, and the work the whole
+    Everything is checked before any file is made: the size (``max_rows``), the executor, the device, that no
+    other sweep writes the store, the data set, the model and that it runs on the data, and the work the whole
     sweep asks for (``max_work`` network evaluations, training included). A sweep that fails there leaves
     nothing behind. The HDF5 file is rewritten whole every ``checkpoint_s`` seconds.
+    The chips run on ``device`` ("cuda": with ``processes``, one worker per GPU) with tile ``backend``
+    (None: the spec's chip config's runtime.backend); rows agree across devices to float32 rounding.
     """
     spec.check_size(max_rows)
     start = _executor(executor)
+    _check_device(device, executor, backend, spec)
     if workers is not None and workers < 1:
         raise XbarsimError(f"workers must be >= 1 (got {workers})")
     if retries < 0 or not checkpoint_s >= 0:
@@ -168,8 +197,8 @@ def run_sweep(spec: SweepSpec, store_path, executor: str = "processes", workers:
         done = store.done()
         tasks = [(p, r, spec.seed_of(r)) for p in range(len(points)) for r in range(spec.repeats) if (p, r) not in done]
         if tasks:
-            payload = build_payload(spec, inputs, progress=progress)
-            _evaluate_into(store, start, payload, points, tasks, workers or os.cpu_count() or 1, retries, progress)
+            payload = build_payload(spec, inputs, progress=progress, device=device, backend=backend)
+            _evaluate_into(store, start, payload, points, tasks, workers or default_workers(device), retries, progress)
         store.finish()
     return store
 
@@ -192,6 +221,15 @@ def _evaluate_into(store: SweepStore, start, payload: Payload, points: list[dict
                 store.add(ResultRow(task[0], task[1], task[2], outcome.wall_s, status, outcome.metrics or {}, outcome.error))
                 bar.update()
             tasks = failed
+
+
+def _check_device(device: str, executor: str, backend: str | None, spec: SweepSpec) -> None:
+    """Refuse a device this machine lacks, a backend that cannot run there, or a device for Dask's workers."""
+    from ..crossbar_torch.backend import select
+
+    select(backend, device, spec.chip_config())
+    if device != "cpu" and executor not in ("serial", "processes"):
+        raise XbarsimError(f"--device {device} needs the serial or processes executor (a Dask worker chooses its own device)")
 
 
 def _executor(name: str):
