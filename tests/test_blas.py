@@ -1,10 +1,13 @@
 """BLAS products whose bits do not depend on BLAS's thread count (read/blas.py, docs/determinism.md)."""
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from xbarsim.crossbar.read import blas
+from xbarsim.crossbar.read import blas, blasthreads
 
 RULE = blas.rule()
 known = pytest.mark.skipif(not RULE.known, reason=f"no BLAS rule for this BLAS ({RULE.core})")
@@ -145,3 +148,84 @@ def test_padded_row_blocks_equal_the_reference_and_do_not_depend_on_blas_threads
     if RULE.known:
         assert blas.layout(tiles.grid.row_edges).padded
     assert (tiles.g_direct is not None) == (path == "converter-free") and (tiles.bm_rereads > 0) == (path == "bound management")
+
+
+# ------------------------------------------------------------------ products cut over xbarsim's pool
+def _three_thread_pool(monkeypatch):
+    """A pool of 3 threads whatever this machine has (the cuts, not the speed, are under test)."""
+    monkeypatch.setattr(blasthreads, "_pool", blasthreads._Pool(3))
+
+
+@known
+@pytest.mark.parametrize("m, k, n", [(4160, 128, 128), (100, 448, 512), (257, 500, 130), (20000, 27, 64), (1100, 1024, 16),
+                                     (300, 961, 64), (70, 4000, 64)])  # fmt: skip
+def test_a_gemm_cut_over_the_pool_gives_the_bits_of_the_whole_on_one_and_two_threads(monkeypatch, m, k, n):
+    """Inside ``pooled`` a large GEMM is cut into row parts (each on one OpenBLAS thread); its bits
+    equal the whole product's outside, with OpenBLAS on 1 or 2 threads."""
+    _three_thread_pool(monkeypatch)
+    rng = np.random.default_rng(m + k + n)
+    blocks = blas.layout(np.array([0, k]))
+    x = blas.widen(rng.standard_normal((m, k)).astype(np.float32), blocks)
+    g = blas.with_tail(rng.standard_normal((k, n)).astype(np.float32), blocks.tail)
+    out = np.empty((1, m, n), np.float32)
+    whole = [_bits(lambda: (blas.block_products(x, g, blocks, out), out.copy())[1], t) for t in (1, 2)]
+    with blasthreads.pooled():
+        cut = len(blasthreads.row_parts(m, m * blocks.width * n, RULE.k_multiple))
+        blas.block_products(x, g, blocks, out)
+    assert cut >= 2
+    assert np.array_equal(whole[0], whole[1]) and np.array_equal(out.view(np.uint32), whole[0])
+
+
+@known
+def test_pooled_holds_numpys_blas_at_one_thread_and_gives_its_threads_back():
+    library = blasthreads._hold()._library
+    with threadpool_limits(2, user_api="blas"):
+        before = library.get_num_threads()
+        with blasthreads.pooled():
+            with blasthreads.pooled():
+                inside = library.get_num_threads()
+            still = library.get_num_threads()
+        assert (before, inside, still, library.get_num_threads()) == (2, 1, 1, 2)
+
+
+@known
+def test_a_blas_limit_of_one_thread_runs_the_parts_on_the_calling_thread(monkeypatch):
+    _three_thread_pool(monkeypatch)
+    seen = []
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((4160, 128)).astype(np.float32), rng.standard_normal((128, 128)).astype(np.float32)
+    out = np.empty((4160, 128), np.float32)
+    monkeypatch.setattr(blasthreads._Pool, "run", lambda self, groups: seen.append(len(groups)) or blasthreads._run_all(
+        [job for group in groups for job in group]))  # fmt: skip
+    with threadpool_limits(1, user_api="blas"), blasthreads.pooled():
+        blas.product(a, b, out)
+    with threadpool_limits(2, user_api="blas"), blasthreads.pooled():
+        blas.product(a, b, out)
+    assert seen == [2]
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+def _product_in_child(queue) -> None:
+    rng = np.random.default_rng(10)
+    a, b = rng.standard_normal((4160, 128)).astype(np.float32), rng.standard_normal((128, 128)).astype(np.float32)
+    out = np.empty((4160, 128), np.float32)
+    with blasthreads.pooled():
+        blas.product(a, b, out)
+    queue.put(out.tobytes())
+
+
+@known
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_makes_its_own_pool():
+    """Threads do not survive a fork: a child that inherited the parent's pool must not wait on it."""
+    context = multiprocessing.get_context("fork")
+    with blasthreads.pooled():
+        blasthreads._the_pool()
+    queue = context.Queue()
+    child = context.Process(target=_product_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    expected = multiprocessing.Queue()
+    _product_in_child(expected)
+    assert child.exitcode == 0 and got == expected.get(timeout=10)

@@ -19,6 +19,12 @@ against 376 / 621 held (load average 3-4), 1187 / 1536 against 495 / 905 (load 5
 ResNet-18 4298 / 6232 against 2046 / 3349 (load 4.5). On a quiet machine the forward keeps its
 threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341 / 370), ResNet-18
 faster with them (1190 / 1569 against 1455 / 1555).
+On a quiet machine torch keeps its threads and only NumPy's BLAS is held at one, the tiles' large GEMMs
+cut over xbarsim's own pool (``crossbar/read/blasthreads.py``), whose idle threads sleep: a spinning
+OpenBLAS worker otherwise stalls every torch operation after a product. Same machine, quiet, paired
+forwards in one process (min / median ms): ViT (4 x 128, batch 64) 140 / 150 against 370 / 510 with
+threaded OpenBLAS, VGG-11 206 / 215 against 200 / 244, ResNet-18 681 / 781 against 755 / 816, the LSTM
+(batch 32) 77 / 82 against 84 / 86.
 ``NETWORK_THREADS`` overrides the choice ("one" or "all").
 
 Thread counts never change a result: the tiles' BLAS calls stay inside OpenBLAS's rule
@@ -33,11 +39,13 @@ import ctypes
 import functools
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from threadpoolctl import ThreadpoolController
+
+from ..crossbar.read import blasthreads
 
 
 @functools.cache
@@ -101,12 +109,13 @@ def blas_section() -> Iterator[None]:
 
 def network_section():
     """The context a whole network's forward runs in: ``serial_section()`` when ``NETWORK_THREADS``
-    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise the threads as they are.
+    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise torch's threads as they are
+    and NumPy's BLAS held at one, the tiles' products cut over xbarsim's pool (``blasthreads.pooled``).
     torch's threads are held only where its GEMMs ignore them (``torch_gemms_ignore_threads``), so
     that holding them never changes a digital layer's bits; else only BLAS's are."""
     if NETWORK_THREADS not in ("auto", "one", "all"):
         raise ValueError(f"NETWORK_THREADS must be 'auto', 'one' or 'all', got {NETWORK_THREADS!r}")
     hold = NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy())
     if not hold:
-        return nullcontext()
+        return blasthreads.pooled()
     return serial_section() if torch_gemms_ignore_threads() else blas_section()

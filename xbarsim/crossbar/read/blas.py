@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import blasthreads
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -57,18 +59,29 @@ def rule() -> Rule:
     """The rule of the BLAS NumPy uses in this process. For another BLAS, or an OpenBLAS core
     whose blocking is not in ``CORES``, nothing is padded and thread-count independence is not
     promised (docs/determinism.md)."""
+    info = _numpy_blas_info()
+    core = str(info.get("architecture") or "").lower()
+    if info.get("internal_api") == "openblas" and core in CORES:
+        whole_k, multiple = CORES[core]
+        return Rule(core, whole_k, multiple, GEMV_ENTRIES)
+    return Rule("unknown", _NEVER, 1, _NEVER)
+
+
+def numpy_blas_path() -> str:
+    """The file of the BLAS library NumPy calls ("" when none was found)."""
+    return str(_numpy_blas_info().get("filepath", ""))
+
+
+@functools.cache
+def _numpy_blas_info() -> dict:
+    """threadpoolctl's description of NumPy's own BLAS (numpy.libs/ beside the package, or inside it),
+    else of the first BLAS loaded ({} when none)."""
     from threadpoolctl import threadpool_info
 
     numpy_home = Path(np.__file__).resolve().parent
     libraries = [info for info in threadpool_info() if info.get("user_api") == "blas"]
-    # NumPy's own copy (numpy.libs/ beside the package, or inside it), not another package's
     ours = [info for info in libraries if _is_numpys(Path(info.get("filepath", "")).resolve(), numpy_home)]
-    for info in ours or libraries:
-        core = str(info.get("architecture") or "").lower()
-        if info.get("internal_api") == "openblas" and core in CORES:
-            whole_k, multiple = CORES[core]
-            return Rule(core, whole_k, multiple, GEMV_ENTRIES)
-    return Rule("unknown", _NEVER, 1, _NEVER)
+    return (ours or libraries or [{}])[0]
 
 
 _NEVER = 1 << 62
@@ -124,18 +137,25 @@ def with_tail(matrix: np.ndarray, tail: int) -> np.ndarray:
 
 def product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = a @ b (float32), a (M, K), b (K, N), out (M, N) C-contiguous, K allowed by ``rule``.
-    A matrix-vector product too large for one thread is cut into calls that are not."""
+    Under a known rule: on NumPy's BLAS held at one thread, a large GEMM cut into row parts run side by
+    side (``blasthreads``), a matrix-vector product too large for one OpenBLAS thread cut as before."""
+    the_rule = rule()
+    if not the_rule.known:
+        np.matmul(a, b, out=out)
+        return
     n_rows, k = a.shape
     n_cols = b.shape[1]
-    limit = rule().gemv_entries
+    limit = the_rule.gemv_entries
     if n_rows == 1 and n_cols > 1 and n_cols * k >= limit:
-        for c0, c1 in _parts(n_cols, k, limit):
-            np.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
+        jobs = [functools.partial(np.matmul, a, b[:, c0:c1], out=out[:, c0:c1]) for c0, c1 in _parts(n_cols, k, limit)]
     elif n_cols == 1 and n_rows > 1 and n_rows * k >= limit:
-        for r0, r1 in _parts(n_rows, k, limit):
-            np.matmul(a[r0:r1], b, out=out[r0:r1])
+        jobs = [functools.partial(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in _parts(n_rows, k, limit)]
+    elif n_rows == 1 or n_cols == 1:
+        jobs = [functools.partial(np.matmul, a, b, out=out)]
     else:
-        np.matmul(a, b, out=out)
+        parts = blasthreads.row_parts(n_rows, n_rows * k * n_cols, the_rule.k_multiple)
+        jobs = [functools.partial(np.matmul, a[r0:r1], b, out=out[r0:r1]) for r0, r1 in parts]
+    blasthreads.run(jobs)
 
 
 def _parts(n: int, k: int, limit: int) -> list[tuple[int, int]]:
