@@ -9,7 +9,7 @@ import torch
 
 from xbarsim.config import ChipConfig
 from xbarsim.crossbar.backend import NUMBA
-from xbarsim.crossbar.laws import rng
+from xbarsim.crossbar.laws import cells, rng
 from xbarsim.crossbar.tile import TileArray
 from xbarsim.crossbar.truth import reference
 from xbarsim.crossbar_torch import readout, support
@@ -197,13 +197,17 @@ def test_batch_splits_draw_the_same_noise():
     assert np.allclose(whole.mvm(x), joined, rtol=1e-5, atol=1e-5) and whole.reads == pieces.reads == len(x)
 
 
-def test_moving_an_array_keeps_its_chip():
+def test_moving_an_array_keeps_its_chip(monkeypatch):
     w, x = weights_and_inputs(11)
     cfg = ChipConfig.preset("pcm").with_values({"tile.rows": 64, "tile.cols": 40})
     stay, move = TileArray.from_weights(w, cfg, 5), TileArray.from_weights(w, cfg, 5)
     stay.drift(3600.0), move.drift(3600.0)
     stay.mvm(x), move.mvm(x)
+    programmings = []
+    real_program = cells.program
+    monkeypatch.setattr(cells, "program", lambda *args: programmings.append(1) or real_program(*args))
     move.to(TORCH)
+    assert programmings == []  # the arrays are copied, the devices not programmed again
     assert move.backend is TORCH and isinstance(move.gdiff_t, torch.Tensor)
     for key, value in stay.state().items():
         assert np.array_equal(np.asarray(move.state()[key]), np.asarray(value)), key

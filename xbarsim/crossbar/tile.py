@@ -169,17 +169,22 @@ class TileArray:
         return self.backend.stream_keys(keys)
 
     def to(self, backend: TileBackend) -> TileArray:
-        """Move what reads take onto ``backend`` (another device, or the other backend), in place: the
-        conductances are derived again from the same targets, seed, time and epoch (the same bits); read
-        counters, epoch, ranges and compensation stay."""
+        """Move what reads take onto ``backend`` (another device, or the other backend), in place: copies of
+        the same arrays (the devices are not programmed again); read counters, epoch, ranges and
+        compensation stay."""
         if backend is self.backend:
             return self
         backend.check(self.cfg)
-        self.backend = backend
+        previous, self.backend = self.backend, backend
         self._set_seed(self.seed)
         self._set_units()
         self._set_periphery()
-        self._move_to(self.t_s)
+        self._device_weights = None
+        self.gdiff_t = self._read_array(self.gdiff_rows)
+        self.read_var_t = None if self.read_var_rows is None else self._read_array(self.read_var_rows)
+        self.g_direct = None if self.g_direct_rows is None else self._read_array(self.g_direct_rows)
+        if self.read_sigma_t is not None:
+            self.read_sigma_t = tuple(backend.asarray(previous.to_numpy(s)) for s in self.read_sigma_t)
         self.gain = self.gain  # its copy on the backend
         return self
 
@@ -249,7 +254,7 @@ class TileArray:
         """From the cell conductances as this epoch's reads see them (g_read: with the per-epoch read noise), every
         device now (``devices_now``, N arrays (2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
-        self._weights = None  # the effective weights of the previous conductances
+        self._weights = self._device_weights = None  # the effective weights of the previous conductances
         gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
         gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         del g_read
@@ -328,8 +333,11 @@ class TileArray:
         return self._weights
 
     def device_weights(self):
-        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch)."""
-        return self.backend.asarray(self.weights())
+        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch), kept as
+        long as they are."""
+        if self._device_weights is None:
+            self._device_weights = self.backend.asarray(self.weights())
+        return self._device_weights
 
     def target_weights(self) -> np.ndarray:
         """(out, in) float32: the weights the tiles were meant to hold (the mapped ones)."""

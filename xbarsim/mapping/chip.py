@@ -85,7 +85,8 @@ class VirtualChip:
 
     def to(self, backend: TileBackend) -> None:
         """Move every array (and digital bias) onto ``backend`` (``crossbar_torch.backend.select``), in place:
-        the same conductances (derived again on the CPU), the read counters, epochs, ranges and compensation stay."""
+        copies of the same read arrays (nothing is programmed again); the read counters, epochs, ranges and
+        compensation stay."""
         for matrix in self.matrices():
             matrix.to(backend)
         self.backend = backend
