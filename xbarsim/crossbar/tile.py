@@ -10,7 +10,7 @@ import numpy as np
 from ..config import ChipConfig
 from .backend import NUMBA, TileBackend
 from .laws import cells, compensation, device, irdrop, rng
-from .read import blas, converters, workspace
+from .read import blas, blasthreads, converters, workspace
 from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import PatchRows
@@ -219,7 +219,8 @@ class TileArray:
     def _probe_level(self) -> np.ndarray:
         """mean |output| of the probe read now, with its own read noise (no inference read used)."""
         x = self.backend.asarray(compensation.probe_inputs(self.seed, self.grid.n_in))
-        outputs = self._mvm(len(x), self.backend.rows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
+        with blasthreads.pooled():  # a chip's drift reads a probe per array: small products, one BLAS thread each
+            outputs = self._mvm(len(x), self.backend.rows(x), (self._stream_keys(compensation.probe_seed(self.seed, self.t_s)), 0))
         return compensation.response_level(self.backend.to_numpy(outputs), self.cfg.drift_compensation)
 
     @property
