@@ -77,7 +77,9 @@ def attend(shape: AttentionShape, projections: tuple[Projection, Projection, Pro
                                          other_name="attn_mask", target_type=query.dtype)  # fmt: skip
     attn_mask = F._canonical_mask(mask=attn_mask, mask_name="attn_mask", other_type=None, other_name="", target_type=query.dtype,
                                   check_other=False)  # fmt: skip
-    if shape.batch_first and is_batched:
+    if shape.batch_first and is_batched and query is key and key is value:  # self-attention: one copy for the three projections
+        query = key = value = query.transpose(1, 0).contiguous()
+    elif shape.batch_first and is_batched:
         query, key, value = (x.transpose(1, 0) for x in (query, key, value))
     F._mha_shape_check(query, key, value, key_padding_mask, attn_mask, shape.num_heads)
     if not is_batched:
