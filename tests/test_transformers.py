@@ -13,7 +13,7 @@ from torch import nn
 from xbarsim import ChipConfig, load_chip, map_model, register_linear
 from xbarsim.mapping.cost import measure_cost
 from xbarsim.mapping.linear import MappingWarning, unregister_linear
-from xbarsim.models import netspec
+from xbarsim.models import attention, netspec
 
 IDEAL = ChipConfig.preset("ideal")
 TILE_40 = IDEAL.with_values({"tile.rows": 40, "tile.cols": 24})  # projections split over several tiles
@@ -304,3 +304,29 @@ def test_the_chip_owns_its_digital_tensors_though_mapping_shares_the_weights_it_
         model[0].bias.add_(1.0)  # the user goes on training the original
         model[2].weight.mul_(2.0)
         assert torch.equal(chip(x), before)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_runs_torchs_fused_kernel_unless_a_hook_watches_its_products(monkeypatch, causal):
+    """No weights asked for and nothing hooked on ``scores`` or ``context``: the scores and the context come
+    from ``scaled_dot_product_attention``, as in torch; a hook on a site sends the call down the explicit
+    path, where the hook sees the scores. Both equal torch's own layer to float32 rounding."""
+    torch.manual_seed(5)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    split = attention.SplitAttention.of(mha)
+    x = torch.randn(3, 5, 16)
+    mask = torch.full((5, 5), float("-inf")).triu(1) if causal else None
+    fused_calls, real = [], torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a, **k: fused_calls.append(1) or real(*a, **k))
+    with torch.no_grad():
+        fused = split(x, x, x, need_weights=False, attn_mask=mask, is_causal=causal)[0]
+        calls_fused = len(fused_calls)
+        seen = []
+        handle = split.scores.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+        explicit = split(x, x, x, need_weights=False, attn_mask=mask, is_causal=causal)[0]
+        handle.remove()
+        monkeypatch.undo()
+        expected = mha(x, x, x, need_weights=False, attn_mask=mask, is_causal=causal)[0]
+    assert (calls_fused, len(fused_calls), seen) == (1, 1, [(12, 5, 5)])
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)

@@ -37,6 +37,14 @@ class ProductSite(nn.Module):
         return x
 
 
+def _observed(site: ProductSite) -> bool:
+    """Whether a hook would see ``site``'s values (the checks ``nn.Module.__call__`` makes before running hooks)."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(site._forward_hooks or site._forward_pre_hooks or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class AttentionShape:
     embed_dim: int
@@ -66,12 +74,13 @@ def attend(shape: AttentionShape, projections: tuple[Projection, Projection, Pro
            bias_kv: tuple[torch.Tensor, torch.Tensor] | None, training: bool, query: torch.Tensor, key: torch.Tensor,
            value: torch.Tensor, key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
            attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True, is_causal: bool = False,
-           sites: tuple[Projection, Projection] = (lambda s: s, lambda c: c)) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+           sites: tuple[Projection, Projection] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """``nn.MultiheadAttention.forward``'s result, its slow path step by step (torch 2.13's
     ``F.multi_head_attention_forward``), with ``projections`` = (query, key, value, output) products and
-    ``sites`` = (after the scores, after the context). The scores are formed explicitly where torch calls
-    ``scaled_dot_product_attention`` (the same values to float32 rounding; a row whose keys are all masked
-    gives zeros, as there)."""
+    ``sites`` = (after the scores, after the context), or None where nothing observes them. Where torch
+    calls ``scaled_dot_product_attention`` (no weights asked for, no dropout) this does too when ``sites``
+    is None; else the scores are formed explicitly (the same values to float32 rounding; a row whose keys
+    are all masked gives zeros, as there)."""
     is_batched = query.dim() == 3
     key_padding_mask = F._canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask", other_type=F._none_or_dtype(attn_mask),
                                          other_name="attn_mask", target_type=query.dtype)  # fmt: skip
@@ -124,9 +133,13 @@ def attend(shape: AttentionShape, projections: tuple[Projection, Projection, Pro
             raise ValueError(f"expecting key_padding_mask shape of {(bsz, src_len)}, but got {tuple(key_padding_mask.shape)}")
         padding = key_padding_mask.view(bsz, 1, 1, src_len).expand(-1, heads, -1, -1).reshape(bsz * heads, 1, src_len)
         attn_mask = padding if attn_mask is None else attn_mask + padding
+    if sites is None and not need_weights and not (training and shape.dropout > 0.0):
+        out = out_proj(_fused_context(q, k, v, attn_mask, causal, bsz, heads).reshape(tgt_len * bsz, embed_dim)).view(tgt_len, bsz, -1)
+        return _batched_as_given(out, is_batched, shape.batch_first), None
+    sites = sites or (_unchanged, _unchanged)
     if causal:
-        attn_mask = torch.zeros(tgt_len, src_len, dtype=q.dtype).masked_fill_(
-            torch.ones(tgt_len, src_len, dtype=torch.bool).tril().logical_not(), float("-inf")).unsqueeze(0)  # fmt: skip
+        attn_mask = torch.zeros(tgt_len, src_len, dtype=q.dtype, device=q.device).masked_fill_(
+            torch.ones(tgt_len, src_len, dtype=torch.bool, device=q.device).tril().logical_not(), float("-inf")).unsqueeze(0)  # fmt: skip
     q_scaled = q * math.sqrt(1.0 / float(head_dim))
     scores = torch.bmm(q_scaled, k.transpose(-2, -1)) if attn_mask is None else torch.baddbmm(attn_mask, q_scaled, k.transpose(-2, -1))
     weights = torch.softmax(sites[0](scores), dim=-1)
@@ -136,16 +149,35 @@ def attend(shape: AttentionShape, projections: tuple[Projection, Projection, Pro
         weights = F.dropout(weights, p=shape.dropout)
     context = sites[1](torch.bmm(weights, v))
     out = out_proj(context.transpose(0, 1).reshape(tgt_len * bsz, embed_dim)).view(tgt_len, bsz, -1)
-    if not is_batched:
-        out = out.squeeze(1)
-    elif shape.batch_first:
-        out = out.transpose(1, 0)
+    out = _batched_as_given(out, is_batched, shape.batch_first)
     if not need_weights:
         return out, None
     weights = weights.view(bsz, heads, tgt_len, src_len)
     if average_attn_weights:
         weights = weights.mean(dim=1)
     return out, (weights if is_batched else weights.squeeze(0))
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _fused_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, causal: bool, bsz: int,
+                   heads: int) -> torch.Tensor:  # fmt: skip
+    """softmax(q k^T / sqrt(head_dim) + mask) v by torch's fused ``scaled_dot_product_attention``, called as
+    ``F.multi_head_attention_forward`` calls it: q (bsz * heads, L, head_dim), k and v (bsz * heads, S,
+    head_dim), attn_mask (1 or bsz * heads, L or 1, S) -> (L, bsz, heads, head_dim)."""
+    q, k, v = (t.view(bsz, heads, t.shape[1], t.shape[2]) for t in (q, k, v))
+    if attn_mask is not None:
+        attn_mask = attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1 else attn_mask.view(bsz, heads, -1, attn_mask.shape[-1])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=causal).permute(2, 0, 1, 3)
+
+
+def _batched_as_given(out: torch.Tensor, is_batched: bool, batch_first: bool) -> torch.Tensor:
+    """out (L, bsz, E) back in the layout of the query: (L, E) unbatched, (bsz, L, E) batch first."""
+    if not is_batched:
+        return out.squeeze(1)
+    return out.transpose(1, 0) if batch_first else out
 
 
 def product_macs(query: torch.Tensor, key: torch.Tensor, shape: AttentionShape, bias_kv: bool) -> int:
@@ -203,8 +235,9 @@ class SplitAttention(nn.Module):
                 is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         bias_kv = None if self.bias_k is None else (self.bias_k, self.bias_v)
         self.macs += product_macs(query, key, self.shape, bias_kv is not None)
+        sites = (self.scores, self.context) if _observed(self.scores) or _observed(self.context) else None
         return attend(self.shape, (self.q_proj, self.k_proj, self.v_proj, self.out_proj), bias_kv, self.training, query, key, value,
-                      key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal, (self.scores, self.context))  # fmt: skip
+                      key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal, sites)  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
