@@ -4,6 +4,8 @@ linear-like layers map, the cost counts the digital products apart, and chip fil
 without the model."""
 
 import itertools
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -330,3 +332,13 @@ def test_attention_runs_torchs_fused_kernel_unless_a_hook_watches_its_products(m
     assert (calls_fused, len(fused_calls), seen) == (1, 1, [(12, 5, 5)])
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_transformer_is_described_on_the_meta_device_without_loading_torchs_compiler():
+    """Random fills on the meta device run as torch's Python references, whose first call imports
+    torch._dynamo (~1.5 s): a chip file's network is built there with them skipped."""
+    script = ("import sys, torch\nfrom xbarsim.models import netspec\n"
+              "for name in ('chargpt', 'vit'):\n    netspec.build({'zoo': name, 'kwargs': {}}, 'meta')\n"
+              "print('torch._dynamo' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -22,13 +22,15 @@ import numbers
 import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import XbarsimError, shown
 from . import zoo
@@ -232,7 +234,7 @@ def _rebuilds(module: nn.Module, node: dict[str, Any]) -> bool:
     """Whether ``node`` builds ``module``'s exact structure (a user may have changed a layer's parts after
     building it: a different dropout in one encoder layer, a replaced norm)."""
     try:
-        with torch.device("meta"):
+        with on_meta():
             rebuilt = _build_layer(node, "", 0)
     except XbarsimError:
         return False
@@ -261,6 +263,32 @@ def _settings(module: nn.Module) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- building
+class _FillsSkipped(TorchFunctionMode):
+    """Inside a meta-device build: random and constant fills return their tensor untouched (a meta tensor has no
+    values to fill). On the meta device torch runs them as Python references whose first call imports
+    torch._dynamo (~1.5 s; any nn.Embedding or MultiheadAttention initialises with them)."""
+
+    SKIPPED = frozenset({
+        torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.random_, torch.Tensor.bernoulli_, torch.Tensor.exponential_,
+        torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.geometric_,
+        nn.init.uniform_, nn.init.normal_, nn.init.trunc_normal_, nn.init.constant_, nn.init.ones_, nn.init.zeros_, nn.init.eye_,
+        nn.init.dirac_, nn.init.xavier_uniform_, nn.init.xavier_normal_, nn.init.kaiming_uniform_, nn.init.kaiming_normal_,
+        nn.init.orthogonal_, nn.init.sparse_,
+    })  # fmt: skip
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def on_meta() -> Iterator[None]:
+    """Build on the meta device: shapes only, no memory, fills skipped (``_FillsSkipped``)."""
+    with torch.device("meta"), _FillsSkipped():
+        yield
+
+
 def build(description: Any, device: str = "cpu") -> nn.Module:
     """The network a description (from ``describe``) stands for, on ``device`` ("meta": shapes only,
     no memory). It is built on the meta device first and its parameter memory checked
@@ -274,7 +302,7 @@ def build(description: Any, device: str = "cpu") -> nn.Module:
 def _build(description: Any, device: str) -> nn.Module:
     if not isinstance(description, dict) or len(description) != (2 if "zoo" in description else 1):
         raise XbarsimError("the network description must be {'zoo': name, 'kwargs': {...}} or {'layers': tree}")
-    with torch.device(device):
+    with on_meta() if device == "meta" else torch.device(device):
         if "zoo" in description:
             name = description["zoo"]
             kwargs = zoo.check_kwargs(name, description.get("kwargs"))

@@ -62,7 +62,7 @@ def build(spec: str, kwargs: dict[str, Any] | None = None, folder: str | None = 
     if not callable(cls):
         raise XbarsimError(f"model {spec!r} is a {type(cls).__name__}, not a class")
     try:
-        with torch.device("meta"):
+        with netspec.on_meta():
             meta = cls(**kwargs)
     except Exception:  # noqa: BLE001 - the user's class may need memory to build: then it is built for real below
         meta = None
