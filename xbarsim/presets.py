@@ -95,8 +95,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
         "programming": {
-            "method": "verify", "start": "reset", "window_us": 0.35, "window_pct": 12.0, "read_noise_us": 0.1, "read_noise_pct": 4.0,
-            "max_pulses": 30, "max_iterations": 30, "pulse": {"step_us": 4.0, "step_spread": 0.7},
+            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.2, "window_pct": 35.0, "window_max_us": 1.2,
+            "read_noise_us": 0.02, "read_noise_pct": 2.0, "max_pulses": 30, "max_iterations": 30, "pulse": {"step_us": 4.0, "step_spread": 0.7},
         },
         "drift_compensation": "global",
     },
@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "programming": {
             "method": "verify", "start": "reset", "window_us": 1.0, "read_noise_us": 0.3, "max_pulses": 30, "max_iterations": 50,
-            "pulse": {"step_us": 0.6, "step_growth": 0.1, "step_spread": 0.5},
+            "pulse": {"step_us": 2.7, "step_growth": 0.1, "step_spread": 0.5},
         },
     },
     "reram-cmo": {
