@@ -222,8 +222,10 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "device.drift": f"{_HERMES}.generate_drift_coefficients: mu (break 0.0945), sd (num_devices 2, break 0.3055), nu = |mu + sd n|, "
                         "one per cell ('as if the two devices host the same conductance', the class docstring)",
         "mapping.devices_per_polarity": "Le Gallo et al., Nat. Electron. 2023 (two devices per polarity); HermesNoiseModel num_devices = 2",
-        "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; window, pulse and read noise chosen "
-                       "so the residual matches the two-device spread (docs/physics.md §2b)",
+        "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; zero targets RESET, not verified "
+                       "(floor: reset: the fit's spread at g = 0); window (0.149 uS + 47.7%, soft cap 1.3 uS), verify read "
+                       "noise (0.0204 uS + 2.16%) and pulse (3.89 uS, 72.7% spread, RESET 0.554 of SET) fitted by "
+                       "benchmarks/fit_verify.py to the two-device fit per target level (docs/physics.md §2b)",
         "tile": "Le Gallo et al. 2023: 256x256 cores, 8-bit inputs and outputs; ADC bound and output noise as the pcm preset",
         "drift_compensation": "Le Gallo et al. 2023: global drift compensation",
     },
