@@ -53,7 +53,7 @@ FIT = {  # preset: stages of (free fields, lower bounds, upper bounds, coarse gr
         (("programming.window_us", "programming.window_pct", "programming.window_max_us", "programming.read_noise_us",
           "programming.read_noise_pct", "programming.pulse.reset_ratio"),
          (0.01, 0.0, 0.1, 0.0, 0.0, 0.2), (2.0, 100.0, 5.0, 1.0, 20.0, 3.0),
-         ((0.15,), (45.0,), (1.29,), (0.02, 0.05), (2.0, 4.0), (0.64,))),
+         ((0.05, 0.1, 0.15), (45.0, 55.0, 65.0), (1.2, 1.25, 1.3), (0.02,), (2.0,), (0.57,))),
         (("programming.pulse.step_us", "programming.pulse.step_spread", "programming.pulse.reset_ratio", "programming.read_noise_pct"),
          (0.5, 0.0, 0.2, 0.0), (10.0, 2.0, 3.0, 20.0),
          ((3.0, 4.0, 5.0), (0.7, 1.0), (None,), (None,))),  # None: the previous stage's value
