@@ -38,6 +38,7 @@ import torch  # before xbarsim (Numba and torch thread pools)
 from fidelity_aihwkit import (  # the shared helpers
     IDEAL_CONVERTER, TOLERANCE, YEAR, RPUConfig, bin_statistics, finish, run_arguments, unit_max_weights, xbarsim_layer,
 )
+from fit_verify import loop_levels
 
 from aihwkit.inference import GlobalDriftCompensation
 from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
@@ -50,7 +51,7 @@ from tqdm import tqdm
 
 import xbarsim
 from xbarsim import ChipConfig, map_model
-from xbarsim.crossbar.laws import cells, device
+from xbarsim.crossbar.laws import device
 from xbarsim.models import data, zoo
 from xbarsim.models.training import TrainConfig, accuracy, train
 
@@ -185,20 +186,10 @@ def cmo_device_section(seeds: list[int], bar) -> list[dict]:
 
 # ---------------------------------------------------------------- verify per level
 def verify_level_section(seed: int) -> list[dict]:
-    """xbarsim's verify loop per target level (2 x 128 x 128 devices a level, each cell at the level) beside the
-    source's fitted spread per device (the preset's write-noise law: HERMES's two-device fit over sqrt(2), NeuRRAM's
-    fit at 1 s, which includes the first second's relaxation)."""
-    rows = []
-    for name in ("hermes", "neurram"):
-        cfg = ChipConfig.preset(name)
-        dev, n_cell = cfg.device, cfg.mapping.devices_per_polarity
-        edges = np.linspace(dev.g_min_us, dev.g_max_us, BINS + 1)
-        for level in (edges[:-1] + edges[1:]) / 2:
-            target = np.full((2, 128, 128), level, np.float32)
-            report = cells.verify_report([cells.program(target, cfg, seed)], [target])
-            fit = float(device.write_noise_std(np.array([level]), dev.write_noise, dev.g_max_us, n_cell)[0])
-            rows.append({"chip": name, "level_us": float(level), "fit_std_us": fit, **report})
-    return rows
+    """xbarsim's verify loop per target level (``fit_verify.loop_levels``: 16 levels, 2 x 128 x 128 pairs a level and
+    device of the cell, every device's residual) beside the source's spread per device (HERMES's two-device fit over
+    sqrt(2), clamped at 0; NeuRRAM's fit at 1 s, which includes the first second's relaxation)."""
+    return [{"chip": name, **row} for name in ("hermes", "neurram") for row in loop_levels(ChipConfig.preset(name), seed, 128)]
 
 
 # ---------------------------------------------------------------- CNN
@@ -267,12 +258,12 @@ def print_tables(report: dict) -> None:
     for name, v in report["verify"].items():
         print(f"| {name} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['verify_reads_mean']:.2f} | "
               f"{v['residual_mean_us']:+.3f} | {v['residual_std_us']:.3f} |")  # fmt: skip
-    print("\n### xbarsim's program-and-verify per target level (per device) beside the source's fitted spread\n")
-    print("| chip | G_target (uS) | converged | pulses a device | residual mean (uS) | residual std (uS) | fitted std (uS) |\n"
-          "|---|---|---|---|---|---|---|")  # fmt: skip
+    print("\n### xbarsim's program-and-verify per target level (per device, every device) beside the source's fitted spread\n")
+    print("| chip | G_target (uS) | converged | pulses a device | residual mean (uS) | source mean (uS) | residual std (uS) | "
+          "source std (uS) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for v in report["verify_levels"]:
-        print(f"| {v['chip']} | {v['level_us']:.2f} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['residual_mean_us']:+.3f} | "
-              f"{v['residual_std_us']:.3f} | {v['fit_std_us']:.3f} |")  # fmt: skip
+        print(f"| {v['chip']} | {v['level_us']:.2f} | {v['converged']:.2%} | {v['pulses_mean']:.2f} | {v['mean_us']:+.3f} | "
+              f"{v['source_mean_us']:+.3f} | {v['std_us']:.3f} | {v['source_std_us']:.3f} |")  # fmt: skip
     print(f"\n### LeNet-5 on digits (float {100 * report['cnn_float_accuracy']:.1f}%), accuracy over chips\n")
     print("| chip | time | aihwkit | xbarsim | status |\n|---|---|---|---|---|")
     for r in report["cnn"]:

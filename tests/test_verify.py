@@ -27,6 +27,8 @@ NOISY = {
                                         pulse={"step_us": 0.8, "step_spread": 0.3, "step_growth": 0.1, "saturation_us": 30.0}),
     "relative window and read noise, no confirm": loop(window_pct=3.0, read_noise_pct=2.0, confirm=False, max_pulses=6, max_iterations=8,
                                                        pulse={"step_us": 0.4, "step_spread": 0.5, "reset_ratio": 1.7}),
+    "capped relative window": loop(window_us=0.1, window_pct=40.0, window_max_us=1.5, read_noise_us=0.05, read_noise_pct=3.0,
+                                   max_pulses=8, max_iterations=6, pulse={"step_us": 3.0, "step_spread": 0.7}),
 }  # fmt: skip
 
 
@@ -155,3 +157,22 @@ def test_cost_counts_the_pulses_and_a_sweep_takes_the_loop_as_an_axis():
     spec = SweepSpec.model_validate({"chip": "neurram", "model": {"zoo": "lenet5"},
                                      "axes": {"programming.window_us": [0.5, 1.0, 2.0], "device.write_noise.scale": [1.0, 2.0]}})
     assert spec.axes["programming.window_us"] == [0.5, 1.0, 2.0]
+
+
+def test_floor_reset_keeps_the_write_at_g_min_and_verifies_the_rest():
+    """floor: reset: a device whose target is g_min gets one RESET pulse and no verify read, and keeps the
+    write-noise law's draw (the one-shot value of the same seed); the others run the loop as with floor: verify."""
+    values = {"device": {"g_max_us": 10.0, "write_noise": {"kind": "absolute", "sigma": 0.3}},
+              "programming": {"method": "verify", "start": "reset", "window_us": 0.4, "read_noise_us": 0.1, "pulse": {"step_us": 0.7}}}  # fmt: skip
+    target = np.where(np.random.default_rng(3).random((2, 20, 30)) < 0.4, 0.0, 6.0).astype(np.float32)
+    at_floor = target == 0
+    verified = cells.program(target, ChipConfig.from_dict(values), 7)
+    values["programming"]["floor"] = "reset"
+    reset = cells.program(target, ChipConfig.from_dict(values), 7)
+    one_shot = cells.program(target, ChipConfig.from_dict({**values, "programming": {"method": "one_shot"}}), 7)
+    assert np.array_equal(reset.g_prog[:, at_floor], one_shot.g_prog[:, at_floor])
+    assert reset.g_prog[:, at_floor].std() > 0.1  # the write's spread, not the loop's exact 0
+    assert np.all(reset.pulses[:, at_floor] == 1) and np.all(reset.verify_reads[:, at_floor] == 0) and reset.converged[:, at_floor].all()
+    for a, b in zip(reset.arrays().values(), verified.arrays().values()):
+        if a is not None:
+            assert np.array_equal(a[:, ~at_floor], b[:, ~at_floor])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
+import numpy as np
+
 from pydantic import Field, model_validator
 
 from .configdevice import _Strict
@@ -36,8 +38,9 @@ class OneShotProgramming(_Strict):
 
 
 class VerifyProgramming(_Strict):
-    """Program-and-verify per device (module doc). The acceptance window is target +- (window_us + window_pct % of
-    the target); a verify read adds N(0, read_noise_us^2 + (read_noise_pct % of G)^2)."""
+    """Program-and-verify per device (module doc). The acceptance window is target +- w, w = window_us + window_pct % of
+    the target, softly capped with window_max_us as window_max_us tanh(w / window_max_us); a verify read adds
+    N(0, read_noise_us^2 + (read_noise_pct % of G)^2)."""
 
     method: Literal["verify"] = "verify"
     start: Literal["written", "reset"] = Field(
@@ -45,6 +48,11 @@ class VerifyProgramming(_Strict):
     )
     window_us: float = Field(0.0, ge=0, description="half-width of the acceptance window, uS")
     window_pct: float = Field(0.0, ge=0, le=100, description="half-width of the acceptance window, % of the target")
+    window_max_us: float | None = Field(None, gt=0, description="soft cap of the half-width, uS: w becomes window_max_us tanh(w / window_max_us) (None: no cap)")
+    floor: Literal["verify", "reset"] = Field(
+        "verify", description="devices whose target is g_min: verify (run the loop) or reset (one RESET pulse, not verified: "
+        "the write-noise law's draw at g_min)"
+    )
     max_pulses: int = Field(30, ge=1, le=10000, description="pulses per ramp (one direction) at most")
     max_iterations: int = Field(50, ge=1, le=10000, description="iterations (a RESET ramp then a SET ramp) at most")
     confirm: bool = Field(True, description="read once more after a read inside the window, and go on if it is outside")
@@ -57,6 +65,11 @@ class VerifyProgramming(_Strict):
         if self.window_us == 0 and self.window_pct == 0:
             raise ValueError("an acceptance window needs window_us > 0 or window_pct > 0")
         return self
+
+    def half_window(self, target: np.ndarray) -> np.ndarray:
+        """The window's half-width (uS, float64) at each target (uS), as the kernel computes it (to NumPy's tanh)."""
+        half = self.window_us + self.window_pct / 100 * np.asarray(target, np.float64)
+        return half if self.window_max_us is None else self.window_max_us * np.tanh(half / self.window_max_us)
 
     @property
     def events(self) -> int:

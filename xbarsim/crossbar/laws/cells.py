@@ -53,7 +53,8 @@ def summed(per_device: list[np.ndarray] | np.ndarray) -> np.ndarray:
 
 def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     """Program every device of every cell to ``g_target`` (2, n_in, n_out): one write with the write-noise law,
-    then (``programming.method: verify``) the program-and-verify loop from there (or from g_min); stuck-at faults
+    then (``programming.method: verify``) the program-and-verify loop from there (or from g_min; with ``floor:
+    reset`` a device whose target is g_min keeps its write instead: one RESET pulse, no verify read); stuck-at faults
     last (a stuck device stays stuck: it converges only if its stuck value is inside the window)."""
     dev, n_cell, prog = cfg.device, cfg.mapping.devices_per_polarity, cfg.programming
     written = [device.program(g_target, dev, seed, n, n_cell) for n in range(n_cell)]
@@ -64,9 +65,13 @@ def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     pulses = np.empty(g.shape, np.int32)
     reads = np.empty(g.shape, np.int32)
     converged = np.empty(g.shape, bool)
+    floor = g_target <= np.float32(dev.g_min_us) if prog.floor == "reset" else None
     for n in range(n_cell):
         start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
+        reset = g[n][floor] if floor is not None else None
         g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n)
+        if floor is not None:  # one RESET pulse, not verified: the written draw at g_min stays
+            g[n][floor], pulses[n][floor], reads[n][floor], converged[n][floor] = reset, 1, 0, True
         _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog)
     return Programmed(g, stuck, pulses, reads, converged)
 
@@ -83,7 +88,7 @@ def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfi
     if not np.any(stuck):
         return
     value = np.where(stuck > 0, dev.g_max_us, dev.g_min_us).astype(np.float32)
-    inside = np.abs(value.astype(np.float64) - g_target) <= prog.window_us + prog.window_pct / 100 * g_target
+    inside = np.abs(value.astype(np.float64) - g_target) <= prog.half_window(g_target)
     where = stuck != 0
     g[where] = value[where]
     converged[where] = inside[where]
@@ -104,6 +109,7 @@ def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, s
         reads = np.empty(target.shape, np.int32)
         done = np.empty(target.shape, np.int8)
         verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
+                            float(prog.window_max_us or 0.0),
                             prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
                             float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
                             float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,

@@ -1,6 +1,7 @@
 """Program-and-verify, per device: a Numba kernel over a piece of device pairs (docs/physics.md §2b).
 
-The loop of one device (target T, start G; window lo = T - w, hi = T + w, w = window_us + window_pct % of T):
+The loop of one device (target T, start G; window lo = T - w, hi = T + w, w = window_us + window_pct % of T, softly capped
+at window_max as window_max tanh(w / window_max)):
 
     r = read(G)
     repeat:
@@ -19,6 +20,8 @@ device's position and its pulse count only, never on the piece or the thread.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -55,19 +58,22 @@ def _pulse(g, k, direction, counter, side, key, step_us, growth, spread, reset_r
 
 
 @_kernel
-def verify_pairs(targets, starts, window_us, window_rel, max_pulses, max_iterations, confirm, noise_us, noise_rel,
+def verify_pairs(targets, starts, window_us, window_rel, window_max, max_pulses, max_iterations, confirm, noise_us, noise_rel,
                  step_us, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses, reads,
                  converged):  # fmt: skip
     """Run the loop (module doc) for every device of a piece: targets and starts are the rows (G+, G-) of (2, m)
     float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
     converged (int8) are rows of (2, m) outputs. window_rel and
-    noise_rel are fractions (not %); saturation 0 means no state dependence; first: the piece's first pair."""
+    noise_rel are fractions (not %); window_max: the half-width's soft cap (0: none); saturation 0 means no state
+    dependence; first: the piece's first pair."""
     m = targets[0].shape[0]
     for side in range(2):
         for k in range(m):
             target = np.float64(targets[side][k])
             g = np.float64(starts[side][k])
             half = window_us + window_rel * target
+            if window_max > 0:
+                half = window_max * math.tanh(half / window_max)
             lo, hi = target - half, target + half
             base = (first + np.uint64(k)) * np.uint64(events)
             slot = 0

@@ -6,6 +6,8 @@ The same loop (``verify`` module doc), the same draws (``reference.normal_pairs`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...config import VerifyProgramming
@@ -24,6 +26,8 @@ def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tu
     pulse = prog.pulse
     target, g = float(np.float32(target)), float(np.float32(start))
     half = prog.window_us + prog.window_pct / 100 * target
+    if prog.window_max_us:
+        half = prog.window_max_us * math.tanh(half / prog.window_max_us)
     lo, hi = target - half, target + half
     base, slot = pair * prog.events, 0
 
