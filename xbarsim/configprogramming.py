@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 import numpy as np
-
 from pydantic import Field, model_validator
 
 from .configdevice import _Strict
