@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             for i, (label, _) in enumerate(TIMES)]  # fmt: skip
     print(studylib.markdown_table(headers, rows))
     day = [label for label, _ in TIMES].index("1 day")
-    print("\nPer training seed (mean over chips), 1 day / 10 years: " + "; ".join(
-        f"{name}, {COMPENSATION[mode]}: " + " / ".join(", ".join(f"{100 * d[mode].mean[i]:.1f}" for d in drift[name]) for i in (day, -1))
+    print("\nLoss from programming (points; each training seed's mean over chips) to 1 day / to 10 years: " + "; ".join(
+        f"{name}, {COMPENSATION[mode]}: " + " / ".join(
+            f"{studylib.summary_cell(loss, 1, percent=True)} ({studylib.per_seed_cell(loss, 1, percent=True)})"
+            for loss in (studylib.values_summary(seeds, [d[mode].mean[0] - d[mode].mean[i] for d in drift[name]]) for i in (day, -1)))
         for name in MODELS for mode in COMPENSATION) + ".")  # fmt: skip
     print(f"\n#### Float networks under noise ({repeats} repeats per level)\n")
     rows = [[name, kind, studylib.summary_cell(floats[name], 1, percent=True) + "%", *studylib.comparison_cells(noise_results[kind][name])]
