@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{studylib.summary_cell(after, 1, percent=True)} points (mean over seeds ± its error; per seed "
           f"{studylib.per_seed_cell(before, 1, percent=True)} -> {studylib.per_seed_cell(after, 1, percent=True)}) at {overhead:.2f}% "
           f"extra parameters ({kept} of {tried} blocks tried kept).")  # fmt: skip
-    panels = {"LeNet-5 on pcm: drift": {label: _arm(seeds, [d[label] for d in drifts]) for label in COMPENSATION.values()},
-              "LeNet-5 on pcm at t = 0: ADC range": {label: _arm(seeds, [a[label] for a in adcs]) for label in labels}}
+    panels = {"LeNet-5 on pcm: drift": {label: studylib.arm_of(seeds, [d[label] for d in drifts]) for label in COMPENSATION.values()},
+              "LeNet-5 on pcm at t = 0: ADC range": {label: studylib.arm_of(seeds, [a[label] for a in adcs]) for label in labels}}
     path = studylib.plot_panels(panels, args.plot, {"LeNet-5 on pcm: drift": "seconds after programming",
                                                     "LeNet-5 on pcm at t = 0: ADC range": "ADC bits"},
                                 "Calibration on the pcm preset (digits)", fit=False, columns=2)  # fmt: skip
@@ -169,13 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     record = studylib.write_json(args.json, "calibration_digits", args, env, clock.seconds(), results)
     print(f"plot: {path}; per-seed results: {record}")
     return 0
-
-
-def _arm(seeds: list[int], curves: list[NoiseCurve]) -> studylib.Arm:
-    arm = studylib.Arm()
-    for seed, curve in zip(seeds, curves):
-        arm.add(seed, curve)
-    return arm
 
 
 if __name__ == "__main__":

@@ -364,13 +364,23 @@ def comparison_cells(stats: dict) -> list[str]:
     return [summary_cell(stats["midpoint"]), per_seed_cell(stats["midpoint"]), summary_cell(stats["level_at_drop"]), ratio]
 
 
-def chips_cell(per_seed: list[np.ndarray]) -> str:
-    """Accuracy over chips for each training seed: the mean over seeds of the chip means ± its
-    standard error over seeds, and the chip-to-chip std (mean over seeds)."""
+def chips_cell(per_seed: list[np.ndarray], digits: int = 1, percent: bool = True) -> str:
+    """A metric over chips for each training seed (accuracy in percent by default; ``percent=False``
+    for bits per character): the mean over seeds of the chip means ± its standard error over
+    seeds, and the chip-to-chip std (mean over seeds)."""
+    scale, unit = (100.0, "%") if percent else (1.0, "")
     means = np.array([values.mean() for values in per_seed])
     error = means.std(ddof=1) / np.sqrt(means.size) if means.size > 1 else 0.0
     spread = np.mean([values.std(ddof=1) if values.size > 1 else 0.0 for values in per_seed])
-    return f"{100 * means.mean():.1f} ± {100 * error:.1f}% (chips sd {100 * spread:.1f})"
+    return f"{scale * means.mean():.{digits}f} ± {scale * error:.{digits}f}{unit} (chips sd {scale * spread:.{digits}f})"
+
+
+def arm_of(seeds: Sequence[int], curves: Sequence[NoiseCurve], clean: Sequence[float | None] | None = None) -> Arm:
+    """An ``Arm`` of one curve (and float metric) per training seed."""
+    arm = Arm()
+    for seed, curve, value in zip(seeds, curves, clean if clean is not None else [None] * len(curves)):
+        arm.add(seed, curve, value)
+    return arm
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

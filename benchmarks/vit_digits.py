@@ -9,8 +9,10 @@
 The ViT (``zoo.vit``): patches of 2x2 pixels (16 tokens and a class token), 2 pre-norm encoder layers of
 width 64 with 4 heads (``nn.TransformerEncoder``: every attention projection and MLP layer on tiles; the
 score and context products digital), MLP 128. Both trained 40 epochs (Adam, lr 0.003 LeNet-5, 0.001 ViT,
-cosine schedule), seed 0. Prints markdown tables and writes
-benchmarks/results/vit_digits.png. ``python benchmarks/vit_digits.py [--quick]``
+cosine schedule), each with ``--train-seeds`` training seeds; every cell is the mean ± standard error over
+them (the drift cells also give the chip-to-chip std), and the noise midpoints' ViT / LeNet-5 ratio is
+paired by seed. Prints markdown tables, writes benchmarks/results/vit_digits.png and the per-seed values to
+vit_digits.json. ``python benchmarks/vit_digits.py [--quick] [--train-seeds N]``
 """
 
 from __future__ import annotations
@@ -42,51 +44,70 @@ def drift_part(model: torch.nn.Module, split: data.DataSplit, chips: int) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = studylib.study_parser(__doc__.splitlines()[0], "vit_digits.png")
-    studylib.add_chips_option(parser, full=5, quick=2)
+    studylib.add_chips_option(parser, full=5, quick=2, per="cell and training seed")
     args, clock, chips = studylib.begin(parser, argv)
+    env = studylib.environment()
+    seeds = studylib.training_seeds(parser, args)
     epochs, repeats = (8, 3) if args.quick else (40, 10)
-    activation_levels = np.logspace(-2, 2, 9 if args.quick else 17)
-    weight_levels = np.logspace(-2.5, 0.5, 7 if args.quick else 13)
+    noises = {"activation": (np.logspace(-2, 2, 9 if args.quick else 17), ActivationNoise()),
+              "weight": (np.logspace(-2.5, 0.5, 7 if args.quick else 13), WeightNoiseKind())}  # fmt: skip
     split = data.digits(args.seed)
-    trained, drift, float_acc, midpoints, curves = {}, {}, {}, {}, {}
-    with studylib.progress(3 * len(MODELS), "vit vs lenet5") as bar:
-        for name, (build, lr) in MODELS.items():
-            trained[name] = studylib.trained(build, split, TrainConfig(epochs=epochs, lr=lr, seed=args.seed))
-            float_acc[name] = accuracy(trained[name], split.x_test, split.y_test)
-            clock.log(f"{name}: float32 test accuracy {100 * float_acc[name]:.1f}%")
-            bar.update()
-            drift[name] = drift_part(trained[name], split, chips)
-            clock.log(f"{name}: 10 years {', '.join(f'{m} {100 * c.mean[-1]:.1f}%' for m, c in drift[name].items())}")
-            bar.update()
-            curves[name] = {kind: studylib.curve_under(trained[name], split, levels, repeats, noise, args.seed)
-                            for kind, (levels, noise) in {"activation": (activation_levels, ActivationNoise()),
-                                                          "weight": (weight_levels, WeightNoiseKind())}.items()}  # fmt: skip
-            midpoints[name] = {kind: studylib.midpoint_cell(curve) for kind, curve in curves[name].items()}
-            clock.log(f"{name}: midpoints {midpoints[name]}")
-            bar.update()
+    drift: dict[str, list[dict[str, NoiseCurve]]] = {name: [] for name in MODELS}
+    arms = {kind: {name: studylib.Arm() for name in MODELS} for kind in noises}
+    with studylib.progress(3 * len(MODELS) * len(seeds), "vit vs lenet5") as bar:
+        for seed in seeds:
+            for name, (build, lr) in MODELS.items():
+                model = studylib.trained(build, split, TrainConfig(epochs=epochs, lr=lr, seed=seed))
+                float_acc = accuracy(model, split.x_test, split.y_test)
+                clock.log(f"{name}, training seed {seed}: float32 test accuracy {100 * float_acc:.1f}%")
+                bar.update()
+                drift[name].append(drift_part(model, split, chips))
+                clock.log(f"{name}, training seed {seed}: 10 years {', '.join(f'{m} {100 * c.mean[-1]:.1f}%' for m, c in drift[name][-1].items())}")
+                bar.update()
+                for kind, (levels, noise) in noises.items():
+                    arms[kind][name].add(seed, studylib.curve_under(model, split, levels, repeats, noise, args.seed), float_acc)
+                clock.log(f"{name}, training seed {seed}: midpoints " + ", ".join(
+                    f"{kind} {studylib.summary_cell(studylib.summary(arms[kind][name].midpoints()[-1:]))}" for kind in noises))  # fmt: skip
+                bar.update()
 
-    params = {name: sum(p.numel() for p in model.parameters()) for name, model in trained.items()}
-    print(f"Digits ({len(split.y_train)} train / {len(split.y_test)} test); {epochs} epochs, seed {args.seed}; "
-          f"{chips} chips per cell (programming seeds 0..{chips - 1}), mean ± std over chips; "
-          f"parameters: {', '.join(f'{n} {p:,}' for n, p in params.items())}.\n")  # fmt: skip
+    reference = next(iter(MODELS))
+    noise_results = {kind: studylib.compare(arms[kind], reference) for kind in noises}
+    floats = {name: studylib.values_summary(seeds, arms["activation"][name].clean) for name in MODELS}
+    params = {name: sum(p.numel() for p in build().parameters()) for name, (build, _) in MODELS.items()}
+    print(f"Digits ({len(split.y_train)} train / {len(split.y_test)} test); {epochs} epochs; training seeds {', '.join(map(str, seeds))}, "
+          f"data split and noise seed {args.seed}; {chips} chips per cell and training seed (programming seeds 0..{chips - 1}); "
+          f"parameters: {', '.join(f'{n} {p:,}' for n, p in params.items())}. Cells: mean over training seeds ± its standard error "
+          f"(of each seed's mean over chips), and the chip-to-chip std.\n")  # fmt: skip
     print("#### Accuracy on the pcm preset after programming\n")
     headers = ["time after programming", *(f"{name}, {COMPENSATION[mode]}" for name in MODELS for mode in COMPENSATION)]
-    rows = [[label, *(studylib.mean_std_cell(drift[name][mode].accuracies[i]) for name in MODELS for mode in COMPENSATION)]
+    rows = [[label, *(studylib.chips_cell([d[mode].accuracies[i] for d in drift[name]]) for name in MODELS for mode in COMPENSATION)]
             for i, (label, _) in enumerate(TIMES)]  # fmt: skip
     print(studylib.markdown_table(headers, rows))
+    day = [label for label, _ in TIMES].index("1 day")
+    print("\nLoss from programming (points; each training seed's mean over chips) to 1 day / to 10 years: " + "; ".join(
+        f"{name}, {COMPENSATION[mode]}: " + " / ".join(
+            f"{studylib.summary_cell(loss, 1, percent=True)} ({studylib.per_seed_cell(loss, 1, percent=True)})"
+            for loss in (studylib.values_summary(seeds, [d[mode].mean[0] - d[mode].mean[i] for d in drift[name]]) for i in (day, -1)))
+        for name in MODELS for mode in COMPENSATION) + ".")  # fmt: skip
     print(f"\n#### Float networks under noise ({repeats} repeats per level)\n")
-    print(studylib.markdown_table(["model", "float32 accuracy", "midpoint sigma (activation noise)", "midpoint eta (weight noise)"],
-                                  [[name, f"{100 * float_acc[name]:.1f}%", midpoints[name]["activation"], midpoints[name]["weight"]]
-                                   for name in MODELS]))  # fmt: skip
-    panels = {f"{name} on pcm: drift": {COMPENSATION[m]: c for m, c in drift[name].items()} for name in MODELS}
-    panels["activation noise"] = {name: curves[name]["activation"] for name in MODELS}
-    panels["weight noise"] = {name: curves[name]["weight"] for name in MODELS}
+    rows = [[name, kind, studylib.summary_cell(floats[name], 1, percent=True) + "%", *studylib.comparison_cells(noise_results[kind][name])]
+            for kind in noises for name in MODELS]  # fmt: skip
+    print(studylib.markdown_table(["model", "noise", "float32 accuracy", "midpoint", "per seed",
+                                   f"level at -{100 * studylib.DROP:g} points from {reference}'s float accuracy",
+                                   f"midpoint / {reference}'s (per seed)"], rows))  # fmt: skip
+    panels = {f"{name} on pcm: drift": {COMPENSATION[m]: studylib.arm_of(seeds, [NoiseCurve(np.maximum(d[m].sigmas, 0.1), d[m].accuracies)
+                                                                                for d in drift[name]]) for m in COMPENSATION}
+              for name in MODELS}  # fmt: skip
+    panels.update({f"{kind} noise": arms[kind] for kind in noises})
     xlabels = {**{f"{name} on pcm: drift": "seconds after programming (0 plotted at 0.1)" for name in MODELS},
                "activation noise": "sigma", "weight noise": "eta"}  # fmt: skip
-    for panel in (f"{name} on pcm: drift" for name in MODELS):
-        panels[panel] = {label: NoiseCurve(np.maximum(c.sigmas, 0.1), c.accuracies) for label, c in panels[panel].items()}
     path = studylib.plot_panels(panels, args.plot, xlabels, "ViT against LeNet-5 on digits", fit=False, columns=2)
-    print(f"\nplot: {path}; run time {clock.seconds():.0f} s")
+    print(f"\n{studylib.environment_line(env, clock.seconds())}")
+    results = {"drift": {name: {COMPENSATION[m]: [{"seed": s, "times": d[m].sigmas, "accuracies": d[m].accuracies} for s, d in zip(seeds, drift[name])]
+                                for m in COMPENSATION} for name in MODELS},
+               "float_accuracy": floats, "noise": noise_results}  # fmt: skip
+    record = studylib.write_json(args.json, "vit_digits", args, env, clock.seconds(), results)
+    print(f"plot: {path}; per-seed results: {record}")
     return 0
 
 

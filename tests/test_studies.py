@@ -46,7 +46,8 @@ def test_a_quick_study_gives_the_same_table_twice(tmp_path):
 
 
 def test_the_cifar10_study_runs_on_cifar_shaped_data(tmp_path):
-    out = _run("hardening_cifar10.py", "--data", "synthetic", "--quick", "--epochs", "1", "--width", "0.0625", "--plot", str(tmp_path / "h.png"))
+    out = _run("hardening_cifar10.py", "--data", "synthetic", "--quick", "--epochs", "1", "--width", "0.0625", "--plot", str(tmp_path / "h.png"),
+               "--json", str(tmp_path / "h.json"))  # never the study's own results/hardening_cifar10.json
     assert "synthetic: 319 train / 81 test" in out and "estimated run time" in out
     rows = [row.split("|")[1:3] for row in _table(out)[2:]]
     assert [(m.strip(), t.strip()) for m, t in rows] == [
@@ -64,11 +65,18 @@ def test_the_cifar10_study_refuses_other_data():
 
 
 def test_the_language_model_study_runs_quick(tmp_path):
-    out = _run("chargpt_pydoc.py", "--quick", "--train-windows", "32", "--chips", "1", "--plot", str(tmp_path / "lm.png"))
+    out = _run("chargpt_pydoc.py", "--quick", "--train-windows", "32", "--chips", "1", "--plot", str(tmp_path / "lm.png"),
+               "--json", str(tmp_path / "lm.json"))
     rows = [[cell.strip() for cell in row.split("|")[1:-1]] for row in _table(out)[2:]]
     assert [row[:2] + row[3:4] for row in rows] == [[m, t, adc] for m in ("chargpt", "LSTM") for t in ("float32", "+ float fine-tuning", "+ HWA fine-tuning")
                                               for adc in ("fixed ADC bound", "calibrated ADC")]  # fmt: skip
-    for row in rows:  # float BPC and the chip's at three times: below uniform guessing (log2 97 = 6.6 bits)
-        values = [float(row[2])] + [float(cell.split(" ± ")[0]) for cell in row[4:7]]
+    for row in rows:  # float BPC and the chip's at three times, means over the 2 training seeds: below uniform guessing (log2 97 = 6.6 bits)
+        values = [float(cell.split(" ± ")[0]) for cell in (row[2], *row[4:7])]
         assert all(0 < v < 6.6 for v in values), row
-    assert "1 chips per cell" in out and (tmp_path / "lm.png").stat().st_size > 0
+    assert "training seeds 0, 1;" in out and "1 chips per cell" in out and (tmp_path / "lm.png").stat().st_size > 0
+    record = json.loads((tmp_path / "lm.json").read_text())  # every seed's float BPC and chip BPC behind each cell
+    cell = record["results"]["LSTM"]["+ HWA fine-tuning"]
+    assert [r["seed"] for r in cell["float_bpc"]["per_seed"]] == [0, 1] and cell["float_bpc"]["n"] == 2
+    gap = cell["chips"]["calibrated ADC"]["gap_after_programming"]
+    per_seed = [np.mean(r["bpc"][0]) - f["value"] for r, f in zip(cell["chips"]["calibrated ADC"]["per_seed"], cell["float_bpc"]["per_seed"])]
+    assert [r["value"] for r in gap["per_seed"]] == pytest.approx(per_seed) and gap["mean"] == pytest.approx(np.mean(per_seed))
