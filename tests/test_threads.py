@@ -77,6 +77,17 @@ def test_small_calls_run_serially_and_large_ones_threaded_from_the_main_thread_o
     assert seen == [False]
 
 
+def test_inside_a_network_forward_only_large_calls_run_threaded():
+    """``network_kernels`` (a network's forward on a quiet machine) raises the threshold by
+    ``NETWORK_PARALLEL_FACTOR``, nested or not, and gives it back after."""
+    small, large = threads.PARALLEL_MIN_OUTPUTS, threads.PARALLEL_MIN_OUTPUTS * threads.NETWORK_PARALLEL_FACTOR
+    with threads.network_kernels():
+        with threads.network_kernels():
+            inside = (threads.use_parallel(small), threads.use_parallel(large))
+        still = threads.use_parallel(small)
+    assert inside == (False, True) and not still and threads.use_parallel(small)
+
+
 def test_mvms_from_two_python_threads_at_once_match_sequential_ones(monkeypatch):
     monkeypatch.setattr(threads, "PARALLEL_MIN_OUTPUTS", 0)  # the main thread's calls run threaded
     x = np.random.default_rng(2).standard_normal((64, 150)).astype(np.float32)

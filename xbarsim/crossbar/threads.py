@@ -43,11 +43,17 @@ The policy, from these numbers:
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 
 PREFERRED_LAYER = "workqueue"
 PARALLEL_MIN_OUTPUTS = 1 << 17  # rows x outputs of one call below which kernels run serially
+NETWORK_PARALLEL_FACTOR = 16  # inside a network's forward (``network_kernels``) a call needs this many times more
+
+_network_sections = 0
+_network_lock = threading.Lock()
 
 
 def apply_policy() -> str:
@@ -63,6 +69,23 @@ def apply_policy() -> str:
     return numba.config.THREADING_LAYER
 
 
+@contextmanager
+def network_kernels() -> Iterator[None]:
+    """While the body runs (process-wide): a kernel call runs threaded only from ``NETWORK_PARALLEL_FACTOR``
+    times ``PARALLEL_MIN_OUTPUTS`` outputs on. In a network's forward, torch's OpenMP worker spins after each
+    digital operation, and a Numba worker woken then waits for a core: a threaded pass of a few hundred
+    thousand outputs lost more than it saved (module doc)."""
+    global _network_sections
+    with _network_lock:
+        _network_sections += 1
+    try:
+        yield
+    finally:
+        with _network_lock:
+            _network_sections -= 1
+
+
 def use_parallel(outputs: int) -> bool:
     """Whether a kernel call producing ``outputs`` values (rows x columns) should run threaded."""
-    return outputs >= PARALLEL_MIN_OUTPUTS and threading.current_thread() is threading.main_thread()
+    threshold = PARALLEL_MIN_OUTPUTS * (NETWORK_PARALLEL_FACTOR if _network_sections else 1)
+    return outputs >= threshold and threading.current_thread() is threading.main_thread()

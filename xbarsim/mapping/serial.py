@@ -21,7 +21,8 @@ threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341
 faster with them (1190 / 1569 against 1455 / 1555).
 On a quiet machine torch keeps its threads and only NumPy's BLAS is held at one, the tiles' large GEMMs
 cut over xbarsim's own pool (``crossbar/read/blasthreads.py``), whose idle threads sleep: a spinning
-OpenBLAS worker otherwise stalls every torch operation after a product. Same machine, quiet, paired
+OpenBLAS worker otherwise stalls every torch operation after a product. Numba passes run threaded there
+only from ``threads.NETWORK_PARALLEL_FACTOR`` times the usual size (``threads.network_kernels``). Same machine, quiet, paired
 forwards in one process (min / median ms): ViT (4 x 128, batch 64) 140 / 150 against 370 / 510 with
 threaded OpenBLAS, VGG-11 206 / 215 against 200 / 244, ResNet-18 681 / 781 against 755 / 816, the LSTM
 (batch 32) 77 / 82 against 84 / 86.
@@ -45,6 +46,7 @@ from pathlib import Path
 import torch
 from threadpoolctl import ThreadpoolController
 
+from ..crossbar import threads
 from ..crossbar.read import blasthreads
 
 
@@ -107,6 +109,14 @@ def blas_section() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _pooled() -> Iterator[None]:
+    """A forward on a quiet machine: NumPy's BLAS held, the tiles' GEMMs cut over xbarsim's pool
+    (``blasthreads.pooled``), and only large Numba passes threaded (``threads.network_kernels``)."""
+    with blasthreads.pooled(), threads.network_kernels():
+        yield
+
+
 def network_section():
     """The context a whole network's forward runs in: ``serial_section()`` when ``NETWORK_THREADS``
     is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise torch's threads as they are
@@ -117,5 +127,5 @@ def network_section():
         raise ValueError(f"NETWORK_THREADS must be 'auto', 'one' or 'all', got {NETWORK_THREADS!r}")
     hold = NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy())
     if not hold:
-        return blasthreads.pooled()
+        return _pooled()
     return serial_section() if torch_gemms_ignore_threads() else blas_section()
