@@ -44,16 +44,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from threadpoolctl import ThreadpoolController
 
 from ..crossbar import threads
 from ..crossbar.read import blasthreads
 
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    """The BLAS libraries loaded in this process (found once: the search takes milliseconds)."""
-    return ThreadpoolController().select(user_api="blas")
+_blas = blasthreads.blas_libraries  # the BLAS libraries of this process (threadpoolctl)
 
 
 @contextmanager

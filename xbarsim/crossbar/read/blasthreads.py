@@ -63,15 +63,21 @@ class _OneThreadBlas:
 
 
 @functools.cache
-def _hold() -> _OneThreadBlas:
-    """The hold on NumPy's BLAS, and the pool's size: its thread count when xbarsim first took it."""
+def blas_libraries():
+    """threadpoolctl's controller of the BLAS libraries loaded in this process (found once: the search
+    takes milliseconds)."""
     from threadpoolctl import ThreadpoolController
 
+    return ThreadpoolController().select(user_api="blas")
+
+
+@functools.cache
+def _hold() -> _OneThreadBlas:
+    """The hold on NumPy's BLAS, and the pool's size: its thread count when xbarsim first took it."""
     from .blas import numpy_blas_path
 
     path = numpy_blas_path()
-    library = next(lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers if lib.filepath == path)
-    return _OneThreadBlas(library)
+    return _OneThreadBlas(next(lib for lib in blas_libraries().lib_controllers if lib.filepath == path))
 
 
 class _Pool:
