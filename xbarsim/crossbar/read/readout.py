@@ -10,11 +10,12 @@ much as they do.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import blas, converters, kernels, workspace
+from . import blas, blasthreads, converters, kernels, workspace
 from ..laws import rng
 from .. import threads
 from .inputs import InputRows
@@ -82,7 +83,6 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
         return _direct(tiles, plan, inputs.x), 0
-    row_edges = tiles.grid.row_edges
     parallel = threads.use_parallel(n_batch * plan.width)
     per_device = tiles.read_sigma_t is not None
     var_mode = kernels.VAR_NONE
@@ -94,33 +94,52 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
 
     out = np.empty((n_batch, plan.n_out), np.float32)
+    keys = keys_by_purpose[rng.PURPOSE_OUTPUT if per_device else rng.PURPOSE_READ]
+    noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
+    bound, to_int, step = tiles._adc_columns
+    bm = buffers.saturated is not None
+    pass_args = (
+        buffers.y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
+        plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
+        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
+    )  # fmt: skip
+    parts = [(0, n_batch)] if record or per_device else blas.batch_parts(n_batch, plan.blocks, plan.n_out)
+    if len(parts) > 1:
+        # each part of the batch runs its products and its noise/ADC pass on its own thread: the pass
+        # runs beside the other part's GEMMs, where after one whole GEMM it would run on one core
+        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, pass_args, v0, v1) for v0, v1 in parts])
+    else:
+        _products_then_pass(tiles, plan, buffers, n_batch, var_mode, per_device, keys_by_purpose, first_vector, record, parallel, pass_args)
+    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
+    return out, rereads
+
+
+def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, pass_args: tuple, v0: int, v1: int) -> None:
+    """Vectors v0..v1 of a read (a range of ``blas.batch_parts``), on this thread: their block products,
+    their read variances (VAR_MATRIX), then their noise/ADC pass (``pass_args``: the pass's arguments)."""
+    blas.block_products_of_rows(buffers.xq, tiles.gdiff_rows, plan.blocks, buffers.y, v0, v1)
+    if var_mode == kernels.VAR_MATRIX:
+        blas.block_products_of_rows(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var, v0, v1)
+    kernels.noisy_adc_accumulate_serial(*pass_args, v0, v1)
+
+
+def _products_then_pass(tiles, plan: ReadPlan, buffers: ReadBuffers, n_batch: int, var_mode: int, per_device: bool,
+                        keys_by_purpose: dict, first_vector: int, record: bool, parallel: bool, pass_args: tuple) -> None:  # fmt: skip
+    """A read's block products over the whole batch (each cut as ``blas.product`` cuts it), the calibration's
+    look at them, the read noise of every device or the read variances, then the noise/ADC pass."""
     y = buffers.y
     blas.block_products(buffers.xq, tiles.gdiff_rows, plan.blocks, y)
     # (y now holds the ideal block products: a correction of them belongs here, before the noise)
     if record:
         tiles.recorder.partials(tiles, y)
-
     if per_device:
         add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-        add_noise(y, buffers.xq, n_batch, row_edges, plan.blocks.edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE],
-                  first_vector)  # fmt: skip
-        keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
-    else:
-        keys = keys_by_purpose[rng.PURPOSE_READ]
-        if var_mode == kernels.VAR_MATRIX:
-            blas.block_products(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var)
-    noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
-
-    bound, to_int, step = tiles._adc_columns
-    bm = buffers.saturated is not None
+        add_noise(y, buffers.xq, n_batch, tiles.grid.row_edges, plan.blocks.edges, *tiles.read_sigma_t,
+                  keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)  # fmt: skip
+    elif var_mode == kernels.VAR_MATRIX:
+        blas.block_products(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var)
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
-    finish(
-        y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
-        plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
-        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
-    )  # fmt: skip
-    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
-    return out, rereads
+    finish(*pass_args, 0, n_batch)
 
 
 def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> ReadBuffers:
