@@ -78,7 +78,7 @@ class ReadBuffers:
 def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
     """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
-    ``inputs.dac(parallel, plan, bounds, want_sq, want_squares, buffers)`` fills the DAC outputs
+    ``inputs.dac(parallel, plan, bounds, want_sq, want_squares, buffers, v0, v1)`` fills the DAC outputs
     (``InputRows``, ``PatchRows``); ``record``: show the products to ``tiles.recorder``."""
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
@@ -89,10 +89,8 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     if not per_device:
         var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
     buffers = _work_arrays(plan, n_batch, var_mode)
-    bad = inputs.dac(parallel, plan, tiles.dac_bounds, var_mode == kernels.VAR_CONSTANT, var_mode == kernels.VAR_MATRIX, buffers)
-    if bad:
-        raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
-
+    dac = functools.partial(inputs.dac, plan=plan, bounds=tiles.dac_bounds, want_sq=var_mode == kernels.VAR_CONSTANT,
+                            want_squares=var_mode == kernels.VAR_MATRIX, buffers=buffers)  # fmt: skip
     out = np.empty((n_batch, plan.n_out), np.float32)
     keys = keys_by_purpose[rng.PURPOSE_OUTPUT if per_device else rng.PURPOSE_READ]
     noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
@@ -105,18 +103,31 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     )  # fmt: skip
     parts = [(0, n_batch)] if record or per_device else blas.batch_parts(n_batch, plan.blocks, plan.n_out)
     if len(parts) > 1:
-        # each part of the batch runs its products and its noise/ADC pass on its own thread: the pass
-        # runs beside the other part's GEMMs, where after one whole GEMM it would run on one core
-        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, pass_args, v0, v1) for v0, v1 in parts])
+        # each part of the batch runs its DAC, products and noise/ADC pass on its own thread: the passes
+        # run beside the other part's GEMMs, where around whole GEMMs they would run on one core
+        bad = [0] * len(parts)
+        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, dac, pass_args, bad, k, *part)
+                         for k, part in enumerate(parts)])  # fmt: skip
+        bad = sum(bad)
     else:
-        _products_then_pass(tiles, plan, buffers, n_batch, var_mode, per_device, keys_by_purpose, first_vector, record, parallel, pass_args)
+        bad = dac(parallel, v0=0, v1=n_batch)
+        if not bad:
+            _products_then_pass(tiles, plan, buffers, n_batch, var_mode, per_device, keys_by_purpose, first_vector, record, parallel,
+                                pass_args)  # fmt: skip
+    if bad:
+        raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
     rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
     return out, rereads
 
 
-def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, pass_args: tuple, v0: int, v1: int) -> None:
-    """Vectors v0..v1 of a read (a range of ``blas.batch_parts``), on this thread: their block products,
-    their read variances (VAR_MATRIX), then their noise/ADC pass (``pass_args``: the pass's arguments)."""
+def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, dac, pass_args: tuple, bad: list[int], part: int,
+               v0: int, v1: int) -> None:  # fmt: skip
+    """Vectors v0..v1 of a read (range ``part`` of ``blas.batch_parts``), on this thread: their DAC (``dac``, the
+    blocks holding NaN or Inf counted into bad[part]), block products, read variances (VAR_MATRIX), then their
+    noise/ADC pass (``pass_args``: the pass's arguments but the range)."""
+    bad[part] = dac(False, v0=v0, v1=v1)
+    if bad[part]:
+        return
     blas.block_products_of_rows(buffers.xq, tiles.gdiff_rows, plan.blocks, buffers.y, v0, v1)
     if var_mode == kernels.VAR_MATRIX:
         blas.block_products_of_rows(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var, v0, v1)
