@@ -102,6 +102,7 @@ class BlockLayout:
     row_edges: np.ndarray  # (P+1,) int64: the blocks' rows in the matrix
     edges: np.ndarray  # (P+1,) int64: the blocks' columns in xq
     tail: int
+    shortest: int  # the smallest padded K of a block
 
     @property
     def width(self) -> int:
@@ -118,7 +119,7 @@ def _layout(edges: tuple[int, ...]) -> BlockLayout:
     row_edges = np.asarray(edges, np.int64)
     padded = np.array([rule().padded_k(int(k)) for k in np.diff(row_edges)], np.int64)
     tail = max(0, int((row_edges[:-1] + padded).max()) - int(row_edges[-1]))
-    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail)
+    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail, int(padded.min()))
 
 
 def layout(row_edges: np.ndarray) -> BlockLayout:
@@ -182,8 +183,7 @@ def batch_parts(n_rows: int, blocks: BlockLayout, n_cols: int) -> list[tuple[int
     the_rule = rule()
     if not the_rule.known or n_rows == 1 or n_cols == 1:
         return [(0, n_rows)]
-    shortest = int(np.diff(blocks.edges).min())
-    return blasthreads.row_parts(n_rows, n_rows * shortest * n_cols, the_rule.k_multiple)
+    return blasthreads.row_parts(n_rows, n_rows * blocks.shortest * n_cols, the_rule.k_multiple)
 
 
 def block_products_of_rows(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out: np.ndarray, v0: int, v1: int) -> None:
