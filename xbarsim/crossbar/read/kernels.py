@@ -6,9 +6,10 @@ or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * da
 summed over row blocks in order; with iterative bound management, the noise pass marks the tiles
 whose outputs for a vector exceeded the ADC bound (``rereads`` reads them again).
 
-Determinism (docs/determinism.md): BLAS is called once per row block on the whole batch, so a
-row's product may differ in the last float32 bits with the batch it came in (OpenBLAS picks its
-kernel by the call's shape), never with the thread count. Normals come from ``rng`` streams keyed
+Determinism (docs/determinism.md): BLAS is called once per row block on the whole batch (or on row
+parts that compute each row as the whole would: ``blas.batch_parts``), so a row's product may differ in
+the last float32 bits with the batch it came in (OpenBLAS picks its kernel by the call's shape), never
+with the thread count. Normals come from ``rng`` streams keyed
 per row block, counter = global vector index, so the noise draws of a vector are the same whatever
 the batch split or thread count, and every Numba sum runs in a fixed order.
 """
