@@ -159,6 +159,26 @@ def test_cost_counts_the_pulses_and_a_sweep_takes_the_loop_as_an_axis():
     assert spec.axes["programming.window_us"] == [0.5, 1.0, 2.0]
 
 
+def test_floor_devices_skip_the_loop_in_the_kernel_and_the_reference():
+    """A target at or below floor_us never enters the loop: it keeps its start, with one pulse, no read, no draw, in
+    the kernel as in the NumPy reference; every other device is what it is without a floor (its draws depend on its
+    position only)."""
+    rng = np.random.default_rng(4)
+    targets = np.where(rng.random((2, 13, 19)) < 0.3, 0.0, rng.uniform(0, 25, (2, 13, 19))).astype(np.float32)
+    starts = rng.uniform(0, 25, targets.shape).astype(np.float32)
+    prog = NOISY["capped relative window"]
+    got = cells.verified(targets, starts, prog, seed=8, index=1, floor_us=0.0)
+    want = verify_reference.verify(targets, starts, prog, seed=8, index=1, floor_us=0.0)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    g, count, reads, done = got
+    at_floor = targets == 0
+    assert np.array_equal(g[at_floor], starts[at_floor]) and np.all(count[at_floor] == 1) and np.all(reads[at_floor] == 0) and done[at_floor].all()
+    for a, b in zip(got, cells.verified(targets, starts, prog, seed=8, index=1)):
+        assert np.array_equal(a[~at_floor], b[~at_floor])
+        assert not np.array_equal(a[at_floor], b[at_floor])  # without the floor they run the loop
+
+
 def test_floor_reset_keeps_the_write_at_g_min_and_verifies_the_rest():
     """floor: reset: a device whose target is g_min gets one RESET pulse and no verify read, and keeps the
     write-noise law's draw (the one-shot value of the same seed); the others run the loop as with floor: verify."""

@@ -65,13 +65,12 @@ def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     pulses = np.empty(g.shape, np.int32)
     reads = np.empty(g.shape, np.int32)
     converged = np.empty(g.shape, bool)
-    floor = g_target <= np.float32(dev.g_min_us) if prog.floor == "reset" else None
+    floor = float(np.float32(dev.g_min_us)) if prog.floor == "reset" else None
     for n in range(n_cell):
         start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
-        reset = g[n][floor] if floor is not None else None
-        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n)
         if floor is not None:  # one RESET pulse, not verified: the written draw at g_min stays
-            g[n][floor], pulses[n][floor], reads[n][floor], converged[n][floor] = reset, 1, 0, True
+            start = np.where(g_target <= np.float32(floor), g[n], start)
+        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n, floor)
         _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog)
     return Programmed(g, stuck, pulses, reads, converged)
 
@@ -96,11 +95,11 @@ def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfi
     reads[where] = np.where(inside, 2 if prog.confirm else 1, 1 + prog.max_pulses)[where]
 
 
-def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
+def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0, floor_us: float | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The program-and-verify loop (``verify.verify_pairs``) on (2, ...) targets from ``start``, device ``index``
     of its cell: (conductances float32, pulses int32, verify reads int32, converged bool), in pieces on several
-    threads."""
+    threads. A device whose target is at or below ``floor_us`` (``floor: reset``) skips the loop and keeps its start."""
     pulse, keys = prog.pulse, (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
 
     def piece(first: int, target: np.ndarray, begin: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -109,7 +108,7 @@ def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, s
         reads = np.empty(target.shape, np.int32)
         done = np.empty(target.shape, np.int8)
         verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
-                            float(prog.window_max_us or 0.0),
+                            float(prog.window_max_us or 0.0), -1.0 if floor_us is None else float(floor_us),
                             prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
                             float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
                             float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,

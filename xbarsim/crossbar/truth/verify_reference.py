@@ -21,10 +21,13 @@ def _normal(key: np.uint64, counter: int, side: int) -> float:
 
 
 def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tuple[np.uint64, np.uint64], pair: int,
-                  side: int) -> tuple[np.float32, int, int, bool]:  # fmt: skip
-    """(final conductance, pulses, verify reads, converged) of device ``side`` (0: G+, 1: G-) of pair ``pair``."""
+                  side: int, floor_us: float | None = None) -> tuple[np.float32, int, int, bool]:  # fmt: skip
+    """(final conductance, pulses, verify reads, converged) of device ``side`` (0: G+, 1: G-) of pair ``pair``; a
+    target at or below ``floor_us`` is RESET once and not verified: it keeps its start."""
     pulse = prog.pulse
     target, g = float(np.float32(target)), float(np.float32(start))
+    if floor_us is not None and target <= floor_us:
+        return np.float32(g), 1, 0, True
     half = prog.window_us + prog.window_pct / 100 * target
     if prog.window_max_us:
         half = prog.window_max_us * math.tanh(half / prog.window_max_us)
@@ -74,10 +77,10 @@ def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tu
     return np.float32(g), pulses, reads, False
 
 
-def verify(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
+def verify(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0, floor_us: float | None = None
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(2, ...) targets and starts -> (conductances float32, pulses int32, verify reads int32, converged bool), device
-    by device."""
+    by device; targets at or below ``floor_us`` skip the loop."""
     keys = (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
     flat_t, flat_s = g_target.reshape(2, -1), start.reshape(2, -1)
     out = np.empty(flat_t.shape, np.float32)
@@ -87,5 +90,5 @@ def verify(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, see
     for side in range(2):
         for pair in range(flat_t.shape[1]):
             out[side, pair], pulses[side, pair], reads[side, pair], done[side, pair] = verify_device(
-                flat_t[side, pair], flat_s[side, pair], prog, keys, pair, side)
+                flat_t[side, pair], flat_s[side, pair], prog, keys, pair, side, floor_us)
     return tuple(a.reshape(g_target.shape) for a in (out, pulses, reads, done))
