@@ -50,13 +50,14 @@ SIDE = 64
 FIT = {  # preset: stages of (free fields, lower bounds, upper bounds, coarse grid per field); a stage starts from the
     # previous stage's result (rounded to 3 significant digits)
     "hermes": [
-        (("programming.window_us", "programming.window_pct", "programming.window_max_us", "programming.read_noise_us",
-          "programming.read_noise_pct", "programming.pulse.reset_ratio"),
-         (0.01, 0.0, 0.1, 0.0, 0.0, 0.2), (2.0, 100.0, 5.0, 1.0, 20.0, 3.0),
-         ((0.05, 0.1, 0.15), (45.0, 55.0, 65.0), (1.2, 1.25, 1.3), (0.02,), (2.0,), (0.57,))),
-        (("programming.pulse.step_us", "programming.pulse.step_spread", "programming.pulse.reset_ratio", "programming.read_noise_pct"),
-         (0.5, 0.0, 0.2, 0.0), (10.0, 2.0, 3.0, 20.0),
-         ((3.0, 4.0, 5.0), (0.7, 1.0), (None,), (None,))),  # None: the previous stage's value
+        (("programming.window_us", "programming.window_pct", "programming.window_max_us", "programming.pulse.step_pct",
+          "programming.pulse.step_spread", "programming.pulse.reset_ratio"),
+         (0.01, 0.0, 0.1, 10.0, 0.0, 0.2), (2.0, 100.0, 5.0, 300.0, 2.0, 3.0),
+         ((0.05,), (66.6, 80.0), (1.25, 1.35), (100.0,), (0.8, 1.0), (1.0,))),
+        (("programming.read_noise_us", "programming.read_noise_pct", "programming.window_us", "programming.window_pct",
+          "programming.pulse.step_spread"),
+         (0.0, 0.0, 0.01, 0.0, 0.0), (1.0, 20.0, 2.0, 100.0, 2.0),
+         ((0.02, 0.1), (2.0, 5.0), (None,), (None,), (None,))),
     ],
     "neurram": [
         (("programming.pulse.step_us", "programming.pulse.step_growth", "programming.pulse.step_spread"),
@@ -132,7 +133,9 @@ def _value(cfg: ChipConfig, field: str) -> float:
     return float(value)
 
 
-START = {"hermes": {"programming.pulse.step_us": 4.0, "programming.pulse.step_spread": 0.7}, "neurram": {}}  # before stage 1
+# hermes: pulses sized by the read error alone (closed-loop iterative programming), the read noise of the earlier fit
+START = {"hermes": {"programming.pulse.step_us": 0.0, "programming.pulse.step_pct": 100.0, "programming.read_noise_us": 0.02, "programming.read_noise_pct": 2.04},
+         "neurram": {}}  # before stage 1
 
 
 def fit(name: str) -> dict:

@@ -95,9 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
         "programming": {
-            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.0512, "window_pct": 66.6, "window_max_us": 1.25,
-            "read_noise_us": 0.02, "read_noise_pct": 2.04, "max_pulses": 30, "max_iterations": 30,
-            "pulse": {"step_us": 3.99, "step_spread": 0.709, "reset_ratio": 0.581},
+            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.108, "window_pct": 68.8, "window_max_us": 1.24,
+            "read_noise_us": 0.0, "read_noise_pct": 1.99, "max_pulses": 30, "max_iterations": 30,
+            "pulse": {"step_pct": 105.0, "step_spread": 1.09, "reset_ratio": 0.896},
         },
         "drift_compensation": "global",
     },
@@ -223,8 +223,10 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
                         "one per cell ('as if the two devices host the same conductance', the class docstring)",
         "mapping.devices_per_polarity": "Le Gallo et al., Nat. Electron. 2023 (two devices per polarity); HermesNoiseModel num_devices = 2",
         "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; zero targets RESET, not verified "
-                       "(floor: reset: the fit's spread at g = 0); window (0.0512 uS + 66.6%, soft cap 1.25 uS), verify read "
-                       "noise (0.02 uS + 2.04%) and pulse (3.99 uS, 70.9% spread, RESET 0.581 of SET) fitted by "
+                       "(floor: reset: the fit's spread at g = 0); pulses sized by the read error (closed-loop iterative "
+                       "programming, as IBM's 'Precision of synaptic weights programmed in phase-change memory devices for deep "
+                       "learning inference' describes it); window (0.108 uS + 68.8%, soft cap 1.24 uS), verify read "
+                       "noise (1.99% of G) and pulse (105% of |T - r|, 109% spread, RESET 0.896 of SET) fitted by "
                        "benchmarks/fit_verify.py to the two-device fit per target level (docs/physics.md §2b)",
         "tile": "Le Gallo et al. 2023: 256x256 cores, 8-bit inputs and outputs; ADC bound and output noise as the pcm preset",
         "drift_compensation": "Le Gallo et al. 2023: global drift compensation",

@@ -110,7 +110,7 @@ def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, s
         verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
                             float(prog.window_max_us or 0.0), -1.0 if floor_us is None else float(floor_us),
                             prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
-                            float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
+                            float(pulse.step_us), pulse.step_pct / 100, float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
                             float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,
                             (out[0], out[1]), (count[0], count[1]), (reads[0], reads[1]), (done[0], done[1]))  # fmt: skip
         return out, count, reads, done

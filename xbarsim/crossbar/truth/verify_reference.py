@@ -41,8 +41,9 @@ def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tu
         slot += 1
         return float(value)
 
-    def step(g: float, k: int, direction: int) -> float:
-        size = pulse.step_us * (1.0 + pulse.step_growth * k) * max(0.0, 1.0 + pulse.step_spread * _normal(keys[0], base + slot, side))
+    def step(g: float, r: float, k: int, direction: int) -> float:
+        first = pulse.step_us + pulse.step_pct / 100 * abs(target - r)
+        size = first * (1.0 + pulse.step_growth * k) * max(0.0, 1.0 + pulse.step_spread * _normal(keys[0], base + slot, side))
         saturation = pulse.saturation_us or 0.0
         if direction > 0:
             g = g + size * (max(0.0, 1.0 - g / saturation) if saturation > 0 else 1.0)
@@ -63,7 +64,7 @@ def verify_device(target: float, start: float, prog: VerifyProgramming, keys: tu
         ramps = [0, 0]
         for which, direction in ((0, -1), (1, 1)):
             while (r > hi if direction < 0 else r < lo) and ramps[which] < prog.max_pulses:
-                g = step(g, ramps[which], direction)  # the pulse and the read after it share one slot
+                g = step(g, r, ramps[which], direction)  # the pulse and the read after it share one slot
                 r = counted_read(g)
                 ramps[which] += 1
         pulses += sum(ramps)
