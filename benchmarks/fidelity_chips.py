@@ -123,7 +123,8 @@ def aihwkit_model_weights(chip: Chip, w: np.ndarray, t: float, seed: int, per_de
     torch.manual_seed(seed)
     targets, params = model.g_converter.convert_to_conductances(torch.from_numpy(w))
     n = chip.devices if per_device else 1
-    model.prog_noise_scale *= np.sqrt(n)  # N clamp(T + sqrt(N) s z, 0) / N: each device's T / N + s z / sqrt(N), clamped
+    if per_device:  # clamp(T + sqrt(N) s z, 0) / N: each device's T / N + s z / sqrt(N), clamped at 0
+        model.prog_noise_scale *= np.sqrt(n)
     realized = []
     for g_target in targets:
         g = sum(model.apply_programming_noise_to_conductance(g_target) for _ in range(n)) / n

@@ -95,9 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
         "programming": {
-            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.108, "window_pct": 68.8, "window_max_us": 1.24,
-            "read_noise_us": 0.0, "read_noise_pct": 1.99, "max_pulses": 30, "max_iterations": 30,
-            "pulse": {"step_pct": 105.0, "step_spread": 1.09, "reset_ratio": 0.896},
+            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.0614, "window_pct": 76.3, "window_max_us": 1.23,
+            "read_noise_us": 0.0205, "read_noise_pct": 1.81, "max_pulses": 30, "max_iterations": 30,
+            "pulse": {"step_pct": 113.0, "step_spread": 1.22, "reset_ratio": 0.768},
         },
         "drift_compensation": "global",
     },
@@ -225,9 +225,9 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; zero targets RESET, not verified "
                        "(floor: reset: the fit's spread at g = 0); pulses sized by the read error (closed-loop iterative "
                        "programming, as IBM's 'Precision of synaptic weights programmed in phase-change memory devices for deep "
-                       "learning inference' describes it); window (0.108 uS + 68.8%, soft cap 1.24 uS), verify read "
-                       "noise (1.99% of G) and pulse (105% of |T - r|, 109% spread, RESET 0.896 of SET) fitted by "
-                       "benchmarks/fit_verify.py to the two-device fit per target level (docs/physics.md §2b)",
+                       "learning inference' describes it); window (0.0614 uS + 76.3%, soft cap 1.23 uS), verify read "
+                       "noise (0.0205 uS + 1.81%) and pulse (113% of |T - r|, 122% spread, RESET 0.768 of SET) fitted by "
+                       "benchmarks/fit_verify.py to the two-device fit per target level and over the lowest |w| bin (docs/physics.md §2b)",
         "tile": "Le Gallo et al. 2023: 256x256 cores, 8-bit inputs and outputs; ADC bound and output noise as the pcm preset",
         "drift_compensation": "Le Gallo et al. 2023: global drift compensation",
     },
