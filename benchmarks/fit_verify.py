@@ -55,7 +55,7 @@ FIT = {  # preset: stages of (free fields, lower bounds, upper bounds, coarse gr
         (("programming.window_us", "programming.window_pct", "programming.window_max_us", "programming.pulse.step_pct",
           "programming.pulse.step_spread", "programming.pulse.reset_ratio"),
          (0.01, 0.0, 0.1, 10.0, 0.0, 0.2), (2.0, 100.0, 5.0, 300.0, 2.0, 3.0),
-         ((0.05,), (66.6, 80.0), (1.25, 1.35), (100.0,), (0.8, 1.0), (1.0,))),
+         ((0.05, 0.1), (66.6, 80.0), (1.25, 1.35), (100.0,), (0.8, 1.0), (1.0,))),
         (("programming.read_noise_us", "programming.read_noise_pct", "programming.window_us", "programming.window_pct",
           "programming.pulse.step_spread"),
          (0.0, 0.0, 0.01, 0.0, 0.0), (1.0, 20.0, 2.0, 100.0, 2.0),

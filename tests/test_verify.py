@@ -182,24 +182,27 @@ def test_a_pulse_needs_a_step():
         loop(window_us=0.1, pulse={"step_spread": 0.5})
 
 
-def test_floor_devices_skip_the_loop_in_the_kernel_and_the_reference():
-    """A target at or below floor_us never enters the loop: it keeps its start, with one pulse, no read, no draw, in
-    the kernel as in the NumPy reference; every other device is what it is without a floor (its draws depend on its
-    position only)."""
+def test_devices_whose_window_reaches_the_floor_skip_the_loop_in_the_kernel_and_the_reference():
+    """A device whose window reaches floor_us (T - w <= floor_us: every target at the floor, and the small ones whose
+    window reaches down to it) never enters the loop: it keeps ``kept``, with one pulse, no read, no draw, in the kernel
+    as in the NumPy reference; every other device is what it is without a floor (its draws depend on its position
+    only)."""
     rng = np.random.default_rng(4)
-    targets = np.where(rng.random((2, 13, 19)) < 0.3, 0.0, rng.uniform(0, 25, (2, 13, 19))).astype(np.float32)
+    targets = np.where(rng.random((2, 13, 19)) < 0.3, 0.0, rng.uniform(0, 2, (2, 13, 19))).astype(np.float32)
     starts = rng.uniform(0, 25, targets.shape).astype(np.float32)
-    prog = NOISY["capped relative window"]
-    got = cells.verified(targets, starts, prog, seed=8, index=1, floor_us=0.0)
-    want = verify_reference.verify(targets, starts, prog, seed=8, index=1, floor_us=0.0)
+    kept = rng.uniform(0, 1, targets.shape).astype(np.float32)
+    prog = NOISY["capped relative window"]  # w = 0.1 uS + 40% of T: below T = 1/6 uS the window reaches 0
+    got = cells.verified(targets, starts, prog, seed=8, index=1, floor_us=0.0, kept=kept)
+    want = verify_reference.verify(targets, starts, prog, seed=8, index=1, floor_us=0.0, kept=kept)
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     g, count, reads, done = got
-    at_floor = targets == 0
-    assert np.array_equal(g[at_floor], starts[at_floor]) and np.all(count[at_floor] == 1) and np.all(reads[at_floor] == 0) and done[at_floor].all()
+    skip = targets - prog.half_window(targets) <= 0
+    assert np.any(skip & (targets > 0)) and np.any(~skip)
+    assert np.array_equal(g[skip], kept[skip]) and np.all(count[skip] == 1) and np.all(reads[skip] == 0) and done[skip].all()
     for a, b in zip(got, cells.verified(targets, starts, prog, seed=8, index=1)):
-        assert np.array_equal(a[~at_floor], b[~at_floor])
-        assert not np.array_equal(a[at_floor], b[at_floor])  # without the floor they run the loop
+        assert np.array_equal(a[~skip], b[~skip])
+        assert not np.array_equal(a[skip], b[skip])  # without the floor they run the loop
 
 
 def test_floor_reset_keeps_the_write_at_g_min_and_verifies_the_rest():

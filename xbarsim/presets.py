@@ -95,9 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": {"rows": 256, "cols": 256, **_EIGHT_BIT},
         "mapping": {"devices_per_polarity": 2},
         "programming": {
-            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.0614, "window_pct": 76.3, "window_max_us": 1.23,
-            "read_noise_us": 0.0205, "read_noise_pct": 1.81, "max_pulses": 30, "max_iterations": 30,
-            "pulse": {"step_pct": 113.0, "step_spread": 1.22, "reset_ratio": 0.768},
+            "method": "verify", "start": "reset", "floor": "reset", "window_us": 0.107, "window_pct": 69.8, "window_max_us": 1.28,
+            "read_noise_us": 0.0204, "read_noise_pct": 2.05, "max_pulses": 30, "max_iterations": 30,
+            "pulse": {"step_pct": 100.0, "step_spread": 0.772, "reset_ratio": 0.976},
         },
         "drift_compensation": "global",
     },
@@ -222,12 +222,13 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
         "device.drift": f"{_HERMES}.generate_drift_coefficients: mu (break 0.0945), sd (num_devices 2, break 0.3055), nu = |mu + sd n|, "
                         "one per cell ('as if the two devices host the same conductance', the class docstring)",
         "mapping.devices_per_polarity": "Le Gallo et al., Nat. Electron. 2023 (two devices per polarity); HermesNoiseModel num_devices = 2",
-        "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; zero targets RESET, not verified "
-                       "(floor: reset: the fit's spread at g = 0); pulses sized by the read error (closed-loop iterative "
-                       "programming, as IBM's 'Precision of synaptic weights programmed in phase-change memory devices for deep "
-                       "learning inference' describes it); window (0.0614 uS + 76.3%, soft cap 1.23 uS), verify read "
-                       "noise (0.0205 uS + 1.81%) and pulse (113% of |T - r|, 122% spread, RESET 0.768 of SET) fitted by "
-                       "benchmarks/fit_verify.py to the two-device fit per target level and over the lowest |w| bin (docs/physics.md §2b)",
+        "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; a device whose window reaches "
+                       "g_min (zero targets, and targets below 0.35 uS) is not verified: one pulse, the write-noise law's "
+                       "draw (floor: reset); pulses sized by the read error (closed-loop iterative programming, as IBM's "
+                       "'Precision of synaptic weights programmed in phase-change memory devices for deep learning inference' "
+                       "describes it); window (0.107 uS + 69.8%, soft cap 1.28 uS), verify read noise (0.0204 uS + 2.05%) and "
+                       "pulse (100% of |T - r|, 77.2% spread, RESET 0.976 of SET) fitted by benchmarks/fit_verify.py to the "
+                       "two-device fit per target level and over the lowest |w| bin (docs/physics.md §2b)",
         "tile": "Le Gallo et al. 2023: 256x256 cores, 8-bit inputs and outputs; ADC bound and output noise as the pcm preset",
         "drift_compensation": "Le Gallo et al. 2023: global drift compensation",
     },

@@ -17,8 +17,9 @@ soft-bound factor (``PulseModel``); a
 read adds ``N(0, read_noise_us^2 + (read_noise_pct % G)^2)``. Draw slot e of a device (its first read is
 slot 0, each pulse and the read after it one slot, a confirming read one slot) takes the normal pair of counter
 ``pair * events + e`` in the pulse and read streams: G+ the first normal, G- the second. The draws depend on the
-device's position and its pulse count only, never on the piece or the thread. A device whose target is at or below
-``floor`` (``floor: reset``; negative: none) skips the loop: one RESET pulse, no read, no draw, it keeps its start.
+device's position and its pulse count only, never on the piece or the thread. A device whose window reaches ``floor``
+(T - w <= floor; ``floor: reset`` passes g_min, -inf: none) skips the loop: the loop could not tell it from the RESET
+state, so it gets one pulse, no read and no draw, and keeps ``kept`` (its write).
 """
 
 from __future__ import annotations
@@ -60,29 +61,29 @@ def _pulse(g, k, direction, counter, side, key, step_us, gain, distance, growth,
 
 
 @_kernel
-def verify_pairs(targets, starts, window_us, window_rel, window_max, floor, max_pulses, max_iterations, confirm, noise_us,
+def verify_pairs(targets, starts, kept, window_us, window_rel, window_max, floor, max_pulses, max_iterations, confirm, noise_us,
                  noise_rel, step_us, gain, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses,
                  reads, converged):  # fmt: skip
-    """Run the loop (module doc) for every device of a piece: targets and starts are the rows (G+, G-) of (2, m)
-    float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
+    """Run the loop (module doc) for every device of a piece: targets, starts and kept (what a device that skips the
+    loop keeps) are the rows (G+, G-) of (2, m) float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
     converged (int8) are rows of (2, m) outputs. window_rel and
-    noise_rel and gain (step_pct) are fractions (not %); window_max: the half-width's soft cap (0: none); floor: the RESET-only target
-    level (uS, negative: none); saturation 0 means no state dependence; first: the piece's first pair."""
+    noise_rel and gain (step_pct) are fractions (not %); window_max: the half-width's soft cap (0: none); floor: the level a window
+    must stay above to be verified (uS, -inf: none); saturation 0 means no state dependence; first: the piece's first pair."""
     m = targets[0].shape[0]
     for side in range(2):
         for k in range(m):
             target = np.float64(targets[side][k])
-            if target <= floor:  # RESET once, not verified: the start (the write at g_min) stays
-                out[side][k] = starts[side][k]
+            half = window_us + window_rel * target
+            if window_max > 0:
+                half = window_max * math.tanh(half / window_max)
+            lo, hi = target - half, target + half
+            if lo <= floor:  # one pulse, not verified: the write stays
+                out[side][k] = kept[side][k]
                 pulses[side][k] = 1
                 reads[side][k] = 0
                 converged[side][k] = 1
                 continue
             g = np.float64(starts[side][k])
-            half = window_us + window_rel * target
-            if window_max > 0:
-                half = window_max * math.tanh(half / window_max)
-            lo, hi = target - half, target + half
             base = (first + np.uint64(k)) * np.uint64(events)
             slot = 0
             r = _read(g, base, side, read_key, noise_us, noise_rel)
