@@ -57,8 +57,8 @@ class VerifyProgramming(_Strict):
     window_pct: float = Field(0.0, ge=0, le=100, description="half-width of the acceptance window, % of the target")
     window_max_us: float | None = Field(None, gt=0, description="soft cap of the half-width, uS: w becomes window_max_us tanh(w / window_max_us) (None: no cap)")
     floor: Literal["verify", "reset"] = Field(
-        "verify", description="devices whose target is g_min: verify (run the loop) or reset (one RESET pulse, not verified: "
-        "the write-noise law's draw at g_min)"
+        "verify", description="devices whose window reaches g_min (target - w <= g_min: targets at g_min, and those the loop "
+        "cannot tell from the RESET state): verify (run the loop) or reset (one pulse, not verified: the write-noise law's draw)"
     )
     max_pulses: int = Field(30, ge=1, le=10000, description="pulses per ramp (one direction) at most")
     max_iterations: int = Field(50, ge=1, le=10000, description="iterations (a RESET ramp then a SET ramp) at most")
