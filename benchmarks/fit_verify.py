@@ -108,18 +108,24 @@ def lowest_bin(cfg: ChipConfig, seed: int = 0, side: int = SIDE // 2) -> dict:
     (g_max - g_min) / 8, 2 x side x side pairs each), beside the source's pooled mean and its mean std (uS)."""
     dev = cfg.device
     levels = dev.g_min_us + (np.arange(LEVELS) + 0.5) / LEVELS * (dev.g_max_us - dev.g_min_us) / 8
-    ours = [float(cells.program(np.full((2, side, side), t, np.float32), cfg, seed).g_prog.astype(np.float64).mean() - t) for t in levels]
+    ours = [cells.program(np.full((2, side, side), t, np.float32), cfg, seed).g_prog.astype(np.float64).mean() - t
+            for t in levels]
     source = np.array([source_moments(cfg, float(t)) for t in levels])
-    return {"mean_us": float(np.mean(ours)), "source_mean_us": float(source[:, 0].mean()), "source_std_us": float(source[:, 1].mean())}
+    return {"mean_us": float(np.mean(ours)), "source_mean_us": float(source[:, 0].mean()),
+            "source_std_us": float(source[:, 1].mean())}
 
 
 def objective(name: str, rows: list[dict], low: dict | None = None) -> float:
-    """The sum of squared misfits (module doc); hermes with its lowest |w| bin's pooled mean (``low``) as one more term."""
+    """The sum of squared misfits (module doc); hermes with its lowest |w| bin's pooled mean (``low``) as one more
+    term."""
     if name == "hermes":
         def mean_term(r: dict) -> float:
             return ((r["mean_us"] - r["source_mean_us"]) / (MEAN_TOLERANCE * r["source_std_us"])) ** 2
 
-        return mean_term(low) + sum(mean_term(r) + ((r["std_us"] - r["source_std_us"]) / (STD_TOLERANCE * r["source_std_us"])) ** 2 for r in rows)
+        def std_term(r: dict) -> float:
+            return ((r["std_us"] - r["source_std_us"]) / (STD_TOLERANCE * r["source_std_us"])) ** 2
+
+        return mean_term(low) + sum(mean_term(r) + std_term(r) for r in rows)
     return sum((r["mean_us"] / r["source_std_us"]) ** 2 + (1 - r["converged"]) ** 2 for r in rows)
 
 
@@ -154,7 +160,8 @@ def _value(cfg: ChipConfig, field: str) -> float:
 
 
 # hermes: pulses sized by the read error alone (closed-loop iterative programming), the read noise of the earlier fit
-START = {"hermes": {"programming.pulse.step_us": 0.0, "programming.pulse.step_pct": 100.0, "programming.read_noise_us": 0.02, "programming.read_noise_pct": 2.04},
+START = {"hermes": {"programming.pulse.step_us": 0.0, "programming.pulse.step_pct": 100.0,
+                    "programming.read_noise_us": 0.02, "programming.read_noise_pct": 2.04},
          "neurram": {}}  # before stage 1
 
 
@@ -166,7 +173,8 @@ def fit(name: str) -> dict:
         stages.append({"fields": best, "objective": value, "evaluations": evaluations, "coarse_best": dict(zip(stage[0], map(float, coarse)))})
     rows, low = measured(name, cfg)
     fields = {f: v for s in stages for f, v in s["fields"].items()}
-    return {"preset": name, "fields": fields, "stages": stages, "objective": objective(name, rows, low), "levels": rows, "lowest_bin": low}
+    return {"preset": name, "fields": fields, "stages": stages, "objective": objective(name, rows, low), "levels": rows,
+            "lowest_bin": low}
 
 
 def print_fit(f: dict) -> None:
@@ -176,8 +184,8 @@ def print_fit(f: dict) -> None:
     print("fitted (3 significant digits): " + ", ".join(f"{k} = {v:.3g}" for k, v in f["fields"].items()))
     if f["lowest_bin"]:
         low = f["lowest_bin"]
-        print(f"lowest |w| bin (targets 0 to g_max / 8, pooled): residual mean {low['mean_us']:+.4f} uS, source {low['source_mean_us']:+.4f} "
-              f"uS (mean std {low['source_std_us']:.3f} uS)")
+        print(f"lowest |w| bin (targets 0 to g_max / 8, pooled): residual mean {low['mean_us']:+.4f} uS, "
+              f"source {low['source_mean_us']:+.4f} uS (mean std {low['source_std_us']:.3f} uS)")
     print("\n| G_target (uS) | residual mean (uS) | source mean | residual std (uS) | source std | std / source | converged | pulses |")
     print("|---|---|---|---|---|---|---|---|")
     for r in f["levels"]:

@@ -65,10 +65,10 @@ def verify_pairs(targets, starts, kept, window_us, window_rel, window_max, floor
                  noise_rel, step_us, gain, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses,
                  reads, converged):  # fmt: skip
     """Run the loop (module doc) for every device of a piece: targets, starts and kept (what a device that skips the
-    loop keeps) are the rows (G+, G-) of (2, m) float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
-    converged (int8) are rows of (2, m) outputs. window_rel and
-    noise_rel and gain (step_pct) are fractions (not %); window_max: the half-width's soft cap (0: none); floor: the level a window
-    must stay above to be verified (uS, -inf: none); saturation 0 means no state dependence; first: the piece's first pair."""
+    loop keeps) are the rows (G+, G-) of (2, m) float32 arrays; out (float32), pulses and reads (int32: the verify
+    reads, confirming ones included) and converged (int8) are rows of (2, m) outputs. window_rel, noise_rel and gain
+    (step_pct) are fractions (not %); window_max: the half-width's soft cap (0: none); floor: the level a window must
+    stay above to be verified (uS, -inf: none); saturation 0 means no state dependence; first: the piece's first pair."""
     m = targets[0].shape[0]
     for side in range(2):
         for k in range(m):
