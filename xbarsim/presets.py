@@ -223,7 +223,7 @@ PRESET_SOURCES: dict[str, dict[str, str]] = {
                         "one per cell ('as if the two devices host the same conductance', the class docstring)",
         "mapping.devices_per_polarity": "Le Gallo et al., Nat. Electron. 2023 (two devices per polarity); HermesNoiseModel num_devices = 2",
         "programming": "Le Gallo et al. 2023: iterative programming, at most 30 iterations; a device whose window reaches "
-                       "g_min (zero targets, and targets below 0.35 uS) is not verified: one pulse, the write-noise law's "
+                       "g_min (zero targets, and targets below 0.33 uS) is not verified: one pulse, the write-noise law's "
                        "draw (floor: reset); pulses sized by the read error (closed-loop iterative programming, as IBM's "
                        "'Precision of synaptic weights programmed in phase-change memory devices for deep learning inference' "
                        "describes it); window (0.107 uS + 69.8%, soft cap 1.28 uS), verify read noise (0.0204 uS + 2.05%) and "
