@@ -149,7 +149,9 @@ DEVICE_MODELS = {  # every kind of device model and programming, each a day afte
 @pytest.mark.parametrize("model", DEVICE_MODELS)
 def test_every_device_model_gives_the_numba_chip_and_reads_as_on_numba(model):
     """The conductances, read variances and file state are the Numba chip's bit for bit (the laws run on the CPU
-    for both backends); the reads agree."""
+    for both backends), but for the drift compensation's reference and gain: they are read through the backend (the
+    probe), and reads agree to an ADC step on a few outputs (a step on one probe output moves hermes's gain at 1 d by
+    6e-6); the reads agree."""
     w, x = weights_and_inputs(7)
     preset = model.split()[1] if model.startswith("preset") else "pcm"
     cfg = ChipConfig.preset(preset).with_values({**CONVERTERS, "tile.rows": 64, "tile.cols": 40, **DEVICE_MODELS[model]})
@@ -160,7 +162,10 @@ def test_every_device_model_gives_the_numba_chip_and_reads_as_on_numba(model):
         a, b = getattr(cpu, name), getattr(gpu, name)
         assert (a is None and b is None) or np.array_equal(b.numpy(), a), name
     for key, value in cpu.state().items():
-        assert np.array_equal(np.asarray(gpu.state()[key]), np.asarray(value)), key
+        if key in ("reference", "gain") and value is not None:
+            assert np.allclose(np.asarray(gpu.state()[key]), np.asarray(value), rtol=1e-4, atol=0), key
+        else:
+            assert np.array_equal(np.asarray(gpu.state()[key]), np.asarray(value)), key
     gain = 1.0 if cpu.gain is None else float(np.max(cpu.gain))
     assert_reads_agree(cpu.mvm(x), gpu.mvm(x), cfg, output_scale(w, x, gain))
 

@@ -29,6 +29,8 @@ NOISY = {
                                                        pulse={"step_us": 0.4, "step_spread": 0.5, "reset_ratio": 1.7}),
     "capped relative window": loop(window_us=0.1, window_pct=40.0, window_max_us=1.5, read_noise_us=0.05, read_noise_pct=3.0,
                                    max_pulses=8, max_iterations=6, pulse={"step_us": 3.0, "step_spread": 0.7}),
+    "pulses sized by the read error": loop(window_us=0.05, window_pct=20.0, read_noise_pct=4.0, max_pulses=5, max_iterations=4,
+                                           pulse={"step_us": 0.1, "step_pct": 90.0, "step_spread": 1.2, "reset_ratio": 0.8}),
 }  # fmt: skip
 
 
@@ -157,6 +159,50 @@ def test_cost_counts_the_pulses_and_a_sweep_takes_the_loop_as_an_axis():
     spec = SweepSpec.model_validate({"chip": "neurram", "model": {"zoo": "lenet5"},
                                      "axes": {"programming.window_us": [0.5, 1.0, 2.0], "device.write_noise.scale": [1.0, 2.0]}})
     assert spec.axes["programming.window_us"] == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("start", [0.0, 19.0])
+def test_pulses_sized_by_the_read_error_halve_the_distance(start):
+    """step_pct 50, no spread, no read noise: each pulse covers half the distance to the target, so a device d0 away
+    reaches a window +-w after ceil(log2(d0 / w)) pulses (from below by SET, from above by RESET); step_pct 100 lands
+    on the target with one pulse."""
+    targets = np.array([1.3, 4.1, 7.7, 12.5], np.float32)
+    d0 = np.abs(targets.astype(np.float64) - start)
+    g, count, reads, done = cells.verified(pairs(targets), np.full((2, 1, 4), start, np.float32),
+                                           loop(window_us=0.11, pulse={"step_pct": 50.0}), seed=2)
+    expected = np.ceil(np.log2(d0 / 0.11))
+    assert done.all() and np.array_equal(count[0, 0], expected) and np.array_equal(reads[0, 0], expected + 2)
+    assert np.allclose(np.abs(g[0, 0] - targets), d0 / 2**expected, rtol=1e-5)
+    g, count, _, done = cells.verified(pairs(targets), np.full((2, 1, 4), start, np.float32), loop(window_us=0.01, pulse={"step_pct": 100.0}), seed=2)
+    assert done.all() and np.all(count[0, 0] == 1) and np.allclose(g[0, 0], targets, atol=1e-5)
+
+
+def test_a_pulse_needs_a_step():
+    with pytest.raises(ValueError, match="step_us > 0 or step_pct > 0"):
+        loop(window_us=0.1, pulse={"step_spread": 0.5})
+
+
+def test_devices_whose_window_reaches_the_floor_skip_the_loop_in_the_kernel_and_the_reference():
+    """A device whose window reaches floor_us (T - w <= floor_us: every target at the floor, and the small ones whose
+    window reaches down to it) never enters the loop: it keeps ``kept``, with one pulse, no read, no draw, in the kernel
+    as in the NumPy reference; every other device is what it is without a floor (its draws depend on its position
+    only)."""
+    rng = np.random.default_rng(4)
+    targets = np.where(rng.random((2, 13, 19)) < 0.3, 0.0, rng.uniform(0, 2, (2, 13, 19))).astype(np.float32)
+    starts = rng.uniform(0, 25, targets.shape).astype(np.float32)
+    kept = rng.uniform(0, 1, targets.shape).astype(np.float32)
+    prog = NOISY["capped relative window"]  # w = 0.1 uS + 40% of T: below T = 1/6 uS the window reaches 0
+    got = cells.verified(targets, starts, prog, seed=8, index=1, floor_us=0.0, kept=kept)
+    want = verify_reference.verify(targets, starts, prog, seed=8, index=1, floor_us=0.0, kept=kept)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    g, count, reads, done = got
+    skip = targets - prog.half_window(targets) <= 0
+    assert np.any(skip & (targets > 0)) and np.any(~skip)
+    assert np.array_equal(g[skip], kept[skip]) and np.all(count[skip] == 1) and np.all(reads[skip] == 0) and done[skip].all()
+    for a, b in zip(got, cells.verified(targets, starts, prog, seed=8, index=1)):
+        assert np.array_equal(a[~skip], b[~skip])
+        assert not np.array_equal(a[skip], b[skip])  # without the floor they run the loop
 
 
 def test_floor_reset_keeps_the_write_at_g_min_and_verifies_the_rest():

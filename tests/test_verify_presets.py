@@ -24,10 +24,11 @@ def residuals(name: str, level: float, side: int = 100) -> tuple[np.ndarray, obj
 @pytest.mark.parametrize("level", [1.3, 2.6, 4.5, 6.5, 8.4, 9.7])
 def test_hermes_residual_follows_the_two_device_fit(level):
     """hermes: the loop's residual per device has the std of aihwkit's two-device fit over sqrt(2) within 10% (the
-    linear window of the earlier preset left 0.56-1.15 of it) and a mean within 8% of it; all but 0.1% converge."""
+    linear window of the earlier preset left 0.56-1.15 of it) and a mean within 2.5% of it (the fixed 3.99-uS pulse
+    left +4-7% at 1.3-3.6 uS, pulses sized by the read error leave under 1%); all but 0.1% converge."""
     e, programmed, fit = residuals("hermes", level)
     assert e.std() == pytest.approx(fit, rel=0.10)
-    assert abs(e.mean()) < 0.08 * fit
+    assert abs(e.mean()) < 0.025 * fit
     assert programmed.converged.mean() > 0.999
 
 

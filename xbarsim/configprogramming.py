@@ -19,15 +19,23 @@ from .configdevice import _Strict
 
 class PulseModel(_Strict):
     """The conductance change of one pulse, uS: pulse k of a ramp (k = 0, 1, ...) steps by
-    ``step_us * (1 + step_growth * k) * max(0, 1 + step_spread * n)``, n ~ N(0, 1) per pulse (cycle-to-cycle
-    spread), times the state factor: a SET pulse ``max(0, 1 - G / saturation_us)``, a RESET pulse
-    ``reset_ratio * min(1, G / saturation_us)`` (soft bounds; 1 when saturation_us is None). G stays >= 0."""
+    ``(step_us + step_pct % of |T - r|) * (1 + step_growth * k) * max(0, 1 + step_spread * n)``, r the last verify
+    read and T the target (a pulse sized by the read error, as closed-loop iterative programming adjusts it), n ~ N(0, 1)
+    per pulse (cycle-to-cycle spread), times the state factor: a SET pulse ``max(0, 1 - G / saturation_us)``, a
+    RESET pulse ``reset_ratio * min(1, G / saturation_us)`` (soft bounds; 1 when saturation_us is None). G stays >= 0."""
 
-    step_us: float = Field(gt=0, description="step of the first pulse of a ramp, uS")
+    step_us: float = Field(0.0, ge=0, description="fixed part of the first pulse of a ramp's step, uS")
+    step_pct: float = Field(0.0, ge=0, le=1000, description="part of the step proportional to the read's distance to the target, %")
     step_growth: float = Field(0.0, ge=0, description="relative growth of the step per further pulse of a ramp (a voltage ramp)")
     step_spread: float = Field(0.0, ge=0, le=10, description="relative std of each pulse's step, pulse to pulse")
     reset_ratio: float = Field(1.0, gt=0, description="a RESET step relative to a SET step")
     saturation_us: float | None = Field(None, gt=0, description="conductance at which SET steps vanish, uS (None: no state dependence)")
+
+    @model_validator(mode="after")
+    def _step(self) -> PulseModel:
+        if self.step_us == 0 and self.step_pct == 0:
+            raise ValueError("a pulse needs step_us > 0 or step_pct > 0")
+        return self
 
 
 class OneShotProgramming(_Strict):
@@ -49,8 +57,8 @@ class VerifyProgramming(_Strict):
     window_pct: float = Field(0.0, ge=0, le=100, description="half-width of the acceptance window, % of the target")
     window_max_us: float | None = Field(None, gt=0, description="soft cap of the half-width, uS: w becomes window_max_us tanh(w / window_max_us) (None: no cap)")
     floor: Literal["verify", "reset"] = Field(
-        "verify", description="devices whose target is g_min: verify (run the loop) or reset (one RESET pulse, not verified: "
-        "the write-noise law's draw at g_min)"
+        "verify", description="devices whose window reaches g_min (target - w <= g_min: targets at g_min, and those the loop "
+        "cannot tell from the RESET state): verify (run the loop) or reset (one pulse, not verified: the write-noise law's draw)"
     )
     max_pulses: int = Field(30, ge=1, le=10000, description="pulses per ramp (one direction) at most")
     max_iterations: int = Field(50, ge=1, le=10000, description="iterations (a RESET ramp then a SET ramp) at most")

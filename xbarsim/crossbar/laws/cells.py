@@ -8,6 +8,7 @@ draws exactly what a one-device cell draws) and their currents add on the bit li
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -54,7 +55,8 @@ def summed(per_device: list[np.ndarray] | np.ndarray) -> np.ndarray:
 def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     """Program every device of every cell to ``g_target`` (2, n_in, n_out): one write with the write-noise law,
     then (``programming.method: verify``) the program-and-verify loop from there (or from g_min; with ``floor:
-    reset`` a device whose target is g_min keeps its write instead: one RESET pulse, no verify read); stuck-at faults
+    reset`` a device whose window reaches g_min, its target g_min included, keeps its write instead: one pulse, no
+    verify read); stuck-at faults
     last (a stuck device stays stuck: it converges only if its stuck value is inside the window)."""
     dev, n_cell, prog = cfg.device, cfg.mapping.devices_per_polarity, cfg.programming
     written = [device.program(g_target, dev, seed, n, n_cell) for n in range(n_cell)]
@@ -65,13 +67,10 @@ def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
     pulses = np.empty(g.shape, np.int32)
     reads = np.empty(g.shape, np.int32)
     converged = np.empty(g.shape, bool)
-    floor = g_target <= np.float32(dev.g_min_us) if prog.floor == "reset" else None
+    floor = float(dev.g_min_us) if prog.floor == "reset" else None
     for n in range(n_cell):
         start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
-        reset = g[n][floor] if floor is not None else None
-        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n)
-        if floor is not None:  # one RESET pulse, not verified: the written draw at g_min stays
-            g[n][floor], pulses[n][floor], reads[n][floor], converged[n][floor] = reset, 1, 0, True
+        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n, floor, kept=g[n])
         _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog)
     return Programmed(g, stuck, pulses, reads, converged)
 
@@ -96,27 +95,29 @@ def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfi
     reads[where] = np.where(inside, 2 if prog.confirm else 1, 1 + prog.max_pulses)[where]
 
 
-def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0, floor_us: float | None = None,
+             kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The program-and-verify loop (``verify.verify_pairs``) on (2, ...) targets from ``start``, device ``index``
     of its cell: (conductances float32, pulses int32, verify reads int32, converged bool), in pieces on several
-    threads."""
+    threads. A device whose window reaches ``floor_us`` (``floor: reset``: g_min) skips the loop and keeps ``kept`` (its
+    write; default its start)."""
     pulse, keys = prog.pulse, (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
 
-    def piece(first: int, target: np.ndarray, begin: np.ndarray) -> tuple[np.ndarray, ...]:
+    def piece(first: int, target: np.ndarray, begin: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
         out = np.empty(target.shape, np.float32)
         count = np.empty(target.shape, np.int32)
         reads = np.empty(target.shape, np.int32)
         done = np.empty(target.shape, np.int8)
-        verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), float(prog.window_us), prog.window_pct / 100,
-                            float(prog.window_max_us or 0.0),
+        verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), (keep[0], keep[1]), float(prog.window_us), prog.window_pct / 100,
+                            float(prog.window_max_us or 0.0), -math.inf if floor_us is None else float(floor_us),
                             prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
-                            float(pulse.step_us), float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
+                            float(pulse.step_us), pulse.step_pct / 100, float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
                             float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,
                             (out[0], out[1]), (count[0], count[1]), (reads[0], reads[1]), (done[0], done[1]))  # fmt: skip
         return out, count, reads, done
 
-    g, count, reads, done = pieces.map_pairs(piece, [np.ascontiguousarray(g_target, np.float32), np.ascontiguousarray(start, np.float32)],
+    arrays = [np.ascontiguousarray(a, np.float32) for a in (g_target, start, start if kept is None else kept)]
+    g, count, reads, done = pieces.map_pairs(piece, arrays,
                                              [np.float32, np.int32, np.int32, np.int8])  # fmt: skip
     return g, count, reads, done.astype(bool)
 

@@ -12,11 +12,14 @@ at window_max as window_max tanh(w / window_max)):
         if iterations == max_iterations or a ramp used max_pulses: not converged, stop
 
 as NeuRRAM's ``program_increment`` (github weierwan/Neurram_48core, ``python/wupdate_control.py``). A pulse steps
-by ``step_us (1 + step_growth k) max(0, 1 + step_spread n)`` times a soft-bound factor (``PulseModel``); a
+by ``(step_us + step_pct % of |T - r|) (1 + step_growth k) max(0, 1 + step_spread n)`` (r the last read) times a
+soft-bound factor (``PulseModel``); a
 read adds ``N(0, read_noise_us^2 + (read_noise_pct % G)^2)``. Draw slot e of a device (its first read is
 slot 0, each pulse and the read after it one slot, a confirming read one slot) takes the normal pair of counter
 ``pair * events + e`` in the pulse and read streams: G+ the first normal, G- the second. The draws depend on the
-device's position and its pulse count only, never on the piece or the thread.
+device's position and its pulse count only, never on the piece or the thread. A device whose window reaches ``floor``
+(T - w <= floor; ``floor: reset`` passes g_min, -inf: none) skips the loop: the loop could not tell it from the RESET
+state, so it gets one pulse, no read and no draw, and keeps ``kept`` (its write).
 """
 
 from __future__ import annotations
@@ -43,11 +46,11 @@ def _read(g, counter, side, key, noise_us, noise_rel):
 
 
 @_helper
-def _pulse(g, k, direction, counter, side, key, step_us, growth, spread, reset_ratio, saturation):
-    """g after pulse k of a ramp: direction +1 SET, -1 RESET; never below 0."""
+def _pulse(g, k, direction, counter, side, key, step_us, gain, distance, growth, spread, reset_ratio, saturation):
+    """g after pulse k of a ramp: direction +1 SET, -1 RESET; distance |T - r| of the last read; never below 0."""
     z_pos, z_neg = normal_pair(key, counter)
     z = np.float64(z_pos if side == 0 else z_neg)
-    size = step_us * (1.0 + growth * k) * max(0.0, 1.0 + spread * z)
+    size = (step_us + gain * distance) * (1.0 + growth * k) * max(0.0, 1.0 + spread * z)
     if direction > 0:
         factor = max(0.0, 1.0 - g / saturation) if saturation > 0 else 1.0
         g = g + size * factor
@@ -58,23 +61,29 @@ def _pulse(g, k, direction, counter, side, key, step_us, growth, spread, reset_r
 
 
 @_kernel
-def verify_pairs(targets, starts, window_us, window_rel, window_max, max_pulses, max_iterations, confirm, noise_us, noise_rel,
-                 step_us, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses, reads,
-                 converged):  # fmt: skip
-    """Run the loop (module doc) for every device of a piece: targets and starts are the rows (G+, G-) of (2, m)
-    float32 arrays; out (float32), pulses and reads (int32: the verify reads, confirming ones included) and
-    converged (int8) are rows of (2, m) outputs. window_rel and
-    noise_rel are fractions (not %); window_max: the half-width's soft cap (0: none); saturation 0 means no state
-    dependence; first: the piece's first pair."""
+def verify_pairs(targets, starts, kept, window_us, window_rel, window_max, floor, max_pulses, max_iterations, confirm, noise_us,
+                 noise_rel, step_us, gain, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses,
+                 reads, converged):  # fmt: skip
+    """Run the loop (module doc) for every device of a piece: targets, starts and kept (what a device that skips the
+    loop keeps) are the rows (G+, G-) of (2, m) float32 arrays; out (float32), pulses and reads (int32: the verify
+    reads, confirming ones included) and converged (int8) are rows of (2, m) outputs. window_rel, noise_rel and gain
+    (step_pct) are fractions (not %); window_max: the half-width's soft cap (0: none); floor: the level a window must
+    stay above to be verified (uS, -inf: none); saturation 0 means no state dependence; first: the piece's first pair."""
     m = targets[0].shape[0]
     for side in range(2):
         for k in range(m):
             target = np.float64(targets[side][k])
-            g = np.float64(starts[side][k])
             half = window_us + window_rel * target
             if window_max > 0:
                 half = window_max * math.tanh(half / window_max)
             lo, hi = target - half, target + half
+            if lo <= floor:  # one pulse, not verified: the write stays
+                out[side][k] = kept[side][k]
+                pulses[side][k] = 1
+                reads[side][k] = 0
+                converged[side][k] = 1
+                continue
+            g = np.float64(starts[side][k])
             base = (first + np.uint64(k)) * np.uint64(events)
             slot = 0
             r = _read(g, base, side, read_key, noise_us, noise_rel)
@@ -84,13 +93,15 @@ def verify_pairs(targets, starts, window_us, window_rel, window_max, max_pulses,
             for _ in range(max_iterations):
                 reset_ramp = 0
                 while r > hi and reset_ramp < max_pulses:
-                    g = _pulse(g, reset_ramp, -1, base + np.uint64(slot), side, pulse_key, step_us, growth, spread, reset_ratio, saturation)
+                    g = _pulse(g, reset_ramp, -1, base + np.uint64(slot), side, pulse_key, step_us, gain, abs(target - r), growth, spread,
+                               reset_ratio, saturation)  # fmt: skip
                     r = _read(g, base + np.uint64(slot), side, read_key, noise_us, noise_rel)
                     slot += 1
                     reset_ramp += 1
                 set_ramp = 0
                 while r < lo and set_ramp < max_pulses:
-                    g = _pulse(g, set_ramp, 1, base + np.uint64(slot), side, pulse_key, step_us, growth, spread, reset_ratio, saturation)
+                    g = _pulse(g, set_ramp, 1, base + np.uint64(slot), side, pulse_key, step_us, gain, abs(target - r), growth, spread,
+                               reset_ratio, saturation)  # fmt: skip
                     r = _read(g, base + np.uint64(slot), side, read_key, noise_us, noise_rel)
                     slot += 1
                     set_ramp += 1
