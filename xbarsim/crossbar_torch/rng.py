@@ -126,7 +126,7 @@ def log_f32(u: torch.Tensor) -> torch.Tensor:
 def normal_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, second) float32 normals of stream version 1 (``laws.rng.normal_pair``) of counters first .. first + n - 1
     of stream ``key`` (a uint64), each (n,): the programming, fault, drift, per-epoch and verify draws."""
-    high, low = halves(hash64(key_tensor(key, device), counters(first, n, device)))
+    high, low = halves(hash64(key_tensor(key, device), counters(_signed(first), n, device)))
     r = sqrt_f32(-2.0 * log_f32(radius_uniform(high)))
     a = angle_offset(low)
     z = a * a
@@ -139,5 +139,5 @@ def normal_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.T
 
 def uniform_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, second) float64 uniforms in [0, 1) (``laws.rng.uniform_pair``) of counters first .. first + n - 1."""
-    high, low = halves(hash64(key_tensor(key, device), counters(first, n, device)))
+    high, low = halves(hash64(key_tensor(key, device), counters(_signed(first), n, device)))
     return high.to(torch.float64) * 2.0**-32, low.to(torch.float64) * 2.0**-32
