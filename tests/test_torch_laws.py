@@ -29,6 +29,10 @@ MODELS = {  # every preset, and the device models tests/test_torch_backend.py re
     "program and verify": {"programming": VERIFY},
     "verify, soft window, faults, two devices": {"programming": {**VERIFY, "window_max_us": 0.6, "floor": "reset"},
                                                  "device.faults": {"p_on": 0.02, "p_off": 0.03}, "mapping.devices_per_polarity": 2},  # fmt: skip
+    "verify, every pulse and read option": {"programming": {
+        "method": "verify", "start": "reset", "window_pct": 4.0, "window_us": 0.2, "max_pulses": 6, "max_iterations": 4, "confirm": False,
+        "read_noise_us": 0.1, "read_noise_pct": 2.0,
+        "pulse": {"step_us": 0.3, "step_growth": 0.2, "step_spread": 0.5, "reset_ratio": 1.5, "saturation_us": 22.0}}},
     "hermes, two devices": {"mapping.devices_per_polarity": 2},
     "current and proportional read noise": {"device.read_noise": {"kind": "combined", "parts": [
         {"kind": "current", "sigma": 0.01}, {"kind": "proportional", "sigma": 0.02, "time": "per_epoch"}]}},

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from ..crossbar.laws import lawkernels
-from ..crossbar.laws.lawops import NUMPY_OPS
-from . import rng
+from . import rng, verify
 
 PIECE_PAIRS = 1 << 20  # device pairs evaluated at once: bounds the float64 temporaries (8 MB each)
 
@@ -195,6 +194,5 @@ class TorchOps:
         return self.maximum(g + std * z, 0.0)
 
     def verify_pairs(self, targets, starts, settings: tuple, first: int):
-        """Program-and-verify of a piece (``NumpyOps.verify_pairs``)."""
-        out = NUMPY_OPS.verify_pairs(self.to_numpy(targets), self.to_numpy(starts), settings, first)
-        return [self.asarray(a) for a in out]
+        """Program-and-verify of a piece (``NumpyOps.verify_pairs``), every device at once (``verify``)."""
+        return verify.verify_pairs(self, targets, starts, settings, first)

@@ -125,8 +125,13 @@ def log_f32(u: torch.Tensor) -> torch.Tensor:
 
 def normal_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, second) float32 normals of stream version 1 (``laws.rng.normal_pair``) of counters first .. first + n - 1
-    of stream ``key`` (a uint64), each (n,): the programming, fault, drift, per-epoch and verify draws."""
-    high, low = halves(hash64(key_tensor(key, device), counters(_signed(first), n, device)))
+    of stream ``key`` (a uint64), each (n,): the programming, fault, drift and per-epoch draws."""
+    return normal_pairs_at(key, counters(_signed(first), n, device))
+
+
+def normal_pairs_at(key, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float32 normals of stream version 1 of stream ``key`` at counters ``at`` (int64, any shape)."""
+    high, low = halves(hash64(key_tensor(key, at.device), at))
     r = sqrt_f32(-2.0 * log_f32(radius_uniform(high)))
     a = angle_offset(low)
     z = a * a
