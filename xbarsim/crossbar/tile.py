@@ -242,7 +242,7 @@ class TileArray:
         self.t_s = t_s  # validated by drifted()
         dev, ops = self.cfg.device, self.backend.ops
         programmed = self._state() if programmed is None else programmed
-        devices_now = cells.drifted(programmed, self._targets_on_backend(), dev, t_s, self.seed, self.drift_law, ops)  # every device of every cell
+        devices_now = cells.drifted(programmed, self._targets_on_backend(), dev, t_s, self.seed, self.drift_law, ops)  # every device
         g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch, ops)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = ops.asarray(irdrop.seen_conductances(ops.to_numpy(g_read), self.grid, self.cfg.tile.wire_resistance_ohm))
@@ -371,10 +371,9 @@ class TileArray:
         """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch), computed there
         from the devices now, kept as long as they are."""
         if self._device_weights is None:
-            programmed, ops = self._state(), self.backend.ops
-            now = cells.summed(cells.drifted(programmed, self._targets_on_backend(), self.cfg.device, self.t_s, self.seed, self.drift_law, ops))
-            g_min, g_max = cells.span(self.cfg)
-            self._device_weights = self.backend.contiguous((normalized_difference(now, g_min, g_max) * self.backend.expand_rows(self._scales_read, self.grid)).T)
+            now = cells.drifted(self._state(), self._targets_on_backend(), self.cfg.device, self.t_s, self.seed, self.drift_law, self.backend.ops)
+            weights = normalized_difference(cells.summed(now), *cells.span(self.cfg)) * self.backend.expand_rows(self._scales_read, self.grid)
+            self._device_weights = self.backend.contiguous(weights.T)
         return self._device_weights
 
     def target_weights(self) -> np.ndarray:

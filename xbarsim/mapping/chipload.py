@@ -185,8 +185,8 @@ def output_channels(spec: dict[str, Any]) -> tuple[int, int]:
 
 def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, fail, materialize: bool,
               backend: TileBackend = NUMBA) -> AnalogModel:  # fmt: skip
-    """The AnalogModel of ``record`` on ``network``, its tiles regenerated on ``backend``; ``materialize``: the network is on the meta device,
-    and the file's tensors become its tensors (every one is in the file: the load is strict)."""
+    """The AnalogModel of ``record`` on ``network``, its tiles regenerated on ``backend``; ``materialize``: the network
+    is on the meta device, and the file's tensors become its tensors (every one is in the file: the load is strict)."""
     dtypes = {key: tensor.dtype for key, tensor in network.state_dict().items()}
     layers = {}
     for layer in progress_bar(record.layers, "load chip", "layer", progress, len(record.layers)):

@@ -75,52 +75,37 @@ class NumpyOps:
     def written(g_target: np.ndarray, kind: int, c0: float, c1: float, c2: float, scale: float, g_max: float, key: np.uint64,
                 first: int) -> np.ndarray:  # fmt: skip
         """(2, m) float32: ``lawkernels.written`` of a piece."""
-        g = np.empty(g_target.shape, np.float32)
-        lawkernels.written(lawkernels.rows(g_target), kind, c0, c1, c2, scale, g_max, key, np.uint64(first), lawkernels.rows(g))
-        return g
+        return _filled(lawkernels.written, g_target.shape, np.float32, _rows(g_target), kind, c0, c1, c2, scale, g_max, key, np.uint64(first))
 
     @staticmethod
     def pcm_log_arguments(g: np.ndarray, g_max: float) -> np.ndarray:
-        out = np.empty(g.size, np.float64)
-        lawkernels.pcm_log_arguments(lawkernels.rows(g), g_max, out)
-        return out
+        return _filled(lawkernels.pcm_log_arguments, (g.size,), np.float64, _rows(g), g_max)
 
     @staticmethod
     def pcm_negative_exponents(log_gh: np.ndarray, z: np.ndarray, scale: float) -> np.ndarray:
-        out = np.empty(z.size, np.float64)
-        lawkernels.pcm_negative_exponents(log_gh, lawkernels.rows(z), scale, out)
-        return out
+        return _filled(lawkernels.pcm_negative_exponents, (z.size,), np.float64, log_gh, _rows(z), scale)
 
     @staticmethod
     def power_law_negative_exponents(z: np.ndarray, nu_mean: float, nu_std: float) -> np.ndarray:
-        out = np.empty(z.size, np.float64)
-        lawkernels.power_law_negative_exponents(lawkernels.rows(z), nu_mean, nu_std, out)
-        return out
+        return _filled(lawkernels.power_law_negative_exponents, (z.size,), np.float64, _rows(z), nu_mean, nu_std)
 
     @staticmethod
     def drifted(g_prog: np.ndarray, stuck: np.ndarray, factor: np.ndarray) -> np.ndarray:
-        g = np.empty(g_prog.shape, np.float32)
-        lawkernels.drifted(lawkernels.rows(g_prog), lawkernels.rows(stuck), factor, lawkernels.rows(g))
-        return g
+        return _filled(lawkernels.drifted, g_prog.shape, np.float32, _rows(g_prog), _rows(stuck), factor)
 
     @staticmethod
     def pcm_read_g(g_prog: np.ndarray, g_max: float) -> np.ndarray:
-        out = np.empty(g_prog.size, np.float64)
-        lawkernels.pcm_read_g(lawkernels.rows(g_prog), g_max, out)
-        return out
+        return _filled(lawkernels.pcm_read_g, (g_prog.size,), np.float64, _rows(g_prog), g_max)
 
     @staticmethod
     def add_read_variance(g, g_prog, kind, coef, q_coeff, q_max, time_factor, power, zero_power, variance) -> np.ndarray:
         """``lawkernels.add_read_variance``: adds to ``variance`` in place and returns it."""
-        lawkernels.add_read_variance(lawkernels.rows(g), lawkernels.rows(g_prog), kind, coef, q_coeff, q_max, time_factor, power,
-                                     zero_power, variance)  # fmt: skip
+        lawkernels.add_read_variance(_rows(g), _rows(g_prog), kind, coef, q_coeff, q_max, time_factor, power, zero_power, variance)
         return variance
 
     @staticmethod
     def read_epoch(g: np.ndarray, z: np.ndarray, variance: np.ndarray) -> np.ndarray:
-        out = np.empty(g.shape, np.float32)
-        lawkernels.read_epoch(lawkernels.rows(g), lawkernels.rows(z), variance, lawkernels.rows(out))
-        return out
+        return _filled(lawkernels.read_epoch, g.shape, np.float32, _rows(g), _rows(z), variance)
 
     @staticmethod
     def verify_pairs(targets: np.ndarray, starts: np.ndarray, settings: tuple, first: int) -> tuple[np.ndarray, ...]:
@@ -131,9 +116,18 @@ class NumpyOps:
         reads = np.empty(targets.shape, np.int32)
         done = np.empty(targets.shape, np.int8)
         *loop, events = settings
-        verify.verify_pairs(lawkernels.rows(targets), lawkernels.rows(starts), *loop, np.uint64(first), events, lawkernels.rows(out),
-                            lawkernels.rows(count), lawkernels.rows(reads), lawkernels.rows(done))  # fmt: skip
+        verify.verify_pairs(_rows(targets), _rows(starts), *loop, np.uint64(first), events, _rows(out), _rows(count), _rows(reads), _rows(done))
         return out, count, reads, done
+
+
+_rows = lawkernels.rows
+
+
+def _filled(kernel, shape: tuple[int, ...], dtype, *args) -> np.ndarray:
+    """A new array of ``shape`` that ``kernel(*args, out)`` fills: flat (2m,) buffers whole, (2, m) pieces as their rows."""
+    out = np.empty(shape, dtype)
+    kernel(*args, out if len(shape) == 1 else _rows(out))
+    return out
 
 
 NUMPY_OPS = NumpyOps()
