@@ -1,7 +1,8 @@
 """The device laws on the torch backend (``crossbar_torch.lawops``) against NumPy's and the Numba kernels
 (``crossbar.laws.lawops``) on the CPU: programming, faults, unit cells, program-and-verify, drift, per-epoch read
-noise and the read-noise variances bit for bit, for every preset and device model; noise stream version 1 drawn
-bit for bit; and a torch chip's programmed devices kept on its device, drifted there without a host round trip."""
+noise, the read-noise variances and the wires' attenuation bit for bit, for every preset and device model; noise
+stream version 1 drawn bit for bit; and a torch chip's programmed devices kept on its device, drifted there without
+a host round trip."""
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ MODELS = {  # every preset, and the device models tests/test_torch_backend.py re
     "current and proportional read noise": {"device.read_noise": {"kind": "combined", "parts": [
         {"kind": "current", "sigma": 0.01}, {"kind": "proportional", "sigma": 0.02, "time": "per_epoch"}]}},
     "pcm drift from the programmed conductance": {"device.drift": {"kind": "pcm", "exponent_from": "programmed"}},
+    "wire resistance": {"tile.wire_resistance_ohm": 0.5},
 }
 
 
@@ -88,6 +90,11 @@ def test_stream_version_1_draws_the_cpu_bits(first):
     assert_bits_equal(NUMPY_OPS.normals(key, 10, first), torch.stack(trng.normal_pairs(key, first, 10, CPU)), "pairs")
 
 
+def test_the_wires_attenuate_as_on_numpy():
+    g = torch.from_numpy((np.random.default_rng(1).random((64, 40)) * 25).astype(np.float32))
+    assert_bits_equal(NUMPY_OPS.wire_sums(g.numpy()), OPS.wire_sums(g), "A + B")
+
+
 def test_the_numpy_semantics_of_maximum_minimum_and_clip():
     a = torch.tensor([-1.0, 0.5, float("nan"), 3.0, -0.0], dtype=torch.float64)
     for found, expected in ((OPS.maximum(a, 0.0), np.maximum(a.numpy(), 0.0)), (OPS.minimum(a, 0.5), np.minimum(a.numpy(), 0.5)),
@@ -114,7 +121,7 @@ class Transfers:
         return call
 
 
-@pytest.mark.parametrize("model", ["preset pcm", "preset hermes", "verify, soft window, faults, two devices"])
+@pytest.mark.parametrize("model", ["preset pcm", "preset hermes", "verify, soft window, faults, two devices", "wire resistance"])
 def test_a_torch_chip_keeps_its_programmed_devices_on_its_device_and_drifts_there(model, monkeypatch):
     """After programming and after every drift the programmed devices and the conductances reads take are tensors on
     the chip's device, and a drift or a new read epoch copies no conductance array between host and device (only

@@ -245,7 +245,7 @@ class TileArray:
         devices_now = cells.drifted(programmed, self._targets_on_backend(), dev, t_s, self.seed, self.drift_law, ops)  # every device
         g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch, ops)
         if self.cfg.tile.wire_resistance_ohm > 0:
-            g_read = ops.asarray(irdrop.seen_conductances(ops.to_numpy(g_read), self.grid, self.cfg.tile.wire_resistance_ohm))
+            g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm, ops)
         self._set_conductances(g_read, devices_now, programmed)
 
     # ------------------------------------------------------------------ drift compensation

@@ -193,6 +193,19 @@ class TorchOps:
         std = self.sqrt(variance).to(torch.float32).reshape(g.shape)
         return self.maximum(g + std * z, 0.0)
 
+    @staticmethod
+    def wire_sums(g):
+        """``irdrop.wire_sums`` of one array (rows, cols): its prefix sums as torch's cumulative sums, which add in
+        order on the CPU (the same bits; a GPU's scans add in another order: float64 rounding apart)."""
+        g64 = g.to(torch.float64)
+        n, m = g64.shape
+        j = torch.arange(1, m + 1, dtype=torch.float64, device=g.device)
+        to_end = torch.arange(n, 0, -1, dtype=torch.float64, device=g.device)[:, None]
+        c0 = torch.cumsum(g64, dim=1)
+        along_rows = torch.cumsum(g64 * j, dim=1) + j * (c0[:, -1:] - c0)
+        d1 = torch.cumsum(g64 * to_end, dim=0)
+        return along_rows + ((to_end * torch.cumsum(g64, dim=0) + d1[-1:]) - d1)
+
     def verify_pairs(self, targets, starts, settings: tuple, first: int):
         """Program-and-verify of a piece (``NumpyOps.verify_pairs``), every device at once (``verify``)."""
         return verify.verify_pairs(self, targets, starts, settings, first)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lawkernels, pieces, rng, verify
+from . import irdrop, lawkernels, pieces, rng, verify
 
 
 class NumpyOps:
@@ -24,6 +24,7 @@ class NumpyOps:
     log, log10, exp, sqrt, tanh, abs = np.log, np.log10, np.exp, np.sqrt, np.tanh, np.abs  # ufuncs: not bound as methods
     maximum, minimum, power = np.maximum, np.minimum, np.power
     where, clip, stack, map_pairs = staticmethod(np.where), staticmethod(np.clip), staticmethod(np.stack), staticmethod(pieces.map_pairs)
+    wire_sums = staticmethod(irdrop.wire_sums)  # A + B of one array's devices (wire resistance)
 
     @staticmethod
     def f64(a: np.ndarray) -> np.ndarray:
