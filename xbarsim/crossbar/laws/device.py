@@ -4,8 +4,10 @@ Conductance arrays are (2, n_in, n_out) float32 in uS, [0] = G+ and [1] = G-. Ev
 comes from ``rng`` streams keyed by (seed, purpose); device (k, i, j) uses counter i * n_out + j
 (the pair's first normal for G+, the second for G-), so a draw does not depend on the tiling.
 The whole-array functions (``program``, ``drifted``, ``epoch_conductances``, ``read_noise_std``)
-evaluate their law in pieces of device pairs on several threads (``pieces.map_pairs``): the same
-values, faster.
+evaluate their law in pieces of device pairs (``ops.map_pairs``: on several threads for NumPy's
+arrays): the same values, faster. Each function selects its law and coefficients here, once, and
+evaluates it with ``ops`` (``lawops``): NumPy's arrays and Numba kernels by default, or the torch
+backend's tensors on its device (``crossbar_torch.lawops``), the same bits.
 """
 
 from __future__ import annotations
