@@ -18,7 +18,8 @@ from xbarsim.crossbar_torch.lawops import TorchOps
 
 CPU = torch.device("cpu")
 TORCH = torch_backend(CPU)
-OPS = TorchOps(CPU)
+OPS = TorchOps(CPU, host_kernels=False)  # every operation in torch, as on a GPU
+BOTH = {"torch operations": OPS, "Numba kernels on the tensors": TorchOps(CPU)}  # the second: the CPU's default
 SMALL = {"tile.rows": 64, "tile.cols": 40}
 VERIFY = {"method": "verify", "window_us": 0.5, "pulse": {"step_us": 0.4}}
 MODELS = {  # every preset, and the device models tests/test_torch_backend.py reads with
@@ -60,8 +61,10 @@ def assert_bits_equal(expected: np.ndarray, found: torch.Tensor, what: str) -> N
     assert np.array_equal(found.view(np.uint8), np.ascontiguousarray(expected).view(np.uint8)), what
 
 
+@pytest.mark.parametrize("ops", BOTH)
 @pytest.mark.parametrize("model", MODELS)
-def test_every_law_gives_the_numpy_bits(model):
+def test_every_law_gives_the_numpy_bits(model, ops):
+    OPS = BOTH[ops]
     cfg, seed = config(model), 11
     dev = cfg.device
     g_target = targets(cfg)
@@ -107,9 +110,14 @@ class Transfers:
 
     def __init__(self, monkeypatch):
         self.sizes = []
-        for owner in (TORCH, OPS.__class__):
+        self.patch = monkeypatch.context()
+        patch = self.patch.__enter__()
+        for owner in (TORCH, TorchOps):
             for name in ("asarray", "to_numpy"):
-                monkeypatch.setattr(owner, name, self._wrapped(getattr(owner, name), name == "to_numpy"))
+                patch.setattr(owner, name, self._wrapped(getattr(owner, name), name == "to_numpy"))
+
+    def stop(self) -> None:
+        self.patch.__exit__(None, None, None)
 
     def _wrapped(self, real, to_host: bool):
         def call(*args):
@@ -121,12 +129,15 @@ class Transfers:
         return call
 
 
+@pytest.mark.parametrize("ops", BOTH)
 @pytest.mark.parametrize("model", ["preset pcm", "preset hermes", "verify, soft window, faults, two devices", "wire resistance"])
-def test_a_torch_chip_keeps_its_programmed_devices_on_its_device_and_drifts_there(model, monkeypatch):
+def test_a_torch_chip_keeps_its_programmed_devices_on_its_device_and_drifts_there(model, ops, monkeypatch):
     """After programming and after every drift the programmed devices and the conductances reads take are tensors on
     the chip's device, and a drift or a new read epoch copies no conductance array between host and device (only
     numbers: the drift-compensation probe's inputs and outputs, a read-noise constant). The chip is the Numba
-    chip, bit for bit."""
+    chip, bit for bit, whether the laws run in torch operations (as on a GPU) or as the Numba kernels on the
+    tensors' memory (the CPU's default)."""
+    monkeypatch.setattr(TORCH, "ops", BOTH[ops])
     cfg = config(model).with_values({"drift_compensation": "none"})
     w = np.random.default_rng(3).standard_normal((70, 150)).astype(np.float32)
     numba, chip = TileArray.from_weights(w, cfg, 5), TileArray.from_weights(w, cfg, 5, TORCH)
@@ -141,7 +152,7 @@ def test_a_torch_chip_keeps_its_programmed_devices_on_its_device_and_drifts_ther
         assert (chip.read_var_t is None) == (numba.read_var_t is None)
         assert chip.read_var_t is None or np.array_equal(chip.read_var_t.numpy(), numba.read_var_t)
     assert max(transfers.sizes, default=0) < devices // 10, transfers.sizes
-    monkeypatch.undo()
+    transfers.stop()
     assert all(isinstance(a, torch.Tensor) for a in chip._state().arrays().values() if a is not None)
     assert np.array_equal(chip.weights(), numba.weights())
     assert chip.programmed_crc32 == numba.programmed_crc32
