@@ -165,3 +165,22 @@ def test_the_numba_backend_keeps_no_programmed_state():
     tiles = TileArray.from_weights(w, config("preset pcm"), 5)
     tiles.drift(100.0)
     assert tiles._programmed is None and tiles._law_target is None
+
+
+@pytest.mark.parametrize("ops", BOTH)
+def test_pieces_do_not_change_the_bits(ops, monkeypatch):
+    """Arrays cut into many pieces (torch's in turn, the Numba kernels' on several threads) give the whole array's bits."""
+    from xbarsim.crossbar.laws import pieces
+    from xbarsim.crossbar_torch import lawops
+
+    cfg, seed = config("verify, soft window, faults, two devices"), 5
+    g_target = targets(cfg)
+    whole = cells.program(g_target, cfg, seed)
+    now = cells.drifted(whole, g_target, cfg.device, 1e5, seed)
+    monkeypatch.setattr(lawops, "PIECE_PAIRS", 1000)
+    monkeypatch.setattr(pieces, "PIECE_PAIRS", 1000)
+    cut = cells.program(BOTH[ops].asarray(g_target), cfg, seed, BOTH[ops])
+    for name, expected in whole.arrays().items():
+        assert_bits_equal(expected, getattr(cut, name), name)
+    for a, b in zip(now, cells.drifted(cut, BOTH[ops].asarray(g_target), cfg.device, 1e5, seed, ops=BOTH[ops])):
+        assert_bits_equal(a, b, "drifted")
