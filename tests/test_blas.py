@@ -177,6 +177,26 @@ def test_a_gemm_cut_over_the_pool_gives_the_bits_of_the_whole_on_one_and_two_thr
 
 
 @known
+@pytest.mark.parametrize("path", PADDED_PATHS)
+def test_a_read_cut_over_the_pool_gives_the_bits_of_the_whole_read(monkeypatch, path):
+    """Inside ``pooled`` a read's batch is cut into parts that each run their products and noise/ADC pass
+    on their own thread (``blas.batch_parts``); its outputs, saturations and re-reads are the whole read's."""
+    from xbarsim.crossbar.truth import reference
+
+    _three_thread_pool(monkeypatch)
+    x = np.random.default_rng(7).standard_normal((700, 930)).astype(np.float32)
+    whole = _padded_tiles(path)
+    expected = whole.mvm(x)
+    tiles = _padded_tiles(path)
+    with blasthreads.pooled():
+        parts = blas.batch_parts(len(x), blas.layout(tiles.grid.row_edges), tiles.grid.n_out)
+        cut = tiles.mvm(x)
+    assert len(parts) == 3 and parts[0][0] == 0 and parts[-1][1] == len(x)
+    assert np.array_equal(cut.view(np.uint32), expected.view(np.uint32)) and tiles.bm_rereads == whole.bm_rereads
+    assert np.array_equal(cut, reference.mvm(_padded_tiles(path), x, first_vector=0))
+
+
+@known
 def test_pooled_holds_numpys_blas_at_one_thread_and_gives_its_threads_back():
     library = blasthreads._hold()._library
     with threadpool_limits(2, user_api="blas"):

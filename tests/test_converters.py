@@ -75,7 +75,8 @@ def test_dac_kernel_equals_the_reference(dac, n_batch, twin, threads):
     before = numba.get_num_threads()
     numba.set_num_threads(threads or before)
     try:
-        bad = kernel(x, grid.row_edges, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares)
+        bad = kernel(x, grid.row_edges, grid.row_edges, converters.dac_mode(cfg), bounds, cfg.levels, True, True, xq, scale, sq, squares,
+                     0, n_batch)
     finally:
         numba.set_num_threads(before)
     ref_xq, ref_scale, ref_sq = reference.dac(x, grid, cfg.range, bounds, cfg.levels)
@@ -93,7 +94,7 @@ def test_dac_counts_blocks_with_nan_or_inf():
     x[0, 3] = np.nan
     x[2, 15] = -np.inf
     out = np.zeros_like(x), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros_like(x[:1])
-    assert converters.dac_into_serial(x, grid.row_edges, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out) == 2
+    assert converters.dac_into_serial(x, grid.row_edges, grid.row_edges, converters.DAC_DYNAMIC, np.ones(2, np.float32), 127, False, False, *out, 0, 3) == 2
 
 
 @numba.njit

@@ -51,3 +51,27 @@ def test_patch_mvm_equals_mvm_of_the_im2col_matrix(preset, kernel, stride, paddi
     assert np.array_equal(a.mvm_patches(x, kernel, stride, padding, dilation, out_size, first), b.mvm(cols))
     assert a.reads == b.reads == cols.shape[0]
     assert a.bm_rereads == b.bm_rereads and (a.bm_rereads > 0) == (preset == "aihwkit")
+
+
+@pytest.mark.parametrize("preset", ["pcm", "aihwkit"])
+def test_a_patch_read_cut_over_the_pool_equals_the_whole_read(monkeypatch, preset):
+    """Inside ``pooled`` a convolution's patches are cut into parts, each gathered, DAC'd, multiplied and
+    read on its own thread with its own scratch rows (``readout._read_part``): the same outputs as one read."""
+    from xbarsim.crossbar.read import blas, blasthreads
+
+    if not blas.rule().known:
+        pytest.skip("no BLAS rule for this BLAS: products are not cut")
+    monkeypatch.setattr(blasthreads, "_pool", blasthreads._Pool(3))
+    rng = np.random.default_rng(2)
+    x = np.ascontiguousarray(rng.standard_normal((16, 32, 32, 64)).astype(np.float32))
+    kernel, stride, padding, dilation = (3, 3), (1, 1), (1, 1), (1, 1)
+    cfg = ChipConfig.preset(preset).with_values({"tile.adc.bound": 0.5} if preset == "aihwkit" else {})
+    weights = (rng.standard_normal((128, 576)) / 24).astype(np.float32)
+    whole, cut = TileArray.from_weights(weights, cfg, seed=4), TileArray.from_weights(weights, cfg, seed=4)
+    expected = whole.mvm_patches(x, kernel, stride, padding, dilation, (32, 32))
+    with blasthreads.pooled():
+        parts = blas.batch_parts(16 * 32 * 32, blas.layout(cut.grid.row_edges), 128)
+        outputs = cut.mvm_patches(x, kernel, stride, padding, dilation, (32, 32))
+    assert len(parts) == 3
+    assert np.array_equal(outputs.view(np.uint32), expected.view(np.uint32)) and cut.bm_rereads == whole.bm_rereads
+    assert (whole.bm_rereads > 0) == (preset == "aihwkit")

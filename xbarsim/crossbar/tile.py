@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ..config import ChipConfig
 from .backend import NUMBA, TileBackend
 from .laws import cells, compensation, device, irdrop, rng
-from .read import blas, blasthreads, converters, workspace
+from .read import blas, blasthreads, converters
 from .laws.encode import decode, encode, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import PatchRows
@@ -435,8 +434,7 @@ class TileArray:
             return self.mvm(self.backend.im2col(x_nhwc, kernel, stride, padding, dilation, out_size, first_channel, channels, ones))
         if x_nhwc.dtype != np.float32 or not x_nhwc.flags.c_contiguous:
             raise ValueError("mvm_patches needs a C-contiguous float32 NHWC image")
-        scratch = workspace.buffer("patch", (numba.config.NUMBA_NUM_THREADS, self.grid.n_in))
-        geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch)
+        geometry = (kernel, stride, padding, dilation, out_size, first_channel, channels, ones)
         return self._mvm(x_nhwc.shape[0] * out_size[0] * out_size[1], PatchRows(x_nhwc, geometry, ones))
 
     def _mvm(self, n_batch: int, inputs, stream: tuple[dict, int] | None = None) -> np.ndarray:

@@ -19,9 +19,12 @@ against 376 / 621 held (load average 3-4), 1187 / 1536 against 495 / 905 (load 5
 ResNet-18 4298 / 6232 against 2046 / 3349 (load 4.5). On a quiet machine the forward keeps its
 threads: there (load 0.3-0.8) VGG-11 ran alike either way (349 / 387 against 341 / 370), ResNet-18
 faster with them (1190 / 1569 against 1455 / 1555).
-On a quiet machine torch keeps its threads and only NumPy's BLAS is held at one, the tiles' large GEMMs
-cut over xbarsim's own pool (``crossbar/read/blasthreads.py``), whose idle threads sleep: a spinning
-OpenBLAS worker otherwise stalls every torch operation after a product. Numba passes run threaded there
+On a quiet machine NumPy's BLAS is held at one, the tiles' large GEMMs cut over xbarsim's own pool
+(``crossbar/read/blasthreads.py``), whose idle threads sleep: a spinning OpenBLAS worker otherwise stalls
+every torch operation after a product. Each part of a read's batch runs its noise/ADC pass after its
+GEMMs on the same pool thread (``read/readout.py``). torch is held at one thread there too ("auto";
+"all" leaves it): its OpenMP worker spins after each parallel operation and took the core the pool's
+second part needed. Numba passes run threaded there
 only from ``threads.NETWORK_PARALLEL_FACTOR`` times the usual size (``threads.network_kernels``). Same machine, quiet, paired
 forwards in one process (min / median ms): ViT (4 x 128, batch 64) 140 / 150 against 370 / 510 with
 threaded OpenBLAS, VGG-11 206 / 215 against 200 / 244, ResNet-18 681 / 781 against 755 / 816, the LSTM
@@ -36,6 +39,7 @@ network's forward holds torch's threads only where its GEMMs run in MKL's strict
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -56,15 +60,21 @@ def serial_section() -> Iterator[None]:
     """Run the body with one torch intra-op thread and one BLAS thread; restores both after.
 
     The settings are process-wide: another Python thread running torch meanwhile runs serially too."""
+    with _blas().limit(limits=1), torch_held():
+        yield
+
+
+@contextmanager
+def torch_held() -> Iterator[None]:
+    """Run the body with one torch intra-op thread; restores torch's thread count after (process-wide)."""
     torch_threads = torch.get_num_threads()
-    with _blas().limit(limits=1):
+    if torch_threads != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
         if torch_threads != 1:
-            torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            if torch_threads != 1:
-                torch.set_num_threads(torch_threads)
+            torch.set_num_threads(torch_threads)
 
 
 BUSY_LOAD_MARGIN = 1.0  # load average above the CPU count at which a network's forward holds one thread
@@ -105,22 +115,24 @@ def blas_section() -> Iterator[None]:
 
 
 @contextmanager
-def _pooled() -> Iterator[None]:
-    """A forward on a quiet machine: NumPy's BLAS held, the tiles' GEMMs cut over xbarsim's pool
-    (``blasthreads.pooled``), and only large Numba passes threaded (``threads.network_kernels``)."""
-    with blasthreads.pooled(), threads.network_kernels():
+def _pooled(hold_torch: bool) -> Iterator[None]:
+    """A forward on a quiet machine: NumPy's BLAS held, the tiles' products cut over xbarsim's pool
+    (``blasthreads.pooled``), only large Numba passes threaded (``threads.network_kernels``), and torch at
+    one thread when ``hold_torch``."""
+    with blasthreads.pooled(), threads.network_kernels(), (torch_held() if hold_torch else contextlib.nullcontext()):
         yield
 
 
 def network_section():
     """The context a whole network's forward runs in: ``serial_section()`` when ``NETWORK_THREADS``
-    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise torch's threads as they are
-    and NumPy's BLAS held at one, the tiles' products cut over xbarsim's pool (``blasthreads.pooled``).
-    torch's threads are held only where its GEMMs ignore them (``torch_gemms_ignore_threads``), so
-    that holding them never changes a digital layer's bits; else only BLAS's are."""
+    is "one", or "auto" on a busy machine (``machine_is_busy``); otherwise NumPy's BLAS held at one and
+    the tiles' products cut over xbarsim's pool (``blasthreads.pooled``), with torch at one thread for
+    "auto" and its threads as they are for "all". torch's threads are held only where its GEMMs ignore
+    them (``torch_gemms_ignore_threads``), so that holding them never changes a digital layer's bits;
+    else only BLAS's are."""
     if NETWORK_THREADS not in ("auto", "one", "all"):
         raise ValueError(f"NETWORK_THREADS must be 'auto', 'one' or 'all', got {NETWORK_THREADS!r}")
-    hold = NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy())
-    if not hold:
-        return _pooled()
-    return serial_section() if torch_gemms_ignore_threads() else blas_section()
+    torch_may_hold = torch_gemms_ignore_threads()
+    if NETWORK_THREADS == "one" or (NETWORK_THREADS == "auto" and machine_is_busy()):
+        return serial_section() if torch_may_hold else blas_section()
+    return _pooled(NETWORK_THREADS == "auto" and torch_may_hold)

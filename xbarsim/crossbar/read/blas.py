@@ -102,6 +102,7 @@ class BlockLayout:
     row_edges: np.ndarray  # (P+1,) int64: the blocks' rows in the matrix
     edges: np.ndarray  # (P+1,) int64: the blocks' columns in xq
     tail: int
+    shortest: int  # the smallest padded K of a block
 
     @property
     def width(self) -> int:
@@ -118,7 +119,7 @@ def _layout(edges: tuple[int, ...]) -> BlockLayout:
     row_edges = np.asarray(edges, np.int64)
     padded = np.array([rule().padded_k(int(k)) for k in np.diff(row_edges)], np.int64)
     tail = max(0, int((row_edges[:-1] + padded).max()) - int(row_edges[-1]))
-    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail)
+    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail, int(padded.min()))
 
 
 def layout(row_edges: np.ndarray) -> BlockLayout:
@@ -170,10 +171,32 @@ def block_products(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out:
     """out[p] = xq[:, block p's columns] @ matrix[block p's rows] for every row block p, one BLAS
     call each. xq (B, >= blocks.width) in ``blocks``' layout; matrix (n_in + blocks.tail, n_out)
     from ``with_tail``; out (P, B, n_out)."""
-    edges, row_edges = blocks.edges, blocks.row_edges
-    for p in range(len(edges) - 1):
-        e0, e1, r0 = int(edges[p]), int(edges[p + 1]), int(row_edges[p])
+    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
         product(xq[:, e0:e1], matrix[r0 : r0 + e1 - e0], out[p])
+
+
+def batch_parts(n_rows: int, blocks: BlockLayout, n_cols: int) -> list[tuple[int, int]]:
+    """Row ranges of a read's batch of ``n_rows`` vectors that every row block's GEMM (N = ``n_cols``) may
+    be cut into as ``product`` cuts one (``blasthreads.row_parts``, sized by the shortest block), so each
+    range can run its products and what follows them on its own thread; the whole batch where none is
+    cut (outside ``blasthreads.pooled``, or a matrix-vector product)."""
+    the_rule = rule()
+    if not the_rule.known or n_rows == 1 or n_cols == 1:
+        return [(0, n_rows)]
+    return blasthreads.row_parts(n_rows, n_rows * blocks.shortest * n_cols, the_rule.k_multiple)
+
+
+def block_products_of_rows(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out: np.ndarray, v0: int, v1: int) -> None:
+    """``block_products`` for rows v0..v1 of xq and out only, a range of ``batch_parts``: each block's
+    product one BLAS call on this thread, as ``product`` computes that part of the whole."""
+    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
+        np.matmul(xq[v0:v1, e0:e1], matrix[r0 : r0 + e1 - e0], out=out[p, v0:v1])
+
+
+def _block_spans(blocks: BlockLayout) -> list[tuple[int, int, int]]:
+    """(first column in xq, end column in xq, first matrix row) of each row block."""
+    edges, row_edges = blocks.edges, blocks.row_edges
+    return [(int(edges[p]), int(edges[p + 1]), int(row_edges[p])) for p in range(len(edges) - 1)]
 
 
 def widen(x: np.ndarray, blocks: BlockLayout) -> np.ndarray:
@@ -190,11 +213,9 @@ def widen(x: np.ndarray, blocks: BlockLayout) -> np.ndarray:
 def summed_block_products(x_wide: np.ndarray, matrix: np.ndarray, blocks: BlockLayout) -> np.ndarray:
     """(B, n_out) float32: the sum over row blocks p, in order, of x_wide's block p @ matrix's
     block p (``block_products``: x_wide in ``blocks``' layout, matrix from ``with_tail``)."""
-    edges, row_edges = blocks.edges, blocks.row_edges
     out = np.empty((x_wide.shape[0], matrix.shape[1]), np.float32)
-    partial = np.empty_like(out) if len(edges) > 2 else out
-    for p in range(len(edges) - 1):
-        e0, e1, r0 = int(edges[p]), int(edges[p + 1]), int(row_edges[p])
+    partial = np.empty_like(out) if len(blocks.edges) > 2 else out
+    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
         product(x_wide[:, e0:e1], matrix[r0 : r0 + e1 - e0], out if p == 0 else partial)
         if p > 0:
             out += partial

@@ -130,9 +130,9 @@ def row_parts(rows: int, macs: int, unit: int) -> list[tuple[int, int]]:
     """Row ranges of a GEMM of ``rows`` rows and ``macs`` multiply-adds: inside ``pooled``, one per pool
     thread at most, each starting at a multiple of ``unit`` (2 GEMM_UNROLL_M) and holding at least
     ``MIN_PART_MACS``; else the whole."""
-    count = 1
-    if _hold().held:
-        count = max(1, min(_the_pool().threads, macs // MIN_PART_MACS, rows // unit))
+    count = max(1, min(_the_pool().threads, macs // MIN_PART_MACS, rows // unit)) if _hold().held else 1
+    if count == 1:
+        return [(0, rows)]
     edges = [0, *((rows * i // count) // unit * unit for i in range(1, count)), rows]
     return list(zip(edges[:-1], edges[1:]))
 

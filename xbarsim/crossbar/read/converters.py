@@ -147,12 +147,13 @@ def count_nonfinite_rows(x):
     return bad
 
 
-def _dac_into(x, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):
-    """DAC every input vector (``dac_row``): x (B, n_in) float32 into xq (>= B, xq_edges[-1]),
-    scale and sq (>= B, P), squares (like xq) when want_squares (else any (1, width) array).
-    Rows from B on are left as they are. Returns the number of blocks holding NaN or Inf."""
+def _dac_into(x, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, v0, v1):
+    """DAC input vectors v0..v1 (``dac_row``): rows of x (B, n_in) float32 into the same rows of xq
+    (>= B, xq_edges[-1]), scale and sq (>= B, P), squares (like xq) when want_squares (else any (1, width)
+    array). Other rows are left as they are. Returns the number of blocks holding NaN or Inf."""
     bad = 0
-    for b in prange(x.shape[0]):
+    for k in prange(v1 - v0):
+        b = v0 + k
         bad += dac_row(x, b, row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, b, scale, sq, squares)
     return bad
 

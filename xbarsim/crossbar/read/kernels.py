@@ -6,9 +6,10 @@ or every device's noise) -> output noise -> ADC per tile -> ``out += adc(y) * da
 summed over row blocks in order; with iterative bound management, the noise pass marks the tiles
 whose outputs for a vector exceeded the ADC bound (``rereads`` reads them again).
 
-Determinism (docs/determinism.md): BLAS is called once per row block on the whole batch, so a
-row's product may differ in the last float32 bits with the batch it came in (OpenBLAS picks its
-kernel by the call's shape), never with the thread count. Normals come from ``rng`` streams keyed
+Determinism (docs/determinism.md): BLAS is called once per row block on the whole batch (or on row
+parts that compute each row as the whole would: ``blas.batch_parts``), so a row's product may differ in
+the last float32 bits with the batch it came in (OpenBLAS picks its kernel by the call's shape), never
+with the thread count. Normals come from ``rng`` streams keyed
 per row block, counter = global vector index, so the noise draws of a vector are the same whatever
 the batch split or thread count, and every Numba sum runs in a fixed order.
 """
@@ -68,8 +69,10 @@ NOISE_PAIRS_PER_CHUNK = 1024  # normal pairs drawn at once (their scratch stays 
 def _noisy_adc_accumulate(
     y, var_mode, var, sq, var_const, out_var, keys, first_vector, noisy,
     adc_levels, adc_clip, adc_bound, adc_to_int, adc_step, dac_scale, w_scale, z, bits, out, col_edges, saturated, adc,
+    v0, v1,
 ):  # fmt: skip
-    """Noise, ADC and digital accumulation over row blocks, fused; writes out (B, n_out).
+    """Noise, ADC and digital accumulation over row blocks, fused, for vectors v0..v1 (rows of out (B, n_out),
+    which it writes; the other rows are left alone, so threads may run disjoint ranges side by side).
 
     y (P, >=B, n_out) block products; var (P, >=B, n_out) per-output read variance (VAR_MATRIX);
     sq (>=B, P) squared input norms (VAR_CONSTANT); out_var: output-noise variance; all in
@@ -85,13 +88,12 @@ def _noisy_adc_accumulate(
     into adc and sets saturated[b, p, q] to whether an output of vector b's tile (p, q) is beyond
     the ADC bound before the ADC.
     """
-    n_batch = out.shape[0]
     n_out = out.shape[1]
     half = (n_out + 1) // 2
     rows = max(1, NOISE_PAIRS_PER_CHUNK // half)
-    for chunk in prange((n_batch + rows - 1) // rows):
-        b0 = chunk * rows
-        b1 = min(n_batch, b0 + rows)
+    for chunk in prange((v1 - v0 + rows - 1) // rows):
+        b0 = v0 + chunk * rows
+        b1 = min(v1, b0 + rows)
         pairs = (b1 - b0) * half
         # the chunk's draws: first normals, then second ones, each (vector - b0) * half + j
         start = 2 * b0 * half

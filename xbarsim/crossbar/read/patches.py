@@ -54,16 +54,17 @@ def gather_patch(x, flat, r, kernel, stride, padding, dilation, out_size, first_
 
 
 def _dac_patches_into(x, kernel, stride, padding, dilation, out_size, first_channel, channels, ones, scratch,
-                      row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares):  # fmt: skip
-    """Gather every patch of x (B, H, W, C), followed by ``ones`` inputs fixed at 1 (a bias
-    stored in rows), into a per-thread scratch row (scratch: (threads, n_in)), and DAC it into
-    xq (>= B * out_h * out_w, xq_edges[-1]) (``converters.dac_row``; not in place: LLVM would find the
-    arrays overlapping and give up vectorising). Returns the number of blocks with NaN or Inf."""
-    n_rows = x.shape[0] * out_size[0] * out_size[1]
+                      row_edges, xq_edges, mode, bounds, levels, want_sq, want_squares, xq, scale, sq, squares, v0, v1):  # fmt: skip
+    """Gather patches v0..v1 of x (B, H, W, C) (of B * out_h * out_w, in (b, oh, ow) order), each followed by
+    ``ones`` inputs fixed at 1 (a bias stored in rows), into a per-thread scratch row (scratch: (threads, n_in),
+    this calling thread's own), and DAC it into the same rows of xq (>= B * out_h * out_w, xq_edges[-1])
+    (``converters.dac_row``; not in place: LLVM would find the arrays overlapping and give up vectorising).
+    Returns the number of blocks with NaN or Inf."""
     patch = kernel[0] * kernel[1] * channels
     flat = x.reshape(-1)
     bad = 0
-    for r in prange(n_rows):
+    for k in prange(v1 - v0):
+        r = v0 + k
         thread = get_thread_id()
         gather_patch(x, flat, r, kernel, stride, padding, dilation, out_size, first_channel, channels, scratch, thread)
         for t in range(ones):

@@ -10,11 +10,12 @@ much as they do.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import blas, converters, kernels, workspace
+from . import blas, blasthreads, converters, kernels, workspace
 from ..laws import rng
 from .. import threads
 from .inputs import InputRows
@@ -77,50 +78,79 @@ class ReadBuffers:
 def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, record: bool) -> tuple[np.ndarray, int]:
     """(outputs (n_batch, n_out) float32, tile re-reads) of ``tiles`` for n_batch input vectors,
     vector k drawing its read noise at counter first_vector + k of ``keys_by_purpose``'s streams.
-    ``inputs.dac(parallel, plan, bounds, want_sq, want_squares, buffers)`` fills the DAC outputs
+    ``inputs.dac(parallel, plan, bounds, want_sq, want_squares, buffers, v0, v1)`` fills the DAC outputs
     (``InputRows``, ``PatchRows``); ``record``: show the products to ``tiles.recorder``."""
     plan = ReadPlan.of(tiles)
     if plan.converter_free and tiles.g_direct is not None and not record and isinstance(inputs, InputRows):
         return _direct(tiles, plan, inputs.x), 0
-    row_edges = tiles.grid.row_edges
     parallel = threads.use_parallel(n_batch * plan.width)
     per_device = tiles.read_sigma_t is not None
     var_mode = kernels.VAR_NONE
     if not per_device:
         var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
     buffers = _work_arrays(plan, n_batch, var_mode)
-    bad = inputs.dac(parallel, plan, tiles.dac_bounds, var_mode == kernels.VAR_CONSTANT, var_mode == kernels.VAR_MATRIX, buffers)
+    dac = functools.partial(inputs.dac, plan=plan, bounds=tiles.dac_bounds, want_sq=var_mode == kernels.VAR_CONSTANT,
+                            want_squares=var_mode == kernels.VAR_MATRIX, buffers=buffers)  # fmt: skip
+    out = np.empty((n_batch, plan.n_out), np.float32)
+    keys = keys_by_purpose[rng.PURPOSE_OUTPUT if per_device else rng.PURPOSE_READ]
+    noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
+    bound, to_int, step = tiles._adc_columns
+    bm = buffers.saturated is not None
+    pass_args = (
+        buffers.y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
+        plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
+        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
+    )  # fmt: skip
+    parts = [(0, n_batch)] if record or per_device else blas.batch_parts(n_batch, plan.blocks, plan.n_out)
+    if len(parts) > 1:
+        # each part of the batch runs its DAC, products and noise/ADC pass on its own thread: the passes
+        # run beside the other part's GEMMs, where around whole GEMMs they would run on one core
+        bad = [0] * len(parts)
+        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, dac, pass_args, bad, k, *part)
+                         for k, part in enumerate(parts)])  # fmt: skip
+        bad = sum(bad)
+    else:
+        bad = dac(parallel, v0=0, v1=n_batch)
+        if not bad:
+            _products_then_pass(tiles, plan, buffers, n_batch, var_mode, per_device, keys_by_purpose, first_vector, record, parallel,
+                                pass_args)  # fmt: skip
     if bad:
         raise ValueError(f"mvm input contains NaN or Inf (in {bad} vector block(s))")
+    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
+    return out, rereads
 
-    out = np.empty((n_batch, plan.n_out), np.float32)
+
+def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, dac, pass_args: tuple, bad: list[int], part: int,
+               v0: int, v1: int) -> None:  # fmt: skip
+    """Vectors v0..v1 of a read (range ``part`` of ``blas.batch_parts``), on this thread: their DAC (``dac``, the
+    blocks holding NaN or Inf counted into bad[part]), block products, read variances (VAR_MATRIX), then their
+    noise/ADC pass (``pass_args``: the pass's arguments but the range)."""
+    bad[part] = dac(False, v0=v0, v1=v1)
+    if bad[part]:
+        return
+    blas.block_products_of_rows(buffers.xq, tiles.gdiff_rows, plan.blocks, buffers.y, v0, v1)
+    if var_mode == kernels.VAR_MATRIX:
+        blas.block_products_of_rows(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var, v0, v1)
+    kernels.noisy_adc_accumulate_serial(*pass_args, v0, v1)
+
+
+def _products_then_pass(tiles, plan: ReadPlan, buffers: ReadBuffers, n_batch: int, var_mode: int, per_device: bool,
+                        keys_by_purpose: dict, first_vector: int, record: bool, parallel: bool, pass_args: tuple) -> None:  # fmt: skip
+    """A read's block products over the whole batch (each cut as ``blas.product`` cuts it), the calibration's
+    look at them, the read noise of every device or the read variances, then the noise/ADC pass."""
     y = buffers.y
     blas.block_products(buffers.xq, tiles.gdiff_rows, plan.blocks, y)
     # (y now holds the ideal block products: a correction of them belongs here, before the noise)
     if record:
         tiles.recorder.partials(tiles, y)
-
     if per_device:
         add_noise = kernels.add_device_read_noise_parallel if parallel else kernels.add_device_read_noise_serial
-        add_noise(y, buffers.xq, n_batch, row_edges, plan.blocks.edges, *tiles.read_sigma_t, keys_by_purpose[rng.PURPOSE_READ_DEVICE],
-                  first_vector)  # fmt: skip
-        keys = keys_by_purpose[rng.PURPOSE_OUTPUT]
-    else:
-        keys = keys_by_purpose[rng.PURPOSE_READ]
-        if var_mode == kernels.VAR_MATRIX:
-            blas.block_products(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var)
-    noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
-
-    bound, to_int, step = tiles._adc_columns
-    bm = buffers.saturated is not None
+        add_noise(y, buffers.xq, n_batch, tiles.grid.row_edges, plan.blocks.edges, *tiles.read_sigma_t,
+                  keys_by_purpose[rng.PURPOSE_READ_DEVICE], first_vector)  # fmt: skip
+    elif var_mode == kernels.VAR_MATRIX:
+        blas.block_products(buffers.squares, tiles.read_var_rows, plan.blocks, buffers.var)
     finish = kernels.noisy_adc_accumulate_parallel if parallel else kernels.noisy_adc_accumulate_serial
-    finish(
-        y, var_mode, buffers.var, buffers.sq, tiles.read_var_const, plan.out_var, keys, first_vector, noisy,
-        plan.adc_levels, plan.adc_clip, bound, to_int, step, buffers.dac_scale, tiles.out_scales, buffers.z, buffers.bits, out,
-        tiles.grid.col_edges if bm else None, buffers.saturated, buffers.adc,
-    )  # fmt: skip
-    rereads = reread_saturated(tiles, plan, inputs, buffers, n_batch, first_vector, keys_by_purpose, var_mode, out) if bm else 0
-    return out, rereads
+    finish(*pass_args, 0, n_batch)
 
 
 def _work_arrays(plan: ReadPlan, n_batch: int, var_mode: int) -> ReadBuffers:
