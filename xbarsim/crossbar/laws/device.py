@@ -57,8 +57,7 @@ def drift_power(base: float, exponents, drift_law: int = DRIFT_LAW, ops=NUMPY_OP
     """base ** exponents (float64, base > 0) under ``drift_law``; law 2 may overwrite ``exponents``."""
     if drift_law == 1:
         return ops.power(base, exponents)
-    exponents *= float(np.log(base))
-    return ops.exp(exponents)
+    return ops.scaled_exp(exponents, float(np.log(base)))
 
 
 def device_normals(seed: int, purpose: int, shape: tuple[int, ...], index: int = 0, first: int = 0, ops=NUMPY_OPS):

@@ -47,6 +47,12 @@ class NumpyOps:
         return np.zeros(shape, dtype)
 
     @staticmethod
+    def scaled_exp(a: np.ndarray, scale: float) -> np.ndarray:
+        """exp(a * scale), float64, in ``a``'s memory."""
+        np.multiply(a, scale, out=a)
+        return np.exp(a, out=a)
+
+    @staticmethod
     def copy(a: np.ndarray) -> np.ndarray:
         return a.copy()
 
