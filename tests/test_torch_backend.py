@@ -1,5 +1,5 @@
-"""The torch tile backend on the CPU against the Numba kernels: the same conductances bit for bit (the device laws
-run on the CPU for both), the same draws, and reads equal to float32 rounding (where an ADC follows, a rounding
+"""The torch tile backend on the CPU against the Numba kernels: the same conductances bit for bit (the device laws,
+written once, in torch operations here: tests/test_torch_laws.py), the same draws, and reads equal to float32 rounding (where an ADC follows, a rounding
 difference may move an output by one ADC step: allowed on a few outputs), for every read-noise kind, every device
 model, unit cells of several devices, program-and-verify, the converters, bound management and wires."""
 
@@ -148,10 +148,10 @@ DEVICE_MODELS = {  # every kind of device model and programming, each a day afte
 
 @pytest.mark.parametrize("model", DEVICE_MODELS)
 def test_every_device_model_gives_the_numba_chip_and_reads_as_on_numba(model):
-    """The conductances, read variances and file state are the Numba chip's bit for bit (the laws run on the CPU
-    for both backends), but for the drift compensation's reference and gain: they are read through the backend (the
-    probe), and reads agree to an ADC step on a few outputs (a step on one probe output moves hermes's gain at 1 d by
-    6e-6); the reads agree."""
+    """The conductances, read variances and file state are the Numba chip's bit for bit (the same laws, in torch
+    operations on the torch backend), but for the drift compensation's reference and gain: they are read through the
+    backend (the probe), and reads agree to an ADC step on a few outputs (a step on one probe output moves hermes's
+    gain at 1 d by 6e-6); the reads agree."""
     w, x = weights_and_inputs(7)
     preset = model.split()[1] if model.startswith("preset") else "pcm"
     cfg = ChipConfig.preset(preset).with_values({**CONVERTERS, "tile.rows": 64, "tile.cols": 40, **DEVICE_MODELS[model]})
@@ -245,7 +245,7 @@ def test_backend_choice_and_devices():
 def test_fields_the_torch_backend_does_not_compute_are_refused_by_name(monkeypatch):
     """A read option newer than the torch backend (say a tile field or a converter kind added for the CPU's
     kernels) is refused naming it; at its default value a new field changes nothing and passes. Device models
-    are never refused: their laws run on the CPU for every backend."""
+    are never refused: their laws run on every backend."""
     from xbarsim import config
 
     cfg = BASE.with_values({"tile.wire_resistance_ohm": 1.0, "device.write_noise": {"kind": "pcm"}})

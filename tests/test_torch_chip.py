@@ -169,3 +169,23 @@ def test_moving_refuses_what_cannot_run():
     with pytest.raises(ValueError, match="its tiles are on cpu, got a tensor on meta"):
         chip(torch.zeros(2, 1, 8, 8, device="meta"))
     assert chip.cpu().chip.backend is NUMBA  # back on the default backend of the CPU
+
+
+def test_mapping_and_loading_onto_torch_program_every_matrix_once_on_its_device(tmp_path, monkeypatch):
+    """``map_model(backend="torch")`` and ``load_chip(backend="torch")`` program each matrix once, with the torch
+    backend's laws (not on the CPU's and again on the device), and a drift after that programs nothing."""
+    from xbarsim.crossbar.laws import cells
+
+    net, _ = lenet()
+    cfg = ChipConfig.preset("pcm").with_values(SMALL)
+    map_model(net, cfg, seed=2).save(tmp_path / "chip.h5")
+    ops = []
+    real_program = cells.program
+    monkeypatch.setattr(cells, "program", lambda *args: ops.append(args[-1].name) or real_program(*args))
+    for make in (lambda: map_model(net, cfg, seed=2, backend="torch"), lambda: load_chip(tmp_path / "chip.h5", backend="torch")):
+        ops.clear()
+        chip = make()
+        matrices = len(list(chip.chip.matrices()))
+        assert ops == ["torch"] * matrices
+        chip.drift(3600.0)
+        assert ops == ["torch"] * matrices

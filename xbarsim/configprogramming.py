@@ -73,10 +73,11 @@ class VerifyProgramming(_Strict):
             raise ValueError("an acceptance window needs window_us > 0 or window_pct > 0")
         return self
 
-    def half_window(self, target: np.ndarray) -> np.ndarray:
-        """The window's half-width (uS, float64) at each target (uS), as the kernel computes it (to NumPy's tanh)."""
-        half = self.window_us + self.window_pct / 100 * np.asarray(target, np.float64)
-        return half if self.window_max_us is None else self.window_max_us * np.tanh(half / self.window_max_us)
+    def half_window(self, target: np.ndarray, tanh=np.tanh) -> np.ndarray:
+        """The window's half-width (uS, float64) at each target (uS, float64), as the kernel computes it (to ``tanh``'s
+        rounding: NumPy's, or that of the arrays' backend)."""
+        half = self.window_us + self.window_pct / 100 * target
+        return half if self.window_max_us is None else self.window_max_us * tanh(half / self.window_max_us)
 
     @property
     def events(self) -> int:

@@ -2,12 +2,13 @@
 NumPy + Numba backend of the CPU.
 
 A backend holds the arrays a TileArray's reads take (the conductances in converter units, the read
-variances, the converters' columns, the stream keys) and reads with them. The device laws (``laws/``:
-programming, drift, per-epoch read noise) run in NumPy on the CPU for every backend, so a chip's
-conductances are the same bits on every backend and device; ``TileArray`` keeps everything else (the
-targets, read counters, epochs, drift compensation, converter ranges, its file state) the same too. The second backend,
-``xbarsim.crossbar_torch``, runs the same tile in torch operations on any torch device; it lives outside
-``crossbar/``, which never imports torch.
+variances, the converters' columns, the stream keys) and reads with them, and evaluates the device laws
+(``laws/``: programming, program-and-verify, faults, drift, per-epoch read noise, the read-noise variances) with
+its ``ops`` (``laws.lawops``): one selection of the law and its coefficients, element-wise kernels per backend,
+the same bits (docs/determinism.md). ``TileArray`` keeps everything else (the targets, read counters, epochs, drift
+compensation, converter ranges, its file state) the same too. The second backend, ``xbarsim.crossbar_torch``, runs
+the same tile in torch operations on any torch device, the laws included, so a chip's conductances never leave
+its device; it lives outside ``crossbar/``, which never imports torch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from ..config import ChipConfig
 from .grid import TileGrid
 from .laws.encode import expand_rows
+from .laws.lawops import NUMPY_OPS
 from .read import blas, patches, readout
 from .read.inputs import InputRows
 
@@ -28,6 +30,8 @@ class TileBackend(Protocol):
 
     name: str  # "numba" or "torch"
     device: str  # where the arrays are: "cpu", "cuda:0", ...
+    ops: Any  # the device laws' operations on its arrays (``laws.lawops``)
+    keeps_programmed: bool  # whether a TileArray keeps its programmed devices (else it regenerates them when needed)
 
     def check(self, cfg: ChipConfig) -> None:
         """Refuse (``XbarsimError``, naming the field) a config this backend cannot compute."""
@@ -39,6 +43,10 @@ class TileBackend(Protocol):
         """An array of the backend as a NumPy array (no copy where it already is one)."""
 
     def contiguous(self, a: Any) -> Any: ...
+
+    def with_tail(self, matrix: Any, tail: int) -> Any:
+        """``matrix`` (n_in, n_out) followed by the ``tail`` zero rows its products read past the last row block
+        (``blas.BlockLayout``), where the backend's products do; else ``matrix`` itself."""
 
     def expand_rows(self, per_block: Any, grid: TileGrid) -> Any:
         """(P, ...) -> (n_in, ...): each row block's values repeated over its rows."""
@@ -69,6 +77,8 @@ class NumbaBackend:
     name = "numba"
     device = "cpu"
     fused_patches = True  # mvm_patches gathers patches into the DAC's buffer (read/patches.py)
+    ops = NUMPY_OPS
+    keeps_programmed = False  # 30 bytes per weight: regenerated from the targets and the seed when needed
 
     def check(self, cfg: ChipConfig) -> None:
         pass  # every config the package accepts
@@ -81,6 +91,9 @@ class NumbaBackend:
 
     def contiguous(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a)
+
+    def with_tail(self, matrix: np.ndarray, tail: int) -> np.ndarray:
+        return blas.with_tail(matrix, tail)
 
     def expand_rows(self, per_block: np.ndarray, grid: TileGrid) -> np.ndarray:
         return expand_rows(per_block, grid)

@@ -10,7 +10,7 @@ from ..config import ChipConfig
 from .backend import NUMBA, TileBackend
 from .laws import cells, compensation, device, irdrop, rng
 from .read import blas, blasthreads, converters
-from .laws.encode import decode, encode, expand_rows, normalized_difference, signed_targets, targets_from_signed, weight_scales
+from .laws.encode import decode, encode, normalized_difference, signed_targets, targets_from_signed, weight_scales
 from .grid import TileGrid
 from .read.inputs import PatchRows
 
@@ -43,13 +43,15 @@ class TileArray:
     kernels use (``gdiff_t``, and the per-read noise's variances where they depend on G): 8 bytes per
     weight. The programmed conductances, the stuck devices and the conductances now are a deterministic
     function of the targets, the device config, the seed and the time (``device.program``, ``drifted``);
-    ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does. Keeping them
-    took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
+    on the Numba backend ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does.
+    Keeping them took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
 
-    Those arrays, and the device laws that make them, are NumPy on the CPU whatever the backend; what reads
-    take (``gdiff_t``, the read variances, ``g_direct``, ``out_scales``, the converters' columns, the stream
-    keys, the compensation gain) lives on ``backend`` (``crossbar.backend``): NumPy arrays for the Numba
-    kernels (the default), torch tensors on a torch device for ``crossbar_torch``; ``to(backend)`` moves them.
+    The device laws run on ``backend`` (``crossbar.backend``) with its ``ops``: NumPy arrays and Numba kernels (the
+    default), or torch tensors on a torch device (``crossbar_torch``), where the array keeps its programmed devices
+    (``backend.keeps_programmed``), so drift and read epochs run on the device from them and nothing moves to the
+    host. What reads take (``gdiff_t``, the read variances, ``g_direct``, ``out_scales``, the converters'
+    columns, the stream keys, the compensation gain) lives there too; ``to(backend)`` moves it. ``programmed()``,
+    ``devices_now()``, ``g_prog``, ``stuck``, ``g_now`` and ``weights()`` answer in NumPy arrays on every backend.
     """
 
     def __init__(self, cfg: ChipConfig, grid: TileGrid, scales: np.ndarray, g_target: np.ndarray, seed: int,
@@ -61,6 +63,7 @@ class TileArray:
         self.scales = scales  # (P, n_out) float32
         self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
         del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
+        self._programmed = self._law_target = None  # kept on a backend that keeps them (``_state``)
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
@@ -98,9 +101,27 @@ class TileArray:
         return targets_from_signed(self.targets, self.cfg.device.g_min_us)
 
     def programmed(self) -> cells.Programmed:
-        """Every device of every cell as programmed, (N, 2, n_in, n_out) (``cells.program``), regenerated from the
-        targets and the seed."""
-        return cells.program(self.g_target, self.cfg, self.seed)
+        """Every device of every cell as programmed, (N, 2, n_in, n_out) NumPy arrays (``cells.program``), regenerated
+        from the targets and the seed (a copy of the kept ones on a backend that keeps them)."""
+        state = self._state()
+        return cells.Programmed(**{k: None if a is None else self.backend.ops.to_numpy(a) for k, a in state.arrays().items()})
+
+    def _state(self) -> cells.Programmed:
+        """The programmed devices as arrays of the backend: kept where the backend keeps them, else regenerated."""
+        if self._programmed is not None:
+            return self._programmed
+        programmed = cells.program(self._targets_on_backend(), self.cfg, self.seed, self.backend.ops)
+        if self.backend.keeps_programmed:
+            self._programmed = programmed
+        return programmed
+
+    def _targets_on_backend(self):
+        """``g_target`` as an array of the backend (kept where the backend keeps the programmed devices)."""
+        if not self.backend.keeps_programmed:
+            return self.g_target
+        if self._law_target is None:
+            self._law_target = self.backend.asarray(self.g_target)
+        return self._law_target
 
     def devices_now(self, programmed: cells.Programmed | None = None) -> list[np.ndarray]:
         """N arrays (2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
@@ -132,7 +153,8 @@ class TileArray:
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
-        programmed = self.programmed()
+        self._programmed = None
+        programmed = self._state()
         self._fingerprint(programmed)
         self._move_to(0.0, programmed=programmed)  # the state at t = 0 (a log-normal law already has its spread then)
         self.take_reference()
@@ -140,8 +162,10 @@ class TileArray:
     def _fingerprint(self, programmed: cells.Programmed) -> None:
         """What is kept of the programmed devices: ``programmed_crc32`` (CRC-32 of every device's G_prog then its stuck
         codes) and ``verify_totals`` (program-and-verify's sums, ``cells.verify_totals``; None after one shot)."""
-        self.programmed_crc32 = device.programmed_checksum(programmed.g_prog, programmed.stuck)
-        self.verify_totals = cells.verify_totals(programmed, self.g_target)
+        to_numpy = self.backend.ops.to_numpy  # one copy to the host per programming on a torch device
+        host = cells.Programmed(**{k: None if a is None else to_numpy(a) for k, a in programmed.arrays().items()})
+        self.programmed_crc32 = device.programmed_checksum(host.g_prog, host.stuck)
+        self.verify_totals = cells.verify_totals(host, self.g_target)
 
     def programming_report(self) -> dict[str, float] | None:
         """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""
@@ -154,8 +178,9 @@ class TileArray:
         units into weights after the ADC."""
         unscaled = self.cfg.mapping.weight_scale == "none"
         self.analog_gain = self.scales if unscaled else None
-        self._out_scales_host = np.ones_like(self.scales) if unscaled else self.scales
-        self.out_scales = self.backend.asarray(self._out_scales_host)
+        self._analog_gain_read = None if self.analog_gain is None else self.backend.asarray(self.analog_gain)
+        self._scales_read = self.backend.asarray(self.scales)
+        self.out_scales = self.backend.asarray(np.ones_like(self.scales) if unscaled else self.scales)
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)
@@ -170,15 +195,23 @@ class TileArray:
     def to(self, backend: TileBackend) -> TileArray:
         """Move what reads take onto ``backend`` (another device, or the other backend), in place: copies of
         the same arrays (the devices are not programmed again); read counters, epoch, ranges and
-        compensation stay."""
+        compensation stay. Kept programmed devices move along to a backend that keeps them; one that keeps them,
+        coming from one that does not, regenerates them when it first needs them (the next drift or read epoch)."""
         if backend is self.backend:
             return self
         backend.check(self.cfg)
         previous, self.backend = self.backend, backend
+        kept = self._programmed
+        self._programmed = self._law_target = None
+        if kept is not None and backend.keeps_programmed:
+            self._programmed = cells.Programmed(**{k: None if a is None else backend.asarray(a) for k, a in kept.arrays().items()})
         self._set_seed(self.seed)
         self._set_units()
         self._set_periphery()
-        self._device_weights = None
+        self._weights = self._device_weights = None
+        moved = {name: getattr(self, name) for name in ("gdiff_rows", "read_var_rows", "g_direct_rows")}
+        for name, rows in moved.items():
+            setattr(self, name, None if rows is None else self._with_tail(backend.asarray(previous.to_numpy(rows)[: self.grid.n_in])))
         self.gdiff_t = self._read_array(self.gdiff_rows)
         self.read_var_t = None if self.read_var_rows is None else self._read_array(self.read_var_rows)
         self.g_direct = None if self.g_direct_rows is None else self._read_array(self.g_direct_rows)
@@ -206,12 +239,12 @@ class TileArray:
         """Go to t_s in read epoch ``epoch`` (default: the current one); ``programmed``: the programmed devices if
         already at hand (else regenerated)."""
         self.t_s = t_s  # validated by drifted()
-        dev = self.cfg.device
-        programmed = self.programmed() if programmed is None else programmed
-        devices_now = cells.drifted(programmed, self.g_target, dev, t_s, self.seed, self.drift_law)  # every device of every cell
-        g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch)
+        dev, ops = self.cfg.device, self.backend.ops
+        programmed = self._state() if programmed is None else programmed
+        devices_now = cells.drifted(programmed, self._targets_on_backend(), dev, t_s, self.seed, self.drift_law, ops)  # every device
+        g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch, ops)
         if self.cfg.tile.wire_resistance_ohm > 0:
-            g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm)
+            g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm, ops)
         self._set_conductances(g_read, devices_now, programmed)
 
     # ------------------------------------------------------------------ drift compensation
@@ -255,7 +288,7 @@ class TileArray:
         device now (``devices_now``, N arrays (2, n_in, n_out)) and as programmed, set what the kernels use, in converter units
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         self._weights = self._device_weights = None  # the effective weights of the previous conductances
-        gain = None if self.analog_gain is None else expand_rows(self.analog_gain, self.grid)
+        gain = None if self.analog_gain is None else self.backend.expand_rows(self._analog_gain_read, self.grid)
         gdiff = normalized_difference(g_read, *cells.span(self.cfg))
         del g_read
         self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
@@ -273,7 +306,7 @@ class TileArray:
         """(n_in + tail, n_out): ``matrix`` and the zero rows after it that the read path's BLAS
         products read past its last row block (``blas.BlockLayout``); its first n_in rows are the
         (n_in, n_out) array the attributes name (``gdiff_t``, ``read_var_t``, ``g_direct``)."""
-        return blas.with_tail(matrix, blas.layout(self.grid.row_edges).tail)
+        return self.backend.with_tail(matrix, blas.layout(self.grid.row_edges).tail)
 
     def _set_read_noise(self, gain: np.ndarray | None, devices_now: list[np.ndarray], programmed: cells.Programmed) -> None:
         """The per-read noise the kernels draw, in converter units (from the devices at t_s): one of
@@ -289,13 +322,14 @@ class TileArray:
         per_device = self.cfg.tile.read_noise_path == "per_device"
         if not per_device and not device.read_noise_parts(dev, "per_read"):
             return  # no per-read noise: nothing to derive
-        sigma = cells.read_noise_std(devices_now, programmed, dev, self.t_s)  # (2, n_in, n_out) uS, per read
+        sigma = cells.read_noise_std(devices_now, programmed, dev, self.t_s, self.backend.ops)  # (2, n_in, n_out) uS, per read
         if per_device:
             pair = (sigma[0] / span, sigma[1] / span) if gain is None else (sigma[0] / span * gain, sigma[1] / span * gain)
             self.read_sigma_t = tuple(self.backend.asarray(s) for s in pair)
         elif device.read_noise_is_constant(dev) and gain is None:
-            self.read_var_const = np.float32(2.0) * sigma.flat[0] * sigma.flat[0] / span2
-        elif np.any(sigma > 0):
+            first = self.backend.ops.to_numpy(sigma.reshape(-1)[:1])[0]  # one number, the same for every device
+            self.read_var_const = np.float32(2.0) * first * first / span2
+        elif self.backend.ops.any(sigma > 0):
             var_t = (sigma[0] * sigma[0] + sigma[1] * sigma[1]) / span2
             self.read_var_rows = self._with_tail(var_t if gain is None else var_t * (gain * gain))
             self.read_var_t = self._read_array(self.read_var_rows)
@@ -308,7 +342,7 @@ class TileArray:
         noiseless = self.read_sigma_t is None and self.read_var_t is None and self.read_var_const == 0 and tile_cfg.out_noise == 0
         if not (noiseless and tile_cfg.dac.range == "none" and tile_cfg.adc.range == "none"):
             return None
-        return self._with_tail(self.gdiff_rows[: self.grid.n_in] * expand_rows(self._out_scales_host, self.grid))
+        return self._with_tail(self.gdiff_rows[: self.grid.n_in] * self.backend.expand_rows(self.out_scales, self.grid))
 
     def set_ranges(self, dac: np.ndarray | None = None, adc: np.ndarray | None = None) -> None:
         """Set calibrated converter bounds: dac (P,) in input units, adc (P, Q) normalized."""
@@ -329,14 +363,16 @@ class TileArray:
         """(out, in) float32: the weights the tiles hold now (after write error, faults, drift); kept until
         the conductances change (training through the chip asks for them at every backward pass)."""
         if self._weights is None:
-            self._weights = np.ascontiguousarray(decode(self.g_now, self.scales, self.grid, *cells.span(self.cfg)).T)
+            self._weights = np.ascontiguousarray(self.backend.to_numpy(self.device_weights()))
         return self._weights
 
     def device_weights(self):
-        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch), kept as
-        long as they are."""
+        """``weights()`` as an array of the backend (a torch tensor on the chip's device for torch), computed there
+        from the devices now, kept as long as they are."""
         if self._device_weights is None:
-            self._device_weights = self.backend.asarray(self.weights())
+            now = cells.drifted(self._state(), self._targets_on_backend(), self.cfg.device, self.t_s, self.seed, self.drift_law, self.backend.ops)
+            weights = normalized_difference(cells.summed(now), *cells.span(self.cfg)) * self.backend.expand_rows(self._scales_read, self.grid)
+            self._device_weights = self.backend.contiguous(weights.T)
         return self._device_weights
 
     def target_weights(self) -> np.ndarray:
@@ -450,7 +486,8 @@ class TileArray:
                 raise ValueError(f"{name} has shape {value.shape}, expected {expected[name]} for this chip config")
             setattr(tiles, name, value.astype(np.float32, copy=False))
         tiles._set_seed(state["seed"])
-        programmed = tiles.programmed()
+        tiles._programmed = tiles._law_target = None
+        programmed = tiles._state()
         tiles._fingerprint(programmed)
         if state.get("programmed_crc32", tiles.programmed_crc32) != tiles.programmed_crc32:
             raise ValueError("the programmed state regenerated from the targets and the seed does not match programmed_crc32 "

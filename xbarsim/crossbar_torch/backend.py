@@ -17,21 +17,24 @@ from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.grid import TileGrid
 from ..errors import XbarsimError
 from . import patches, readout, support
+from .lawops import TorchOps
 
 BACKENDS = ("auto", "numba", "torch")
 
 
 class TorchBackend:
     """What a tile's reads take as torch tensors on ``torch_device``, and its reads in torch operations there
-    (``crossbar_torch``); the device laws that make the conductances run on the CPU (``TileArray``). One
-    instance per device (``torch_backend``)."""
+    (``crossbar_torch``); the device laws that make the conductances run there too (``lawops``), and a TileArray
+    keeps its programmed devices there. One instance per device (``torch_backend``)."""
 
     name = "torch"
     fused_patches = False  # convolutions hand the tiles their patches as rows (``patches.im2col``)
+    keeps_programmed = True  # drift and read epochs start from them, on the device
 
     def __init__(self, device: torch.device):
         self.torch_device = device
         self.device = str(device)
+        self.ops = TorchOps(device)
 
     def __repr__(self) -> str:
         return f"TorchBackend({self.device!r})"
@@ -39,14 +42,17 @@ class TorchBackend:
     def check(self, cfg: ChipConfig) -> None:
         support.check(cfg)
 
-    def asarray(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.torch_device)
+    def asarray(self, a) -> torch.Tensor:
+        return self.ops.asarray(a)
 
     def to_numpy(self, a) -> np.ndarray:
         return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
     def contiguous(self, a: torch.Tensor) -> torch.Tensor:
         return a.contiguous()
+
+    def with_tail(self, matrix: torch.Tensor, tail: int) -> torch.Tensor:
+        return matrix  # the batched GEMM pads its blocks itself (``blocks``)
 
     def expand_rows(self, per_block: torch.Tensor, grid: TileGrid) -> torch.Tensor:
         return per_block[self._block_of_row(grid.row_edges.tobytes())]

@@ -96,3 +96,53 @@ def rotated(r: torch.Tensor, c: torch.Tensor, s: torch.Tensor, quadrant: torch.T
 def counters(first: int, n: int, device: torch.device) -> torch.Tensor:
     """int64 counters first .. first + n - 1."""
     return torch.arange(n, dtype=torch.int64, device=device) + first
+
+
+# Cephes logf's polynomial (highest power first) and sinf / cosf on [-pi/4, pi/4] as ``laws.rng`` evaluates them
+_LOG_TERMS = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
+              2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)  # fmt: skip
+_SIN_TERMS = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
+_COS_TERMS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
+
+
+def _f32(value: float) -> float:
+    """A float32 constant as the Python float with its value (torch then multiplies in float32)."""
+    return float(torch.tensor(value, dtype=torch.float32))
+
+
+def log_f32(u: torch.Tensor) -> torch.Tensor:
+    """``laws.rng.log_f32`` (stream version 1): Cephes logf, every step one float32 operation, none fused."""
+    fe, x = log_reduction(u)
+    z = x * x
+    y = torch.full_like(x, _f32(_LOG_TERMS[0]))
+    for c in _LOG_TERMS[1:]:
+        y = y * x + _f32(c)
+    y = y * x * z
+    y = y + fe * _f32(-2.12194440e-4)
+    y = y - 0.5 * z
+    return x + y + fe * _f32(0.693359375)
+
+
+def normal_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float32 normals of stream version 1 (``laws.rng.normal_pair``) of counters first .. first + n - 1
+    of stream ``key`` (a uint64), each (n,): the programming, fault, drift and per-epoch draws."""
+    return normal_pairs_at(key, counters(_signed(first), n, device))
+
+
+def normal_pairs_at(key, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float32 normals of stream version 1 of stream ``key`` at counters ``at`` (int64, any shape)."""
+    high, low = halves(hash64(key_tensor(key, at.device), at))
+    r = sqrt_f32(-2.0 * log_f32(radius_uniform(high)))
+    a = angle_offset(low)
+    z = a * a
+    s0, s1, s2 = (_f32(c) for c in _SIN_TERMS)
+    c0, c1, c2 = (_f32(c) for c in _COS_TERMS)
+    s = a + a * z * (s0 + z * (s1 + z * s2))
+    c = (1.0 - 0.5 * z) + z * z * (c0 + z * (c1 + z * c2))
+    return rotated(r, c, s, low >> 30)
+
+
+def uniform_pairs(key, first: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) float64 uniforms in [0, 1) (``laws.rng.uniform_pair``) of counters first .. first + n - 1."""
+    high, low = halves(hash64(key_tensor(key, device), counters(_signed(first), n, device)))
+    return high.to(torch.float64) * 2.0**-32, low.to(torch.float64) * 2.0**-32

@@ -2,9 +2,9 @@
 path or converter option added to the CPU's kernels first) is refused by name instead of being silently ignored.
 
 A field this backend does not know is accepted only at its default value. The device laws (``device``: write
-noise, faults, drift, read noise; ``programming``; ``mapping.devices_per_polarity``) make the conductances on the
-CPU for every backend (``TileArray``), so every device model runs here too; the cost table prices operations and
-changes no read. Neither is checked.
+noise, faults, drift, read noise; ``programming``; ``mapping.devices_per_polarity``) are written once over each
+backend's operations (``crossbar.laws.lawops``, ``lawops`` here), so every device model runs here too; the cost
+table prices operations and changes no read. Neither is checked.
 """
 
 from __future__ import annotations

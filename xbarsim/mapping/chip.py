@@ -307,8 +307,8 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     MultiheadAttention, whose four projections each become an analog Linear (``mapping.transformer``);
     anything else stays digital. ``progress``: a bar per layer (True), none (False), or only once
     mapping has taken a few seconds (None). The chip runs on ``device`` (default the CPU) with ``backend``
-    (auto, numba, torch; default ``cfg.runtime.backend``): it is encoded and programmed on the CPU, then
-    moved there (programming gives the same bits everywhere).
+    (auto, numba, torch; default ``cfg.runtime.backend``): it is encoded on the CPU and programmed there, once
+    (programming gives the same bits everywhere).
     """
     seed = check_seed(seed)
     target = select(backend, device, cfg)  # a device or backend that cannot run is refused before any work
@@ -321,7 +321,7 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     analog: dict[str, AnalogLayer] = {}
     for name in progress_bar(names, "map", "layer", progress):
         module = network.get_submodule(name)
-        analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name)
+        analog[name] = analog_type_for(module).from_torch(module, cfg, seeds, name, target)  # programmed where it runs
         network = set_submodule(network, name, analog[name])
         heap.release()
     prepare_encoders(network)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import heap
+from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.tile import TileArray
 from ..crossbar_torch.backend import select
 from ..errors import XbarsimError
@@ -75,7 +76,7 @@ def load_chip(path: str | Path, model: nn.Module | type | None = None, progress:
     _fold(network, record, fail)
     network = split_attention(network, split_parents([layer.name for layer in record.layers], network))
     _check_fit(network, record, fail)
-    return _assemble(network.eval(), record, source, progress, fail, materialize=model is None).to(target.device, backend=target.name)
+    return _assemble(network.eval(), record, source, progress, fail, model is None, target).to(target.device, backend=target.name)
 
 
 def _fold(network: nn.Module, record: ChipRecord, fail) -> None:
@@ -182,16 +183,17 @@ def output_channels(spec: dict[str, Any]) -> tuple[int, int]:
     return spec["hidden_size"] * (2 if spec["bidirectional"] else 1), -1
 
 
-def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, fail, materialize: bool) -> AnalogModel:
-    """The AnalogModel of ``record`` on ``network``; ``materialize``: the network is on the meta device,
-    and the file's tensors become its tensors (every one is in the file: the load is strict)."""
+def _assemble(network: nn.Module, record: ChipRecord, source: ModelSource, progress: bool | None, fail, materialize: bool,
+              backend: TileBackend = NUMBA) -> AnalogModel:  # fmt: skip
+    """The AnalogModel of ``record`` on ``network``, its tiles regenerated on ``backend``; ``materialize``: the network
+    is on the meta device, and the file's tensors become its tensors (every one is in the file: the load is strict)."""
     dtypes = {key: tensor.dtype for key, tensor in network.state_dict().items()}
     layers = {}
     for layer in progress_bar(record.layers, "load chip", "layer", progress, len(record.layers)):
         matrices = []
         for k, m in enumerate(layer.matrices):
             try:
-                tiles = TileArray.from_state(record.cfg, m.state)
+                tiles = TileArray.from_state(record.cfg, m.state, backend)  # regenerated where it runs
             except ValueError as exc:
                 raise fail(f"layer {layer.name!r}, group m{k}", str(exc)) from None
             matrices.append(AnalogMatrix(tiles, None if m.bias is None else torch.from_numpy(m.bias.astype(np.float32)), m.bias_in_rows, layer.name))

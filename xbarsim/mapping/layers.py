@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ChipConfig
+from ..crossbar.backend import NUMBA, TileBackend
 from ..models.convolution import output_size, pad_same
 from ..models.recurrent import Product, RecurrentShape, run_recurrent, shape_of
 from .linear import is_linear, linear_weight
@@ -55,8 +56,8 @@ class AnalogLinear(AnalogLayer):
         self.in_features, self.out_features = matrix.in_features, matrix.out_features
 
     @classmethod
-    def from_torch(cls, module: nn.Module, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogLinear:
-        return cls(AnalogMatrix.from_weight(*linear_weight(module, name), cfg, next(seeds), name))
+    def from_torch(cls, module: nn.Module, cfg: ChipConfig, seeds: Iterator[int], name: str, backend: TileBackend = NUMBA) -> AnalogLinear:
+        return cls(AnalogMatrix.from_weight(*linear_weight(module, name), cfg, next(seeds), name, backend))
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], matrices: list[AnalogMatrix]) -> AnalogLinear:
@@ -92,7 +93,8 @@ class AnalogConv(AnalogLayer):
         self.padding = padding if isinstance(padding, str) else tuple(padding)
 
     @classmethod
-    def from_torch(cls, module: nn.Conv1d | nn.Conv2d, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogConv:
+    def from_torch(cls, module: nn.Conv1d | nn.Conv2d, cfg: ChipConfig, seeds: Iterator[int], name: str,
+                   backend: TileBackend = NUMBA) -> AnalogConv:  # fmt: skip
         if module.padding_mode != "zeros":
             raise ValueError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not supported (only 'zeros')")
         groups, out = module.groups, module.out_channels
@@ -103,7 +105,7 @@ class AnalogConv(AnalogLayer):
             AnalogMatrix.from_weight(
                 weight[g * per_group : (g + 1) * per_group],
                 None if module.bias is None else module.bias[g * per_group : (g + 1) * per_group],
-                cfg, next(seeds), name if groups == 1 else f"{name}[group {g}]",
+                cfg, next(seeds), name if groups == 1 else f"{name}[group {g}]", backend,
             )
             for g in range(groups)
         ]  # fmt: skip
@@ -224,7 +226,8 @@ class AnalogRecurrent(AnalogLayer):
         self.batch_first, self.bidirectional = batch_first, bidirectional
 
     @classmethod
-    def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str) -> AnalogRecurrent:
+    def from_torch(cls, module: nn.RNNBase, cfg: ChipConfig, seeds: Iterator[int], name: str,
+                   backend: TileBackend = NUMBA) -> AnalogRecurrent:  # fmt: skip
         try:
             shape_of(module)
         except ValueError as exc:
@@ -235,7 +238,7 @@ class AnalogRecurrent(AnalogLayer):
                 for kind in ("ih", "hh"):
                     weight = getattr(module, f"weight_{kind}_l{layer}{suffix}")
                     bias = getattr(module, f"bias_{kind}_l{layer}{suffix}") if module.bias else None
-                    matrices.append(AnalogMatrix.from_weight(weight, bias, cfg, next(seeds), f"{name}.{kind}_l{layer}{suffix}"))
+                    matrices.append(AnalogMatrix.from_weight(weight, bias, cfg, next(seeds), f"{name}.{kind}_l{layer}{suffix}", backend))
         return _RECURRENT[module.mode](matrices, module.mode, module.input_size, module.hidden_size, module.num_layers,
                                        module.batch_first, module.bidirectional)  # fmt: skip
 

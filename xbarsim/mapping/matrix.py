@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..config import ChipConfig
-from ..crossbar.backend import TileBackend
+from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.tile import TileArray
 
 
@@ -27,8 +27,10 @@ class AnalogMatrix:
         self.name = name
 
     @classmethod
-    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "") -> AnalogMatrix:
-        """Map ``weight`` (out x in) and ``bias`` (out,) onto tiles on the CPU; refuses NaN/Inf with the layer name."""
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, cfg: ChipConfig, seed: int, name: str = "",
+                    backend: TileBackend = NUMBA) -> AnalogMatrix:  # fmt: skip
+        """Map ``weight`` (out x in) and ``bias`` (out,) onto tiles programmed on ``backend`` (the bias stays on the CPU
+        until the matrix moves, ``to``); refuses NaN/Inf with the layer name."""
         w = weight.detach().to("cpu", torch.float32)
         b = None if bias is None else bias.detach().to("cpu", torch.float32).clone()  # never the network's own tensor
         for label, tensor in (("weights", w), ("bias", b)):
@@ -36,7 +38,7 @@ class AnalogMatrix:
                 raise ValueError(f"layer {name!r}: {label} contain NaN or Inf")
         in_rows = b is not None and cfg.mapping.bias == "rows"
         matrix = torch.cat([w, b[:, None]], dim=1) if in_rows else w
-        tiles = TileArray.from_weights(matrix.numpy(), cfg, seed)
+        tiles = TileArray.from_weights(matrix.numpy(), cfg, seed, backend)
         return cls(tiles, None if in_rows else b, in_rows, name)
 
     @property

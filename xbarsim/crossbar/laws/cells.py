@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ...config import ChipConfig, CombinedReadNoise, DeviceConfig, VerifyProgramming
-from . import device, pieces, rng, verify
+from . import device, rng
+from .lawops import NUMPY_OPS
 
 
 @dataclass(frozen=True)
@@ -52,74 +53,66 @@ def summed(per_device: list[np.ndarray] | np.ndarray) -> np.ndarray:
     return total
 
 
-def program(g_target: np.ndarray, cfg: ChipConfig, seed: int) -> Programmed:
+def program(g_target: np.ndarray, cfg: ChipConfig, seed: int, ops=NUMPY_OPS) -> Programmed:
     """Program every device of every cell to ``g_target`` (2, n_in, n_out): one write with the write-noise law,
     then (``programming.method: verify``) the program-and-verify loop from there (or from g_min; with ``floor:
     reset`` a device whose window reaches g_min, its target g_min included, keeps its write instead: one pulse, no
-    verify read); stuck-at faults
-    last (a stuck device stays stuck: it converges only if its stuck value is inside the window)."""
+    verify read); stuck-at faults last (a stuck device stays stuck: it converges only if its stuck value is inside the
+    window). ``ops``: the arrays' operations (``lawops``: NumPy's, or a torch device's, whose arrays ``g_target`` and
+    the result are)."""
     dev, n_cell, prog = cfg.device, cfg.mapping.devices_per_polarity, cfg.programming
-    written = [device.program(g_target, dev, seed, n, n_cell) for n in range(n_cell)]
-    g = np.stack([w[0] for w in written])
-    stuck = np.stack([w[1] for w in written])
+    written = [device.program(g_target, dev, seed, n, n_cell, ops) for n in range(n_cell)]
+    g = ops.stack([w[0] for w in written])
+    stuck = ops.stack([w[1] for w in written])
     if not isinstance(prog, VerifyProgramming):
         return Programmed(g, stuck)
-    pulses = np.empty(g.shape, np.int32)
-    reads = np.empty(g.shape, np.int32)
-    converged = np.empty(g.shape, bool)
+    pulses, reads, converged = ops.zeros(g.shape, np.int32), ops.zeros(g.shape, np.int32), ops.zeros(g.shape, np.bool_)
     floor = float(dev.g_min_us) if prog.floor == "reset" else None
     for n in range(n_cell):
-        start = _unstuck_start(g[n], stuck[n], g_target) if prog.start == "written" else np.full_like(g_target, dev.g_min_us)
-        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n, floor, kept=g[n])
-        _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog)
+        start = _unstuck_start(g[n], stuck[n], g_target, ops) if prog.start == "written" else ops.full_like(g_target, dev.g_min_us)
+        g[n], pulses[n], reads[n], converged[n] = verified(g_target, start, prog, seed, n, ops, floor, kept=g[n])
+        _apply_faults(g[n], pulses[n], reads[n], converged[n], stuck[n], g_target, dev, prog, ops)
     return Programmed(g, stuck, pulses, reads, converged)
 
 
-def _unstuck_start(written: np.ndarray, stuck: np.ndarray, g_target: np.ndarray) -> np.ndarray:
+def _unstuck_start(written: np.ndarray, stuck: np.ndarray, g_target: np.ndarray, ops=NUMPY_OPS) -> np.ndarray:
     """The written state where a device is not stuck (the faults are applied after the loop)."""
-    return written if not np.any(stuck) else np.where(stuck != 0, g_target, written)
+    return written if not ops.any(stuck) else ops.where(stuck != 0, g_target, written)
 
 
-def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfig, prog: VerifyProgramming) -> None:
+def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfig, prog: VerifyProgramming, ops=NUMPY_OPS) -> None:
     """Stuck devices sit at g_max / g_min whatever the loop did: the loop spends one ramp on them (max_pulses pulses
     and a read after each, after the first read) and gives up, unless the stuck value is inside the window (then the
     first read, and the confirming one, accept it)."""
-    if not np.any(stuck):
+    if not ops.any(stuck):
         return
-    value = np.where(stuck > 0, dev.g_max_us, dev.g_min_us).astype(np.float32)
-    inside = np.abs(value.astype(np.float64) - g_target) <= prog.half_window(g_target)
+    value = ops.f32(ops.where(stuck > 0, dev.g_max_us, dev.g_min_us))
+    inside = ops.abs(ops.f64(value) - g_target) <= prog.half_window(ops.f64(g_target), ops.tanh)
     where = stuck != 0
+    accepted, given_up = where & inside, where & ~inside
     g[where] = value[where]
     converged[where] = inside[where]
-    pulses[where] = np.where(inside, 0, prog.max_pulses)[where]
-    reads[where] = np.where(inside, 2 if prog.confirm else 1, 1 + prog.max_pulses)[where]
+    pulses[accepted], pulses[given_up] = 0, prog.max_pulses
+    reads[accepted], reads[given_up] = 2 if prog.confirm else 1, 1 + prog.max_pulses
 
 
-def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0, floor_us: float | None = None,
-             kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def verified(g_target: np.ndarray, start: np.ndarray, prog: VerifyProgramming, seed: int, index: int = 0, ops=NUMPY_OPS,
+             floor_us: float | None = None, kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The program-and-verify loop (``verify.verify_pairs``) on (2, ...) targets from ``start``, device ``index``
-    of its cell: (conductances float32, pulses int32, verify reads int32, converged bool), in pieces on several
-    threads. A device whose window reaches ``floor_us`` (``floor: reset``: g_min) skips the loop and keeps ``kept`` (its
+    of its cell: (conductances float32, pulses int32, verify reads int32, converged bool), in pieces (``ops.map_pairs``).
+    A device whose window reaches ``floor_us`` (``floor: reset``: g_min) skips the loop and keeps ``kept`` (its
     write; default its start)."""
     pulse, keys = prog.pulse, (rng.stream_key(seed, rng.PURPOSE_VERIFY_PULSE, index), rng.stream_key(seed, rng.PURPOSE_VERIFY_READ, index))
+    settings = (float(prog.window_us), prog.window_pct / 100, float(prog.window_max_us or 0.0), -math.inf if floor_us is None else float(floor_us),
+                prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100, float(pulse.step_us),
+                pulse.step_pct / 100, float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio), float(pulse.saturation_us or 0.0),
+                keys[0], keys[1], prog.events)  # fmt: skip
 
     def piece(first: int, target: np.ndarray, begin: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
-        out = np.empty(target.shape, np.float32)
-        count = np.empty(target.shape, np.int32)
-        reads = np.empty(target.shape, np.int32)
-        done = np.empty(target.shape, np.int8)
-        verify.verify_pairs((target[0], target[1]), (begin[0], begin[1]), (keep[0], keep[1]), float(prog.window_us), prog.window_pct / 100,
-                            float(prog.window_max_us or 0.0), -math.inf if floor_us is None else float(floor_us),
-                            prog.max_pulses, prog.max_iterations, prog.confirm, float(prog.read_noise_us), prog.read_noise_pct / 100,
-                            float(pulse.step_us), pulse.step_pct / 100, float(pulse.step_growth), float(pulse.step_spread), float(pulse.reset_ratio),
-                            float(pulse.saturation_us or 0.0), keys[0], keys[1], np.uint64(first), prog.events,
-                            (out[0], out[1]), (count[0], count[1]), (reads[0], reads[1]), (done[0], done[1]))  # fmt: skip
-        return out, count, reads, done
+        return ops.verify_pairs(target, begin, keep, settings, first)
 
-    arrays = [np.ascontiguousarray(a, np.float32) for a in (g_target, start, start if kept is None else kept)]
-    g, count, reads, done = pieces.map_pairs(piece, arrays,
-                                             [np.float32, np.int32, np.int32, np.int8])  # fmt: skip
-    return g, count, reads, done.astype(bool)
+    g, count, reads, done = ops.map_pairs(piece, [g_target, start, start if kept is None else kept], [np.float32, np.int32, np.int32, np.int8])
+    return g, count, reads, done != 0
 
 
 def verify_totals(programmed: Programmed, target: np.ndarray) -> dict[str, float] | None:
@@ -167,38 +160,42 @@ def _with_read_noise(dev: DeviceConfig, parts: list) -> DeviceConfig:
 
 
 def drifted(programmed: Programmed, g_target: np.ndarray, dev: DeviceConfig, t_s: float, seed: int,
-            drift_law: int = device.DRIFT_LAW) -> list[np.ndarray]:  # fmt: skip
+            drift_law: int = device.DRIFT_LAW, ops=NUMPY_OPS) -> list[np.ndarray]:  # fmt: skip
     """Every device's conductance t_s after programming under ``drift_law`` (N arrays (2, n_in, n_out), float32). A
     drift law fitted on the cell draws its exponent from device 0's stream for every device of the cell (all hold the
     same target, so they share it): the cell's sum then drifts as the law says."""
     shared = fitted_on_cell(dev.drift)
-    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, 0 if shared else n, drift_law)
+    return [device.drifted(programmed.g_prog[n], programmed.stuck[n], dev, t_s, seed, g_target, 0 if shared else n, drift_law, ops)
             for n in range(programmed.devices)]  # fmt: skip
 
 
-def epoch_conductances(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float, seed: int, epoch: int) -> np.ndarray:
+def epoch_conductances(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float, seed: int, epoch: int,
+                       ops=NUMPY_OPS) -> np.ndarray:  # fmt: skip
     """The cell conductances every read of the epoch sees: each device's per-epoch read noise, summed; a law fitted on
     the cell (the only per-epoch part then: ``CombinedReadNoise``) draws one deviation per cell, from device 0's
     stream, with the cell's conductances and range."""
     if len(now) > 1 and any(fitted_on_cell(part) for part in device.read_noise_parts(dev, "per_epoch")):
-        return device.epoch_conductances(summed(now), summed(programmed.g_prog), cell_device(dev, len(now)), t_s, seed, epoch)
-    return summed([device.epoch_conductances(g, programmed.g_prog[n], dev, t_s, seed, epoch, n) for n, g in enumerate(now)])
+        return device.epoch_conductances(summed(now), summed(programmed.g_prog), cell_device(dev, len(now)), t_s, seed, epoch, 0, ops)
+    return summed([device.epoch_conductances(g, programmed.g_prog[n], dev, t_s, seed, epoch, n, ops) for n, g in enumerate(now)])
 
 
-def read_noise_std(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float) -> np.ndarray:
+def read_noise_std(now: list[np.ndarray], programmed: Programmed, dev: DeviceConfig, t_s: float, ops=NUMPY_OPS) -> np.ndarray:
     """Std (uS, float32) of a cell's per-read noise: its devices' variances add (one device: its own std), and so do
     those of the parts fitted on the cell, computed once for the cell's sum."""
     if len(now) == 1:
-        return device.read_noise_std(now[0], dev, t_s, programmed.g_prog[0])
+        return device.read_noise_std(now[0], dev, t_s, programmed.g_prog[0], ops=ops)
     parts = device.read_noise_parts(dev, "per_read")
     own = [part for part in parts if not fitted_on_cell(part)]
     on_cell = [part for part in parts if fitted_on_cell(part)]
-    variance = np.zeros(now[0].shape, np.float64)
+    variance = ops.zeros(now[0].shape)
+    stds = []
     if own:
         per_device = _with_read_noise(dev, own) if on_cell else dev
-        for n, g in enumerate(now):
-            variance += device.read_noise_std(g, per_device, t_s, programmed.g_prog[n]).astype(np.float64) ** 2
+        stds += [device.read_noise_std(g, per_device, t_s, programmed.g_prog[n], ops=ops) for n, g in enumerate(now)]
     if on_cell:
         cell = _with_read_noise(cell_device(dev, len(now)), on_cell)
-        variance += device.read_noise_std(summed(now), cell, t_s, summed(programmed.g_prog)).astype(np.float64) ** 2
-    return np.sqrt(variance).astype(np.float32)
+        stds.append(device.read_noise_std(summed(now), cell, t_s, summed(programmed.g_prog), ops=ops))
+    for std in stds:
+        std = ops.f64(std)
+        variance += std * std
+    return ops.f32(ops.sqrt(variance))

@@ -68,12 +68,18 @@ def _sums_along_wires(g: np.ndarray, out: np.ndarray) -> None:
             out[i, j] += to_end * d0[j] + w[j] - d1[j]
 
 
-def attenuation(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
-    """r (A + B) of every device of one array (rows, cols), float64, dimensionless (see the module doc)."""
+def wire_sums(g_us: np.ndarray) -> np.ndarray:
+    """A + B of every device of one array (rows, cols), float64, uS (see the module doc)."""
     g = np.ascontiguousarray(g_us, np.float32)
     sums = np.empty(g.shape, np.float64)
     _sums_along_wires(g, sums)
-    return (r_ohm * _SIEMENS_PER_US) * sums
+    return sums
+
+
+def attenuation(g_us: np.ndarray, r_ohm: float, sums=wire_sums) -> np.ndarray:
+    """r (A + B) of every device of one array (rows, cols), float64, dimensionless (see the module doc); ``sums``:
+    ``wire_sums`` on the arrays' backend (``lawops``)."""
+    return (r_ohm * _SIEMENS_PER_US) * sums(g_us)
 
 
 def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
@@ -82,8 +88,9 @@ def array_conductances(g_us: np.ndarray, r_ohm: float) -> np.ndarray:
 
 
 def _attenuated(g_us: np.ndarray, attenuated: np.ndarray) -> np.ndarray:
-    """G / (1 + r (A + B)) from the attenuations r (A + B), float64, uS."""
-    return np.asarray(g_us, np.float64) / (1.0 + attenuated)
+    """G / (1 + r (A + B)) from the attenuations r (A + B) (float64), uS: float64 for a NumPy array (any float32 tensor
+    becomes float64 by the division)."""
+    return (np.asarray(g_us, np.float64) if isinstance(g_us, np.ndarray) else g_us) / (1.0 + attenuated)
 
 
 VALID_ATTENUATION = 0.3  # delta up to which the first-order model stays within ~1% of full scale (docs/physics.md §10)
@@ -102,14 +109,15 @@ def _tiles(grid: TileGrid):
                 yield (side, *grid.tile_slices(p, q))
 
 
-def seen_conductances(g: np.ndarray, grid: TileGrid, r_ohm: float) -> np.ndarray:
+def seen_conductances(g: np.ndarray, grid: TileGrid, r_ohm: float, ops=None) -> np.ndarray:
     """(2, n_in, n_out) float32: G+ and G- (uS) of every tile of ``grid`` as read through wires of r_ohm per
-    segment. Call only with r_ohm > 0 (at 0 the conductances are what they are)."""
-    seen = np.empty(g.shape, np.float32)
+    segment. Call only with r_ohm > 0 (at 0 the conductances are what they are). ``ops``: the arrays' operations
+    (``lawops``; None: NumPy's)."""
+    seen = np.empty(g.shape, np.float32) if ops is None else ops.zeros(g.shape, np.float32)
     delta = 0.0
     for side, rows, cols in _tiles(grid):
         tile = g[side, rows, cols]
-        attenuated = attenuation(tile, r_ohm)
+        attenuated = attenuation(tile, r_ohm, wire_sums if ops is None else ops.wire_sums)
         delta = max(delta, float(attenuated.max()))
         seen[side, rows, cols] = _attenuated(tile, attenuated)
     if delta > VALID_ATTENUATION:

@@ -60,6 +60,25 @@ def _pulse(g, k, direction, counter, side, key, step_us, gain, distance, growth,
     return max(g, 0.0)
 
 
+@_helper
+def _half_width(target, window_us, window_rel, window_max):
+    """The window's half-width at target (float64): window_us + window_rel target, softly capped (libm's tanh)."""
+    half = window_us + window_rel * target
+    if window_max > 0:
+        half = window_max * math.tanh(half / window_max)
+    return half
+
+
+@_kernel
+def half_widths(targets, window_us, window_rel, window_max, out):
+    """out (2m,) float64: the window half-width of every device of a piece (targets: the rows of (2, m) float32), as
+    ``verify_pairs`` computes it; the torch backend's loop takes them from here (tanh is libm's on the host)."""
+    m = targets[0].shape[0]
+    for side in range(2):
+        for k in range(m):
+            out[side * m + k] = _half_width(np.float64(targets[side][k]), window_us, window_rel, window_max)
+
+
 @_kernel
 def verify_pairs(targets, starts, kept, window_us, window_rel, window_max, floor, max_pulses, max_iterations, confirm, noise_us,
                  noise_rel, step_us, gain, growth, spread, reset_ratio, saturation, pulse_key, read_key, first, events, out, pulses,
@@ -73,9 +92,7 @@ def verify_pairs(targets, starts, kept, window_us, window_rel, window_max, floor
     for side in range(2):
         for k in range(m):
             target = np.float64(targets[side][k])
-            half = window_us + window_rel * target
-            if window_max > 0:
-                half = window_max * math.tanh(half / window_max)
+            half = _half_width(target, window_us, window_rel, window_max)
             lo, hi = target - half, target + half
             if lo <= floor:  # one pulse, not verified: the write stays
                 out[side][k] = kept[side][k]
