@@ -103,6 +103,7 @@ class BlockLayout:
     edges: np.ndarray  # (P+1,) int64: the blocks' columns in xq
     tail: int
     shortest: int  # the smallest padded K of a block
+    spans: tuple[tuple[int, int, int], ...]  # each block's (first column in xq, end column in xq, first matrix row)
 
     @property
     def width(self) -> int:
@@ -119,7 +120,9 @@ def _layout(edges: tuple[int, ...]) -> BlockLayout:
     row_edges = np.asarray(edges, np.int64)
     padded = np.array([rule().padded_k(int(k)) for k in np.diff(row_edges)], np.int64)
     tail = max(0, int((row_edges[:-1] + padded).max()) - int(row_edges[-1]))
-    return BlockLayout(row_edges, np.concatenate([[0], np.cumsum(padded)]).astype(np.int64), tail, int(padded.min()))
+    edges = np.concatenate([[0], np.cumsum(padded)]).astype(np.int64)
+    spans = tuple((int(edges[p]), int(edges[p + 1]), int(row_edges[p])) for p in range(len(padded)))
+    return BlockLayout(row_edges, edges, tail, int(padded.min()), spans)
 
 
 def layout(row_edges: np.ndarray) -> BlockLayout:
@@ -171,7 +174,7 @@ def block_products(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out:
     """out[p] = xq[:, block p's columns] @ matrix[block p's rows] for every row block p, one BLAS
     call each. xq (B, >= blocks.width) in ``blocks``' layout; matrix (n_in + blocks.tail, n_out)
     from ``with_tail``; out (P, B, n_out)."""
-    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
+    for p, (e0, e1, r0) in enumerate(blocks.spans):
         product(xq[:, e0:e1], matrix[r0 : r0 + e1 - e0], out[p])
 
 
@@ -189,14 +192,9 @@ def batch_parts(n_rows: int, blocks: BlockLayout, n_cols: int) -> list[tuple[int
 def block_products_of_rows(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayout, out: np.ndarray, v0: int, v1: int) -> None:
     """``block_products`` for rows v0..v1 of xq and out only, a range of ``batch_parts``: each block's
     product one BLAS call on this thread, as ``product`` computes that part of the whole."""
-    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
+    for p, (e0, e1, r0) in enumerate(blocks.spans):
         np.matmul(xq[v0:v1, e0:e1], matrix[r0 : r0 + e1 - e0], out=out[p, v0:v1])
 
-
-def _block_spans(blocks: BlockLayout) -> list[tuple[int, int, int]]:
-    """(first column in xq, end column in xq, first matrix row) of each row block."""
-    edges, row_edges = blocks.edges, blocks.row_edges
-    return [(int(edges[p]), int(edges[p + 1]), int(row_edges[p])) for p in range(len(edges) - 1)]
 
 
 def widen(x: np.ndarray, blocks: BlockLayout) -> np.ndarray:
@@ -215,7 +213,7 @@ def summed_block_products(x_wide: np.ndarray, matrix: np.ndarray, blocks: BlockL
     block p (``block_products``: x_wide in ``blocks``' layout, matrix from ``with_tail``)."""
     out = np.empty((x_wide.shape[0], matrix.shape[1]), np.float32)
     partial = np.empty_like(out) if len(blocks.edges) > 2 else out
-    for p, (e0, e1, r0) in enumerate(_block_spans(blocks)):
+    for p, (e0, e1, r0) in enumerate(blocks.spans):
         product(x_wide[:, e0:e1], matrix[r0 : r0 + e1 - e0], out if p == 0 else partial)
         if p > 0:
             out += partial

@@ -89,8 +89,7 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     if not per_device:
         var_mode = kernels.VAR_MATRIX if tiles.read_var_t is not None else kernels.VAR_CONSTANT if tiles.read_var_const > 0 else kernels.VAR_NONE
     buffers = _work_arrays(plan, n_batch, var_mode)
-    dac = functools.partial(inputs.dac, plan=plan, bounds=tiles.dac_bounds, want_sq=var_mode == kernels.VAR_CONSTANT,
-                            want_squares=var_mode == kernels.VAR_MATRIX, buffers=buffers)  # fmt: skip
+    dac_args = (plan, tiles.dac_bounds, var_mode == kernels.VAR_CONSTANT, var_mode == kernels.VAR_MATRIX, buffers)
     out = np.empty((n_batch, plan.n_out), np.float32)
     keys = keys_by_purpose[rng.PURPOSE_OUTPUT if per_device else rng.PURPOSE_READ]
     noisy = var_mode != kernels.VAR_NONE or plan.out_var > 0
@@ -106,11 +105,11 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
         # each part of the batch runs its DAC, products and noise/ADC pass on its own thread: the passes
         # run beside the other part's GEMMs, where around whole GEMMs they would run on one core
         bad = [0] * len(parts)
-        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, dac, pass_args, bad, k, *part)
+        blasthreads.run([functools.partial(_read_part, tiles, plan, buffers, var_mode, inputs, dac_args, pass_args, bad, k, *part)
                          for k, part in enumerate(parts)])  # fmt: skip
         bad = sum(bad)
     else:
-        bad = dac(parallel, v0=0, v1=n_batch)
+        bad = inputs.dac(parallel, *dac_args, 0, n_batch)
         if not bad:
             _products_then_pass(tiles, plan, buffers, n_batch, var_mode, per_device, keys_by_purpose, first_vector, record, parallel,
                                 pass_args)  # fmt: skip
@@ -120,12 +119,12 @@ def read(tiles, n_batch: int, inputs, keys_by_purpose: dict, first_vector: int, 
     return out, rereads
 
 
-def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, dac, pass_args: tuple, bad: list[int], part: int,
-               v0: int, v1: int) -> None:  # fmt: skip
-    """Vectors v0..v1 of a read (range ``part`` of ``blas.batch_parts``), on this thread: their DAC (``dac``, the
-    blocks holding NaN or Inf counted into bad[part]), block products, read variances (VAR_MATRIX), then their
-    noise/ADC pass (``pass_args``: the pass's arguments but the range)."""
-    bad[part] = dac(False, v0=v0, v1=v1)
+def _read_part(tiles, plan: ReadPlan, buffers: ReadBuffers, var_mode: int, inputs, dac_args: tuple, pass_args: tuple, bad: list[int],
+               part: int, v0: int, v1: int) -> None:  # fmt: skip
+    """Vectors v0..v1 of a read (range ``part`` of ``blas.batch_parts``), on this thread: their DAC (``inputs.dac`` with
+    ``dac_args``; the blocks holding NaN or Inf counted into bad[part]), block products, read variances (VAR_MATRIX),
+    then their noise/ADC pass (``pass_args``: the pass's arguments but the range)."""
+    bad[part] = inputs.dac(False, *dac_args, v0, v1)
     if bad[part]:
         return
     blas.block_products_of_rows(buffers.xq, tiles.gdiff_rows, plan.blocks, buffers.y, v0, v1)
