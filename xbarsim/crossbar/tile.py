@@ -106,11 +106,13 @@ class TileArray:
         state = self._state()
         return cells.Programmed(**{k: None if a is None else self.backend.ops.to_numpy(a) for k, a in state.arrays().items()})
 
-    def _state(self) -> cells.Programmed:
-        """The programmed devices as arrays of the backend: kept where the backend keeps them, else regenerated."""
+    def _state(self, target=None) -> cells.Programmed:
+        """The programmed devices as arrays of the backend: kept where the backend keeps them, else regenerated (from
+        ``target``, ``_targets_on_backend()`` when the caller has it at hand)."""
         if self._programmed is not None:
             return self._programmed
-        programmed = cells.program(self._targets_on_backend(), self.cfg, self.seed, self.backend.ops)
+        target = self._targets_on_backend() if target is None else target
+        programmed = cells.program(target, self.cfg, self.seed, self.backend.ops)
         if self.backend.keeps_programmed:
             self._programmed = programmed
         return programmed
@@ -240,8 +242,9 @@ class TileArray:
         already at hand (else regenerated)."""
         self.t_s = t_s  # validated by drifted()
         dev, ops = self.cfg.device, self.backend.ops
-        programmed = self._state() if programmed is None else programmed
-        devices_now = cells.drifted(programmed, self._targets_on_backend(), dev, t_s, self.seed, self.drift_law, ops)  # every device
+        target = self._targets_on_backend()  # the Numba backend unpacks it from the stored targets: once a move
+        programmed = self._state(target) if programmed is None else programmed
+        devices_now = cells.drifted(programmed, target, dev, t_s, self.seed, self.drift_law, ops)  # every device
         g_read = cells.epoch_conductances(devices_now, programmed, dev, t_s, self.seed, self.epoch if epoch is None else epoch, ops)
         if self.cfg.tile.wire_resistance_ohm > 0:
             g_read = irdrop.seen_conductances(g_read, self.grid, self.cfg.tile.wire_resistance_ohm, ops)

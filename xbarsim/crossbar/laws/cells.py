@@ -62,8 +62,7 @@ def program(g_target: np.ndarray, cfg: ChipConfig, seed: int, ops=NUMPY_OPS) -> 
     the result are)."""
     dev, n_cell, prog = cfg.device, cfg.mapping.devices_per_polarity, cfg.programming
     written = [device.program(g_target, dev, seed, n, n_cell, ops) for n in range(n_cell)]
-    g = ops.stack([w[0] for w in written])
-    stuck = ops.stack([w[1] for w in written])
+    g, stuck = (ops.stack(parts) if n_cell > 1 else parts[0][None] for parts in zip(*written))  # one device: a view, no copy
     if not isinstance(prog, VerifyProgramming):
         return Programmed(g, stuck)
     pulses, reads, converged = ops.zeros(g.shape, np.int32), ops.zeros(g.shape, np.int32), ops.zeros(g.shape, np.bool_)
