@@ -197,7 +197,8 @@ def test_devices_whose_window_reaches_the_floor_skip_the_loop_in_the_kernel_and_
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     g, count, reads, done = got
-    skip = targets - prog.half_window(targets) <= 0
+    half = prog.window_us + prog.window_pct / 100 * targets.astype(np.float64)
+    skip = targets - prog.window_max_us * np.tanh(half / prog.window_max_us) <= 0
     assert np.any(skip & (targets > 0)) and np.any(~skip)
     assert np.array_equal(g[skip], kept[skip]) and np.all(count[skip] == 1) and np.all(reads[skip] == 0) and done[skip].all()
     for a, b in zip(got, cells.verified(targets, starts, prog, seed=8, index=1)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from .configdevice import _Strict
@@ -72,12 +71,6 @@ class VerifyProgramming(_Strict):
         if self.window_us == 0 and self.window_pct == 0:
             raise ValueError("an acceptance window needs window_us > 0 or window_pct > 0")
         return self
-
-    def half_window(self, target: np.ndarray, tanh=np.tanh) -> np.ndarray:
-        """The window's half-width (uS, float64) at each target (uS, float64), as the kernel computes it (to ``tanh``'s
-        rounding: NumPy's, or that of the arrays' backend)."""
-        half = self.window_us + self.window_pct / 100 * target
-        return half if self.window_max_us is None else self.window_max_us * tanh(half / self.window_max_us)
 
     @property
     def events(self) -> int:

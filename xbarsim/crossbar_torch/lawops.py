@@ -5,10 +5,11 @@ Every operation is the CPU's, in the same precision and order: element-wise torc
 operation each (+ - * /, comparisons, selections; no fused multiply-add), the draws of noise stream version 1
 (``rng.normal_pairs``, ``rng.uniform_pairs``), and NumPy's semantics for ``maximum``/``minimum``/``clip`` (the
 first operand where they compare equal, NaN propagates). The functions libm or NumPy's SIMD code evaluate (log,
-log10, exp, pow, sqrt, tanh) are NumPy's own on the CPU, called on the tensors' memory (no copy): torch's CPU
+log10, exp, pow, sqrt) are NumPy's own on the CPU, called on the tensors' memory (no copy): torch's CPU
 versions differ from NumPy's in the last bit for some values, and the Numba path's laws take NumPy's. On a GPU they
 are torch's (CUDA's libdevice): within an ulp or two of NumPy's, so drift and the read-noise variances can differ
-there in the last bits (docs/determinism.md). Programming needs none of them except the correctly rounded sqrt.
+there in the last bits (docs/determinism.md). Programming needs none of them except the correctly rounded sqrt
+(the verify window's tanh is taken on the host: ``half_widths``).
 
 On the CPU the fused kernels, the draws and the pieces (``HOST_KERNELS``) are the Numba backend's own, run on the
 tensors' memory (no copy): torch's CPU operations took 27x the time of the Numba kernels for a drift (a 2.4 M
@@ -79,9 +80,6 @@ class TorchOps:
 
     def power(self, a, b):
         return self._math(np.power, torch.pow, a, b)
-
-    def tanh(self, a):
-        return self._math(np.tanh, torch.tanh, a)
 
     @staticmethod
     def abs(a):
@@ -228,6 +226,11 @@ class TorchOps:
         along_rows = torch.cumsum(g64 * j, dim=1) + j * (c0[:, -1:] - c0)
         d1 = torch.cumsum(g64 * to_end, dim=0)
         return along_rows + ((to_end * torch.cumsum(g64, dim=0) + d1[-1:]) - d1)
+
+    def half_widths(self, g_target, window_us: float, window_rel: float, window_max: float):
+        """``NumpyOps.half_widths``, computed on the host whatever the device (its tanh is libm's: the same bits
+        everywhere), as a tensor of the device."""
+        return self.asarray(NUMPY_OPS.half_widths(self.to_numpy(g_target), window_us, window_rel, window_max))
 
     def verify_pairs(self, targets, starts, kept, settings: tuple, first: int):
         """Program-and-verify of a piece (``NumpyOps.verify_pairs``), every device at once (``verify``)."""

@@ -6,16 +6,14 @@ device until each stands before a draw (a pulse and the read after it, or a conf
 the devices that stand before one take it, each at its own slot and counter, and the finished ones leave. So each
 device goes through the very operations of the CPU's loop, in its order, with the same draws. The loop runs while
 any device is unfinished. Every operation is IEEE-exact (+ - * /, the correctly rounded sqrt, comparisons); the
-window's half-widths, whose soft cap takes a tanh, come from the CPU's kernel (``verify.half_widths``) on the host:
+window's half-widths, whose soft cap takes a tanh, come from the CPU's kernel on the host (``ops.half_widths``):
 the same bits on every device.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..crossbar.laws import verify as host
 from . import rng
 
 RESET, SET, END, CONFIRM, CONFIRMED, FINISHED = range(6)
@@ -28,11 +26,8 @@ def verify_pairs(ops, targets: torch.Tensor, starts: torch.Tensor, kept: torch.T
     (window_us, window_rel, window_max, floor, max_pulses, max_iterations, confirm, noise_us, noise_rel, step_us, gain, growth,
      spread, reset_ratio, saturation, pulse_key, read_key, events) = settings  # fmt: skip
     m, device = targets.shape[1], targets.device
-    host_targets = ops.to_numpy(targets)
-    half = np.empty(2 * m, np.float64)
-    host.half_widths((host_targets[0], host_targets[1]), window_us, window_rel, window_max, half)
     target = targets.reshape(-1).to(torch.float64)
-    half = ops.asarray(half)
+    half = ops.half_widths(targets, window_us, window_rel, window_max).reshape(-1)
     index = torch.arange(2 * m, device=device)
     s = {"index": index, "target": target, "g": starts.reshape(-1).to(torch.float64), "lo": target - half, "hi": target + half,
          "second": index >= m, "base": (first + index % m) * events, "slot": torch.zeros_like(index)}  # fmt: skip

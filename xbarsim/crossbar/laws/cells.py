@@ -86,7 +86,8 @@ def _apply_faults(g, pulses, reads, converged, stuck, g_target, dev: DeviceConfi
     if not ops.any(stuck):
         return
     value = ops.f32(ops.where(stuck > 0, dev.g_max_us, dev.g_min_us))
-    inside = ops.abs(ops.f64(value) - g_target) <= prog.half_window(ops.f64(g_target), ops.tanh)
+    half = ops.half_widths(g_target, float(prog.window_us), prog.window_pct / 100, float(prog.window_max_us or 0.0))  # the loop's own
+    inside = ops.abs(ops.f64(value) - g_target) <= half
     where = stuck != 0
     accepted, given_up = where & inside, where & ~inside
     g[where] = value[where]

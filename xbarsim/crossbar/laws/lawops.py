@@ -21,7 +21,7 @@ class NumpyOps:
     """The device laws' operations on NumPy arrays (float64 where the law computes in float64)."""
 
     name = "numpy"
-    log, log10, exp, sqrt, tanh, abs = np.log, np.log10, np.exp, np.sqrt, np.tanh, np.abs  # ufuncs: not bound as methods
+    log, log10, exp, sqrt, abs = np.log, np.log10, np.exp, np.sqrt, np.abs  # ufuncs: not bound as methods
     maximum, minimum, power = np.maximum, np.minimum, np.power
     where, clip, stack, map_pairs = staticmethod(np.where), staticmethod(np.clip), staticmethod(np.stack), staticmethod(pieces.map_pairs)
     wire_sums = staticmethod(irdrop.wire_sums)  # A + B of one array's devices (wire resistance)
@@ -113,6 +113,15 @@ class NumpyOps:
     @staticmethod
     def read_epoch(g: np.ndarray, z: np.ndarray, variance: np.ndarray) -> np.ndarray:
         return _filled(lawkernels.read_epoch, g.shape, np.float32, _rows(g), _rows(z), variance)
+
+    @staticmethod
+    def half_widths(g_target: np.ndarray, window_us: float, window_rel: float, window_max: float) -> np.ndarray:
+        """(2, ...) float64: the acceptance window's half-width at each target (uS), as ``verify.verify_pairs``
+        computes it (libm's tanh for the soft cap ``window_max``, 0: none; window_rel a fraction)."""
+        pairs = np.ascontiguousarray(g_target, np.float32).reshape(2, -1)
+        out = np.empty(pairs.size, np.float64)
+        verify.half_widths((pairs[0], pairs[1]), window_us, window_rel, window_max, out)
+        return out.reshape(np.shape(g_target))
 
     @staticmethod
     def verify_pairs(targets: np.ndarray, starts: np.ndarray, kept: np.ndarray, settings: tuple, first: int) -> tuple[np.ndarray, ...]:

@@ -196,7 +196,6 @@ def block_products_of_rows(xq: np.ndarray, matrix: np.ndarray, blocks: BlockLayo
         np.matmul(xq[v0:v1, e0:e1], matrix[r0 : r0 + e1 - e0], out=out[p, v0:v1])
 
 
-
 def widen(x: np.ndarray, blocks: BlockLayout) -> np.ndarray:
     """x (B, n_in) in ``blocks``' layout (B, width), zeros in the padding; x itself when unpadded."""
     if not blocks.padded:
