@@ -180,9 +180,9 @@ class TileArray:
         units into weights after the ADC."""
         unscaled = self.cfg.mapping.weight_scale == "none"
         self.analog_gain = self.scales if unscaled else None
-        self._analog_gain_read = None if self.analog_gain is None else self.backend.asarray(self.analog_gain)
-        self._scales_read = self.backend.asarray(self.scales)
-        self.out_scales = self.backend.asarray(np.ones_like(self.scales) if unscaled else self.scales)
+        self._scales_read = self.backend.asarray(self.scales)  # one copy on the backend serves all three
+        self._analog_gain_read = self._scales_read if unscaled else None
+        self.out_scales = self.backend.asarray(np.ones_like(self.scales)) if unscaled else self._scales_read
 
     def _set_seed(self, seed: int) -> None:
         self.seed = int(seed)

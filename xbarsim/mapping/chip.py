@@ -307,7 +307,7 @@ def map_model(model: nn.Module, cfg: ChipConfig, seed: int = 0, layers: Iterable
     MultiheadAttention, whose four projections each become an analog Linear (``mapping.transformer``);
     anything else stays digital. ``progress``: a bar per layer (True), none (False), or only once
     mapping has taken a few seconds (None). The chip runs on ``device`` (default the CPU) with ``backend``
-    (auto, numba, torch; default ``cfg.runtime.backend``): it is encoded on the CPU and programmed there, once
+    (auto, numba, torch; default ``cfg.runtime.backend``): it is encoded on the CPU and programmed on ``device``, once
     (programming gives the same bits everywhere).
     """
     seed = check_seed(seed)
