@@ -209,6 +209,26 @@ def test_pooled_holds_numpys_blas_at_one_thread_and_gives_its_threads_back():
 
 
 @known
+def test_own_threads_lends_the_held_blas_its_threads_and_sets_the_pool_aside(monkeypatch):
+    _three_thread_pool(monkeypatch)
+    library = blasthreads._hold()._library
+    with threadpool_limits(2, user_api="blas"):
+        with blasthreads.own_threads():  # outside pooled: nothing changes
+            outside = (library.get_num_threads(), blasthreads.pooling())
+        with blasthreads.pooled():
+            held = (library.get_num_threads(), blasthreads.pooling(), len(blasthreads.row_parts(4096, 1 << 30, 32)))
+            with blasthreads.own_threads(), blasthreads.own_threads():
+                lent = (library.get_num_threads(), blasthreads.pooling(), len(blasthreads.row_parts(4096, 1 << 30, 32)))
+            again = (library.get_num_threads(), blasthreads.pooling())
+        after = library.get_num_threads()
+    assert outside == (2, False)
+    assert held == (1, True, 3)
+    assert lent == (2, False, 1)
+    assert again == (1, True)
+    assert after == 2
+
+
+@known
 def test_a_blas_limit_of_one_thread_runs_the_parts_on_the_calling_thread(monkeypatch):
     _three_thread_pool(monkeypatch)
     seen = []

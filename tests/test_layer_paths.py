@@ -87,7 +87,7 @@ def test_recurrent_steps_give_the_same_bits_with_the_default_threads(monkeypatch
     serial_chip, default_chip = (map_model(model, _pcm(), seed=5) for _ in range(2))
     with torch.no_grad():
         expected = serial_chip(x)
-        monkeypatch.setattr("xbarsim.mapping.layers.serial_section", nullcontext)
+        monkeypatch.setattr("xbarsim.mapping.layers.steps_section", nullcontext)
         assert torch.equal(default_chip(x), expected)
 
 

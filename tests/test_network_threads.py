@@ -9,7 +9,9 @@ import pytest
 
 # ResNet-18 on the pcm preset after a day of drift: its 3x3x256 convolutions (2304 inputs) are row
 # blocks of 461, padded for BLAS (read/blas.py); batch 4 (GEMMs) and batch 1 (matrix-vector
-# products); the forward with its threads held at one (a busy machine) and left as they are.
+# products); the forward with its threads held at one (a busy machine) and left as they are. Then a
+# 2 x 256 LSTM at batch 32, whose time steps run on BLAS's own threads in a pooled forward
+# (serial.steps_section: "all", and "auto" on a quiet machine).
 SCRIPT = textwrap.dedent("""
     import hashlib, sys
     import torch
@@ -28,6 +30,13 @@ SCRIPT = textwrap.dedent("""
             serial.NETWORK_THREADS = mode
             digest.update(chip(x[:4]).numpy().tobytes())
             digest.update(chip(x[4:]).numpy().tobytes())
+    lstm = zoo.build("lstm", input_size=16, hidden_size=256, num_layers=2, num_classes=10).eval()
+    sequences = torch.rand(32, 12, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for mode in ("all", "auto", "one"):
+            serial.NETWORK_THREADS = mode
+            chip = map_model(lstm, ChipConfig.preset("pcm"), seed=4, progress=False)  # the same read noise each time
+            digest.update(chip(sequences).numpy().tobytes())
     print(digest.hexdigest(), torch.get_num_threads())
 """)
 

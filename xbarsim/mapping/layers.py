@@ -21,7 +21,7 @@ from ..models.convolution import output_size, pad_same
 from ..models.recurrent import Product, RecurrentShape, run_recurrent, shape_of
 from .linear import is_linear, linear_weight
 from .matrix import AnalogMatrix
-from .serial import serial_section
+from .serial import steps_section
 
 PATCH_VALUES = 1 << 22  # patch values per tile call (16 MB of DAC buffer): bounds memory, stays in cache
 GPU_PATCH_VALUES = 1 << 26  # on a GPU (torch backend): 256 MB of rows per call, few and large kernels
@@ -213,8 +213,8 @@ class _ConvOnTiles(torch.autograd.Function):
 class AnalogRecurrent(AnalogLayer):
     """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` on tiles: multi-layer, bidirectional, batch_first,
     with or without biases, as torch has them. Every gate product at every time step is a tile MVM:
-    the input products of all steps in one call, the hidden products step by step, with torch and
-    BLAS held at one thread (``serial.serial_section``: the steps' products are small).
+    the input products of all steps in one call, the hidden products step by step, with torch held at one
+    thread and BLAS's threads as ``serial.steps_section`` sets them (the steps' products are small).
     Matrices are ordered layer, direction, (input, hidden)."""
 
     kind = "recurrent"
@@ -253,7 +253,7 @@ class AnalogRecurrent(AnalogLayer):
     def forward(self, x: torch.Tensor, hx=None):
         shape = RecurrentShape(self.mode, self.hidden_size, self.num_layers, self.batch_first, self.bidirectional)
         pairs = [self._step_products(ih, hh) for ih, hh in zip(self._matrices[0::2], self._matrices[1::2])]
-        return run_recurrent(shape, x, hx, pairs, steps_section=serial_section)
+        return run_recurrent(shape, x, hx, pairs, steps_section=steps_section)
 
     def _step_products(self, ih: AnalogMatrix, hh: AnalogMatrix) -> tuple[Product, Product]:
         """(input product, hidden product) of one layer and direction. An LSTM or RNN sums its

@@ -7,7 +7,9 @@ OpenMP workers spin after every parallel operation (an addition of 32 x 1024 gat
 runs in parallel), and each runtime's second thread then waits for a core the other one holds. On
 the 2-core development machine (load average 8), 64 x 256 x 1024 products in a loop took a median
 0.6 ms with one BLAS thread against 29-44 ms with two, and the 2 x 256 LSTM at batch 32 ran its 50
-steps in 2.5-4 s with torch held at one thread against 10 s with the defaults.
+steps in 2.5-4 s with torch held at one thread against 10 s with the defaults. On a quiet machine
+(a pooled forward, below) the steps lend BLAS its own threads back (``steps_section``): with torch held
+and the steps' passes serial, nothing else needs the second core between the products.
 
 A whole network's forward (``network_section``, around ``AnalogModel.forward``) holds them at one
 thread too when the machine is busy: its 1-minute load average is above the CPU count plus
@@ -61,6 +63,20 @@ def serial_section() -> Iterator[None]:
 
     The settings are process-wide: another Python thread running torch meanwhile runs serially too."""
     with _blas().limit(limits=1), torch_held():
+        yield
+
+
+@contextmanager
+def steps_section() -> Iterator[None]:
+    """A recurrent layer's time steps: ``serial_section``, except inside a pooled forward (a quiet machine,
+    ``network_section``), where torch is held at one thread and NumPy's BLAS gets its own threads back for the
+    steps' products (``blasthreads.own_threads``): with nothing else threaded between them, OpenBLAS's workers
+    stay awake from one step to the next."""
+    if not blasthreads.pooling():
+        with serial_section():
+            yield
+        return
+    with blasthreads.own_threads(), torch_held():
         yield
 
 

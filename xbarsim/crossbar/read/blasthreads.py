@@ -39,7 +39,7 @@ class _OneThreadBlas:
     library's thread count, the last one restores it."""
 
     def __init__(self, library) -> None:
-        self._library, self._lock, self._holders = library, threading.Lock(), 0
+        self._library, self._lock, self._holders, self._lent = library, threading.Lock(), 0, 0
         self.initial = self.saved = library.get_num_threads()
 
     def __enter__(self) -> _OneThreadBlas:
@@ -53,7 +53,23 @@ class _OneThreadBlas:
 
     @property
     def held(self) -> bool:
-        return self._holders > 0
+        """Whether the BLAS is held at one thread now (held, and not lent back to its own threads)."""
+        return self._holders > 0 and self._lent == 0
+
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """While the body runs, a held BLAS gets back the threads it had before the hold; held again after."""
+        self._lend(+1)
+        try:
+            yield
+        finally:
+            self._lend(-1)
+
+    def _lend(self, step: int) -> None:
+        with self._lock:
+            self._lent += step
+            if self._holders > 0 and self.saved != 1 and self._lent == (1 if step > 0 else 0):
+                self._library.set_num_threads(self.saved if step > 0 else 1)
 
     def __exit__(self, *exc) -> None:
         with self._lock:
@@ -123,6 +139,24 @@ def pooled() -> Iterator[None]:
         yield
         return
     with _hold():
+        yield
+
+
+def pooling() -> bool:
+    """Whether products are being cut over the pool now (inside ``pooled``, BLAS not lent back)."""
+    from .blas import rule
+
+    return rule().known and _hold().held
+
+
+@contextmanager
+def own_threads() -> Iterator[None]:
+    """Inside ``pooled``, while the body runs: NumPy's BLAS on the threads it had before the hold, its products
+    not cut over the pool (elsewhere nothing changes). For a loop of small products with only serial work between
+    them (a recurrent layer's time steps): OpenBLAS's workers spin from one product to the next instead of
+    sleeping, where waking a sleeping pool thread for each product cost more than its half of the product saved.
+    Thread counts do not change a product's bits (``blas``)."""
+    with _hold().lent():
         yield
 
 
