@@ -160,7 +160,8 @@ def test_a_torch_chip_keeps_its_programmed_devices_on_its_device_and_drifts_ther
         assert array is None or np.array_equal(chip.programmed().arrays()[name], array), name
 
 
-def test_the_numba_backend_keeps_no_programmed_state():
+def test_the_numba_backend_keeps_no_programmed_state_beyond_its_budget(monkeypatch):
+    monkeypatch.setenv("XBARSIM_KEEP_MB", "0")
     w = np.random.default_rng(3).standard_normal((70, 150)).astype(np.float32)
     tiles = TileArray.from_weights(w, config("preset pcm"), 5)
     tiles.drift(100.0)

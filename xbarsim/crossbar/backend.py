@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import ChipConfig
 from .grid import TileGrid
-from .laws.encode import expand_rows
+from .laws.encode import expand_rows, normalized_difference
 from .laws.lawops import NUMPY_OPS
 from .read import blas, patches, readout
 from .read.inputs import InputRows
@@ -31,7 +31,7 @@ class TileBackend(Protocol):
     name: str  # "numba" or "torch"
     device: str  # where the arrays are: "cpu", "cuda:0", ...
     ops: Any  # the device laws' operations on its arrays (``laws.lawops``)
-    keeps_programmed: bool  # whether a TileArray keeps its programmed devices (else it regenerates them when needed)
+    keeps_programmed: bool  # whether a TileArray always keeps its programmed devices (else while they fit ``keep``'s budget)
 
     def check(self, cfg: ChipConfig) -> None:
         """Refuse (``XbarsimError``, naming the field) a config this backend cannot compute."""
@@ -47,6 +47,9 @@ class TileBackend(Protocol):
     def with_tail(self, matrix: Any, tail: int) -> Any:
         """``matrix`` (n_in, n_out) followed by the ``tail`` zero rows its products read past the last row block
         (``blas.BlockLayout``), where the backend's products do; else ``matrix`` itself."""
+
+    def normalized_rows(self, g: Any, g_min: float, g_max: float, gain: Any | None, tail: int) -> Any:
+        """``with_tail(normalized_difference(g) * gain)`` (no gain: 1) of cell conductances g (2, n_in, n_out)."""
 
     def expand_rows(self, per_block: Any, grid: TileGrid) -> Any:
         """(P, ...) -> (n_in, ...): each row block's values repeated over its rows."""
@@ -78,7 +81,7 @@ class NumbaBackend:
     device = "cpu"
     fused_patches = True  # mvm_patches gathers patches into the DAC's buffer (read/patches.py)
     ops = NUMPY_OPS
-    keeps_programmed = False  # 30 bytes per weight: regenerated from the targets and the seed when needed
+    keeps_programmed = False  # 10-30 bytes per weight: kept while they fit ``keep``'s budget, else regenerated when needed
 
     def check(self, cfg: ChipConfig) -> None:
         pass  # every config the package accepts
@@ -94,6 +97,13 @@ class NumbaBackend:
 
     def with_tail(self, matrix: np.ndarray, tail: int) -> np.ndarray:
         return blas.with_tail(matrix, tail)
+
+    def normalized_rows(self, g: np.ndarray, g_min: float, g_max: float, gain: np.ndarray | None, tail: int) -> np.ndarray:
+        rows = blas.tail_buffer(g.shape[1], g.shape[2], tail)
+        body = normalized_difference(g, g_min, g_max, out=rows[: g.shape[1]])  # no temporary, no copy
+        if gain is not None:
+            body *= gain
+        return rows
 
     def expand_rows(self, per_block: np.ndarray, grid: TileGrid) -> np.ndarray:
         return expand_rows(per_block, grid)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ChipConfig
+from . import keep
 from .backend import NUMBA, TileBackend
 from .laws import cells, compensation, device, irdrop, rng
 from .read import blas, blasthreads, converters
@@ -42,9 +43,10 @@ class TileArray:
     (``targets``, G+ or -G-: mapping puts g_min on one side of every pair), and the conductances the
     kernels use (``gdiff_t``, and the per-read noise's variances where they depend on G): 8 bytes per
     weight. The programmed conductances, the stuck devices and the conductances now are a deterministic
-    function of the targets, the device config, the seed and the time (``device.program``, ``drifted``);
-    on the Numba backend ``g_prog``, ``stuck`` and ``g_now`` regenerate them when asked, and every drift does.
-    Keeping them took 30 bytes per weight: 2.5 GB for a GPT-2-small-sized network.
+    function of the targets, the device config, the seed and the time (``device.program``, ``drifted``).
+    The Numba backend keeps the programmed devices (and the targets as pairs) while they fit the process's
+    budget (``keep``: 10-30 bytes per weight, 2.5 GB for a GPT-2-small-sized network with program-and-verify);
+    beyond it ``g_prog``, ``stuck``, ``g_now`` and every drift regenerate them, with the same bits.
 
     The device laws run on ``backend`` (``crossbar.backend``) with its ``ops``: NumPy arrays and Numba kernels (the
     default), or torch tensors on a torch device (``crossbar_torch``), where the array keeps its programmed devices
@@ -63,7 +65,7 @@ class TileArray:
         self.scales = scales  # (P, n_out) float32
         self.targets = signed_targets(g_target, cfg.device.g_min_us)  # (n_in, n_out) float32, uS: G+, or -G-
         del g_target  # the caller's was its only other reference (``from_weights``): the pair is not kept
-        self._programmed = self._law_target = None  # kept on a backend that keeps them (``_state``)
+        self._programmed = self._law_target = None  # the programmed devices and the target pairs, if kept (``_state``)
         self._set_units()
         n_p, n_q = grid.shape
         dac, adc = cfg.tile.dac, cfg.tile.adc
@@ -101,29 +103,37 @@ class TileArray:
         return targets_from_signed(self.targets, self.cfg.device.g_min_us)
 
     def programmed(self) -> cells.Programmed:
-        """Every device of every cell as programmed, (N, 2, n_in, n_out) NumPy arrays (``cells.program``), regenerated
-        from the targets and the seed (a copy of the kept ones on a backend that keeps them)."""
+        """Every device of every cell as programmed, (N, 2, n_in, n_out) NumPy arrays (``cells.program``): a copy of
+        the kept ones, or regenerated from the targets and the seed."""
         state = self._state()
-        return cells.Programmed(**{k: None if a is None else self.backend.ops.to_numpy(a) for k, a in state.arrays().items()})
+        return cells.Programmed(**{k: None if a is None else np.array(self.backend.ops.to_numpy(a)) for k, a in state.arrays().items()})
 
     def _state(self, target=None) -> cells.Programmed:
-        """The programmed devices as arrays of the backend: kept where the backend keeps them, else regenerated (from
-        ``target``, ``_targets_on_backend()`` when the caller has it at hand)."""
+        """The programmed devices as arrays of the backend (never changed in place): kept where the backend keeps
+        them or they fit ``keep``'s budget, with the target pairs, else regenerated (from ``target``,
+        ``_targets_on_backend()`` when the caller has it at hand)."""
         if self._programmed is not None:
             return self._programmed
         target = self._targets_on_backend() if target is None else target
         programmed = cells.program(target, self.cfg, self.seed, self.backend.ops)
-        if self.backend.keeps_programmed:
-            self._programmed = programmed
+        nbytes = sum(a.nbytes for a in programmed.arrays().values() if a is not None) + target.nbytes
+        if self.backend.keeps_programmed or keep.claim(self, nbytes):
+            self._programmed, self._law_target = programmed, target
         return programmed
 
     def _targets_on_backend(self):
-        """``g_target`` as an array of the backend (kept where the backend keeps the programmed devices)."""
-        if not self.backend.keeps_programmed:
-            return self.g_target
-        if self._law_target is None:
-            self._law_target = self.backend.asarray(self.g_target)
-        return self._law_target
+        """``g_target`` as an array of the backend (kept with the programmed devices)."""
+        if self._law_target is not None:
+            return self._law_target
+        target = self.backend.asarray(self.g_target)
+        if self.backend.keeps_programmed:
+            self._law_target = target
+        return target
+
+    def _forget_programmed(self) -> None:
+        """Drop the kept programmed devices and target pairs (a new programming, another backend)."""
+        self._programmed = self._law_target = None
+        keep.release(self)
 
     def devices_now(self, programmed: cells.Programmed | None = None) -> list[np.ndarray]:
         """N arrays (2, n_in, n_out) float32: every device of every cell at t_s (without the per-epoch read noise), uS."""
@@ -155,7 +165,7 @@ class TileArray:
         self.reads = 0
         self.bm_rereads = 0
         self.epoch = 0
-        self._programmed = None
+        self._forget_programmed()
         programmed = self._state()
         self._fingerprint(programmed)
         self._move_to(0.0, programmed=programmed)  # the state at t = 0 (a log-normal law already has its spread then)
@@ -204,7 +214,7 @@ class TileArray:
         backend.check(self.cfg)
         previous, self.backend = self.backend, backend
         kept = self._programmed
-        self._programmed = self._law_target = None
+        self._forget_programmed()
         if kept is not None and backend.keeps_programmed:
             self._programmed = cells.Programmed(**{k: None if a is None else backend.asarray(a) for k, a in kept.arrays().items()})
         self._set_seed(self.seed)
@@ -292,11 +302,9 @@ class TileArray:
         (conductances divided by g_max - g_min, times ``analog_gain`` if any)."""
         self._weights = self._device_weights = None  # the effective weights of the previous conductances
         gain = None if self.analog_gain is None else self.backend.expand_rows(self._analog_gain_read, self.grid)
-        gdiff = normalized_difference(g_read, *cells.span(self.cfg))
+        self.gdiff_rows = self.backend.normalized_rows(g_read, *cells.span(self.cfg), gain, blas.layout(self.grid.row_edges).tail)
         del g_read
-        self.gdiff_rows = self._with_tail(gdiff if gain is None else gdiff * gain)
         self.gdiff_t = self._read_array(self.gdiff_rows)
-        del gdiff
         self._set_read_noise(gain, devices_now, programmed)
         self.g_direct_rows = self._direct_conductances()
         self.g_direct = None if self.g_direct_rows is None else self._read_array(self.g_direct_rows)

@@ -15,6 +15,7 @@ import torch
 from ..config import ChipConfig
 from ..crossbar.backend import NUMBA, TileBackend
 from ..crossbar.grid import TileGrid
+from ..crossbar.laws.encode import normalized_difference
 from ..errors import XbarsimError
 from . import patches, readout, support
 from .lawops import TorchOps
@@ -53,6 +54,10 @@ class TorchBackend:
 
     def with_tail(self, matrix: torch.Tensor, tail: int) -> torch.Tensor:
         return matrix  # the batched GEMM pads its blocks itself (``blocks``)
+
+    def normalized_rows(self, g: torch.Tensor, g_min: float, g_max: float, gain: torch.Tensor | None, tail: int) -> torch.Tensor:
+        gdiff = normalized_difference(g, g_min, g_max)
+        return gdiff if gain is None else gdiff * gain
 
     def expand_rows(self, per_block: torch.Tensor, grid: TileGrid) -> torch.Tensor:
         return per_block[self._block_of_row(grid.row_edges.tobytes())]

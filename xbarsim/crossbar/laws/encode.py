@@ -71,10 +71,14 @@ def _encode_into(w_t, scales, block_of_row, g_min, span, out):
 _encode_parallel, _encode_serial = parallel_and_serial(_encode_into)
 
 
-def normalized_difference(g: np.ndarray, g_min: float, g_max: float) -> np.ndarray:
+def normalized_difference(g: np.ndarray, g_min: float, g_max: float, out: np.ndarray | None = None) -> np.ndarray:
     """(n_in, n_out) float32 (G+ - G-) / (g_max - g_min): the weight a tile computes with,
-    in units of its scale."""
-    return (g[0] - g[1]) / np.float32(g_max - g_min)
+    in units of its scale (written into ``out``, a NumPy array, when given)."""
+    if out is None:
+        return (g[0] - g[1]) / np.float32(g_max - g_min)
+    np.subtract(g[0], g[1], out=out)
+    out /= np.float32(g_max - g_min)
+    return out
 
 
 def decode(g: np.ndarray, scales: np.ndarray, grid: TileGrid, g_min: float, g_max: float) -> np.ndarray:

@@ -133,9 +133,16 @@ def layout(row_edges: np.ndarray) -> BlockLayout:
 def with_tail(matrix: np.ndarray, tail: int) -> np.ndarray:
     """(rows + tail, cols) float32 C-contiguous: ``matrix``, then ``tail`` zero rows (the storage
     whose first rows are the matrix, as ``block_products`` reads it)."""
-    out = np.empty((matrix.shape[0] + tail, matrix.shape[1]), np.float32)
+    out = tail_buffer(matrix.shape[0], matrix.shape[1], tail)
     out[: matrix.shape[0]] = matrix
-    out[matrix.shape[0] :] = 0.0
+    return out
+
+
+def tail_buffer(rows: int, cols: int, tail: int) -> np.ndarray:
+    """(rows + tail, cols) float32 C-contiguous, the last ``tail`` rows zero and the others not yet written
+    (``with_tail``'s storage, for a matrix computed into its first rows)."""
+    out = np.empty((rows + tail, cols), np.float32)
+    out[rows:] = 0.0
     return out
 
 
