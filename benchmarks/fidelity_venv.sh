@@ -5,8 +5,10 @@
 # Usage: bash benchmarks/fidelity_venv.sh [VENV_DIR]        (default /work/venv-aihwkit)
 #   TORCH_SPEC=torch==2.13.0 bash benchmarks/fidelity_venv.sh   to use another torch (e.g. a local CPU build)
 #
-# aihwkit 1.1.0's compiled extension (rpu_base) is built against one torch release; with any other torch the
-# benchmark falls back to aihwkit's pure-torch tiles (TorchInferenceRPUConfig), which give the same inference model.
+# aihwkit 1.1.0's compiled extension (rpu_base) is built against one torch release, 2.10.0 (the default here:
+# PyPI's CUDA build, about 4 GB with its NVIDIA libraries, whose compiled tiles run on the CPU without a GPU);
+# with any other torch the benchmark falls back to aihwkit's pure-torch tiles (TorchInferenceRPUConfig), which
+# give the same inference model with bound management per batch instead of per vector.
 set -euo pipefail
 
 VENV_DIR="${1:-/work/venv-aihwkit}"
