@@ -81,7 +81,7 @@ class NumbaBackend:
     device = "cpu"
     fused_patches = True  # mvm_patches gathers patches into the DAC's buffer (read/patches.py)
     ops = NUMPY_OPS
-    keeps_programmed = False  # 10-30 bytes per weight: kept while they fit ``keep``'s budget, else regenerated when needed
+    keeps_programmed = False  # 18-36 bytes per weight: kept while they fit ``keep``'s budget, else regenerated when needed
 
     def check(self, cfg: ChipConfig) -> None:
         pass  # every config the package accepts

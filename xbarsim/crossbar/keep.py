@@ -2,9 +2,10 @@
 
 The programmed devices are a deterministic function of the targets, the device config and the seed, so an
 array need not keep them: a drift or read epoch can program them again. That costs time (on ResNet-18 about a
-fifth of a drift: 0.40-0.44 s a drift kept against 0.50-0.59 s regenerated, 2-core machine) and keeping them
-costs 10 bytes a weight after one-shot programming, ~30 with program-and-verify's counts (150 MB for ResNet-18,
-2.5 GB for a GPT-2-small-sized network). So arrays keep them while all the kept ones of this process fit
+fifth of a drift: 0.32-0.37 s a drift kept against 0.50-0.59 s regenerated, 2-core machine), and keeping them
+with the target pairs the laws take costs 18 bytes a weight after one-shot programming, 36 with
+program-and-verify's counts, more for cells of several devices (200 MB for ResNet-18, 1.5-3 GB for a
+GPT-2-small-sized network). So arrays keep them while all the kept ones of this process fit
 ``budget_bytes()``: by default an eighth of the machine's memory, or ``XBARSIM_KEEP_MB`` megabytes. An array
 over the budget regenerates them as before; either way gives the same bits.
 """

@@ -45,7 +45,7 @@ class TileArray:
     weight. The programmed conductances, the stuck devices and the conductances now are a deterministic
     function of the targets, the device config, the seed and the time (``device.program``, ``drifted``).
     The Numba backend keeps the programmed devices (and the targets as pairs) while they fit the process's
-    budget (``keep``: 10-30 bytes per weight, 2.5 GB for a GPT-2-small-sized network with program-and-verify);
+    budget (``keep``: 18-36 bytes per weight, 1.5-3 GB for a GPT-2-small-sized network);
     beyond it ``g_prog``, ``stuck``, ``g_now`` and every drift regenerate them, with the same bits.
 
     The device laws run on ``backend`` (``crossbar.backend``) with its ``ops``: NumPy arrays and Numba kernels (the
