@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import XbarsimError
