@@ -75,3 +75,18 @@ def test_a_bad_budget_setting_is_named(monkeypatch, setting):
     monkeypatch.setenv("XBARSIM_KEEP_MB", setting)
     with pytest.raises(ValueError, match="XBARSIM_KEEP_MB"):
         TileArray.from_weights(np.ones((4, 4)), ChipConfig.preset("pcm"), seed=1)
+
+
+def test_kept_devices_move_to_the_torch_backend_and_drift_there_as_at_home(monkeypatch):
+    import torch
+
+    from xbarsim.crossbar_torch.backend import torch_backend
+
+    monkeypatch.setenv("XBARSIM_KEEP_MB", "1000")
+    w = np.random.default_rng(4).standard_normal((40, 90)).astype(np.float32)
+    home, moved = (TileArray.from_weights(w, ChipConfig.preset("hermes"), seed=6) for _ in range(2))
+    assert moved._programmed is not None
+    moved.to(torch_backend(torch.device("cpu")))
+    assert moved._programmed is not None  # the kept devices went along, not programmed again
+    home.drift(86400.0), moved.drift(86400.0)
+    assert np.array_equal(home.g_now, moved.g_now) and np.array_equal(home.weights(), moved.weights())
