@@ -7,7 +7,10 @@ with the target pairs the laws take costs 18 bytes a weight after one-shot progr
 program-and-verify's counts, more for cells of several devices (200 MB for ResNet-18, 1.5-3 GB for a
 GPT-2-small-sized network). So arrays keep them while all the kept ones of this process fit
 ``budget_bytes()``: by default an eighth of the machine's memory, or ``XBARSIM_KEEP_MB`` megabytes. An array
-over the budget regenerates them as before; either way gives the same bits.
+over the budget regenerates them as before; either way gives the same bits. Kept memory is memory the next
+array cannot reuse: mapping another ResNet-18 into a process that holds three took 0.75-1.1 s kept against
+0.57-0.68 s with a budget of 0 (docs/benchmarks.md), so a process that maps many chips and drifts each once
+may set ``XBARSIM_KEEP_MB=0``.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class TileArray:
         to_numpy = self.backend.ops.to_numpy  # one copy to the host per programming on a torch device
         host = cells.Programmed(**{k: None if a is None else to_numpy(a) for k, a in programmed.arrays().items()})
         self.programmed_crc32 = device.programmed_checksum(host.g_prog, host.stuck)
-        self.verify_totals = cells.verify_totals(host, self.g_target)
+        self.verify_totals = cells.verify_totals(host, to_numpy(self._targets_on_backend()))
 
     def programming_report(self) -> dict[str, float] | None:
         """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""
