@@ -105,8 +105,11 @@ class TileArray:
     def programmed(self) -> cells.Programmed:
         """Every device of every cell as programmed, (N, 2, n_in, n_out) NumPy arrays (``cells.program``): a copy of
         the kept ones, or regenerated from the targets and the seed."""
-        state = self._state()
-        return cells.Programmed(**{k: None if a is None else np.array(self.backend.ops.to_numpy(a)) for k, a in state.arrays().items()})
+        return cells.Programmed(**{k: None if a is None else a.copy() for k, a in self._on_host(self._state()).arrays().items()})
+
+    def _on_host(self, programmed: cells.Programmed) -> cells.Programmed:
+        """``programmed`` as NumPy arrays: the same arrays on the Numba backend, one copy to the host on a torch device."""
+        return cells.Programmed(**{k: None if a is None else self.backend.ops.to_numpy(a) for k, a in programmed.arrays().items()})
 
     def _state(self, target=None) -> cells.Programmed:
         """The programmed devices as arrays of the backend (never changed in place): kept where the backend keeps
@@ -116,8 +119,8 @@ class TileArray:
             return self._programmed
         target = self._targets_on_backend() if target is None else target
         programmed = cells.program(target, self.cfg, self.seed, self.backend.ops)
-        nbytes = sum(a.nbytes for a in programmed.arrays().values() if a is not None) + target.nbytes
-        if self.backend.keeps_programmed or keep.claim(self, nbytes):
+        arrays = (*programmed.arrays().values(), target)
+        if self.backend.keeps_programmed or keep.claim(self, sum(a.nbytes for a in arrays if a is not None)):
             self._programmed, self._law_target = programmed, target
         return programmed
 
@@ -174,10 +177,9 @@ class TileArray:
     def _fingerprint(self, programmed: cells.Programmed) -> None:
         """What is kept of the programmed devices: ``programmed_crc32`` (CRC-32 of every device's G_prog then its stuck
         codes) and ``verify_totals`` (program-and-verify's sums, ``cells.verify_totals``; None after one shot)."""
-        to_numpy = self.backend.ops.to_numpy  # one copy to the host per programming on a torch device
-        host = cells.Programmed(**{k: None if a is None else to_numpy(a) for k, a in programmed.arrays().items()})
+        host = self._on_host(programmed)
         self.programmed_crc32 = device.programmed_checksum(host.g_prog, host.stuck)
-        self.verify_totals = cells.verify_totals(host, to_numpy(self._targets_on_backend()))
+        self.verify_totals = cells.verify_totals(host, self.backend.ops.to_numpy(self._targets_on_backend()))
 
     def programming_report(self) -> dict[str, float] | None:
         """Program-and-verify's outcome (``cells.verify_report``; None after one-shot programming)."""

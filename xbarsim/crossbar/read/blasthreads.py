@@ -66,9 +66,11 @@ class _OneThreadBlas:
             self._lend(-1)
 
     def _lend(self, step: int) -> None:
+        """step +1: one more lender; -1: one fewer. The first lender gives a held BLAS its threads, the last holds it again."""
         with self._lock:
             self._lent += step
-            if self._holders > 0 and self.saved != 1 and self._lent == (1 if step > 0 else 0):
+            first_or_last = self._lent == (1 if step > 0 else 0)
+            if first_or_last and self._holders > 0 and self.saved != 1:
                 self._library.set_num_threads(self.saved if step > 0 else 1)
 
     def __exit__(self, *exc) -> None:
