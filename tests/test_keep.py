@@ -70,6 +70,26 @@ def test_the_budget_counts_what_arrays_keep_until_they_go(monkeypatch):
     assert second._programmed is not None and keep.kept_bytes() - start == one
 
 
+def test_a_copy_leaves_the_kept_devices_behind_and_programs_them_within_the_budget(monkeypatch):
+    import copy
+    import pickle
+
+    w = np.random.default_rng(5).standard_normal((48, 96))
+    x = np.random.default_rng(6).uniform(-1, 1, (5, 96)).astype(np.float32)
+    monkeypatch.setenv("XBARSIM_KEEP_MB", "100000")
+    gc.collect()
+    start = keep.kept_bytes()
+    original = TileArray.from_weights(w, ChipConfig.preset("pcm"), seed=3)
+    one = keep.kept_bytes() - start
+    twins = [copy.deepcopy(original), pickle.loads(pickle.dumps(original))]
+    assert all(twin._programmed is None for twin in twins) and keep.kept_bytes() - start == one
+    for tiles in (original, *twins):
+        tiles.drift(86400.0)
+    assert keep.kept_bytes() - start == 3 * one  # each copy counted once it kept its own
+    reads = [tiles.mvm(x) for tiles in (original, *twins)]
+    assert all(np.array_equal(reads[0], other) for other in reads[1:])
+
+
 @pytest.mark.parametrize("setting", ["lots", "-1", "nan"])
 def test_a_bad_budget_setting_is_named(monkeypatch, setting):
     monkeypatch.setenv("XBARSIM_KEEP_MB", setting)

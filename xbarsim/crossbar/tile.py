@@ -133,6 +133,14 @@ class TileArray:
             self._law_target = target
         return target
 
+    def __getstate__(self) -> dict:
+        """A copy or pickle of an array whose backend keeps programmed devices only within ``keep``'s budget
+        leaves them behind: the copy programs them again when it needs them (the same bits), within the budget."""
+        state = dict(self.__dict__)
+        if not self.backend.keeps_programmed:
+            state["_programmed"] = state["_law_target"] = None
+        return state
+
     def _forget_programmed(self) -> None:
         """Drop the kept programmed devices and target pairs (a new programming, another backend)."""
         self._programmed = self._law_target = None

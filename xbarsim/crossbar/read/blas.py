@@ -103,6 +103,7 @@ class BlockLayout:
     edges: np.ndarray  # (P+1,) int64: the blocks' columns in xq
     tail: int
     shortest: int  # the smallest padded K of a block
+    widest: int  # the largest padded K of a block
     spans: tuple[tuple[int, int, int], ...]  # each block's (first column in xq, end column in xq, first matrix row)
 
     @property
@@ -122,7 +123,7 @@ def _layout(edges: tuple[int, ...]) -> BlockLayout:
     tail = max(0, int((row_edges[:-1] + padded).max()) - int(row_edges[-1]))
     edges = np.concatenate([[0], np.cumsum(padded)]).astype(np.int64)
     spans = tuple((int(edges[p]), int(edges[p + 1]), int(row_edges[p])) for p in range(len(padded)))
-    return BlockLayout(row_edges, edges, tail, int(padded.min()), spans)
+    return BlockLayout(row_edges, edges, tail, int(padded.min()), int(padded.max()), spans)
 
 
 def layout(row_edges: np.ndarray) -> BlockLayout:

@@ -27,6 +27,7 @@ from . import blas, workspace
 from .converters import DAC_NONE, clip, quantize
 from .kernels import VAR_CONSTANT, VAR_MATRIX, VAR_NONE
 from ..jit import JIT_OPTIONS
+from ..laws import rng
 from ..laws.readnormals import normal_pairs_into
 
 BM_ROUNDS = 32  # counter stride per (vector, tile) of the re-read streams: more than any limit allows (bm_max_factor <= 2^20)
@@ -41,8 +42,6 @@ def reread_saturated(tiles, plan, inputs, buffers, n_batch: int, first_vector: i
     ``buffers`` its ReadBuffers, with the products in y, the ADC outputs in adc (overwritten for
     re-read tiles) and the saturated tiles marked); out (B, n_out) is summed again for the re-read
     vectors. Returns the number of tile re-reads."""
-    from ..laws import rng
-
     saturated = buffers.saturated
     vectors = np.flatnonzero(saturated[:n_batch].reshape(n_batch, -1).any(axis=1))
     if len(vectors) == 0:
@@ -50,7 +49,6 @@ def reread_saturated(tiles, plan, inputs, buffers, n_batch: int, first_vector: i
     raw = inputs.rows(vectors)
     blocks, grid = plan.blocks, tiles.grid
     n_p, n_q, n_out, n_vectors = plan.n_p, plan.n_q, plan.n_out, len(vectors)
-    k_max = int(np.diff(blocks.edges).max())
     per_device = tiles.read_sigma_t is not None
     placeholder = tiles.gdiff_t[:1]
     sigma_pos, sigma_neg = tiles.read_sigma_t if per_device else (placeholder, placeholder)
@@ -62,25 +60,23 @@ def reread_saturated(tiles, plan, inputs, buffers, n_batch: int, first_vector: i
     rereads = np.zeros(n_vectors, np.int64)
     chosen = np.empty((n_p, n_vectors), np.int64)  # per row block, the vectors read this round
     counts = np.empty(n_p, np.int64)
-    xq = workspace.buffer("bm_xq", (n_p, n_vectors, k_max))
+    xq = workspace.buffer("bm_xq", (n_p, n_vectors, blocks.widest))
     squares = workspace.buffer("bm_squares", xq.shape) if var_mode == VAR_MATRIX else xq[:, :1]
     sq = workspace.buffer("bm_sq", (n_p, n_vectors))
     products = workspace.buffer("bm_y", (n_p, n_vectors, n_out))
     variances = workspace.buffer("bm_var", products.shape) if var_mode == VAR_MATRIX else products[:, :1]
     z, bits = workspace.buffer("bm_z", (3, n_out + 1)), workspace.buffer("bm_bits", (2, n_out), np.uint32)
-    reduction, tile_round = _F(1.0), 0
-    while reduction <= plan.bm_max_reduction:
+    reduction, tile_round, still_active = _F(1.0), 0, 1  # the first round reads every saturated tile
+    while reduction <= plan.bm_max_reduction and still_active:
         reduction, tile_round = reduction * _F(2.0), tile_round + 1
         _round_inputs(raw, vectors, active, blocks.row_edges, blocks.edges, plan.dac_mode, plan.dac_levels, buffers.dac_scale, reduction,
                       var_mode, chosen, counts, xq, squares, sq)  # fmt: skip
-        if not counts.any():
-            break
         for p in np.flatnonzero(counts).tolist():
             e0, e1, r0, n = int(blocks.edges[p]), int(blocks.edges[p + 1]), int(blocks.row_edges[p]), int(counts[p])
             blas.product(xq[p, :n, : e1 - e0], tiles.gdiff_rows[r0 : r0 + e1 - e0], products[p, :n])
             if var_mode == VAR_MATRIX:
                 blas.product(squares[p, :n, : e1 - e0], tiles.read_var_rows[r0 : r0 + e1 - e0], variances[p, :n])
-        _finish_round(vectors, first_vector, active, chosen, counts, tile_round, reduction, plan.bm_max_reduction, grid.row_edges,
+        still_active = _finish_round(vectors, first_vector, active, chosen, counts, tile_round, reduction, plan.bm_max_reduction, grid.row_edges,
                       grid.col_edges, xq, products, var_mode, variances, sq, tiles.read_var_const, per_device, sigma_pos, sigma_neg,
                       plan.out_var, keys, device_keys, plan.adc_levels, bound, to_int, step, buffers.dac_scale, scale, rereads,
                       buffers.adc, z, bits)  # fmt: skip
@@ -141,9 +137,10 @@ def _finish_round(vectors, first_vector, active, chosen, counts, tile_round, red
     """The noise and ADC of every tile re-read this round (``reread_saturated``): writes y[p, b]'s
     columns of the tile, scale[k, p, q] = dac_scale[b, p] * reduction, counts the re-read in
     rereads[k], and leaves active[k, p, q] set while an output exceeded the bound and another round
-    is allowed. z (3, >= n_out) float32 and bits (2, >= n_out) uint32: scratch. Loops over a tile's
-    columns use unsigned indices and no branches, so that LLVM vectorises them."""
+    is allowed; returns how many tiles are left set. z (3, >= n_out) float32 and bits (2, >= n_out) uint32:
+    scratch. Loops over a tile's columns use unsigned indices and no branches, so that LLVM vectorises them."""
     n_out = y.shape[2]
+    still_active = 0
     half_out = np.uint64((n_out + 1) // 2)
     noisy = var_mode != VAR_NONE or out_var > 0
     allowed = reduction <= max_reduction
@@ -205,6 +202,8 @@ def _finish_round(vectors, first_vector, active, chosen, counts, tile_round, red
                         y_row[column] = clip(reads[j], bound[column])
                 scale[k, p, q] = dac_scale[b, p] * reduction
                 active[k, p, q] = over > 0 and allowed
+                still_active += active[k, p, q]
+    return still_active
 
 
 @_kernel
