@@ -72,7 +72,7 @@ def reread_saturated(tiles, plan, inputs, buffers, n_batch: int, first_vector: i
         _round_inputs(raw, vectors, active, blocks.row_edges, blocks.edges, plan.dac_mode, plan.dac_levels, buffers.dac_scale, reduction,
                       var_mode, chosen, counts, xq, squares, sq)  # fmt: skip
         for p in np.flatnonzero(counts).tolist():
-            e0, e1, r0, n = int(blocks.edges[p]), int(blocks.edges[p + 1]), int(blocks.row_edges[p]), int(counts[p])
+            (e0, e1, r0), n = blocks.spans[p], int(counts[p])
             blas.product(xq[p, :n, : e1 - e0], tiles.gdiff_rows[r0 : r0 + e1 - e0], products[p, :n])
             if var_mode == VAR_MATRIX:
                 blas.product(squares[p, :n, : e1 - e0], tiles.read_var_rows[r0 : r0 + e1 - e0], variances[p, :n])
